@@ -1,0 +1,166 @@
+"""Tip of the Week: a self-hosted weekly newsletter. ``create_app()`` builds the service."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, jsonify, render_template
+from werkzeug.exceptions import HTTPException
+
+from .config import ConfigError, load_settings
+
+__all__ = ["ConfigError", "create_app", "get_redis"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _resource_dir(name: str) -> str:
+    """Find templates/ or migrations/: beside the package in a checkout, else inside it."""
+    checkout = PACKAGE_DIR.parent / name
+    return str(checkout if checkout.is_dir() else PACKAGE_DIR / name)
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app from the environment (and ``config`` overrides); raise ConfigError if bad."""
+    overrides = dict(config or {})
+    instance_path = overrides.pop("INSTANCE_PATH", None) or os.environ.get("INSTANCE_PATH")
+    app = Flask(
+        __name__,
+        template_folder=_resource_dir("templates"),
+        static_folder=None,
+        instance_path=str(Path(instance_path).resolve()) if instance_path else None,
+        instance_relative_config=True,
+    )
+    # Plain values override the environment and are validated like it; anything the settings
+    # do not cover (e.g. WTF_CSRF_ENABLED) goes into the config as given.
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in overrides.items() if isinstance(v, str | int | float)},
+    }
+    settings = load_settings(env, Path(app.instance_path))
+    app.config.update(settings)
+    app.config.update({k: v for k, v in overrides.items() if k not in settings})
+    app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")
+
+    _init_database(app)
+    _init_redis(app)
+    _init_security(app)
+    _register_blueprints(app)
+    _register_errors(app)
+
+    from . import cli
+
+    cli.register(app)
+    return app
+
+
+def _init_database(app: Flask) -> None:
+    from . import models  # noqa: F401 - register the tables on db.metadata
+    from .extensions import db, migrate
+
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite"):
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        # The stdlib driver's own transaction handling is off; we say BEGIN IMMEDIATE ourselves,
+        # so a read that later writes never hits "database is locked" (the busy timeout waits).
+        app.config.setdefault(
+            "SQLALCHEMY_ENGINE_OPTIONS",
+            {"connect_args": {"timeout": 30, "check_same_thread": False, "isolation_level": None}},
+        )
+    else:
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
+    if uri.startswith("sqlite"):
+        with app.app_context():
+            _tune_sqlite(db.engine)
+
+
+def _tune_sqlite(engine: sa.Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _init_redis(app: Flask) -> None:
+    # Connect lazily: a web request that never touches Redis must not start a server.
+    app.extensions["redis"] = None
+
+
+def get_redis(app: Flask | None = None) -> redis.Redis:
+    """Return the app's Redis client, connecting (or starting the embedded one) on first use."""
+    from flask import current_app
+
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    client = app.extensions.get("redis")
+    if client is None:
+        from .redis_conn import connect
+
+        client = connect(app.config["REDIS_URL"], app.instance_path)
+        app.extensions["redis"] = client
+    return client
+
+
+def _init_security(app: Flask) -> None:
+    from .extensions import csrf
+
+    csrf.init_app(app)
+
+    @app.after_request
+    def security_headers(response):  # type: ignore[no-untyped-def]
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+
+def _register_blueprints(app: Flask) -> None:
+    import importlib
+
+    for name in ("public", "editor", "api", "dev"):
+        try:
+            module = importlib.import_module(f".views.{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.views.{name}":
+                raise
+            continue
+        module.register(app)
+
+
+def _register_errors(app: Flask) -> None:
+    from flask import request
+
+    def wants_json() -> bool:
+        return request.path.startswith("/api/")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        if wants_json():
+            body = {
+                "error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}
+            }
+            return jsonify(body), exc.code
+        return render_template("error.html", error=exc), exc.code
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        logging.getLogger("newsletter").exception("unhandled error on %s", request.path)
+        if wants_json():
+            return jsonify(
+                {"error": {"code": "internal_error", "message": "Something went wrong."}}
+            ), 500
+        return render_template("error.html", error=None), 500

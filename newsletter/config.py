@@ -1,0 +1,241 @@
+"""Settings from the environment, validated once, with one clear error per bad value."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from email.headerregistry import Address
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+SMTP_SECURITY_CHOICES = ("none", "starttls", "tls")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+DEV_MAIL_PORT = 8025
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "")
+    if raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name}: must not be negative, got {raw!r}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected on/off (true/false, 1/0), got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{name}: not a valid URL ({exc})") from None
+    scheme = parts.scheme.split("+", 1)[0]
+    if scheme not in schemes:
+        raise ConfigError(
+            f"{name}: expected a URL starting with {' or '.join(schemes)}:, got {raw!r}"
+        )
+    return raw
+
+
+def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
+    url = _url(env, "DATABASE_URL", ("sqlite", "postgresql", "postgres"))
+    if url is None:
+        return f"sqlite:///{instance_path / 'newsletter.sqlite3'}"
+    if url.startswith("postgres://"):  # Heroku-style alias
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def _mail_from(env: Mapping[str, str]) -> str:
+    raw = env.get("MAIL_FROM", "").strip() or "Tip of the Week <tips@example.org>"
+    if "\r" in raw or "\n" in raw:
+        raise ConfigError("MAIL_FROM: must be one line")
+    display, addr = parseaddr(raw)
+    if not addr or "@" not in addr:
+        raise ConfigError(
+            f"MAIL_FROM: expected an address like 'Name <tips@example.org>', got {raw!r}"
+        )
+    local, _, domain = addr.rpartition("@")
+    try:
+        return str(Address(display_name=display, username=local, domain=domain))
+    except (ValueError, IndexError):
+        raise ConfigError(f"MAIL_FROM: not a valid address: {raw!r}") from None
+
+
+def parse_weekly_slot(raw: str) -> tuple[int, int, int, ZoneInfo] | None:
+    """Parse 'every monday at 09:00 in Europe/Berlin' into (weekday, hour, minute, zone)."""
+    words = raw.strip().lower().split()
+    if not words:
+        return None
+    original = raw.strip().split()
+    if len(words) != 6 or words[0] != "every" or words[2] != "at" or words[4] != "in":
+        raise ConfigError(
+            f"WEEKLY_SLOT: expected 'every <weekday> at <HH:MM> in <time zone>', got {raw!r}"
+        )
+    if words[1] not in WEEKDAYS:
+        raise ConfigError(f"WEEKLY_SLOT: unknown weekday {words[1]!r}")
+    try:
+        hour_s, minute_s = words[3].split(":")
+        hour, minute = int(hour_s), int(minute_s)
+        if not (0 <= hour < 24 and 0 <= minute < 60):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"WEEKLY_SLOT: expected a time as HH:MM, got {words[3]!r}") from None
+    try:
+        zone = ZoneInfo(original[5])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"WEEKLY_SLOT: unknown time zone {original[5]!r}") from None
+    return WEEKDAYS.index(words[1]), hour, minute, zone
+
+
+def _secret_key(env: Mapping[str, str], production: bool, instance_path: Path) -> str:
+    key = env.get("SECRET_KEY", "")
+    if production:
+        if not key:
+            raise ConfigError("SECRET_KEY: required when NEWSLETTER_ENV=production")
+        if len(key.encode()) < 32:
+            raise ConfigError("SECRET_KEY: must be at least 32 bytes in production")
+        return key
+    if key:
+        return key
+    # Dev: generate once and keep it, so links in captured mail survive restarts.
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    try:
+        with open(path, "x") as fh:
+            fh.write(key)
+        path.chmod(0o600)
+    except FileExistsError:  # another process of `newsletter dev` won the race
+        return path.read_text().strip()
+    return key
+
+
+def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
+    """Build the Flask config from environment-like ``env``; raise ConfigError naming a bad one."""
+    environment = env.get("NEWSLETTER_ENV", "development").strip().lower() or "development"
+    if environment not in ("development", "production", "testing"):
+        raise ConfigError(
+            f"NEWSLETTER_ENV: expected development, production or testing, got {environment!r}"
+        )
+    production = environment == "production"
+    secret_key = _secret_key(env, production, instance_path)
+
+    security = env.get("SMTP_SECURITY", "").strip().lower() or "none"
+    if security not in SMTP_SECURITY_CHOICES:
+        raise ConfigError(
+            f"SMTP_SECURITY: expected one of {', '.join(SMTP_SECURITY_CHOICES)}, got {security!r}"
+        )
+    default_port = {"none": 25, "starttls": 587, "tls": 465}[security]
+    smtp_host = env.get("SMTP_HOST", "").strip()
+    if not smtp_host:
+        if production:
+            raise ConfigError("SMTP_HOST: required when NEWSLETTER_ENV=production")
+        smtp_host, default_port = "127.0.0.1", DEV_MAIL_PORT
+
+    base_url = _url(env, "BASE_URL", ("http", "https")) or "http://127.0.0.1:5000"
+    if not urlsplit(base_url).netloc:
+        raise ConfigError(f"BASE_URL: needs a host, got {base_url!r}")
+
+    redis_url = _url(env, "REDIS_URL", ("redis", "rediss", "unix"))
+
+    fallbacks = [k.strip() for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
+    slot_raw = env.get("WEEKLY_SLOT", "")
+    dkim = {k: env.get(k, "").strip() for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")}
+    if any(dkim.values()) and not all(dkim.values()):
+        missing = next(k for k, v in dkim.items() if not v)
+        raise ConfigError(f"{missing}: DKIM needs DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY")
+    if dkim["DKIM_PRIVATE_KEY"]:
+        dkim["DKIM_PRIVATE_KEY"] = _read_key(dkim["DKIM_PRIVATE_KEY"])
+
+    return {
+        "NEWSLETTER_ENV": environment,
+        "SECRET_KEY": secret_key,
+        "SECRET_KEY_FALLBACKS": fallbacks,
+        "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": smtp_host,
+        "SMTP_PORT": _int(env, "SMTP_PORT", default_port, minimum=1),
+        "SMTP_USERNAME": env.get("SMTP_USERNAME", "") or None,
+        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", "") or None,
+        "SMTP_SECURITY": security,
+        "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 30.0),
+        "MAIL_FROM": _mail_from(env),
+        "BASE_URL": base_url.rstrip("/"),
+        "NEWSLETTER_NAME": env.get("NEWSLETTER_NAME", "").strip() or "Tip of the Week",
+        "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS", "").strip(),
+        "SEND_RATE": _float(env, "SEND_RATE", 0.0),
+        "CONFIRM_MAX_AGE": _int(env, "CONFIRM_MAX_AGE", 7 * 24 * 3600, minimum=1),
+        "EMAIL_CHECK_DNS": _bool(env, "EMAIL_CHECK_DNS", False),
+        "WEEKLY_SLOT": parse_weekly_slot(slot_raw) if slot_raw.strip() else None,
+        "WEEKLY_SLOT_RAW": slot_raw.strip(),
+        "SLOT_GRACE": _int(env, "SLOT_GRACE", 6 * 3600),
+        "BATCH_SIZE": _int(env, "BATCH_SIZE", 500, minimum=1),
+        "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
+        "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
+        "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": production or base_url.startswith("https://"),
+        "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        "WTF_CSRF_TIME_LIMIT": None,
+        "TESTING": environment == "testing",
+    }
+
+
+def _read_key(value: str) -> str:
+    """Accept the PEM itself or a path to a file holding it."""
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n")
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError("DKIM_PRIVATE_KEY: neither a PEM key nor a readable file")
+    return path.read_text()
+
+
+def environ() -> dict[str, str]:
+    """Return a copy of the process environment."""
+    return dict(os.environ)

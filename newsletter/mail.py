@@ -1,0 +1,277 @@
+"""Build every email from a template name and a context; deliver over SMTP.
+
+Templates follow one naming rule: ``email/<name>.subject.txt``, ``email/<name>.txt`` and
+``email/<name>.html``. No Flask here, so workers and the web app build identical mail.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
+
+import css_inline
+import jinja2
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+class SMTPTemporaryError(Exception):
+    """The server or the network said 'not now' (4xx, dropped connection, timeout): retry later."""
+
+
+class SMTPPermanentError(Exception):
+    """The server refused this recipient for good (5xx): do not retry; mark the address bounced."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+
+
+def make_jinja_env(templates_dir: str) -> jinja2.Environment:
+    """Return a Jinja environment that autoescapes HTML wherever it runs."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+class Mailer:
+    """Render and build emails from the app's settings; sign them when DKIM is configured."""
+
+    def __init__(self, config: Mapping[str, Any], templates_dir: str) -> None:
+        self.config = config
+        self.jinja = make_jinja_env(templates_dir)
+        self.mail_from = config["MAIL_FROM"]
+        self.from_address = parseaddr(self.mail_from)[1]
+        self.from_domain = self.from_address.rpartition("@")[2]
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+        self._dkim = dkim_signer(config)
+
+    def site_context(self) -> dict[str, Any]:
+        """Return what every email template may use: names, addresses, absolute URLs."""
+        base = self.config["BASE_URL"]
+        return {
+            "newsletter_name": self.config["NEWSLETTER_NAME"],
+            "postal_address": self.config["POSTAL_ADDRESS"],
+            "mail_from": self.mail_from,
+            "from_address": self.from_address,
+            "base_url": base,
+            "subscribe_url": base + "/",
+            "archive_url": base + "/archive",
+        }
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        """Render the three templates of email ``name`` (HTML with its CSS inlined)."""
+        ctx = {**self.site_context(), **context}
+        subject = self.jinja.get_template(f"email/{name}.subject.txt").render(ctx)
+        text = self.jinja.get_template(f"email/{name}.txt").render(ctx)
+        html = self.jinja.get_template(f"email/{name}.html").render(ctx)
+        return Rendered(" ".join(subject.split()), text, self._inliner.inline(html))
+
+    def build(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        to: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> EmailMessage:
+        """Return a complete multipart/alternative message for ``to``."""
+        return self.assemble(self.render(name, context), to, headers=headers, message_id=message_id)
+
+    def assemble(
+        self,
+        rendered: Rendered,
+        to: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> EmailMessage:
+        """Put a rendered email into a message with every header."""
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = self.mail_from
+        msg["To"] = _address(to)
+        msg["Subject"] = rendered.subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id or make_msgid(domain=self.from_domain)
+        for key, value in (headers or {}).items():
+            msg[key] = value
+        msg.set_content(rendered.text, charset="utf-8")
+        msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        return msg
+
+    def to_bytes(self, msg: EmailMessage) -> bytes:
+        """Serialise ``msg`` for SMTP, DKIM-signed when configured."""
+        return self.sign(msg.as_bytes(policy=SMTP))
+
+    def sign(self, data: bytes) -> bytes:
+        """Prepend a DKIM-Signature header when DKIM is configured."""
+        return self._dkim(data) if self._dkim else data
+
+
+DKIM_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"mime-version",
+    b"content-type",
+)
+
+
+def dkim_signer(config: Mapping[str, Any]) -> Any:
+    """Return a function that DKIM-signs raw message bytes, or None when DKIM is off."""
+    if not config.get("DKIM_PRIVATE_KEY"):
+        return None
+    import dkim
+
+    selector = config["DKIM_SELECTOR"].encode()
+    domain = config["DKIM_DOMAIN"].encode()
+    key = config["DKIM_PRIVATE_KEY"].encode()
+
+    def sign(data: bytes) -> bytes:
+        present = {
+            line.split(b":", 1)[0].strip().lower()
+            for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            if b":" in line
+        }
+        include = [h for h in DKIM_HEADERS if h in present]
+        signature = dkim.sign(data, selector, domain, key, include_headers=include, linesep=b"\r\n")
+        return signature + data
+
+    return sign
+
+
+def _address(addr: str) -> str:
+    local, _, domain = addr.rpartition("@")
+    return str(Address(username=local, domain=domain))
+
+
+class SMTPSender:
+    """One SMTP connection, opened lazily and reused for a batch of messages."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.host = config["SMTP_HOST"]
+        self.port = int(config["SMTP_PORT"])
+        self.security = config["SMTP_SECURITY"]
+        self.username = config.get("SMTP_USERNAME")
+        self.password = config.get("SMTP_PASSWORD")
+        self.timeout = float(config.get("SMTP_TIMEOUT") or 30)
+        self.envelope_from = parseaddr(config["MAIL_FROM"])[1]
+        self._conn: smtplib.SMTP | None = None
+
+    def __enter__(self) -> SMTPSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _open(self) -> smtplib.SMTP:
+        context = ssl.create_default_context()
+        try:
+            if self.security == "tls":
+                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=context
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                if self.security == "starttls":
+                    conn.starttls(context=context)
+            if self.username:
+                conn.login(self.username, self.password or "")
+        except smtplib.SMTPResponseException as exc:
+            if 500 <= exc.smtp_code < 600 and exc.smtp_code != 552:
+                raise SMTPTemporaryError(
+                    f"server refused the session: {exc.smtp_code} {_text(exc.smtp_error)}"
+                ) from None
+            raise SMTPTemporaryError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise SMTPTemporaryError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+        return conn
+
+    def send(self, to: str, data: bytes) -> None:
+        """Hand one message to the server; raise SMTPTemporaryError or SMTPPermanentError."""
+        if self._conn is None:
+            self._conn = self._open()
+        try:
+            refused = self._conn.sendmail(self.envelope_from, [to], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, message = next(iter(exc.recipients.values()))
+            self._after_refusal()
+            raise classify(code, message) from None
+        except smtplib.SMTPResponseException as exc:
+            self._after_refusal()
+            raise classify(exc.smtp_code, exc.smtp_error) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self.close()
+            raise SMTPTemporaryError(f"connection lost: {exc}") from None
+        if refused:
+            code, message = next(iter(refused.values()))
+            raise classify(code, message)
+
+    def _after_refusal(self) -> None:
+        # After a refusal the session may be half-way through a transaction: reset it, or drop it.
+        if self._conn is None:
+            return
+        try:
+            self._conn.rset()
+        except (smtplib.SMTPException, OSError):
+            self.close()
+
+    def close(self) -> None:
+        """Say QUIT and drop the connection, ignoring a server that is already gone."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            try:
+                conn.close()
+            except OSError:
+                pass
+
+
+def classify(code: int, message: bytes | str) -> Exception:
+    """Map an SMTP reply to a temporary or permanent error (552 is treated as temporary)."""
+    text = _text(message)
+    if code == 552 or not 500 <= code < 600:
+        return SMTPTemporaryError(f"{code} {text}")
+    return SMTPPermanentError(code, text)
+
+
+def _text(message: bytes | str) -> str:
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return " ".join(message.split())[:250]
+
+
+__all__ = [
+    "Mailer",
+    "Rendered",
+    "SMTPPermanentError",
+    "SMTPSender",
+    "SMTPTemporaryError",
+    "classify",
+]

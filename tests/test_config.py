@@ -1,0 +1,82 @@
+"""Settings: defaults, and one clear line naming each bad setting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from newsletter import create_app
+from newsletter.config import ConfigError, load_settings, parse_weekly_slot
+
+
+def settings(tmp_path: Path, **env: str) -> dict:
+    return load_settings(env, tmp_path)
+
+
+def test_defaults_use_sqlite_in_the_instance_folder_and_a_kept_secret_key(tmp_path: Path) -> None:
+    first = settings(tmp_path)
+    assert first["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'newsletter.sqlite3'}"
+    assert first["REDIS_URL"] is None
+    assert first["BASE_URL"] == "http://127.0.0.1:5000"
+    assert first["SEND_RATE"] == 0
+    assert first["CONFIRM_MAX_AGE"] == 7 * 24 * 3600
+    assert first["EMAIL_CHECK_DNS"] is False
+    assert settings(tmp_path)["SECRET_KEY"] == first["SECRET_KEY"]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SMTP_SECURITY": "ssl-please"}, "SMTP_SECURITY"),
+        ({"DATABASE_URL": "mysql://x"}, "DATABASE_URL"),
+        ({"DATABASE_URL": "postgresql://h:notaport/db"}, "DATABASE_URL"),
+        ({"REDIS_URL": "http://localhost"}, "REDIS_URL"),
+        ({"SEND_RATE": "fast"}, "SEND_RATE"),
+        ({"SMTP_PORT": "twenty-five"}, "SMTP_PORT"),
+        ({"CONFIRM_MAX_AGE": "-1"}, "CONFIRM_MAX_AGE"),
+        ({"EMAIL_CHECK_DNS": "maybe"}, "EMAIL_CHECK_DNS"),
+        ({"BASE_URL": "ftp://x"}, "BASE_URL"),
+        ({"MAIL_FROM": "nobody"}, "MAIL_FROM"),
+        ({"WEEKLY_SLOT": "every funday at 9:00 in UTC"}, "WEEKLY_SLOT"),
+        ({"NEWSLETTER_ENV": "production"}, "SECRET_KEY"),
+        ({"NEWSLETTER_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
+    ],
+)
+def test_a_bad_setting_is_named(tmp_path: Path, env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings(tmp_path, **env)
+    assert str(info.value).startswith(named + ":")
+
+
+def test_production_accepts_a_long_secret_key(tmp_path: Path) -> None:
+    conf = settings(tmp_path, NEWSLETTER_ENV="production", SECRET_KEY="k" * 32, SMTP_HOST="mx")
+    assert conf["SECRET_KEY"] == "k" * 32
+    assert conf["SESSION_COOKIE_SECURE"] is True
+
+
+def test_weekly_slot_is_parsed_with_its_time_zone() -> None:
+    weekday, hour, minute, zone = parse_weekly_slot("every Tuesday at 07:30 in Europe/Berlin")
+    assert (weekday, hour, minute, str(zone)) == (1, 7, 30, "Europe/Berlin")
+
+
+def test_create_app_refuses_a_bad_setting(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        create_app({"INSTANCE_PATH": str(tmp_path), "SMTP_SECURITY": "bogus"})
+
+
+def test_the_command_prints_one_line_naming_the_setting(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "newsletter.cli", "routes"],
+        env={"PATH": "/usr/bin:/bin", "INSTANCE_PATH": str(tmp_path), "SMTP_SECURITY": "bogus"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "SMTP_SECURITY" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
