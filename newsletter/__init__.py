@@ -131,7 +131,7 @@ def _init_security(app: Flask) -> None:
 def _register_blueprints(app: Flask) -> None:
     import importlib
 
-    for name in ("public", "editor", "api", "dev"):
+    for name in ("public", "archive", "editor", "people", "api", "dev"):
         try:
             module = importlib.import_module(f".views.{name}", __name__)
         except ModuleNotFoundError as exc:

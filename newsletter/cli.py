@@ -40,6 +40,17 @@ def register(app: Flask) -> None:
     app.cli.add_command(dev_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(subscribers)
+    import importlib
+
+    # Command groups that live beside the code they drive; each module has register(app).
+    for name in ("cli_issues", "cli_editors"):
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{name}":
+                raise
+            continue
+        module.register(app)
 
 
 # --- running the service ------------------------------------------------------------------------
