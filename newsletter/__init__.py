@@ -47,6 +47,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update({k: v for k, v in overrides.items() if k not in settings})
     app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")
 
+    from . import logsafe
+
+    logsafe.install()  # before anything logs a confirm or unsubscribe path
     _init_database(app)
     _init_redis(app)
     _init_security(app)

@@ -85,7 +85,8 @@ def normalize_email(raw: object, *, check_dns: bool = False) -> str:
     value = raw.strip()
     if len(value) > 254:
         raise InvalidInput("email", "That email address is too long.")
-    if any(c in value for c in '\r\n\0<>"(),;: \t') or "=?" in value:
+    # U+FFFD is what undecodable bytes became: the visitor did not type that address.
+    if any(c in value for c in '\r\n\0<>"(),;: \t\ufffd') or "=?" in value:
         raise InvalidInput("email", "Please enter just the address, like name@example.org.")
     try:
         result = validate_email(
@@ -111,7 +112,7 @@ def clean_name(raw: object) -> str:
     if not isinstance(raw, str):
         raise InvalidInput("name", "Please enter your name as plain text.")
     value = " ".join(raw.split(" ")).strip()
-    if any(ord(c) < 32 or ord(c) == 127 for c in value) or "=?" in value:
+    if any(not c.isprintable() or c == "\ufffd" for c in value) or "=?" in value:
         raise InvalidInput("name", "Your name may not contain line breaks or control characters.")
     if len(value) > MAX_NAME:
         raise InvalidInput("name", f"Please keep your name under {MAX_NAME} characters.")
