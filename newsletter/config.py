@@ -213,6 +213,12 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "WEEKLY_SLOT_RAW": slot_raw.strip(),
         "SLOT_GRACE": _int(env, "SLOT_GRACE", 6 * 3600),
         "BATCH_SIZE": _int(env, "BATCH_SIZE", 500, minimum=1),
+        # Delivery engine: a claimed message's lease, how often the reconciler runs, retries.
+        "SEND_LEASE_SECONDS": _float(env, "SEND_LEASE_SECONDS", 300.0),
+        "RECONCILE_INTERVAL": _float(env, "RECONCILE_INTERVAL", 30.0),
+        "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1),
+        "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
+        "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
         "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,

@@ -7,6 +7,7 @@ directly from a test.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import current_app
 
@@ -54,3 +55,154 @@ def send_welcome(subscriber_id: int) -> str:
         smtp.send(sub.email, mailer().to_bytes(msg))
     log.info("welcome mailed to subscriber %s", sub.id)
     return "sent"
+
+
+# --- issue delivery (the engine itself lives in sending.py) -------------------------------------
+
+# Consecutive failures per issue in this process, across its batches (see SEND_PAUSE_AFTER).
+_failure_streaks: dict[int, int] = {}
+
+
+def _send_settings(config: Any) -> Any:
+    from .sending import SendSettings
+
+    return SendSettings(
+        lease_seconds=float(config["SEND_LEASE_SECONDS"]),
+        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
+        retry_base=float(config["SEND_RETRY_BASE"]),
+        pause_after=int(config["SEND_PAUSE_AFTER"]),
+        short_wait=min(2.0, float(config["RECONCILE_INTERVAL"])),
+    )
+
+
+def deliver_batch(issue_id: int, batch: int) -> str:
+    """Send one batch of an issue over one SMTP connection; safe to run twice or concurrently."""
+    from . import get_redis
+    from .issues import ALIVE_KEY
+    from .models import Issue, IssueStatus
+    from .ratelimit_send import SendRateLimiter
+    from .sending import issue_message, run_batch
+    from .workers import stop_requested, worker_name
+
+    issue = db.session.get(Issue, issue_id)
+    if issue is None or issue.status is not IssueStatus.SENDING:
+        return f"skipped: issue {issue_id} is {'gone' if issue is None else issue.status.value}"
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    settings = _send_settings(config)
+    redis = get_redis(app)
+    alive = ALIVE_KEY.format(issue=issue_id, batch=batch)
+    limiter = SendRateLimiter(redis, float(config["SEND_RATE"]))
+    tok = tokens(app)
+    secret = config["SECRET_KEY"].encode()
+
+    def heartbeat() -> None:
+        redis.set(alive, worker_name(), ex=max(int(settings.lease_seconds), 1))
+
+    try:
+        with SMTPSender(config) as smtp:
+            report = run_batch(
+                db.session,
+                issue_id,
+                batch,
+                worker=worker_name(),
+                message=lambda: issue_message(mailer(app), issue, secret),
+                token_for=tok.unsubscribe_token,
+                smtp=smtp,
+                settings=settings,
+                streaks=_failure_streaks,
+                should_stop=stop_requested,
+                throttle=lambda: limiter.wait(stop_requested),
+                heartbeat=heartbeat,
+            )
+    finally:
+        redis.delete(alive)
+    log.info("issue %s batch %s: %s", issue_id, batch, report)
+    return (
+        f"sent {report.sent}, failed {report.failed}, retrying {report.retried}"
+        f"{', stopped' if report.stopped else ''}{', paused' if report.paused else ''}"
+        f"{', issue finished' if report.finished else ''}"
+    )
+
+
+def reconcile() -> str:
+    """Take back expired leases, close finished sends, re-enqueue batches whose jobs were lost."""
+    from .issues import dispatch
+    from .models import utcnow
+    from .sending import reconcile as reconcile_sends
+
+    found = reconcile_sends(db.session, utcnow())
+    db.session.commit()
+    per_issue: dict[int, list[int]] = {}
+    for issue_id, batch in found.due:
+        per_issue.setdefault(issue_id, []).append(batch)
+    enqueued = sum(dispatch(issue_id, batches) for issue_id, batches in per_issue.items())
+    if found.reclaimed or enqueued or found.finished:
+        log.info(
+            "reconciler: %s leases taken back, %s batch jobs enqueued, finished issues %s",
+            found.reclaimed,
+            enqueued,
+            found.finished,
+        )
+    return f"reclaimed {found.reclaimed}, enqueued {enqueued}, finished {found.finished}"
+
+
+def scheduler_tick() -> str:
+    """Start scheduled issues that are due and the weekly slot's ready issue, then reconcile."""
+    import sqlalchemy as sa
+    from sqlalchemy.exc import IntegrityError
+
+    from .issues import dispatch
+    from .models import Issue, IssueStatus, utcnow
+    from .schedule import due_slot
+    from .sending import queue_issue
+
+    config = current_app.config
+    now = utcnow()
+    started: list[tuple[int, int]] = []
+    due_ids = db.session.scalars(
+        sa.select(Issue.id)
+        .where(Issue.status == IssueStatus.SCHEDULED, Issue.scheduled_at <= now)
+        .order_by(Issue.scheduled_at, Issue.id)
+    ).all()
+    db.session.commit()
+    for issue_id in due_ids:
+        result = queue_issue(db.session, issue_id, now, config["BATCH_SIZE"])
+        db.session.commit()
+        if result.started:
+            started.append((issue_id, result.batches))
+    slot = config.get("WEEKLY_SLOT")
+    slot_at = due_slot(now, slot, int(config["SLOT_GRACE"])) if slot else None
+    if slot_at is not None and not db.session.scalar(
+        sa.select(sa.func.count()).where(Issue.slot_at == slot_at)
+    ):
+        # Oldest issue that was ready when the slot came; a later one waits for the next slot.
+        ready = db.session.scalar(
+            sa.select(Issue.id)
+            .where(Issue.status == IssueStatus.READY, Issue.updated_at <= slot_at)
+            .order_by(Issue.updated_at, Issue.id)
+            .limit(1)
+        )
+        if ready is not None:
+            try:
+                took = db.session.execute(
+                    sa.update(Issue)
+                    .where(Issue.id == ready, Issue.status == IssueStatus.READY)
+                    .values(slot_at=slot_at)
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                result = queue_issue(db.session, ready, now, config["BATCH_SIZE"])
+                if took and result.started:
+                    db.session.commit()
+                    started.append((ready, result.batches))
+                else:
+                    db.session.rollback()
+            except IntegrityError:  # another worker's tick took this slot first
+                db.session.rollback()
+        else:
+            db.session.commit()
+    for issue_id, batches in started:
+        dispatch(issue_id, range(batches))
+    if started:
+        log.info("scheduler started issues %s", [i for i, _ in started])
+    return f"started {[i for i, _ in started]}; " + reconcile()

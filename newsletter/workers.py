@@ -1,10 +1,15 @@
-"""Run RQ workers inside the app: one app context per job, JSON jobs, a scheduler."""
+"""Run RQ workers inside the app: one app context per job, JSON jobs, a periodic tick.
+
+A worker stops gracefully on SIGTERM: the batch in hand finishes the message it is sending,
+gives the rest of its claimed deliveries back, and the worker exits.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from flask import Flask
@@ -15,6 +20,15 @@ from . import get_redis
 from .queues import ALL_QUEUES
 
 log = logging.getLogger(__name__)
+
+# Set by the signal handler; long jobs (deliver_batch) check it between messages.
+_stop = threading.Event()
+TICK_LOCK = "newsletter:tick-lock"
+
+
+def stop_requested() -> bool:
+    """Return whether this process was asked to stop (SIGTERM/SIGINT)."""
+    return _stop.is_set()
 
 
 class AppWorker(SimpleWorker):
@@ -36,6 +50,10 @@ class AppWorker(SimpleWorker):
 
                 db.session.remove()
 
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        _stop.set()
+        super().request_stop(signum, frame)
+
 
 def worker_name() -> str:
     """Return a name unique to this process on this machine (also used as a lease owner)."""
@@ -51,11 +69,51 @@ def build_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES) -> AppWorker:
     return worker
 
 
+def run_tick(app: Flask) -> None:
+    """Run the scheduler tick (weekly slot, scheduled issues, reconciler) in the app's context."""
+    from .extensions import db
+    from .jobs import scheduler_tick
+
+    with app.app_context():
+        try:
+            scheduler_tick()
+        finally:
+            db.session.remove()
+
+
+class Ticker(threading.Thread):
+    """Every RECONCILE_INTERVAL, one worker among all runs the tick (a Redis lock picks it).
+
+    A thread in the worker, not a job in Redis: a FLUSHALL or a Redis restart cannot lose it.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(name="newsletter-tick", daemon=True)
+        self.app = app
+        self.interval = float(app.config["RECONCILE_INTERVAL"])
+
+    def run(self) -> None:
+        redis = get_redis(self.app)
+        while not _stop.wait(self.interval):
+            try:
+                if redis.set(TICK_LOCK, worker_name(), nx=True, px=int(self.interval * 900)):
+                    run_tick(self.app)
+            except Exception:  # a database or Redis blip: log it and tick again later
+                log.exception("scheduler tick failed")
+
+
 def run_worker(app: Flask, *, burst: bool = False, with_scheduler: bool = True) -> None:
     """Run one worker until stopped (or, with ``burst``, until the queues are empty)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     worker = build_worker(app)
+    # First take back what a killed worker held and re-enqueue batches Redis lost.
+    try:
+        run_tick(app)
+    except Exception:
+        log.exception("start-up reconciliation failed; the periodic tick will retry")
     for hook in app.extensions.get("worker_start_hooks", []):
         with app.app_context():
             hook()
+    if not burst:
+        Ticker(app).start()
     worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
