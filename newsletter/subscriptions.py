@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
@@ -67,6 +67,11 @@ _STAMP_FOR = {
     S.UNSUBSCRIBED: "unsubscribed_at",
     S.BOUNCED: "bounced_at",
 }
+
+
+# Called as listener(session, subscriber, new_status) after every status change, inside the
+# same transaction (webhooks register here); keep them quick, they must not commit.
+LISTENERS: list[Callable[[Session, Subscriber, SubscriberStatus], None]] = []
 
 
 class InvalidInput(ValueError):
@@ -157,6 +162,8 @@ def _transition(
     kind = _EVENT_FOR[target]
     session.add(SubscriberEvent(subscriber=sub, kind=kind, at=now, ip=ip, detail=detail))
     bump_stat(session, kind.value, now.date())
+    for listener in LISTENERS:
+        listener(session, sub, target)
     return True
 
 
