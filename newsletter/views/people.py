@@ -23,6 +23,7 @@ from flask import (
 )
 
 from .. import apitokens, get_redis, stats, webhooks
+from ..auth import current_editor, login_required
 from ..charts import bar_chart, line_chart
 from ..exports import csv_lines
 from ..extensions import db
@@ -40,27 +41,6 @@ from ..models import (
 )
 from ..queues import enqueue
 from ..subscriptions import ImportFormatError, erase, read_csv_rows
-
-try:
-    from ..auth import current_editor, login_required
-except ModuleNotFoundError as exc:  # the editor login lands separately; until then, no pages
-    if exc.name != "newsletter.auth":
-        raise
-    current_editor = login_required = None  # type: ignore[assignment]
-
-
-def _protected(view: Any) -> Any:
-    # Resolved at call time, so these pages never open without the editor login.
-    import functools
-
-    @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if login_required is None:
-            abort(404)
-        return login_required(view)(*args, **kwargs)
-
-    return wrapper
-
 
 bp = Blueprint("people", __name__, url_prefix="/editor")
 log = logging.getLogger(__name__)
@@ -138,7 +118,7 @@ def forget_counts() -> None:
 
 
 @bp.get("/subscribers")
-@_protected
+@login_required
 def subscribers() -> Any:
     """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
     q, status = _filters()
@@ -179,7 +159,7 @@ def subscribers() -> Any:
 
 
 @bp.get("/subscribers/export.csv")
-@_protected
+@login_required
 def export() -> Response:
     """Stream the subscribers that match the current filter as CSV."""
     q, status = _filters()
@@ -200,7 +180,7 @@ def _subscriber_or_404(subscriber_id: int) -> Subscriber:
 
 
 @bp.get("/subscribers/<int:subscriber_id>")
-@_protected
+@login_required
 def subscriber(subscriber_id: int) -> Any:
     """Show one person: their status, history and every delivery."""
     sub = _subscriber_or_404(subscriber_id)
@@ -220,7 +200,7 @@ def subscriber(subscriber_id: int) -> Any:
 
 
 @bp.route("/subscribers/<int:subscriber_id>/erase", methods=["GET", "POST"])
-@_protected
+@login_required
 def erase_subscriber(subscriber_id: int) -> Any:
     """Ask, then erase a person: every row with their address or name."""
     sub = _subscriber_or_404(subscriber_id)
@@ -241,7 +221,7 @@ def erase_subscriber(subscriber_id: int) -> Any:
 
 
 @bp.route("/import", methods=["GET", "POST"])
-@_protected
+@login_required
 def import_page() -> Any:
     """Upload a CSV; a worker imports it while the next page shows the progress."""
     recent = db.session.scalars(sa.select(ImportJob).order_by(ImportJob.id.desc()).limit(10))
@@ -295,7 +275,7 @@ def _import_or_404(import_id: int) -> ImportJob:
 
 
 @bp.get("/import/<int:import_id>")
-@_protected
+@login_required
 def import_status(import_id: int) -> Any:
     """Show an import's progress bar and, once done, its report."""
     job = _import_or_404(import_id)
@@ -303,7 +283,7 @@ def import_status(import_id: int) -> Any:
 
 
 @bp.get("/import/<int:import_id>.json")
-@_protected
+@login_required
 def import_status_json(import_id: int) -> Any:
     """Return an import's progress for the page's poller."""
     return jsonify(import_report(_import_or_404(import_id)))
@@ -335,7 +315,7 @@ def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
 
 
 @bp.get("/stats")
-@_protected
+@login_required
 def stats_page() -> Any:
     """Charts: subscribers per week, confirmation rate, and how each issue went."""
     weeks = stats.weekly(db.session, utcnow().date(), weeks=26)
@@ -385,7 +365,7 @@ def stats_page() -> Any:
 
 
 @bp.route("/tokens", methods=["GET", "POST"])
-@_protected
+@login_required
 def tokens() -> Any:
     """List API tokens and create one (its value is shown this once)."""
     new_secret = None
@@ -406,7 +386,7 @@ def tokens() -> Any:
 
 
 @bp.post("/tokens/<int:token_id>/revoke")
-@_protected
+@login_required
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token at once."""
     if apitokens.revoke_token(db.session, token_id):
@@ -428,7 +408,7 @@ def _valid_url(url: str) -> bool:
 
 
 @bp.route("/webhooks", methods=["GET", "POST"])
-@_protected
+@login_required
 def webhooks_page() -> Any:
     """Register a webhook, list them, and show the latest deliveries."""
     code = 200
@@ -464,7 +444,7 @@ def webhooks_page() -> Any:
 
 
 @bp.post("/webhooks/<int:webhook_id>/delete")
-@_protected
+@login_required
 def delete_webhook(webhook_id: int) -> Any:
     """Delete a webhook and its delivery log."""
     hook = db.session.get(Webhook, webhook_id)

@@ -1,0 +1,433 @@
+"""The OpenAPI 3.1 document for /api/v1, kept beside the routes it describes (views/api.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STR = {"type": "string"}
+INT = {"type": "integer"}
+DATETIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
+SUBSCRIBER_STATUS = ["pending", "confirmed", "unsubscribed", "bounced"]
+ISSUE_STATUS = ["draft", "ready", "scheduled", "sending", "paused", "sent", "cancelled"]
+ERROR_TEXT = {
+    400: "Malformed request (bad JSON or query parameter)",
+    401: "Missing, unknown or revoked bearer token",
+    404: "No such resource",
+    409: "Not possible in the resource's current state",
+    413: "Body too large",
+    415: "Body is not application/json",
+    422: "A field is missing or invalid",
+    429: "Too many requests from this address; see Retry-After",
+    502: "The mail server refused the message",
+    503: "The queue (Redis) is not answering; retry later",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for code in codes:
+        response = _json(_ref("Error"), ERROR_TEXT[code])
+        if code == 401:
+            response["headers"] = {"WWW-Authenticate": {"schema": STR}}
+        out[str(code)] = response
+    return out
+
+
+def _body(name: str, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+ID_PARAM = {"schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}, "required": True}
+SUB_ID = {"name": "subscriber_id", "in": "path", **ID_PARAM}
+ISSUE_ID = {"name": "issue_id", "in": "path", **ID_PARAM}
+AUTH = [{"bearerAuth": []}]
+# Every authenticated JSON body may also meet these answers.
+BODY_ERRORS = (400, 401, 404, 413, 415, 422, 503)
+
+
+def _issue_action(summary: str, op_id: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": op_id,
+            "summary": summary,
+            "tags": ["issues"],
+            "security": AUTH,
+            "parameters": [ISSUE_ID],
+            "responses": {
+                "200": _json(_ref("ActionResult"), "Done; the issue as it is now"),
+                **_errors(401, 404, 409, 503),
+            },
+        }
+    }
+
+
+def build_document(base_url: str) -> dict[str, Any]:
+    """Return the OpenAPI document (a fresh dict each call)."""
+    schemas = {
+        "Error": _obj(
+            {
+                "error": _obj(
+                    {
+                        "code": {**STR, "description": "stable, machine-readable"},
+                        "message": {**STR, "description": "for people"},
+                        "field": {**STR, "description": "the input at fault, if one"},
+                    },
+                    ["code", "message"],
+                )
+            },
+            ["error"],
+        ),
+        "SubscribeRequest": _obj(
+            {
+                "email": {**STR, "format": "email", "maxLength": 254},
+                "name": {**STR, "maxLength": 100},
+            },
+            ["email"],
+        ),
+        "SubscribeAccepted": _obj(
+            {"status": {"type": "string", "const": "accepted"}, "message": STR},
+            ["status", "message"],
+        ),
+        "Subscriber": _obj(
+            {
+                "id": INT,
+                "email": STR,
+                "name": STR,
+                "status": {"type": "string", "enum": SUBSCRIBER_STATUS},
+                "source": STR,
+                "created_at": {"type": "string", "format": "date-time"},
+                "confirmed_at": DATETIME_OR_NULL,
+                "unsubscribed_at": DATETIME_OR_NULL,
+                "bounced_at": DATETIME_OR_NULL,
+            },
+            [
+                "id",
+                "email",
+                "name",
+                "status",
+                "source",
+                "created_at",
+                "confirmed_at",
+                "unsubscribed_at",
+                "bounced_at",
+            ],
+        ),
+        "SubscriberList": _obj(
+            {
+                "data": {"type": "array", "items": _ref("Subscriber")},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "pass as ?cursor= for the next page; null on the last",
+                },
+            },
+            ["data", "next_cursor"],
+        ),
+        "SubscriberPatch": _obj(
+            {
+                "name": {**STR, "maxLength": 100},
+                "status": {
+                    "type": "string",
+                    "enum": ["unsubscribed", "bounced"],
+                    "description": "people confirm themselves; only these changes are allowed",
+                },
+            }
+        ),
+        "IssueCreate": _obj(
+            {
+                "subject": {**STR, "minLength": 1, "maxLength": 200},
+                "body_md": {**STR, "minLength": 1, "maxLength": 200000},
+            },
+            ["subject", "body_md"],
+        ),
+        "IssuePatch": _obj(
+            {
+                "subject": {**STR, "minLength": 1, "maxLength": 200},
+                "body_md": {**STR, "minLength": 1, "maxLength": 200000},
+            }
+        ),
+        "Issue": _obj(
+            {
+                "id": INT,
+                "slug": STR,
+                "subject": STR,
+                "body_md": STR,
+                "status": {"type": "string", "enum": ISSUE_STATUS},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "scheduled_at": DATETIME_OR_NULL,
+                "queued_at": DATETIME_OR_NULL,
+                "sent_at": DATETIME_OR_NULL,
+                "audience": INT,
+            },
+            [
+                "id",
+                "slug",
+                "subject",
+                "body_md",
+                "status",
+                "created_at",
+                "updated_at",
+                "scheduled_at",
+                "queued_at",
+                "sent_at",
+                "audience",
+            ],
+        ),
+        "Preview": _obj({"subject": STR, "text": STR, "html": STR}, ["subject", "text", "html"]),
+        "TestRequest": _obj({"to": {**STR, "format": "email", "maxLength": 254}}, ["to"]),
+        "SendRequest": _obj(
+            {
+                "at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "schedule for this moment (with a time zone); omit for now",
+                }
+            }
+        ),
+        "Message": _obj({"message": STR}, ["message"]),
+        "ActionResult": _obj({"message": STR, "issue": _ref("Issue")}, ["message", "issue"]),
+        "IssueProgress": {
+            "type": "object",
+            "properties": {
+                "id": INT,
+                "subject": STR,
+                "status": {"type": "string", "enum": ISSUE_STATUS},
+                "audience": INT,
+                "queued": INT,
+                "sending": INT,
+                "sent": INT,
+                "failed": INT,
+                "skipped": INT,
+                "done": INT,
+                "rate_per_s": {"type": "number"},
+                "eta_seconds": {"type": ["number", "null"]},
+                "pause_reason": STR,
+                "possible_duplicates": INT,
+            },
+            "required": [
+                "id",
+                "subject",
+                "status",
+                "audience",
+                "queued",
+                "sent",
+                "failed",
+                "skipped",
+                "done",
+            ],
+        },
+    }
+    paths: dict[str, Any] = {
+        "/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "summary": "This document",
+                "tags": ["meta"],
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document")},
+            }
+        },
+        "/subscribe": {
+            "post": {
+                "operationId": "subscribe",
+                "summary": "Sign someone up (double opt-in: they get a confirmation mail)",
+                "description": "No token needed. The answer is the same whether the address "
+                "is new, pending or already subscribed. Limited per address and per IP.",
+                "tags": ["subscribers"],
+                "security": [],
+                "requestBody": _body("SubscribeRequest"),
+                "responses": {
+                    "202": _json(_ref("SubscribeAccepted"), "Accepted"),
+                    **_errors(400, 413, 415, 422, 503),
+                    "429": {
+                        **_json(_ref("Error"), ERROR_TEXT[429]),
+                        "headers": {"Retry-After": {"schema": STR}},
+                    },
+                },
+            }
+        },
+        "/subscribers": {
+            "get": {
+                "operationId": "listSubscribers",
+                "summary": "List subscribers, newest first (keyset pagination)",
+                "tags": ["subscribers"],
+                "security": AUTH,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": SUBSCRIBER_STATUS},
+                    },
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "search address or name",
+                        "schema": {**STR, "maxLength": 100},
+                    },
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                    },
+                    {
+                        "name": "cursor",
+                        "in": "query",
+                        "description": "next_cursor of the previous page",
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                    },
+                ],
+                "responses": {
+                    "200": _json(_ref("SubscriberList"), "A page of subscribers"),
+                    **_errors(400, 401),
+                },
+            }
+        },
+        "/subscribers/{subscriber_id}": {
+            "parameters": [SUB_ID],
+            "get": {
+                "operationId": "getSubscriber",
+                "summary": "One subscriber",
+                "tags": ["subscribers"],
+                "security": AUTH,
+                "responses": {
+                    "200": _json(_ref("Subscriber"), "The subscriber"),
+                    **_errors(401, 404),
+                },
+            },
+            "patch": {
+                "operationId": "updateSubscriber",
+                "summary": "Change the name; unsubscribe or mark bounced",
+                "tags": ["subscribers"],
+                "security": AUTH,
+                "requestBody": _body("SubscriberPatch"),
+                "responses": {
+                    "200": _json(_ref("Subscriber"), "The subscriber as it is now"),
+                    **_errors(*BODY_ERRORS, 409),
+                },
+            },
+            "delete": {
+                "operationId": "eraseSubscriber",
+                "summary": "Erase the person: every row with their address or name",
+                "tags": ["subscribers"],
+                "security": AUTH,
+                "responses": {"204": {"description": "Erased"}, **_errors(401, 404)},
+            },
+        },
+        "/issues": {
+            "post": {
+                "operationId": "createIssue",
+                "summary": "Create a draft issue (Markdown body)",
+                "tags": ["issues"],
+                "security": AUTH,
+                "requestBody": _body("IssueCreate"),
+                "responses": {
+                    "201": _json(_ref("Issue"), "The new draft"),
+                    **_errors(400, 401, 413, 415, 422),
+                },
+            }
+        },
+        "/issues/{issue_id}": {
+            "parameters": [ISSUE_ID],
+            "get": {
+                "operationId": "getIssue",
+                "summary": "One issue",
+                "tags": ["issues"],
+                "security": AUTH,
+                "responses": {"200": _json(_ref("Issue"), "The issue"), **_errors(401, 404)},
+            },
+            "patch": {
+                "operationId": "updateIssue",
+                "summary": "Change subject and/or body before it goes out",
+                "tags": ["issues"],
+                "security": AUTH,
+                "requestBody": _body("IssuePatch"),
+                "responses": {
+                    "200": _json(_ref("Issue"), "The issue as it is now"),
+                    **_errors(*BODY_ERRORS, 409),
+                },
+            },
+        },
+        "/issues/{issue_id}/preview": {
+            "get": {
+                "operationId": "previewIssue",
+                "summary": "The email as subscribers get it",
+                "tags": ["issues"],
+                "security": AUTH,
+                "parameters": [ISSUE_ID],
+                "responses": {
+                    "200": _json(_ref("Preview"), "Subject, text and HTML"),
+                    **_errors(401, 404, 409),
+                },
+            }
+        },
+        "/issues/{issue_id}/test": {
+            "post": {
+                "operationId": "testIssue",
+                "summary": "Send one test copy",
+                "tags": ["issues"],
+                "security": AUTH,
+                "parameters": [ISSUE_ID],
+                "requestBody": _body("TestRequest"),
+                "responses": {"202": _json(_ref("Message"), "Sent"), **_errors(*BODY_ERRORS, 502)},
+            }
+        },
+        "/issues/{issue_id}/send": {
+            "post": {
+                "operationId": "sendIssue",
+                "summary": "Queue now, or schedule with a time",
+                "description": "Repeating it starts no second send.",
+                "tags": ["issues"],
+                "security": AUTH,
+                "parameters": [ISSUE_ID],
+                "requestBody": _body("SendRequest", required=False),
+                "responses": {
+                    "202": _json(_ref("ActionResult"), "Queued or scheduled"),
+                    **_errors(*BODY_ERRORS, 409),
+                },
+            }
+        },
+        "/issues/{issue_id}/pause": _issue_action("Pause a send", "pauseIssue"),
+        "/issues/{issue_id}/resume": _issue_action("Resume a paused send", "resumeIssue"),
+        "/issues/{issue_id}/cancel": _issue_action("Cancel a send or a schedule", "cancelIssue"),
+        "/issues/{issue_id}/status": {
+            "get": {
+                "operationId": "issueStatus",
+                "summary": "Delivery counts, rate and ETA",
+                "tags": ["issues"],
+                "security": AUTH,
+                "parameters": [ISSUE_ID],
+                "responses": {"200": _json(_ref("IssueProgress"), "Progress"), **_errors(401, 404)},
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Tip of the Week API",
+            "version": "1.0.0",
+            "description": "Subscribers and issues. Send 'Authorization: Bearer <token>' "
+            "(editors create tokens at /editor/tokens). Errors are always "
+            '{"error": {"code": ..., "message": ...}}.',
+        },
+        "servers": [{"url": f"{base_url}/api/v1"}],
+        "security": AUTH,
+        "components": {
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas,
+        },
+        "paths": paths,
+    }
