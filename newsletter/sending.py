@@ -287,12 +287,16 @@ def extend_lease(session: Session, claim_id: str, now: datetime, lease_seconds: 
 # --- the send's life: finish, pause, resume, cancel, reconcile ---------------------------------
 
 
+# Called as listener(session, issue_id) when an issue becomes sent (webhooks register here).
+ISSUE_SENT_LISTENERS: list[Callable[[Session, int], None]] = []
+
+
 def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     """Mark a sending issue sent once no delivery is queued or in flight."""
     open_work = sa.exists().where(
         Delivery.issue_id == issue_id, Delivery.status.in_((D.QUEUED, D.SENDING))
     )
-    return (
+    finished = (
         session.execute(
             sa.update(Issue)
             .where(Issue.id == issue_id, Issue.status == I.SENDING, ~open_work)
@@ -301,6 +305,10 @@ def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
         ).rowcount
         == 1
     )
+    if finished:
+        for listener in ISSUE_SENT_LISTENERS:  # e.g. webhooks; same transaction
+            listener(session, issue_id)
+    return finished
 
 
 def _move(session: Session, issue_id: int, frm: tuple[IssueStatus, ...], **values: Any) -> bool:

@@ -113,8 +113,14 @@ def subscriber_changed(session: Session, sub: Subscriber, status: SubscriberStat
     )
 
 
-def issue_sent(session: Session, issue: Any) -> None:
-    """Emit issue.sent for an issue that finished sending."""
+def issue_sent(session: Session, issue_id: int) -> None:
+    """Emit issue.sent for an issue that finished sending (a sending listener)."""
+    from .models import Issue
+
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        return
+    session.refresh(issue)  # the finishing UPDATE bypassed the identity map
     emit(
         session,
         "issue.sent",
@@ -140,6 +146,11 @@ def install() -> None:
     listeners = getattr(subscriptions, "LISTENERS", None)
     if listeners is not None and subscriber_changed not in listeners:
         listeners.append(subscriber_changed)
+    from . import sending
+
+    sent_listeners = getattr(sending, "ISSUE_SENT_LISTENERS", None)
+    if sent_listeners is not None and issue_sent not in sent_listeners:
+        sent_listeners.append(issue_sent)
     sa.event.listen(Session, "after_commit", _after_commit)
     sa.event.listen(Session, "after_soft_rollback", lambda s, _t: _after_rollback(s))
     _installed = True
