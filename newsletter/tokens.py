@@ -52,7 +52,12 @@ class Tokens:
         try:
             payload: Any = self._confirm.loads(token, max_age=max_age)
         except SignatureExpired as exc:
-            raise TokenExpired(_subscriber_of(exc.payload)) from None
+            # The signature was checked before the age; the payload is still encoded.
+            try:
+                payload = self._confirm.load_payload(exc.payload)
+            except (BadSignature, ValueError, TypeError):
+                payload = None
+            raise TokenExpired(_subscriber_of(payload)) from None
         except (BadSignature, ValueError, TypeError):
             raise TokenError("invalid") from None
         sid, version = _pair(payload)

@@ -205,11 +205,11 @@ def confirm_resend() -> tuple[str, int]:
         return _bad_link()
     sub = db.session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
     if sub is not None and sub.status is SubscriberStatus.PENDING:
-        if reserve_confirmation(db.session, sub.id, utcnow()):
-            db.session.commit()
-            _queue_confirmation(sub.id)
-        else:
-            db.session.commit()
+        sid = sub.id
+        reserved = reserve_confirmation(db.session, sid, utcnow())
+        db.session.commit()
+        if reserved:
+            _queue_confirmation(sid)
     # The same answer whatever happened: the page must not tell who is on the list.
     return _page("public/check_inbox.html", resent=True)
 
@@ -227,7 +227,7 @@ def unsubscribe_page(token: str) -> tuple[str, int]:
     sub = db.session.get(Subscriber, subscriber_id)
     if sub is None:
         return _bad_link(404, "unknown")
-    return _page("public/unsubscribe.html", token=token, status=sub.status.value)
+    return _page("public/unsubscribe.html", token=token, state=sub.status.value)
 
 
 @bp.post("/unsubscribe/<token>")
