@@ -6,9 +6,11 @@ commits its change and only then hands work to RQ, so a job never sees an uncomm
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -27,6 +29,24 @@ EDITABLE = (IssueStatus.DRAFT, IssueStatus.READY, IssueStatus.SCHEDULED)
 MAX_SUBJECT = 200
 MAX_BODY = 200_000
 ALIVE_KEY = "newsletter:send-alive:{issue}:{batch}"
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unit(func: Callable[P, R]) -> Callable[P, R]:
+    """End every action's transaction: commit on return, roll back on error (SQLite locks)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            db.session.rollback()
+            raise
+        db.session.commit()
+        return result
+
+    return wrapper
 
 
 class IssueError(Exception):
@@ -80,6 +100,7 @@ def _unique_slug(subject: str, issue_id: int | None = None) -> str:
     return f"{base}-{n}"
 
 
+@_unit
 def create_issue(subject: str, body_md: str) -> Issue:
     """Create a draft issue from a subject and a Markdown body."""
     subject, body_md = _clean(subject, body_md)
@@ -94,6 +115,7 @@ def create_issue(subject: str, body_md: str) -> Issue:
     raise IssueError("Could not save the issue; try again.")
 
 
+@_unit
 def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
     """Change an issue's subject and body while it has not been queued."""
     subject, body_md = _clean(subject, body_md)
@@ -115,6 +137,7 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
     return issue
 
 
+@_unit
 def mark_ready(issue_id: int) -> str:
     """Mark a draft ready for the next weekly slot."""
     issue = _get(issue_id)
@@ -153,6 +176,7 @@ def _recipients() -> int:
     )
 
 
+@_unit
 def send_issue(issue_id: int, at: datetime | None = None) -> str:
     """Queue an issue now, or schedule it at an aware datetime; repeating it changes nothing."""
     issue = _get(issue_id)
@@ -243,6 +267,7 @@ def dispatch(issue_id: int, batches: Any, *, app: Flask | None = None) -> int:
     return len(datas)
 
 
+@_unit
 def send_test(issue_id: int, to_email: str) -> None:
     """Send one copy of the issue now to ``to_email``, its subject marked [Test]."""
     from .subscriptions import InvalidInput, normalize_email
@@ -269,6 +294,7 @@ def send_test(issue_id: int, to_email: str) -> None:
         raise IssueError(f"The mail server did not take the test copy: {exc}") from None
 
 
+@_unit
 def preview(issue_id: int) -> Rendered:
     """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link."""
     issue = _get(issue_id)
@@ -282,6 +308,7 @@ def preview(issue_id: int) -> Rendered:
     )
 
 
+@_unit
 def pause_issue(issue_id: int) -> str:
     """Pause a send; what is in flight finishes, nothing else leaves until resumed."""
     issue = _get(issue_id)
@@ -295,6 +322,7 @@ def pause_issue(issue_id: int) -> str:
     raise IssueError(f"Issue {issue_id} is {issue.status.value}; only a sending issue can pause.")
 
 
+@_unit
 def resume_issue(issue_id: int) -> str:
     """Resume a paused send where it stopped: nobody skipped, nobody sent twice."""
     issue = _get(issue_id)
@@ -312,6 +340,7 @@ def resume_issue(issue_id: int) -> str:
     return f"Issue {issue_id} is sending again." if moved else f"Issue {issue_id} is sending."
 
 
+@_unit
 def cancel_issue(issue_id: int) -> str:
     """Cancel an issue: nothing more leaves; copies still queued are counted as skipped."""
     issue = _get(issue_id)
@@ -325,6 +354,7 @@ def cancel_issue(issue_id: int) -> str:
     raise IssueError(f"Issue {issue_id} is {issue.status.value}; it cannot be cancelled.")
 
 
+@_unit
 def issue_status(issue_id: int) -> dict[str, Any]:
     """Return counts per delivery status, audience, status, rate per second and ETA."""
     issue = _get(issue_id)
