@@ -134,9 +134,15 @@ def _stamp(editor: Editor) -> str:
     return hashlib.sha256(editor.password_hash.encode()).hexdigest()[:16]
 
 
+def _forget_csrf_token() -> None:
+    # Flask-WTF caches the token on g; the session's secret behind it was just cleared.
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
+
+
 def log_in(editor: Editor) -> None:
     """Start a fresh session for ``editor`` (nothing from the anonymous session survives)."""
     session.clear()
+    _forget_csrf_token()
     session["editor_id"] = editor.id
     session["editor_stamp"] = _stamp(editor)
     session["login_nonce"] = secrets.token_urlsafe(16)
@@ -145,13 +151,18 @@ def log_in(editor: Editor) -> None:
 def log_out() -> None:
     """End the session."""
     session.clear()
-    g.pop("editor", None)
+    _forget_csrf_token()
+    request.environ.pop(_CACHE, None)
+
+
+_CACHE = "newsletter.editor"
 
 
 def current_editor() -> Editor | None:
     """Return the logged-in editor for this request, or None."""
-    if "editor" in g:
-        return g.editor  # type: ignore[no-any-return]
+    # Cached per request (not on g: an app context can outlive one request, as in tests).
+    if _CACHE in request.environ:
+        return request.environ[_CACHE]  # type: ignore[no-any-return]
     from .extensions import db
 
     editor = None
@@ -160,7 +171,7 @@ def current_editor() -> Editor | None:
         found = db.session.get(Editor, editor_id)
         if found is not None and session.get("editor_stamp") == _stamp(found):
             editor = found
-    g.editor = editor
+    request.environ[_CACHE] = editor
     return editor
 
 
