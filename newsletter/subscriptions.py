@@ -90,8 +90,9 @@ def normalize_email(raw: object, *, check_dns: bool = False) -> str:
     value = raw.strip()
     if len(value) > 254:
         raise InvalidInput("email", "That email address is too long.")
-    # U+FFFD is what undecodable bytes became: the visitor did not type that address.
-    if any(c in value for c in '\r\n\0<>"(),;: \t\ufffd') or "=?" in value:
+    # U+FFFD and "%XX" are what undecodable bytes become in a form (werkzeug keeps the escape
+    # as typed); "%" in a local part is legal but only ever seen in source routing and abuse.
+    if any(c in value for c in '\r\n\0<>"(),;: \t\ufffd%') or "=?" in value:
         raise InvalidInput("email", "Please enter just the address, like name@example.org.")
     try:
         result = validate_email(
