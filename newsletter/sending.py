@@ -81,17 +81,18 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
     snapshot = sa.select(
         sa.literal(issue_id),
         Subscriber.id,
-        sa.cast((rank - 1) / batch_size, sa.Integer),
+        (rank - 1) // batch_size,
         sa.literal(D.QUEUED.value),
         sa.literal(0),
         sa.literal(""),
     ).where(Subscriber.status == SubscriberStatus.CONFIRMED)
-    inserted = session.execute(
+    session.execute(
         sa.insert(Delivery).from_select(
             ["issue_id", "subscriber_id", "batch", "status", "attempts", "last_error"], snapshot
         )
-    ).rowcount
-    audience = max(inserted, 0)
+    )
+    # Counted, not taken from rowcount: drivers disagree on it for INSERT ... SELECT.
+    audience = session.scalar(sa.select(sa.func.count()).where(Delivery.issue_id == issue_id)) or 0
     batches = -(-audience // batch_size)
     session.execute(
         sa.update(Issue)
