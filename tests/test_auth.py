@@ -47,8 +47,10 @@ def test_an_unknown_account_gets_the_same_answer_as_a_wrong_password(app, client
     def message(r):
         return re.search(r'role="alert">([^<]+)<', r.get_data(as_text=True)).group(1)
 
-    assert message(wrong) == message(unknown) == (
-        "That email and password do not match an editor account."
+    assert (
+        message(wrong)
+        == message(unknown)
+        == ("That email and password do not match an editor account.")
     )
 
 
@@ -201,8 +203,14 @@ def test_after_login_the_editor_lands_where_they_wanted_to_go(app, client):
 
 @pytest.mark.parametrize(
     "target",
-    ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)",
-     "/editor/\r\nSet-Cookie: x=1", "editor/"],
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "javascript:alert(1)",
+        "/editor/\r\nSet-Cookie: x=1",
+        "editor/",
+    ],
 )
 def test_login_never_redirects_off_the_site(app, client, target):
     add_editor()
