@@ -72,7 +72,7 @@ def bar_chart(
                 f"{escape(name)}: {value:g}</title></rect>"
             )
     step = max(1, groups // 8)
-    for g in range(0, groups, step):
+    for g in range(0, len(labels), step):
         x = LEFT + g * group_w + group_w / 2
         parts.append(
             f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 14}" text-anchor="middle" font-size="11" '
