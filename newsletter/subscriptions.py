@@ -353,8 +353,11 @@ def read_csv_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
     reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
     if "email" not in reader.fieldnames:
         raise ImportFormatError("The header row has no 'email' column.")
+    # Report the line a row starts on: a quoted field may span several lines.
+    ended = reader.line_num
     for row in reader:
-        yield reader.line_num, row
+        yield ended + 1, row
+        ended = reader.line_num
 
 
 def import_rows(
