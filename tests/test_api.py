@@ -236,3 +236,11 @@ def test_the_openapi_document_lists_exactly_the_routes(app):
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
     assert documented == routed
+
+
+def test_nul_characters_are_refused_not_stored(app):
+    client, auth = app.test_client(), bearer(app)
+    made = client.post("/api/v1/issues", headers=auth, json={"subject": "S", "body_md": "a\0b"})
+    assert made.status_code == 422 and error_of(made)["field"] == "body_md"
+    assert client.get("/api/v1/subscribers?q=a%00b", headers=auth).status_code == 400
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Issue)) == 0

@@ -180,3 +180,7 @@ def test_export_streams_the_current_filter_as_csv(app, make_subscriber):
     assert len(lines) == 2 and lines[1].startswith("a@example.com,'=HYPERLINK(1),confirmed")
     everyone = client.get("/editor/subscribers/export.csv").get_data(as_text=True)
     assert len(everyone.splitlines()) == 3
+
+
+def test_a_nul_in_the_search_is_a_400_not_a_crash(app):
+    assert editor_client(app).get("/editor/subscribers?q=a%00b").status_code == 400

@@ -159,6 +159,8 @@ def _string(data: dict[str, Any], key: str, max_len: int | None = None) -> str:
         raise ApiError(422, "invalid_field", f"The field {key} must be a string.", key)
     if max_len is not None and len(value) > max_len:
         raise ApiError(422, "invalid_field", f"The field {key} is too long.", key)
+    if "\0" in value:  # no database stores it (PostgreSQL refuses it outright)
+        raise ApiError(422, "invalid_field", f"The field {key} contains a NUL character.", key)
     return value
 
 
@@ -265,8 +267,8 @@ def list_subscribers() -> Any:
     if status is not None and status not in {s.value for s in SubscriberStatus}:
         raise ApiError(400, "invalid_parameter", "Unknown status.", "status")
     q = (request.args.get("q") or "").strip()
-    if len(q) > 100:
-        raise ApiError(400, "invalid_parameter", "The search is too long.", "q")
+    if len(q) > 100 or "\0" in q:
+        raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     cursor = _int_arg("cursor", None, 1, MAX_ID + 1)
     query = sa.select(Subscriber).order_by(Subscriber.id.desc()).limit(limit + 1)

@@ -65,6 +65,8 @@ def register(app: Flask) -> None:
 def _filters() -> tuple[str, str]:
     q = (request.args.get("q") or "").strip()[:MAX_SEARCH]
     status = request.args.get("status") or ""
+    if "\0" in q:
+        abort(400, "The search may not contain a NUL character.")
     if status and status not in STATUSES:
         abort(400, "Unknown status; choose pending, confirmed, unsubscribed or bounced.")
     return q, status
