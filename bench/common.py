@@ -286,10 +286,7 @@ class Instance:
     def close(self) -> None:
         """Drop the database (PostgreSQL), stop the embedded Redis, remove the folder."""
         if self._pg_name:
-            from newsletter.extensions import db
-
-            db.session.remove()
-            try:
+            try:  # WITH (FORCE): a pooled connection left open must not keep it alive
                 self._pg_execute(f"DROP DATABASE IF EXISTS {self._pg_name} WITH (FORCE)")
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the figures
                 print(f"note: could not drop {self._pg_name}: {exc}", file=sys.stderr)
