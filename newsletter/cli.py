@@ -44,7 +44,7 @@ def register(app: Flask) -> None:
     import importlib
 
     # Command groups that live beside the code they drive; each module has register(app).
-    for name in ("cli_issues", "cli_editors"):
+    for name in ("cli_issues", "cli_editors", "cli_tokens"):
         try:
             module = importlib.import_module(f".{name}", __package__)
         except ModuleNotFoundError as exc:

@@ -244,3 +244,25 @@ def test_nul_characters_are_refused_not_stored(app):
     assert made.status_code == 422 and error_of(made)["field"] == "body_md"
     assert client.get("/api/v1/subscribers?q=a%00b", headers=auth).status_code == 400
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Issue)) == 0
+
+
+def test_tokens_from_the_command_line(app):
+    from tests.people_helpers import make_editor
+
+    make_editor("cli@example.org")
+    runner = app.test_cli_runner()
+    made = runner.invoke(args=["tokens", "create", "--editor", "cli@example.org", "--name", "ci"])
+    assert made.exit_code == 0, made.output
+    secret = made.stdout.strip().splitlines()[-1]
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/v1/subscribers", headers=auth).status_code == 200
+    listed = runner.invoke(args=["tokens", "list"])
+    assert "\tci\t" in listed.output and "active" in listed.output
+    token_id = listed.output.split("\t")[0]
+    assert runner.invoke(args=["tokens", "revoke", token_id]).exit_code == 0
+    assert client.get("/api/v1/subscribers", headers=auth).status_code == 401
+    again = runner.invoke(args=["tokens", "revoke", token_id])
+    assert again.exit_code != 0 and "no active token" in again.output
+    nobody = runner.invoke(args=["tokens", "create", "--editor", "who@example.org"])
+    assert nobody.exit_code != 0 and "no editor" in nobody.output
