@@ -218,3 +218,17 @@ def test_login_never_redirects_off_the_site(app, client, target):
     assert response.status_code == 302
     assert response.headers["Location"] == "/editor/"
     assert safe_next(target, "/fallback") == "/fallback"
+
+
+def test_oversized_or_odd_login_input_is_a_clear_refusal(app, client):
+    add_editor()
+    for email, password in (
+        ("ed@example.org", "x" * 10_000),
+        ("ed@example.org\r\nBcc: x@example.org", PASSWORD),
+        ("e" * 5_000 + "@example.org", PASSWORD),
+        ("", ""),
+    ):
+        response = login(client, email, password)
+        assert response.status_code == 401
+        assert "do not match an editor account" in response.get_data(as_text=True)
+    assert client.get("/editor/").status_code == 302
