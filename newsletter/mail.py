@@ -218,10 +218,14 @@ class SMTPSender:
             refused = self._conn.sendmail(self.envelope_from, [to], data)
         except smtplib.SMTPRecipientsRefused as exc:
             code, message = next(iter(exc.recipients.values()))
-            self._after_refusal()
+            self._after_refusal(code)
             raise classify(code, message) from None
+        except smtplib.SMTPHeloError as exc:
+            # smtplib remembers the failed greeting and would skip EHLO next time: start afresh.
+            self.close()
+            raise SMTPTemporaryError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
         except smtplib.SMTPResponseException as exc:
-            self._after_refusal()
+            self._after_refusal(exc.smtp_code)
             raise classify(exc.smtp_code, exc.smtp_error) from None
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
@@ -230,9 +234,12 @@ class SMTPSender:
             code, message = next(iter(refused.values()))
             raise classify(code, message)
 
-    def _after_refusal(self) -> None:
+    def _after_refusal(self, code: int = 0) -> None:
         # After a refusal the session may be half-way through a transaction: reset it, or drop it.
         if self._conn is None:
+            return
+        if code == 421:  # the server is closing this channel
+            self.close()
             return
         try:
             self._conn.rset()
