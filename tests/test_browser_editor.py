@@ -64,14 +64,20 @@ def test_an_editor_writes_previews_tests_and_sends_an_issue(live_server, page, i
     assert test_copy["To"] == "proof@example.net"
     assert "Use keyboard shortcuts" in test_copy["Subject"]
 
+    # Slow enough (2 a second) that the bar is seen moving, not just drawn full.
+    live_server.app.config["SEND_RATE"] = 2
     page.get_by_role("button", name="Send now to 5 subscribers").click()
     page.get_by_text("is queued for 5 subscribers").wait_for()
+    first = float(page.locator('#progress [data-k="percent"]').inner_text().rstrip("%"))
+    assert first < 100
+    page.evaluate("window.sameDocument = true")
     page.locator('#progress [data-k="percent"]', has_text="100").wait_for(timeout=20_000)
     assert page.locator('#progress [data-k="sent"]').inner_text() == "5"
     assert page.locator('#progress [data-k="failed"]').inner_text() == "0"
     width = page.locator("#progress .progress > div").evaluate("el => el.style.width")
     assert width == "100%"
     assert page.locator('#progress [data-k="status"]').inner_text() == "sent"
+    assert page.evaluate("window.sameDocument === true")  # updated live, not by a reload
 
     inbox.wait_for(6, timeout=15)
     delivered = sorted(rcpts[0] for _f, rcpts in inbox.envelopes[1:])
