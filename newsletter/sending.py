@@ -190,17 +190,29 @@ def _mine(delivery_id: int, claim_id: str) -> tuple[Any, ...]:
     )
 
 
+_DELIVERY = Delivery.__table__
+# Built once: this runs once per message, and building an ORM UPDATE each time cost more CPU
+# than handing the message to the SMTP server (see bench/RESULTS.md).
+_RECORD_SENT = (
+    sa.update(_DELIVERY)
+    .where(
+        _DELIVERY.c.id == sa.bindparam("delivery_id"),
+        _DELIVERY.c.status == D.SENDING,
+        _DELIVERY.c.claimed_by == sa.bindparam("claim_id"),
+    )
+    .values(
+        status=D.SENT,
+        sent_at=sa.bindparam("now", type_=_DELIVERY.c.sent_at.type),
+        lease_until=None,
+        attempts=_DELIVERY.c.attempts + 1,
+    )
+)
+
+
 def record_sent(session: Session, delivery_id: int, claim_id: str, now: datetime) -> bool:
     """Record that the server accepted the message; False if the lease was lost meanwhile."""
-    return (
-        session.execute(
-            sa.update(Delivery)
-            .where(*_mine(delivery_id, claim_id))
-            .values(status=D.SENT, sent_at=now, lease_until=None, attempts=Delivery.attempts + 1)
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        == 1
-    )
+    params = {"delivery_id": delivery_id, "claim_id": claim_id, "now": now}
+    return session.connection().execute(_RECORD_SENT, params).rowcount == 1
 
 
 def retry_delay(attempts: int, base: float) -> float:
