@@ -83,6 +83,8 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        # Other work on the box skews every figure: say how busy it was when we started.
+        "load": Path("/proc/loadavg").read_text().split()[0],
     }
 
 
@@ -91,7 +93,7 @@ def print_machine() -> None:
     m = machine()
     print(
         f"machine: {m['nproc']} CPU ({m['cpu']}), {m['ram']} RAM, Python {m['python']}, "
-        f"Linux {m['kernel']}, {m['date']}",
+        f"Linux {m['kernel']}, {m['date']}, load average {m['load']}",
         flush=True,
     )
 
@@ -279,8 +281,15 @@ class Instance:
         """Return the app built from this instance's settings (for direct database work)."""
         from newsletter import create_app
 
-        keys = ("INSTANCE_PATH", "DATABASE_URL", "REDIS_URL", "NEWSLETTER_ENV", "SECRET_KEY",
-                "MAIL_FROM", "BASE_URL")
+        keys = (
+            "INSTANCE_PATH",
+            "DATABASE_URL",
+            "REDIS_URL",
+            "NEWSLETTER_ENV",
+            "SECRET_KEY",
+            "MAIL_FROM",
+            "BASE_URL",
+        )
         return create_app({k: self.env[k] for k in keys})
 
     def close(self) -> None:
@@ -371,8 +380,17 @@ def raw_baseline(sink: Sink, connections: int, messages: int, size: int = 7000) 
     share = [messages // connections + (i < messages % connections) for i in range(connections)]
     procs = [
         subprocess.Popen(
-            [PYTHON, __file__, "raw-sender", "--port", str(sink.port), "--count", str(k),
-             "--size", str(size)],
+            [
+                PYTHON,
+                __file__,
+                "raw-sender",
+                "--port",
+                str(sink.port),
+                "--count",
+                str(k),
+                "--size",
+                str(size),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
