@@ -239,6 +239,7 @@ def dispatch(issue_id: int, batches: Any, *, app: Flask | None = None) -> int:
     queue = get_queue(SEND_QUEUE, app)
     waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
     datas = []
+    in_queue: set[str] | None = None
     for batch in batches:
         job_id = f"send-{issue_id}-{batch}"
         if redis.exists(ALIVE_KEY.format(issue=issue_id, batch=batch)):
@@ -248,7 +249,12 @@ def dispatch(issue_id: int, batches: Any, *, app: Flask | None = None) -> int:
         except NoSuchJobError:
             job = None
         if job is not None:
-            if job.get_status(refresh=False) in waiting:
+            status = job.get_status(refresh=False)
+            if status == JobStatus.QUEUED and in_queue is None:
+                in_queue = set(queue.get_job_ids())
+            # A job can say "queued" yet be gone from the list (popped by a worker that was
+            # stopped before it started it): only one really waiting in line counts.
+            if status in waiting and (status != JobStatus.QUEUED or job_id in (in_queue or ())):
                 continue
             # Finished, failed, stopped, or started by a worker that died: make room for a new one.
             job.delete()

@@ -1,0 +1,208 @@
+"""Real worker processes against a counting SMTP sink: kill -9, SIGTERM, FLUSHALL, pause,
+unsubscribe mid-send and twenty concurrent `send` commands."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from conftest import _truncate_all, free_port
+from faultsink import start_sink
+
+from newsletter.extensions import db
+from newsletter.issues import create_issue, issue_status, pause_issue, resume_issue, send_issue
+from newsletter.models import Subscriber, SubscriberStatus
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
+N = 2000
+
+
+@pytest.fixture
+def world(make_app: Any, tmp_path: Path, _migrated: str, redis_url: str) -> Iterator[Any]:
+    controller, sink = start_sink(free_port())
+    settings = {
+        "SMTP_PORT": str(controller.port),
+        "BATCH_SIZE": "50",
+        "SEND_LEASE_SECONDS": "3",
+        "RECONCILE_INTERVAL": "1",
+        "SEND_RETRY_BASE": "0.2",
+    }
+    app = make_app(**settings)
+    env = {
+        **os.environ,
+        "NEWSLETTER_ENV": "testing",
+        "INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        "DATABASE_URL": _migrated,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "MAIL_FROM": app.config["MAIL_FROM"],
+        "BASE_URL": app.config["BASE_URL"],
+        "SMTP_TIMEOUT": "5",
+        **settings,
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+
+    class World:
+        def __init__(self) -> None:
+            self.app, self.sink, self.env = app, sink, env
+
+        def worker(self) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py")],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"worker-{len(procs)}.log", "wb"),  # noqa: SIM115
+            )
+            procs.append(proc)
+            return proc
+
+        def subscribers(self, n: int = N) -> list[str]:
+            emails = [f"crash{i}@example.com" for i in range(n)]
+            db.session.execute(
+                sa.insert(Subscriber),
+                [{"email": e, "name": "", "status": SubscriberStatus.CONFIRMED} for e in emails],
+            )
+            db.session.commit()
+            return emails
+
+        def wait_until(self, check: Any, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not check():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out; issue status {self.status()}")
+                time.sleep(0.05)
+
+        def status(self) -> dict[str, Any]:
+            db.session.remove()
+            return issue_status(self.issue_id)
+
+        def finished(self) -> bool:
+            return self.status()["status"] == "sent"
+
+    with app.app_context():
+        _truncate_all()
+        yield World()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        db.session.remove()
+    controller.stop()
+
+
+def _copies(sink: Any) -> collections.Counter[str]:
+    return collections.Counter(a.rcpt for a in sink.accepted)
+
+
+def _start(world: Any, subject: str = "Crash test") -> None:
+    issue = create_issue(subject, "Body of the tip.")
+    world.issue_id = issue.id
+    assert "queued for 2000" in send_issue(issue.id)
+
+
+def _check_everyone_once(world: Any, emails: list[str], allowed_duplicates: int) -> None:
+    copies = _copies(world.sink)
+    assert set(copies) == set(emails), f"missing {len(set(emails) - set(copies))}"
+    dupes = {e: n for e, n in copies.items() if n > 1}
+    assert sum(n - 1 for n in dupes.values()) <= allowed_duplicates, dupes
+    for email in dupes:
+        assert len({a.message_id for a in world.sink.to(email)}) == 1
+    found = world.status()
+    assert found["status"] == "sent"
+    assert found["audience"] == found["sent"] + found["failed"] + found["skipped"] == len(emails)
+
+
+def test_kill_9_mid_send_loses_nobody(world):
+    emails = world.subscribers()
+    a, _b = world.worker(), world.worker()
+    _start(world)
+    world.wait_until(lambda: len(world.sink.accepted) >= 300)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    world.worker()
+    world.wait_until(world.finished)
+    # The killed worker had one connection: at most the message in flight on it is doubled.
+    _check_everyone_once(world, emails, allowed_duplicates=1)
+
+
+def test_sigterm_mid_send_sends_no_duplicates(world):
+    emails = world.subscribers()
+    a, _b = world.worker(), world.worker()
+    _start(world)
+    world.wait_until(lambda: len(world.sink.accepted) >= 300)
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(timeout=20) == 0
+    world.wait_until(world.finished)
+    _check_everyone_once(world, emails, allowed_duplicates=0)
+
+
+def test_redis_flushall_mid_send_still_completes(world):
+    emails = world.subscribers()
+    world.worker(), world.worker()
+    _start(world)
+    world.wait_until(lambda: len(world.sink.accepted) >= 300)
+    redis.Redis.from_url(world.env["REDIS_URL"]).flushall()
+    world.wait_until(world.finished)
+    _check_everyone_once(world, emails, allowed_duplicates=0)
+
+
+def test_pause_and_resume_mid_send(world):
+    emails = world.subscribers()
+    world.worker()
+    _start(world)
+    world.wait_until(lambda: len(world.sink.accepted) >= 300)
+    pause_issue(world.issue_id)
+    time.sleep(1.0)  # what was in hand finishes
+    held = len(world.sink.accepted)
+    time.sleep(1.5)
+    assert len(world.sink.accepted) == held < len(emails)
+    assert world.status()["status"] == "paused"
+    resume_issue(world.issue_id)
+    world.wait_until(world.finished)
+    _check_everyone_once(world, emails, allowed_duplicates=0)
+
+
+def test_unsubscribing_mid_send_stops_that_copy(world):
+    emails = world.subscribers()
+    world.worker()
+    _start(world)
+    world.wait_until(lambda: len(world.sink.accepted) >= 200)
+    leaver = emails[-1]
+    sub = db.session.scalar(sa.select(Subscriber).where(Subscriber.email == leaver))
+    sub.status = SubscriberStatus.UNSUBSCRIBED
+    db.session.commit()
+    world.wait_until(world.finished)
+    assert world.sink.to(leaver) == []
+    found = world.status()
+    assert found["skipped"] == 1 and found["sent"] == len(emails) - 1
+
+
+def test_twenty_concurrent_send_commands_start_one_send(world):
+    world.subscribers(20)
+    issue_id = create_issue("Twenty clicks", "Body").id
+    db.session.commit()  # on SQLite our open read would hold the write lock
+    cmd = [sys.executable, "-m", "newsletter.cli", "issues", "send", str(issue_id)]
+    procs = [
+        subprocess.Popen(cmd, env=world.env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for _ in range(20)
+    ]
+    outputs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum("is queued for 20 subscribers" in o for o in outputs) == 1, outputs
+    world.issue_id = issue_id
+    world.worker()
+    world.wait_until(world.finished)
+    assert sorted(_copies(world.sink).values()) == [1] * 20
