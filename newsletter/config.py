@@ -58,6 +58,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected on/off (true/false, 1/0), got {raw!r}")
 
 
+def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+    raw = env.get(name, "").strip() or default
+    try:
+        hits, seconds = (int(x) for x in raw.split("/", 1))
+    except ValueError:
+        raise ConfigError(f"{name}: expected COUNT/SECONDS like 10/600, got {raw!r}") from None
+    if hits < 1 or seconds < 1:
+        raise ConfigError(f"{name}: both numbers must be at least 1, got {raw!r}")
+    return raw
+
+
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
@@ -219,6 +230,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1),
         "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
         "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
+        "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "10/600"),
+        "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
         "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
