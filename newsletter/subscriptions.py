@@ -219,6 +219,10 @@ def subscribe(
     The caller answers the visitor the same way whatever happened here.
     """
     now = now or utcnow()
+    new_id = _insert_new(session, email, name, ip, source, now)
+    if new_id is not None:
+        return SubscribeResult(new_id, True)
+    # Known address (or one another request inserted a moment ago): the general path.
     sub, _created = _get_or_create(session, email, name, ip, source, now)
     if sub.status in (S.UNSUBSCRIBED, S.BOUNCED):
         _transition(session, sub, Action.SUBSCRIBE, ip=ip, detail=source, now=now)
@@ -228,6 +232,91 @@ def subscribe(
         return SubscribeResult(sub.id, False)
     session.flush()
     return SubscribeResult(sub.id, reserve_confirmation(session, sub.id, now))
+
+
+# Statements of the new-address path, built once per dialect: building and cache-keying an
+# insert per sign-up cost more than running it.
+_NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
+
+
+def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
+    stmts = _NEW_ADDRESS_STATEMENTS.get(dialect)
+    if stmts is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        subs, events, stats = (
+            Subscriber.__table__,
+            SubscriberEvent.__table__,
+            DailyStat.__table__,
+        )
+        add_subscriber = (
+            insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
+        )
+        # Both history lines in one statement: the sign-up, then the confirmation it reserved.
+        add_events = sa.insert(events).values(
+            [
+                {
+                    "subscriber_id": sa.bindparam("sid"),
+                    "kind": EventKind.SUBSCRIBED.value,
+                    "at": sa.bindparam("at", type_=events.c.at.type),
+                    "ip": sa.bindparam("ip", type_=events.c.ip.type),
+                    "detail": sa.bindparam("source", type_=events.c.detail.type),
+                },
+                {
+                    "subscriber_id": sa.bindparam("sid"),
+                    "kind": EventKind.CONFIRMATION_SENT.value,
+                    "at": sa.bindparam("at", type_=events.c.at.type),
+                    "ip": None,
+                    "detail": "",
+                },
+            ]
+        )
+        bump = insert(stats).on_conflict_do_update(
+            index_elements=[stats.c.day, stats.c.kind],
+            set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
+        )
+        stmts = _NEW_ADDRESS_STATEMENTS[dialect] = (add_subscriber, add_events, bump)
+    return stmts
+
+
+def _insert_new(
+    session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
+) -> int | None:
+    """Insert a brand-new pending subscriber with its first confirmation reserved; return its id.
+
+    Return None, having changed nothing, when the address is already known. A new row has no
+    confirmation history, so the reservation ``reserve_confirmation`` would make always
+    succeeds: it is written in the INSERT itself. Three statements in the caller's
+    transaction, no ORM objects; webhooks are not told (a new sign-up is no status change).
+    """
+    conn = session.connection()
+    add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
+    today = now.date()
+    new_id = conn.execute(
+        add_subscriber,
+        {
+            "email": email,
+            "name": name,
+            "status": S.PENDING,
+            "version": 1,
+            "created_at": now,
+            "updated_at": now,
+            "signup_ip": ip,
+            "source": source,
+            "confirm_sent_at": now,
+            "confirm_sent_day": today,
+            "confirm_sent_count": 1,
+        },
+    ).scalar()
+    if new_id is None:
+        return None
+    conn.execute(add_events, {"sid": new_id, "at": now, "ip": ip, "source": source})
+    conn.execute(
+        bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1}
+    )
+    return int(new_id)
 
 
 def reserve_confirmation(session: Session, subscriber_id: int, now: datetime) -> bool:
