@@ -11,6 +11,7 @@ from conftest import TEST_DATABASE_URL
 
 from newsletter import create_app
 from newsletter.extensions import db
+from newsletter.search import is_derived
 
 
 @pytest.fixture
@@ -36,7 +37,13 @@ def scratch_url(tmp_path):
 
 
 def _tables(engine: sa.Engine) -> set[str]:
-    return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    # The search index and the status counts are kept by triggers, not models.
+    names = set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+    return {n for n in names if not is_derived(n)}
+
+
+def _modelled(name, type_, parent_names) -> bool:
+    return not is_derived(name)
 
 
 def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
@@ -59,11 +66,12 @@ def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
         upgrade(directory=directory)
         assert _tables(db.engine) == set(db.metadata.tables)
         downgrade(directory=directory, revision="base")
-        assert _tables(db.engine) == set()
+        assert set(sa.inspect(db.engine).get_table_names()) <= {"alembic_version"}
         upgrade(directory=directory)
         assert _tables(db.engine) == set(db.metadata.tables)
         with db.engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
+            context = MigrationContext.configure(conn, opts={"include_name": _modelled})
+            diff = compare_metadata(context, db.metadata)
         assert diff == [], "models and migrations disagree; add a migration"
         db.engine.dispose()
 

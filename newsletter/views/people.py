@@ -22,7 +22,7 @@ from flask import (
     url_for,
 )
 
-from .. import apitokens, get_redis, stats, webhooks
+from .. import apitokens, get_redis, search, stats, webhooks
 from ..auth import current_editor, login_required
 from ..charts import bar_chart, line_chart
 from ..exports import csv_lines
@@ -48,8 +48,7 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 50
 MAX_SEARCH = 100
 MAX_UPLOAD = 20 * 1024 * 1024
-COUNTS_KEY = "newsletter:status_counts"
-COUNTS_TTL = 30
+COUNTS_TTL = 30  # per-issue delivery counts of a send in progress
 STATUSES = [s.value for s in SubscriberStatus]
 
 
@@ -83,40 +82,12 @@ def _cursor(name: str) -> int | None:
 
 def search_clause(q: str) -> sa.ColumnElement[bool]:
     """Match a search term anywhere in the address or the name, case-insensitively."""
-    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    like = f"%{escaped}%"
-    return sa.or_(
-        Subscriber.email.like(like, escape="\\"),
-        sa.func.lower(Subscriber.name).like(like, escape="\\"),
-    )
+    return search.like_clause(q)
 
 
 def status_counts() -> dict[str, int]:
-    """Return subscribers per status, cached in Redis for a few seconds."""
-    client = None
-    try:
-        client = get_redis()
-        cached = client.get(COUNTS_KEY)
-        if cached:
-            return {k: int(v) for k, v in json.loads(cached).items()}
-    except Exception:  # a Redis hiccup must not take the page down
-        log.warning("status counts cache unavailable", exc_info=True)
-        client = None
-    counts = stats.totals(db.session)
-    if client is not None:
-        try:
-            client.set(COUNTS_KEY, json.dumps(counts), ex=COUNTS_TTL)
-        except Exception:
-            log.warning("status counts cache unavailable", exc_info=True)
-    return counts
-
-
-def forget_counts() -> None:
-    """Drop the cached counts after a change the editor will expect to see at once."""
-    try:
-        get_redis().delete(COUNTS_KEY)
-    except Exception:
-        log.warning("status counts cache unavailable", exc_info=True)
+    """Return subscribers per status (kept by the database: cheap and always current)."""
+    return search.status_counts(db.session)
 
 
 @bp.get("/subscribers")
@@ -125,24 +96,14 @@ def subscribers() -> Any:
     """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
     q, status = _filters()
     after, before = _cursor("after"), _cursor("before")
-    query = sa.select(Subscriber)
-    if status:
-        query = query.where(Subscriber.status == status)
-    if q:
-        query = query.where(search_clause(q))
+    rows = search.page(db.session, q, status, after=after, before=before, limit=PAGE_SIZE + 1)
     if before is not None:
-        rows = db.session.scalars(
-            query.where(Subscriber.id > before).order_by(Subscriber.id.asc()).limit(PAGE_SIZE + 1)
-        ).all()
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
         has_older = True
     else:
-        if after is not None:
-            query = query.where(Subscriber.id < after)
-        rows = db.session.scalars(query.order_by(Subscriber.id.desc()).limit(PAGE_SIZE + 1)).all()
         has_older = len(rows) > PAGE_SIZE
-        rows = list(rows[:PAGE_SIZE])
+        rows = rows[:PAGE_SIZE]
         has_newer = after is not None
     base = {k: v for k, v in (("q", q), ("status", status)) if v}
     older_url = f"?{urlencode({**base, 'after': rows[-1].id})}" if rows and has_older else None
@@ -214,7 +175,6 @@ def erase_subscriber(subscriber_id: int) -> Any:
     email = sub.email
     erase(db.session, email)
     db.session.commit()
-    forget_counts()
     flash(f"{email} was erased: no row holds their address or name any more.")
     return redirect(url_for("people.subscribers"))
 
