@@ -46,6 +46,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config.update({k: v for k, v in overrides.items() if k not in settings})
     app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")
+    if app.config.get("TRUSTED_PROXIES"):
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # Believe only as many X-Forwarded-For/-Proto hops as there are proxies of our own, so
+        # per-IP limits see the client; the host stays BASE_URL's business.
+        n = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
 
     from . import logsafe
 

@@ -232,6 +232,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
         "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "10/600"),
         "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
+        "TRUSTED_PROXIES": _trusted_proxies(env),
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
         "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
@@ -243,6 +244,19 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "WTF_CSRF_TIME_LIMIT": None,
         "TESTING": environment == "testing",
     }
+
+
+def _trusted_proxies(env: Mapping[str, str]) -> int:
+    """Read how many reverse proxies stand in front (their X-Forwarded-* headers are believed)."""
+    raw = env.get("TRUSTED_PROXIES", "").strip()
+    if raw == "":
+        return 0
+    if not raw.isdigit() or int(raw) > 10:
+        raise ConfigError(
+            "TRUSTED_PROXIES: expected the number of reverse proxies in front of the app "
+            f"(0 for none, 1 for one nginx …, at most 10), got {raw!r}"
+        )
+    return int(raw)
 
 
 def _read_key(value: str) -> str:
