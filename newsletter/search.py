@@ -14,8 +14,10 @@ They are not models: ``DERIVED_TABLES``/``DERIVED_INDEXES`` name them for schema
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from .models import Subscriber, SubscriberStatus
 
@@ -26,7 +28,7 @@ DERIVED_INDEXES = ("ix_subscriber_email_trgm", "ix_subscriber_name_trgm")
 # PostgreSQL: fold the appended delta rows into one per status once there are this many.
 FOLD_AFTER = 200
 # PostgreSQL: look this many ids back in id order first; a common term is found there at once.
-NEAR_WINDOW = 20_000
+NEAR_WINDOW = 5_000
 _FOLD_LOCK = 0x5C0C  # advisory lock key: one folder at a time
 
 _count = sa.table(COUNT_TABLE, sa.column("status", sa.String), sa.column("n", sa.BigInteger))
@@ -75,13 +77,13 @@ def fold_counts(session: Session) -> None:
     session.commit()
 
 
-def like_clause(q: str) -> sa.ColumnElement[bool]:
+def like_clause(q: str, entity: Any = Subscriber) -> sa.ColumnElement[bool]:
     """Match a term anywhere in the address or the name, case-insensitively (plain LIKE)."""
     escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     like = f"%{escaped}%"
     return sa.or_(
-        Subscriber.email.like(like, escape="\\"),
-        sa.func.lower(Subscriber.name).like(like, escape="\\"),
+        entity.email.like(like, escape="\\"),
+        sa.func.lower(entity.name).like(like, escape="\\"),
     )
 
 
@@ -159,7 +161,6 @@ def _near_then_indexed(
     # A common term is found among the nearest ids at once; a rare one is found through the
     # trigram indexes. Left to itself, the planner walks the primary key for both and reads
     # the whole table when the matches are all far away.
-    match = like_clause(q)
     if cursor is None:
         top = session.scalar(sa.select(sa.func.max(Subscriber.id)))
         if top is None:
@@ -168,14 +169,24 @@ def _near_then_indexed(
     far = cursor + NEAR_WINDOW if ascending else cursor - NEAR_WINDOW
     near_range = Subscriber.id <= far if ascending else Subscriber.id >= far
     order = Subscriber.id.asc() if ascending else Subscriber.id.desc()
-    rows = list(session.scalars(query.where(match, near_range).order_by(order).limit(limit)))
+    # OFFSET 0 fences the window off: the planner must read it in id order and filter it,
+    # rather than intersect posting lists of trigrams every address has ("com", "@ex" …).
+    near = aliased(Subscriber, query.where(near_range).order_by(order).offset(0).subquery("near"))
+    rows = list(
+        session.scalars(
+            sa.select(near)
+            .where(like_clause(q, near))
+            .order_by(near.id.asc() if ascending else near.id.desc())
+            .limit(limit)
+        )
+    )
     if len(rows) >= limit:
         return rows
     # "id + 0" hides the primary key's order from the planner, so it takes the GIN bitmap.
     beyond = Subscriber.id > far if ascending else Subscriber.id < far
     key = Subscriber.id + 0
     rows += session.scalars(
-        query.where(match, beyond)
+        query.where(like_clause(q), beyond)
         .order_by(key.asc() if ascending else key.desc())
         .limit(limit - len(rows))
     )

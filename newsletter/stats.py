@@ -1,7 +1,7 @@
 """Figures for the stats page, from aggregates only: DailyStat rows and indexed Delivery counts.
 
-Nothing here scans the subscriber list; counts per status come from one index-only GROUP BY,
-cached for a short while in Redis by the caller.
+Nothing here scans the subscriber list; counts per status come from the trigger-kept
+``subscriber_count`` table (see search.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from .models import DailyStat, Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus
+from .models import DailyStat, Delivery, Issue, IssueStatus
 
 WEEK_KINDS = ("subscribed", "confirmed", "unsubscribed", "bounced")
 
@@ -64,13 +64,10 @@ def weekly(session: Session, today: date, weeks: int = 26) -> list[Week]:
 
 
 def totals(session: Session) -> dict[str, int]:
-    """Return the number of subscribers in each status (an index-only GROUP BY)."""
-    counts = dict.fromkeys((s.value for s in SubscriberStatus), 0)
-    for status, n in session.execute(
-        sa.select(Subscriber.status, sa.func.count()).group_by(Subscriber.status)
-    ):
-        counts[status.value] = n
-    return counts
+    """Return the number of subscribers in each status (kept by triggers: no scan)."""
+    from .search import status_counts
+
+    return status_counts(session)
 
 
 def kind_totals(session: Session, since: date | None = None) -> dict[str, int]:
