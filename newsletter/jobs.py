@@ -130,9 +130,11 @@ def reconcile() -> str:
     from .issues import dispatch
     from .models import utcnow
     from .sending import reconcile as reconcile_sends
+    from .webhooks import reconcile as reconcile_webhooks
 
     found = reconcile_sends(db.session, utcnow())
     db.session.commit()
+    reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
     per_issue: dict[int, list[int]] = {}
     for issue_id, batch in found.due:
         per_issue.setdefault(issue_id, []).append(batch)

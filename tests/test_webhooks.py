@@ -62,8 +62,9 @@ def verify(secret: str, headers: dict[str, str], body: bytes) -> bool:
 
 
 def test_subscriber_events_arrive_signed(app, receiver, run_jobs):
-    hook = register_webhook(db.session, receiver.url, ["subscriber.confirmed",
-                                                       "subscriber.unsubscribed"])
+    hook = register_webhook(
+        db.session, receiver.url, ["subscriber.confirmed", "subscriber.unsubscribed"]
+    )
     db.session.commit()
     result = subscribe(db.session, "ann@example.com", "Ann")
     db.session.commit()
@@ -88,8 +89,9 @@ def test_subscriber_events_arrive_signed(app, receiver, run_jobs):
     assert [(r.status, r.attempts, r.response_code) for r in rows] == [("ok", 1, 204)] * 2
 
 
-def test_only_chosen_events_are_sent_and_a_rollback_sends_nothing(app, receiver, run_jobs,
-                                                                  make_subscriber):
+def test_only_chosen_events_are_sent_and_a_rollback_sends_nothing(
+    app, receiver, run_jobs, make_subscriber
+):
     register_webhook(db.session, receiver.url, ["subscriber.bounced"])
     db.session.commit()
     sub = make_subscriber("bob@example.com", "confirmed")
@@ -106,8 +108,9 @@ def test_only_chosen_events_are_sent_and_a_rollback_sends_nothing(app, receiver,
     assert [json.loads(b)["event"] for _h, b in receiver.requests] == ["subscriber.bounced"]
 
 
-def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try(app, run_jobs,
-                                                                       make_subscriber):
+def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try(
+    app, run_jobs, make_subscriber
+):
     app.config["WEBHOOK_RETRY_BASE"] = 0  # retry at once instead of via the scheduler
     flaky = Receiver(fail_first=2)
     try:
@@ -154,8 +157,9 @@ def test_issue_sent_is_emitted_when_a_send_finishes(app, receiver, run_jobs):
     from newsletter.models import utcnow
 
     register_webhook(db.session, receiver.url, ["issue.sent"])
-    issue = Issue(slug="tip-9", subject="Tip 9: less +F", body_md="Follow a file.",
-                  status=IssueStatus.SENDING)
+    issue = Issue(
+        slug="tip-9", subject="Tip 9: less +F", body_md="Follow a file.", status=IssueStatus.SENDING
+    )
     db.session.add(issue)
     db.session.commit()
     # The engine's own "nothing left to send" step marks it sent; the event rides along.
@@ -171,21 +175,90 @@ def test_issue_sent_is_emitted_when_a_send_finishes(app, receiver, run_jobs):
 def test_editor_registers_sees_the_log_and_deletes(app, receiver, run_jobs, make_subscriber):
     client = editor_client(app)
     page = client.get("/editor/webhooks").text
-    bad = client.post("/editor/webhooks", data={"csrf_token": csrf_from(page),
-                                                "url": "ftp://x", "events": "issue.sent"})
+    bad = client.post(
+        "/editor/webhooks",
+        data={"csrf_token": csrf_from(page), "url": "ftp://x", "events": "issue.sent"},
+    )
     assert bad.status_code == 400 and "http://" in bad.text
-    added = client.post("/editor/webhooks", data={"csrf_token": csrf_from(page),
-                                                  "url": receiver.url,
-                                                  "events": ["subscriber.unsubscribed"]})
+    added = client.post(
+        "/editor/webhooks",
+        data={
+            "csrf_token": csrf_from(page),
+            "url": receiver.url,
+            "events": ["subscriber.unsubscribed"],
+        },
+    )
     assert added.status_code == 200 and receiver.url in added.text
     sub = make_subscriber("gil@example.com", "confirmed")
     unsubscribe(db.session, sub.id)
     db.session.commit()
     run_jobs()
     log = client.get("/editor/webhooks").text
-    table = log[log.index('id="webhook-log"'):]
+    table = log[log.index('id="webhook-log"') :]
     assert "subscriber.unsubscribed" in table and ">ok<" in table and ">204<" in table
     hook_id = db.session.scalar(sa.text("select id from webhook"))
     client.post(f"/editor/webhooks/{hook_id}/delete", data={"csrf_token": csrf_from(log)})
     assert db.session.scalar(sa.select(sa.func.count()).select_from(WebhookDelivery)) == 0
     assert sub.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_a_delivery_whose_job_redis_lost_is_sent_after_reconcile(
+    app, receiver, run_jobs, redis_client
+):
+    from datetime import timedelta
+
+    from newsletter.jobs import reconcile
+
+    register_webhook(db.session, receiver.url, ["subscriber.confirmed"])
+    db.session.commit()
+    result = subscribe(db.session, "lost@example.com", "Lost")
+    db.session.commit()
+    confirm(db.session, result.subscriber_id, 1)
+    db.session.commit()
+    redis_client.flushall()  # Redis restarted empty: the delivery job is gone
+    assert run_jobs() == 0 and receiver.requests == []
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    assert row.status == "pending"
+
+    # A minute on, the reconciler sees a pending row with no job and enqueues one; twice
+    # changes nothing, since the job it made is there now.
+    row.created_at -= timedelta(minutes=2)
+    db.session.commit()
+    reconcile()
+    reconcile()
+    run_jobs()
+    assert len(receiver.requests) == 1
+    assert json.loads(receiver.requests[0][1])["data"]["email"] == "lost@example.com"
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, row.id).status == "ok"
+    reconcile()
+    assert run_jobs() == 0
+
+
+def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make_subscriber):
+    from datetime import timedelta
+
+    from newsletter.jobs import reconcile
+
+    down = Receiver(fail_first=10)
+    try:
+        register_webhook(db.session, down.url, ["subscriber.bounced"])
+        db.session.commit()
+        sub = make_subscriber("b@example.com", "confirmed")
+        bounce(db.session, sub.id)
+        db.session.commit()
+        run_jobs()  # first try fails; the retry waits in RQ's schedule
+        assert len(down.requests) == 1
+        row = db.session.scalar(sa.select(WebhookDelivery))
+        row.created_at -= timedelta(hours=1)
+        db.session.commit()
+        reconcile()
+        assert run_jobs() == 0 and len(down.requests) == 1
+    finally:
+        down.close()
+
+
+def test_a_worker_starting_up_re_enqueues_lost_deliveries(app):
+    from newsletter.webhooks import reconcile as reconcile_webhooks
+
+    assert reconcile_webhooks in app.extensions["worker_start_hooks"]

@@ -54,7 +54,7 @@ STATUSES = [s.value for s in SubscriberStatus]
 
 def register(app: Flask) -> None:
     """Attach the people pages to the app."""
-    webhooks.install()
+    webhooks.install(app)
     app.register_blueprint(bp)
 
 
