@@ -35,7 +35,7 @@ def allow(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> b
     window = int(time.time() // seconds)
     key = f"ratelimit:{name}:{who}:{window}"
     try:
-        pipe = client.pipeline()
+        pipe = client.pipeline(transaction=False)  # INCR and EXPIRE need no MULTI
         pipe.incr(key)
         pipe.expire(key, seconds + 1)
         count = pipe.execute()[0]

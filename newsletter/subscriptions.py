@@ -254,25 +254,8 @@ def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Inse
         add_subscriber = (
             insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
         )
-        # Both history lines in one statement: the sign-up, then the confirmation it reserved.
-        add_events = sa.insert(events).values(
-            [
-                {
-                    "subscriber_id": sa.bindparam("sid"),
-                    "kind": EventKind.SUBSCRIBED.value,
-                    "at": sa.bindparam("at", type_=events.c.at.type),
-                    "ip": sa.bindparam("ip", type_=events.c.ip.type),
-                    "detail": sa.bindparam("source", type_=events.c.detail.type),
-                },
-                {
-                    "subscriber_id": sa.bindparam("sid"),
-                    "kind": EventKind.CONFIRMATION_SENT.value,
-                    "at": sa.bindparam("at", type_=events.c.at.type),
-                    "ip": None,
-                    "detail": "",
-                },
-            ]
-        )
+        # Both history lines go in one executemany: a multi-row VALUES is not cacheable.
+        add_events = sa.insert(events)
         bump = insert(stats).on_conflict_do_update(
             index_elements=[stats.c.day, stats.c.kind],
             set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
@@ -312,10 +295,26 @@ def _insert_new(
     ).scalar()
     if new_id is None:
         return None
-    conn.execute(add_events, {"sid": new_id, "at": now, "ip": ip, "source": source})
     conn.execute(
-        bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1}
+        add_events,
+        [
+            {
+                "subscriber_id": new_id,
+                "kind": EventKind.SUBSCRIBED,
+                "at": now,
+                "ip": ip,
+                "detail": source,
+            },
+            {
+                "subscriber_id": new_id,
+                "kind": EventKind.CONFIRMATION_SENT,
+                "at": now,
+                "ip": None,
+                "detail": "",
+            },
+        ],
     )
+    conn.execute(bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1})
     return int(new_id)
 
 

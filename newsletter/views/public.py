@@ -8,13 +8,22 @@ comes from mail providers that have neither.
 
 from __future__ import annotations
 
+import functools
 import logging
 from email.utils import parseaddr
 from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
 from flask_wtf.csrf import CSRFError
 
 from .. import get_redis, jobs, ratelimit
@@ -42,6 +51,7 @@ HONEYPOT_FIELD = "website"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 MAX_TOKEN = 300  # ours are under 100 characters; anything longer is not worth verifying
 LATEST_TIPS = 5
+_CHECK_INBOX = "public.check_inbox_page"
 
 
 def register(app: Flask) -> None:
@@ -57,7 +67,25 @@ def _page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
 
 
 def _from_address() -> str:
-    return parseaddr(current_app.config["MAIL_FROM"])[1]
+    return _address_of(current_app.config["MAIL_FROM"])
+
+
+@functools.lru_cache(maxsize=8)
+def _address_of(mail_from: str) -> str:
+    return parseaddr(mail_from)[1]
+
+
+def _check_inbox() -> tuple[str, int]:
+    """The answer to every sign-up: rendered once per app, as it holds nothing per request.
+
+    A flashed message is the one thing that could differ: then it is rendered afresh.
+    """
+    if "_flashes" in session:
+        return _page("public/check_inbox.html")
+    page = current_app.extensions.get(_CHECK_INBOX)
+    if page is None:
+        page = current_app.extensions[_CHECK_INBOX] = _page("public/check_inbox.html")[0]
+    return page, 200
 
 
 def _bad_link(status: int = 400, reason: str = "invalid") -> tuple[str, int]:
@@ -129,7 +157,7 @@ def subscribe_view() -> Any:
         return page, 429, {"Retry-After": str(limit[1])}
     if request.form.get(HONEYPOT_FIELD):
         # A bot filled the field people never see: answer as usual, keep nothing.
-        return _page("public/check_inbox.html")
+        return _check_inbox()
     raw_email = request.form.get("email", "")
     raw_name = request.form.get("name", "")
     try:
@@ -142,7 +170,7 @@ def subscribe_view() -> Any:
     db.session.commit()
     if result.send_confirmation:
         _queue_confirmation(result.subscriber_id)
-    return _page("public/check_inbox.html")
+    return _check_inbox()
 
 
 # --- confirming --------------------------------------------------------------------------------
