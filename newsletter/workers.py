@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 from rq import SimpleWorker
+from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from . import get_redis
@@ -52,7 +53,65 @@ class AppWorker(SimpleWorker):
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         _stop.set()
+        if self.scheduler is not None:
+            self.scheduler.request_stop()
         super().request_stop(signum, frame)
+
+    def _start_scheduler(
+        self, burst: bool = False, logging_level: Any = None, *args: Any, **kwargs: Any
+    ) -> None:
+        # RQ's own version forks the scheduler. A worker killed with SIGKILL (OOM, a crash)
+        # leaves that child alive, holding copies of the worker's Redis sockets, one of them
+        # still blocked in BLPOP: Redis hands the next job pushed to the queue to that socket,
+        # which nobody reads, and the job is lost until the reconciler re-dispatches it. (This
+        # is what left tests' issues "sending": orphans of killed test workers ate their jobs.)
+        # A thread dies with its worker.
+        self.scheduler = scheduler = ThreadScheduler(
+            self.queues,
+            connection=self.connection,
+            logging_level=logging_level if logging_level is not None else self.log.level,
+            serializer=self.serializer,
+        )
+        scheduler.acquire_locks()
+        if not scheduler.acquired_locks:
+            return
+        if burst:
+            try:
+                scheduler.register_birth()
+                scheduler.enqueue_scheduled_jobs()
+            finally:
+                scheduler.release_locks()
+                scheduler.register_death()
+        else:
+            scheduler.start()
+
+
+class _SchedulerThread(threading.Thread):
+    pid = None  # RQ's stop_scheduler() signals a process by pid; a thread stops on request
+
+    def __init__(self, scheduler: RQScheduler) -> None:
+        super().__init__(name="rq-scheduler", daemon=True)
+        self.scheduler = scheduler
+
+    def run(self) -> None:
+        try:
+            self.scheduler.work()
+        except Exception:  # Redis gone: the worker's maintenance restarts it later
+            log.exception("RQ scheduler thread stopped")
+
+
+class ThreadScheduler(RQScheduler):
+    """RQ's scheduler (jobs enqueued for later, e.g. webhook retries) in a thread of the worker."""
+
+    def start(self) -> Any:
+        """Run the scheduler loop in a daemon thread instead of a forked process."""
+        self._status = self.Status.STARTED
+        self._process = _SchedulerThread(self)
+        self._process.start()
+        return self._process
+
+    def _install_signal_handlers(self) -> None:
+        pass  # the worker owns the signals (and only the main thread may install handlers)
 
 
 def worker_name() -> str:

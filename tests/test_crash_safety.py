@@ -206,3 +206,31 @@ def test_twenty_concurrent_send_commands_start_one_send(world):
     world.worker()
     world.wait_until(world.finished)
     assert sorted(_copies(world.sink).values()) == [1] * 20
+
+
+def test_a_worker_killed_while_idle_leaves_nothing_that_eats_the_next_job(world, redis_url):
+    """kill -9 on an idle worker must not leave a process blocked on the queue.
+
+    RQ forks its scheduler; a forked child outliving its killed worker kept the worker's Redis
+    socket that was blocked in BLPOP, and Redis handed it the next job, which nobody ran (an
+    issue stayed "sending" until the reconciler noticed).
+    """
+    client = redis.Redis.from_url(redis_url)
+    world.subscribers(3)
+    proc = world.worker()
+    deadline = time.monotonic() + 30
+    while not any(c.get("cmd") == "blpop" for c in client.client_list()):
+        assert time.monotonic() < deadline, "the worker never waited for a job"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.3)
+    assert [c for c in client.client_list() if c.get("cmd") == "blpop"] == []
+    issue = create_issue("After a kill", "Body")
+    world.issue_id = issue.id
+    send_issue(issue.id)
+    time.sleep(0.3)
+    assert client.llen("rq:queue:send") == 1  # still waiting for a live worker
+    world.worker()
+    world.wait_until(world.finished, timeout=30)
+    assert len(world.sink.accepted) == 3
