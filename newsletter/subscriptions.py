@@ -239,6 +239,37 @@ def subscribe(
 _NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
 
 
+# The same three writes as _new_address_statements, as one statement (PostgreSQL only).
+_PG_NEW_ADDRESS = sa.text(
+    """
+    WITH new AS (
+        INSERT INTO subscriber (email, name, status, version, created_at, updated_at,
+                                signup_ip, source, confirm_sent_at, confirm_sent_day,
+                                confirm_sent_count)
+        VALUES (:email, :name, 'pending', 1, :at, :at, :ip, :source, :at, :day, 1)
+        ON CONFLICT (email) DO NOTHING
+        RETURNING id
+    ), history AS (
+        INSERT INTO subscriber_event (subscriber_id, kind, at, ip, detail)
+        SELECT new.id, e.kind, :at, e.ip, e.detail
+        FROM new CROSS JOIN (
+            VALUES (1, 'subscribed', CAST(:ip AS VARCHAR), CAST(:source AS VARCHAR)),
+                   (2, 'confirmation_sent', NULL, '')
+        ) AS e(n, kind, ip, detail)
+        ORDER BY e.n
+    ), stat AS (
+        INSERT INTO daily_stat (day, kind, count)
+        SELECT :day, 'subscribed', 1 FROM new
+        ON CONFLICT (day, kind) DO UPDATE SET count = daily_stat.count + 1
+    )
+    SELECT id FROM new
+    """
+).bindparams(
+    sa.bindparam("at", type_=Subscriber.__table__.c.created_at.type),
+    sa.bindparam("day", type_=sa.Date()),
+)
+
+
 def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
     stmts = _NEW_ADDRESS_STATEMENTS.get(dialect)
     if stmts is None:
@@ -275,8 +306,22 @@ def _insert_new(
     transaction, no ORM objects; webhooks are not told (a new sign-up is no status change).
     """
     conn = session.connection()
-    add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
     today = now.date()
+    if conn.dialect.name == "postgresql":
+        # One round trip instead of four: data-modifying CTEs (SQLite has none).
+        new_id = conn.execute(
+            _PG_NEW_ADDRESS,
+            {
+                "email": email,
+                "name": name,
+                "at": now,
+                "day": today,
+                "ip": ip,
+                "source": source,
+            },
+        ).scalar()
+        return None if new_id is None else int(new_id)
+    add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
     new_id = conn.execute(
         add_subscriber,
         {
