@@ -216,16 +216,21 @@ def test_a_worker_killed_while_idle_leaves_nothing_that_eats_the_next_job(world,
     issue stayed "sending" until the reconciler noticed).
     """
     client = redis.Redis.from_url(redis_url)
+    ours = str(client.connection_pool.connection_kwargs.get("db", 0))
+
+    def blocked() -> list[dict[str, Any]]:  # the server may be shared with other dbs' clients
+        return [c for c in client.client_list() if c.get("cmd") == "blpop" and c["db"] == ours]
+
     world.subscribers(3)
     proc = world.worker()
     deadline = time.monotonic() + 30
-    while not any(c.get("cmd") == "blpop" for c in client.client_list()):
+    while not blocked():
         assert time.monotonic() < deadline, "the worker never waited for a job"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.3)
-    assert [c for c in client.client_list() if c.get("cmd") == "blpop"] == []
+    assert blocked() == []
     issue = create_issue("After a kill", "Body")
     world.issue_id = issue.id
     send_issue(issue.id)
