@@ -59,8 +59,8 @@ def send_welcome(subscriber_id: int) -> str:
 
 # --- issue delivery (the engine itself lives in sending.py) -------------------------------------
 
-# Consecutive failures per issue in this process, across its batches (see SEND_PAUSE_AFTER).
-_failure_streaks: dict[int, int] = {}
+# An issue is rendered once per process, not once per batch: it cannot change while it sends.
+_messages: dict[tuple[int, int, Any], Any] = {}
 
 
 def _send_settings(config: Any) -> Any:
@@ -80,7 +80,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     from . import get_redis
     from .issues import ALIVE_KEY
     from .models import Issue, IssueStatus
-    from .ratelimit_send import SendRateLimiter
+    from .ratelimit_send import SendRateLimiter, SharedStreak
     from .sending import issue_message, run_batch
     from .workers import stop_requested, worker_name
 
@@ -99,6 +99,14 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     def heartbeat() -> None:
         redis.set(alive, worker_name(), ex=max(int(settings.lease_seconds), 1))
 
+    def message() -> Any:
+        key = (id(app), issue_id, issue.updated_at)
+        built = _messages.get(key)
+        if built is None:
+            _messages.clear()
+            built = _messages[key] = issue_message(mailer(app), issue, secret)
+        return built
+
     try:
         with SMTPSender(config) as smtp:
             report = run_batch(
@@ -106,13 +114,14 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 issue_id,
                 batch,
                 worker=worker_name(),
-                message=lambda: issue_message(mailer(app), issue, secret),
-                token_for=tok.unsubscribe_token,
+                message=message,
+                token_for=tok.unsubscribe_token_maker(),
                 smtp=smtp,
                 settings=settings,
-                streaks=_failure_streaks,
+                streak=SharedStreak(redis),
                 should_stop=stop_requested,
-                throttle=lambda: limiter.wait(stop_requested),
+                # SEND_RATE=0: no bucket, and no call per message either.
+                throttle=(lambda: limiter.wait(stop_requested)) if limiter.rate > 0 else None,
                 heartbeat=heartbeat,
             )
     finally:

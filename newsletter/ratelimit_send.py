@@ -61,3 +61,45 @@ class SendRateLimiter:
             time.sleep(min(wait, 1.0))
             if callable(should_stop) and should_stop():
                 raise InterruptedError("stop requested while waiting for the send rate")
+
+
+STREAK_KEY = "newsletter:send-failures:{issue}"
+
+
+class SharedStreak:
+    """SEND_PAUSE_AFTER's count of consecutive failures, shared by every worker through Redis.
+
+    A failure is an INCR. A success ends the streak with a DEL, but only when one may be
+    running: after this worker saw a failure, and otherwise at most every ``reset_every``
+    seconds (another worker's failures), so a steady send never touches Redis per message.
+    """
+
+    def __init__(self, client: redis.Redis, reset_every: float = 0.5, ttl: int = 86400) -> None:
+        self.client = client
+        self.reset_every = reset_every
+        self.ttl = ttl
+        self._dirty: set[int] = set()
+        self._reset_at: dict[int, float] = {}
+
+    def failed(self, issue_id: int) -> int:
+        """Count one failure; return the streak across all workers."""
+        key = STREAK_KEY.format(issue=issue_id)
+        pipe = self.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, self.ttl)
+        count, _ = pipe.execute()
+        self._dirty.add(issue_id)
+        return int(count)
+
+    def succeeded(self, issue_id: int) -> None:
+        """End the streak (cheap: usually no Redis call at all)."""
+        now = time.monotonic()
+        if issue_id in self._dirty or now - self._reset_at.get(issue_id, 0.0) >= self.reset_every:
+            self.client.delete(STREAK_KEY.format(issue=issue_id))
+            self._dirty.discard(issue_id)
+            self._reset_at[issue_id] = now
+
+    def clear(self, issue_id: int) -> None:
+        """Forget the streak (the issue was paused)."""
+        self.client.delete(STREAK_KEY.format(issue=issue_id))
+        self._dirty.discard(issue_id)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +69,31 @@ class Tokens:
     def unsubscribe_token(self, subscriber_id: int) -> str:
         """Sign an unsubscribe link for a subscriber."""
         return self._unsubscribe.dumps(subscriber_id)
+
+    def unsubscribe_token_maker(self) -> Callable[[int], str]:
+        """Return a function making the same tokens as ``unsubscribe_token``, ~5x faster.
+
+        The sender signs one token per message; itsdangerous re-derives the key and goes
+        through JSON each time. Here the derived key's HMAC state is made once and copied.
+        The output is byte-identical (tests/test_tokens.py checks it against itsdangerous).
+        """
+        signer = self._unsubscribe.make_signer()
+        base = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+        sep = signer.sep if isinstance(signer.sep, bytes) else signer.sep.encode()
+        b64 = base64.urlsafe_b64encode
+
+        def make(subscriber_id: int) -> str:
+            text = str(subscriber_id).encode() if type(subscriber_id) is int else b""
+            # itsdangerous zlib-compresses a payload when that is shorter: never at 9 digits
+            # or fewer (zlib alone adds 8 bytes), so longer ones go the slow, exact way.
+            if not text or len(text) > 9:
+                return self.unsubscribe_token(subscriber_id)
+            payload = b64(text).rstrip(b"=")
+            mac = base.copy()
+            mac.update(payload)
+            return (payload + sep + b64(mac.digest()).rstrip(b"=")).decode()
+
+        return make
 
     def read_unsubscribe(self, token: str) -> int:
         """Return the subscriber id in an unsubscribe token; raise TokenError if it is not ours."""
