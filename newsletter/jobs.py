@@ -59,6 +59,8 @@ def send_welcome(subscriber_id: int) -> str:
 
 # --- issue delivery (the engine itself lives in sending.py) -------------------------------------
 
+NOBODY_SCHEDULED = "not sent at its scheduled time: there were no confirmed subscribers"
+
 # An issue is rendered once per process, not once per batch: it cannot change while it sends.
 _messages: dict[tuple[int, int, Any], Any] = {}
 
@@ -179,6 +181,24 @@ def scheduler_tick() -> str:
     db.session.commit()
     for issue_id in due_ids:
         result = queue_issue(db.session, issue_id, now, config["BATCH_SIZE"])
+        if result.started and not result.audience:
+            # Like `issues send`: nobody confirmed means no send. Back to draft, with the
+            # reason shown, so the editor sees it and the tick does not retry it forever.
+            db.session.rollback()
+            db.session.execute(
+                sa.update(Issue)
+                .where(Issue.id == issue_id, Issue.status == IssueStatus.SCHEDULED)
+                .values(
+                    status=IssueStatus.DRAFT,
+                    scheduled_at=None,
+                    pause_reason=NOBODY_SCHEDULED,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
+            log.warning("scheduled issue %s not sent: no confirmed subscribers", issue_id)
+            continue
         db.session.commit()
         if result.started:
             started.append((issue_id, result.batches))
@@ -203,7 +223,12 @@ def scheduler_tick() -> str:
                     .execution_options(synchronize_session=False)
                 ).rowcount
                 result = queue_issue(db.session, ready, now, config["BATCH_SIZE"])
-                if took and result.started:
+                if took and result.started and not result.audience:
+                    # Nobody to send to: the issue stays ready (for this slot while its grace
+                    # lasts, then the next one), as `issues send` would leave it.
+                    db.session.rollback()
+                    log.warning("weekly slot: issue %s not sent: no confirmed subscribers", ready)
+                elif took and result.started:
                     db.session.commit()
                     started.append((ready, result.batches))
                 else:

@@ -97,3 +97,51 @@ def test_the_weekly_slot_sends_the_oldest_ready_issue_once(make_app, redis_clien
         statuses = [db.session.get(Issue, i).status.value for i in ids]
         assert statuses == ["sending", "ready"]
         db.session.rollback()
+
+
+def test_a_slot_or_schedule_with_nobody_confirmed_sends_nothing(make_app, redis_client):
+    from datetime import UTC, datetime, timedelta
+
+    from conftest import _truncate_all
+
+    from newsletter import jobs
+    from newsletter.issues import create_issue, mark_ready, send_issue
+    from newsletter.models import Delivery, Subscriber, SubscriberStatus, utcnow
+
+    now = utcnow()
+    slot = now - timedelta(minutes=5)
+    if slot.date() != now.date():
+        return  # a few minutes after midnight UTC the slot would be yesterday's
+    app = make_app(WEEKLY_SLOT=f"every {now:%A} at {slot:%H:%M} in UTC", SLOT_GRACE="3600")
+    with app.app_context():
+        _truncate_all()
+        db.session.add(Subscriber(email="p@example.com", status=SubscriberStatus.PENDING))
+        db.session.commit()
+        ready = create_issue("Ready", "x").id
+        mark_ready(ready)
+        later = create_issue("Scheduled", "y").id
+        send_issue(later, at=now + timedelta(hours=1))
+        db.session.execute(  # ready before the slot; the scheduled time has come
+            Issue.__table__.update().values(
+                updated_at=datetime(2000, 1, 1, tzinfo=UTC), scheduled_at=now - timedelta(minutes=1)
+            )
+        )
+        db.session.commit()
+
+        assert "started []" in jobs.scheduler_tick()
+        db.session.expire_all()
+        ready_issue, scheduled = db.session.get(Issue, ready), db.session.get(Issue, later)
+        assert ready_issue.status.value == "ready" and ready_issue.slot_at is None
+        assert scheduled.status.value == "draft" and scheduled.scheduled_at is None
+        assert "no confirmed subscribers" in scheduled.pause_reason
+        assert db.session.query(Delivery).count() == 0
+        assert "started []" in jobs.scheduler_tick()  # the draft is not retried every tick
+
+        # Someone confirms while the slot's grace lasts: the ready issue goes out after all.
+        db.session.execute(Subscriber.__table__.update().values(status=SubscriberStatus.CONFIRMED))
+        db.session.commit()
+        assert f"started [{ready}]" in jobs.scheduler_tick()
+        db.session.expire_all()
+        assert db.session.get(Issue, ready).status.value == "sending"
+        assert db.session.get(Issue, later).status.value == "draft"
+        db.session.rollback()
