@@ -593,7 +593,7 @@ class IssueMessage:
         except UnicodeEncodeError:
             to = _header_block([("To", email)])[4:-2]
         mid = message_id or message_id_for(self.issue_id, subscriber_id, self.secret, self.domain)
-        qp_url = b"=\r\n" + binascii.b2a_qp(url, istext=True) + b"=\r\n"
+        qp_url = b"=\r\n" + _qp(url) + b"=\r\n"
         data = b"".join(
             (
                 self._head,
@@ -619,7 +619,14 @@ def _qp_pieces(pieces: list[str]) -> list[bytes]:
     nothing: the decoded body is the same as encoding the whole text at once, and no encoded
     line grows past 76 characters however the pieces and the URL fall on a line.
     """
-    return [binascii.b2a_qp(p.encode(), istext=True) for p in pieces]
+    return [_qp(p.encode()) for p in pieces]
+
+
+def _qp(data: bytes) -> bytes:
+    encoded = binascii.b2a_qp(data, istext=True)
+    # b2a_qp ends its soft line breaks the way the input ends lines, LF when it has none;
+    # our input's newlines are all CRLF already, so a bare LF here is a soft break's.
+    return encoded if b"\r\n" in data else encoded.replace(b"\n", b"\r\n")
 
 
 # --- one batch ------------------------------------------------------------------------------------

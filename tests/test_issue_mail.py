@@ -99,3 +99,31 @@ def test_preview_and_test_copy_match_the_real_mail(app, inbox):
     (msg,) = inbox.wait_for(1)
     assert msg["Subject"] == "[Test] Preview me"
     assert "Bold tip" in text_part(msg)
+
+
+def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
+    """The fixed text is encoded once and only the link per copy: the reader sees one text."""
+    import email
+    from email import policy
+
+    from newsletter import sending
+    from newsletter.services import mailer
+
+    # A long line with the link in its middle, and a link right at a line's end.
+    body = "Word " * 40 + "\n\nÜnïcode and = signs, trailing space \n\n" + "x" * 150
+    issue = create_issue("Encoding", body)
+    m = sending.issue_message(mailer(), issue, b"key")
+    base = app.config["BASE_URL"] + "/unsubscribe/"
+    rendered = sending.render_issue(
+        mailer(), issue.subject, issue.body_md, issue.slug, base + "TOKEN-PLACEHOLDER"
+    )
+    for token in ("abc.def", "NDI.Apra96592zcJNE6QtjexspU4PeE" * 3):
+        raw = m.bytes_for(42, "reader@example.com", token)
+        body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+        assert max(len(line) for line in body_lines) <= 76  # RFC 2045 for quoted-printable
+        msg = email.message_from_bytes(raw, policy=policy.SMTP)
+        text = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        norm = lambda s: s.replace("\r\n", "\n")  # noqa: E731
+        assert norm(text) == norm(rendered.text.replace("TOKEN-PLACEHOLDER", token))
+        assert norm(html) == norm(rendered.html.replace("TOKEN-PLACEHOLDER", token))

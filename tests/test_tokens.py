@@ -83,3 +83,15 @@ def test_sessions_signed_with_an_old_key_are_read_after_rotation(make_app):
 
     assert read(after) == {"who": "reader"}
     assert read(dropped) is None
+
+
+@pytest.mark.parametrize("fallbacks", [[], ["an-old-key"]])
+def test_the_senders_fast_unsubscribe_tokens_are_the_same_tokens(fallbacks):
+    tokens = Tokens("the-current-key", fallbacks)
+    make = tokens.unsubscribe_token_maker()
+    ids = [0, 1, 7, 42, 999, 123456, 999_999_999, 1_000_000_000, 10**12, 111_111_111_111]
+    ids += list(range(1000, 30000, 37))
+    for sid in ids:
+        token = make(sid)
+        assert token == tokens.unsubscribe_token(sid)
+        assert tokens.read_unsubscribe(token) == sid
