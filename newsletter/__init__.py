@@ -139,15 +139,9 @@ def _init_security(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    import importlib
+    from .views import api, archive, dev, editor, people, public
 
-    for name in ("public", "archive", "editor", "people", "api", "dev"):
-        try:
-            module = importlib.import_module(f".views.{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.views.{name}":
-                raise
-            continue
+    for module in (public, archive, editor, people, api, dev):
         module.register(app)
 
 

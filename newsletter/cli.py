@@ -41,16 +41,10 @@ def register(app: Flask) -> None:
     app.cli.add_command(dev_command)
     app.cli.add_command(worker_command)
     app.cli.add_command(subscribers)
-    import importlib
+    from . import cli_editors, cli_issues, cli_tokens
 
-    # Command groups that live beside the code they drive; each module has register(app).
-    for name in ("cli_issues", "cli_editors", "cli_tokens"):
-        try:
-            module = importlib.import_module(f".{name}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{name}":
-                raise
-            continue
+    # Command groups that live beside the code they drive.
+    for module in (cli_issues, cli_editors, cli_tokens):
         module.register(app)
 
 
