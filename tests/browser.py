@@ -5,6 +5,7 @@ Use them from any test file with ``from browser import live_server, page  # noqa
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -106,6 +107,12 @@ def _shared_browser(config: pytest.Config) -> Any:
     """
     browser = getattr(config, "_newsletter_browser", None)
     if browser is None:
+        if not os.path.exists(CHROMIUM):
+            # A developer's box may lack it (apt-get install chromium); CI installs it, so
+            # there a missing browser is a failure, never a silent skip.
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{CHROMIUM} is missing: .ci/run should have installed chromium")
+            pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
         from playwright.sync_api import sync_playwright
 
         pw = sync_playwright().start()
