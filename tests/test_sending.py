@@ -220,3 +220,59 @@ def test_queueing_100000_recipients_is_one_statement(app):
     assert db.session.scalar(sa.select(sa.func.max(Delivery.batch))) == 199
     # Generous bound: the figure that matters is in bench/; this only catches a per-row loop.
     assert elapsed < 10, elapsed
+
+
+def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
+    app, make_subscriber
+):
+    """A chunk is claimed at once; an unsubscribe in the middle of it is still honoured."""
+    from sqlalchemy.orm import Session
+
+    from newsletter.services import mailer
+    from newsletter.subscriptions import unsubscribe
+    from newsletter.tokens import tokens_for
+
+    subs = [make_subscriber(f"r{i}@example.com") for i in range(5)]
+    # Plain values: touching an expired ORM object mid-send would open a transaction in the
+    # test's own session and hold SQLite's write lock against the unsubscribe below.
+    leaver_id, emails = subs[3].id, [s.email for s in subs]
+    issue = create_issue("Mid-chunk", "Body")
+    send_issue(issue.id)
+    sent_to: list[str] = []
+
+    class LeavesMidway:
+        def send(self, to: str, data: bytes) -> None:
+            sent_to.append(to)
+            if len(sent_to) == 2:  # the fourth reader unsubscribes while the second copy goes
+                with Session(db.engine) as other:
+                    unsubscribe(other, leaver_id)
+                    other.commit()
+
+    report = sending.run_batch(
+        db.session,
+        issue.id,
+        0,
+        worker="test",
+        message=lambda: sending.issue_message(mailer(), issue, b"key"),
+        token_for=tokens_for(app.config).unsubscribe_token_maker(),
+        smtp=LeavesMidway(),
+        settings=sending.SendSettings(recheck_seconds=0.0),
+    )
+    assert sent_to == [e for i, e in enumerate(emails) if i != 3]
+    assert report.sent == 4 and report.skipped == 1 and report.finished
+    assert _counts(issue.id) == {"queued": 0, "sending": 0, "sent": 4, "failed": 0, "skipped": 1}
+
+
+def test_the_failure_streak_is_one_count_across_workers(redis_client):
+    from newsletter.ratelimit_send import SharedStreak
+
+    a, b = SharedStreak(redis_client), SharedStreak(redis_client)
+    assert [a.failed(1), a.failed(1), b.failed(1)] == [1, 2, 3]
+    assert a.failed(2) == 1  # per issue
+    b.succeeded(1)  # a copy got through somewhere: the streak is over
+    assert a.failed(1) == 1
+    a.succeeded(1)
+    a.succeeded(1)  # without a failure in between, no Redis write per message
+    assert b.failed(1) == 1 and b.failed(1) == 2
+    a.clear(1)
+    assert a.failed(1) == 1
