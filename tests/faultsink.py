@@ -34,6 +34,7 @@ class FaultHandler:
         self.accepted: list[Accepted] = []
         self.attempts: dict[str, int] = defaultdict(int)
         self.ehlo_failures = 0
+        self.pipelining = False  # offer PIPELINING (RFC 2920) in the EHLO answer
         self.reject_all: str | None = None
         self._lock = threading.Condition()
 
@@ -47,6 +48,8 @@ class FaultHandler:
             self.ehlo_failures -= 1
             return ["421 too busy, try later"]
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(self, server: Any, session: Any, envelope: Any, hostname: str) -> str:

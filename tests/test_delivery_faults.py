@@ -24,10 +24,11 @@ FAST_RETRIES = {
 }
 
 
-@pytest.fixture
-def sink() -> Iterator[Any]:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def sink(request: Any) -> Iterator[Any]:
     controller, handler = start_sink(free_port())
     handler.port = controller.port
+    handler.pipelining = request.param
     yield handler
     controller.stop()
 
