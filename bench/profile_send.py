@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--sink", choices=SINK_KINDS, default="aiosmtpd")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--sort", default="cumulative", help="cProfile sort key (tottime...)")
     args = parser.parse_args(argv)
     sink = Sink(args.sink)
     inst = Instance(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         sink.wait_for(args.n)
         print(f"n={args.n} {args.n / wall:.0f} msg/s, CPU {cpu / args.n * 1e6:.0f} µs/msg")
         if args.profile:
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+            pstats.Stats(profiler).sort_stats(args.sort).print_stats(40)
         with app.app_context():
             db.engine.dispose()
     finally:
