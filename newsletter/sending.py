@@ -513,8 +513,22 @@ def progress(session: Session, issue_id: int, now: datetime, window: float = 60.
 
 def message_id_for(issue_id: int, subscriber_id: int, secret: bytes, domain: str) -> str:
     """Return the Message-ID of an issue's copy for one subscriber: the same on every resend."""
-    digest = hmac.new(secret, f"{issue_id}.{subscriber_id}".encode(), hashlib.sha256).hexdigest()
-    return f"<issue-{issue_id}.sub-{subscriber_id}.{digest[:8]}@{domain}>"
+    return MessageIds(issue_id, secret, domain)(subscriber_id)
+
+
+class MessageIds:
+    """``message_id_for`` for one issue, with the HMAC keyed once (a copy per message)."""
+
+    def __init__(self, issue_id: int, secret: bytes, domain: str) -> None:
+        self.issue_id = issue_id
+        self.domain = domain
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def __call__(self, subscriber_id: int) -> str:
+        mac = self._mac.copy()
+        mac.update(f"{self.issue_id}.{subscriber_id}".encode())
+        digest = mac.hexdigest()
+        return f"<issue-{self.issue_id}.sub-{subscriber_id}.{digest[:8]}@{self.domain}>"
 
 
 def _crlf(text: str) -> str:
@@ -547,6 +561,7 @@ class IssueMessage:
         self.unsubscribe_base = unsubscribe_base  # BASE_URL + "/unsubscribe/"
         self.secret = secret
         self.domain = mailer.from_domain
+        self._message_id = MessageIds(issue_id, secret, self.domain)
         placeholder = unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER
         # The fixed text around each unsubscribe URL is quoted-printable encoded once here;
         # only the URL is encoded per copy (see _qp_pieces).
@@ -592,7 +607,7 @@ class IssueMessage:
             to = email.encode("ascii")
         except UnicodeEncodeError:
             to = _header_block([("To", email)])[4:-2]
-        mid = message_id or message_id_for(self.issue_id, subscriber_id, self.secret, self.domain)
+        mid = message_id or self._message_id(subscriber_id)
         qp_url = b"=\r\n" + _qp(url) + b"=\r\n"
         data = b"".join(
             (

@@ -36,6 +36,7 @@ def test_issue_copies_carry_a_dkim_signature_that_verifies(make_app):
         return record
 
     assert data.startswith(b"DKIM-Signature:")
+    assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")  # canonical CRLF
     assert dkim.verify(data, dnsfunc=dnsfunc)
     header = data.split(b"\r\n\r\n", 1)[0].decode().replace("\r\n", "")
     h_tag = header.split(" h=", 1)[1].split(";", 1)[0].lower()

@@ -119,6 +119,8 @@ def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
     )
     for token in ("abc.def", "NDI.Apra96592zcJNE6QtjexspU4PeE" * 3):
         raw = m.bytes_for(42, "reader@example.com", token)
+        # SMTP's canonical form, which the sender relies on: no bare CR or LF anywhere.
+        assert raw.count(b"\n") == raw.count(b"\r\n") == raw.count(b"\r")
         body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
         assert max(len(line) for line in body_lines) <= 76  # RFC 2045 for quoted-printable
         msg = email.message_from_bytes(raw, policy=policy.SMTP)

@@ -42,6 +42,8 @@ def test_a_queued_confirmation_reaches_the_smtp_server_complete(
     (msg,) = inbox.wait_for(1)
     assert msg["To"] == "ann@example.com"
     assert inbox.envelopes[0] == ("tips@example.org", ["ann@example.com"])
+    raw = inbox.raw[0]  # SMTP's canonical form, which the sender relies on: CRLF only
+    assert raw.count(b"\n") == raw.count(b"\r\n") == raw.count(b"\r") > 10
     _check_common(msg)
     assert any(u.startswith(BASE + "/confirm/") for u in links(msg))
     assert re.search(r'href="http://newsletter\.test/confirm/[^"]+"', html_part(msg))

@@ -79,13 +79,6 @@ def test_lines_that_start_with_a_dot_arrive_unchanged(server):
     ]
 
 
-def test_bare_line_feeds_go_out_as_crlf(server):
-    handler, config = server
-    with SMTPSender(config) as smtp:
-        smtp.send("a@example.com", b"Subject: lf\n\nline one\nline two\r\n")
-    assert handler.got[0][2] == b"Subject: lf\r\n\r\nline one\r\nline two\r\n"
-
-
 def test_a_refused_recipient_leaves_the_connection_usable(server):
     handler, config = server
     handler.refuse = {"gone@example.com": "550 5.1.1 no such user", "later@example.com": "451 busy"}
