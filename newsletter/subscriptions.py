@@ -15,7 +15,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, scoped_session
 
 from .models import (
     DailyStat,
@@ -302,25 +302,26 @@ def _insert_new(
 
     Return None, having changed nothing, when the address is already known. A new row has no
     confirmation history, so the reservation ``reserve_confirmation`` would make always
-    succeeds: it is written in the INSERT itself. Three statements in the caller's
-    transaction, no ORM objects; webhooks are not told (a new sign-up is no status change).
+    succeeds: it is written in the INSERT itself. No ORM objects; webhooks are not told (a
+    new sign-up is no status change).
     """
-    conn = session.connection()
     today = now.date()
-    if conn.dialect.name == "postgresql":
-        # One round trip instead of four: data-modifying CTEs (SQLite has none).
-        new_id = conn.execute(
-            _PG_NEW_ADDRESS,
-            {
-                "email": email,
-                "name": name,
-                "at": now,
-                "day": today,
-                "ip": ip,
-                "source": source,
-            },
-        ).scalar()
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        # One statement (data-modifying CTEs; SQLite has none) does all three writes. When the
+        # caller holds no transaction it runs in autocommit: the statement is its own
+        # transaction, one round trip instead of BEGIN, statement and COMMIT.
+        params = {"email": email, "name": name, "at": now, "day": today, "ip": ip}
+        params["source"] = source
+        current = session() if isinstance(session, scoped_session) else session
+        if current.in_transaction():
+            new_id = session.connection().execute(_PG_NEW_ADDRESS, params).scalar()
+        else:
+            autocommit = bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+            with autocommit as conn:
+                new_id = conn.execute(_PG_NEW_ADDRESS, params).scalar()
         return None if new_id is None else int(new_id)
+    conn = session.connection()
     add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
     new_id = conn.execute(
         add_subscriber,

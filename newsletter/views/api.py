@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
+import sqlalchemy as sa
 from flask import Blueprint, Flask, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
@@ -95,6 +96,12 @@ def unexpected(exc: Exception) -> Any:
             "unavailable",
             "The queue is not answering; try again shortly.",
             headers={"Retry-After": "30"},
+        )
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        # The database restarted under this request; the pool reconnects on the next one.
+        log.warning("API request met a lost database connection (%s)", request.path)
+        return error_response(
+            503, "unavailable", "Please try again in a moment.", headers={"Retry-After": "5"}
         )
     log.exception("unhandled API error on %s", request.path)
     return error_response(500, "internal_error", "Something went wrong; nothing was changed.")

@@ -166,8 +166,17 @@ def subscribe_view() -> Any:
     except InvalidInput as exc:
         # Echo what was typed so it can be fixed, unless it is too long to be a typo.
         return _index(400, exc, email=_echo(raw_email), name=_echo(raw_name))
-    result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
-    db.session.commit()
+    try:
+        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        db.session.commit()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The database restarted since this worker's connection was last used: the pool has
+        # let go of the dead connections, and a sign-up is safe to try again once.
+        db.session.rollback()
+        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        db.session.commit()
     if result.send_confirmation:
         _queue_confirmation(result.subscriber_id)
     return _check_inbox()
