@@ -168,19 +168,30 @@ class WalCheckpointer(threading.Thread):
     and with ``synchronous=NORMAL`` a checkpoint is where the fsyncs happen: a worker that
     commits once per accepted message paid ~85 µs per commit on average for them, more
     than the UPDATE itself. The worker's connections turn that off and this thread
-    checkpoints (PASSIVE: it never blocks a writer) every ``interval`` seconds instead.
+    checkpoints every ``interval`` seconds instead: PASSIVE (it never blocks a writer) while
+    the WAL is small. Under a steady stream of commits a PASSIVE checkpoint never catches up
+    with the newest frame, so the WAL would never start over and would grow by gigabytes in
+    a long send; past ``limit`` bytes the thread runs a TRUNCATE checkpoint, which holds
+    writers back for the moment it takes and leaves an empty WAL.
     """
 
-    def __init__(self, engine: Any, interval: float = 1.0) -> None:
+    def __init__(self, engine: Any, interval: float = 1.0, limit: int = 32 << 20) -> None:
         super().__init__(name="sqlite-checkpoint", daemon=True)
         self.engine = engine
         self.interval = interval
+        self.limit = limit
+        self.wal = f"{engine.url.database}-wal"
         self.done = threading.Event()
 
     def checkpoint(self) -> None:
+        try:
+            size = os.path.getsize(self.wal)
+        except OSError:
+            return  # no WAL yet (or an in-memory database): nothing to do
+        mode = "TRUNCATE" if size > self.limit else "PASSIVE"
         conn = self.engine.raw_connection()
         try:
-            conn.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            conn.cursor().execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
         finally:
             conn.close()
 
