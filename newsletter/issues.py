@@ -227,7 +227,7 @@ def _already(issue: Issue) -> str:
 
 def dispatch(issue_id: int, batches: Any, *, app: Flask | None = None) -> int:
     """Enqueue a delivery job per batch unless one is waiting or running; return how many."""
-    from rq.exceptions import NoSuchJobError
+    from rq.exceptions import InvalidJobOperation, NoSuchJobError
     from rq.job import Job, JobStatus
 
     from . import get_redis
@@ -257,7 +257,10 @@ def dispatch(issue_id: int, batches: Any, *, app: Flask | None = None) -> int:
             if status in waiting and (status != JobStatus.QUEUED or job_id in (in_queue or ())):
                 continue
             # Finished, failed, stopped, or started by a worker that died: make room for a new one.
-            job.delete()
+            try:
+                job.delete()
+            except (InvalidJobOperation, NoSuchJobError):
+                pass  # it expired or another dispatcher removed it since the fetch: room made
         datas.append(
             queue.prepare_data(
                 deliver_batch,

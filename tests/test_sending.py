@@ -276,3 +276,31 @@ def test_the_failure_streak_is_one_count_across_workers(redis_client):
     assert b.failed(1) == 1 and b.failed(1) == 2
     a.clear(1)
     assert a.failed(1) == 1
+
+
+def test_resume_copes_with_a_job_that_expires_while_it_looks(
+    app, make_subscriber, run_jobs, inbox, redis_client, monkeypatch
+):
+    """A finished job's hash can expire (or another dispatcher delete it) between the fetch
+    and the delete; resuming must neither fail nor leave the batch without a job."""
+    from rq.job import Job
+
+    for i in range(3):
+        make_subscriber(f"x{i}@example.com")
+    issue = create_issue("Expiring jobs", "Body")
+    send_issue(issue.id)
+    pause_issue(issue.id)
+    run_jobs()  # the batch job runs, finds the send paused, and finishes
+    fetch = Job.fetch
+
+    def fetch_then_expire(job_id, *args, **kwargs):
+        job = fetch(job_id, *args, **kwargs)
+        redis_client.delete(job.key)  # gone the instant after it was read
+        return job
+
+    monkeypatch.setattr(Job, "fetch", fetch_then_expire)
+    resume_issue(issue.id)
+    monkeypatch.undo()
+    run_jobs()
+    assert len(inbox.wait_for(3)) == 3
+    assert issue_status(issue.id)["status"] == "sent"
