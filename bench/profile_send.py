@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         issue_id = int(made.stdout.split()[-1])
         inst.run("issues", "send", str(issue_id))
 
-        from newsletter import jobs
+        from newsletter.delivery.lifecycle import batches_with_work
         from newsletter.extensions import db
-        from newsletter.sending import batches_with_work
+        from newsletter.tasks import jobs
 
         with app.app_context():
             batches = batches_with_work(db.session, issue_id)

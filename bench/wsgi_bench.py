@@ -12,7 +12,7 @@ import os
 
 from flask import Flask
 
-from newsletter import create_app
+from newsletter.app import create_app
 
 
 def make_app() -> Flask:

@@ -54,7 +54,7 @@ def render_item(type_, obj, autogen_context):
 
 def include_name(name, type_, parent_names):
     """Leave the trigger-kept search and count objects (migration 0002) out of autogenerate."""
-    from newsletter.search import is_derived
+    from newsletter.subscribers.search import is_derived
 
     return not (type_ in ("table", "index") and is_derived(name))
 

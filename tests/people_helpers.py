@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsletter import auth
-from newsletter.apitokens import create_token
+from newsletter.auth import passwords, sessions
+from newsletter.auth.api_tokens import create_token
 from newsletter.extensions import db
 from newsletter.models import Editor
 
@@ -14,7 +14,7 @@ PASSWORD = "correct horse battery staple"
 
 def make_editor(email: str = "editor@example.org") -> Editor:
     """Insert an editor with a known password."""
-    editor = Editor(email=email, password_hash=auth.hash_password(PASSWORD))
+    editor = Editor(email=email, password_hash=passwords.hash_password(PASSWORD))
     db.session.add(editor)
     db.session.commit()
     return editor
@@ -24,7 +24,7 @@ def log_in(client: Any, editor: Editor) -> None:
     """Give the test client the session the login page would give."""
     with client.session_transaction() as session:
         session["editor_id"] = editor.id
-        session["editor_stamp"] = auth._stamp(editor)
+        session["editor_stamp"] = sessions._stamp(editor)
 
 
 def editor_client(app: Any) -> Any:

@@ -47,8 +47,12 @@ def test_editor_creates_a_token_that_is_shown_once_and_stored_hashed(app):
 )
 def test_requests_without_a_valid_token_get_401_json(app, header):
     headers = {"Authorization": header} if header else {}
-    for method, path in [("get", "/api/v1/subscribers"), ("get", "/api/v1/subscribers/1"),
-                         ("post", "/api/v1/issues"), ("get", "/api/v1/issues/1/status")]:
+    for method, path in [
+        ("get", "/api/v1/subscribers"),
+        ("get", "/api/v1/subscribers/1"),
+        ("post", "/api/v1/issues"),
+        ("get", "/api/v1/issues/1/status"),
+    ]:
         response = getattr(app.test_client(), method)(path, headers=headers)
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
@@ -79,8 +83,10 @@ def test_subscribe_shares_the_per_ip_limit_with_the_form(make_app):
     app = make_app(SUBSCRIBE_RATE_LIMIT="2/600")
     with app.app_context():
         client = app.test_client()
-        codes = [client.post("/api/v1/subscribe", json={"email": f"r{i}@example.com"}).status_code
-                 for i in range(3)]
+        codes = [
+            client.post("/api/v1/subscribe", json={"email": f"r{i}@example.com"}).status_code
+            for i in range(3)
+        ]
         assert codes == [202, 202, 429]
         limited = client.post("/api/v1/subscribe", json={"email": "x@example.com"})
         assert error_of(limited)["code"] == "rate_limited" and "Retry-After" in limited.headers
@@ -89,8 +95,11 @@ def test_subscribe_shares_the_per_ip_limit_with_the_form(make_app):
 @pytest.mark.parametrize(
     "kwargs, status, code",
     [
-        ({"data": "email=a@example.com", "content_type": "application/x-www-form-urlencoded"},
-         415, "unsupported_media_type"),
+        (
+            {"data": "email=a@example.com", "content_type": "application/x-www-form-urlencoded"},
+            415,
+            "unsupported_media_type",
+        ),
         ({"data": "{not json", "content_type": "application/json"}, 400, "bad_json"),
         ({"data": b"\xff\xfe", "content_type": "application/json"}, 400, "bad_json"),
         ({"json": ["a@example.com"]}, 400, "bad_json"),
@@ -116,8 +125,11 @@ def test_list_get_update_and_erase_subscribers(app, make_subscriber):
     client, auth = app.test_client(), bearer(app)
     seen, cursor = [], None
     while True:
-        page = client.get("/api/v1/subscribers", headers=auth,
-                          query_string={"limit": 3, **({"cursor": cursor} if cursor else {})})
+        page = client.get(
+            "/api/v1/subscribers",
+            headers=auth,
+            query_string={"limit": 3, **({"cursor": cursor} if cursor else {})},
+        )
         body = page.get_json()
         seen += [s["email"] for s in body["data"]]
         cursor = body["next_cursor"]
@@ -125,8 +137,11 @@ def test_list_get_update_and_erase_subscribers(app, make_subscriber):
             break
     assert seen == [f"s{i}@example.com" for i in reversed(range(7))]
     confirmed = client.get("/api/v1/subscribers?status=confirmed&q=NAME", headers=auth).get_json()
-    assert [s["email"] for s in confirmed["data"]] == ["s5@example.com", "s3@example.com",
-                                                        "s1@example.com"]
+    assert [s["email"] for s in confirmed["data"]] == [
+        "s5@example.com",
+        "s3@example.com",
+        "s1@example.com",
+    ]
 
     sid = db.session.scalar(sa.select(Subscriber.id).where(Subscriber.email == "s1@example.com"))
     one = client.get(f"/api/v1/subscribers/{sid}", headers=auth).get_json()
@@ -150,12 +165,16 @@ def test_list_get_update_and_erase_subscribers(app, make_subscriber):
     assert client.delete(f"/api/v1/subscribers/{sid}", headers=auth).status_code == 404
 
 
-def test_issue_endpoints_create_edit_preview_test_send_and_control(app, inbox, make_subscriber,
-                                                                   run_jobs):
+def test_issue_endpoints_create_edit_preview_test_send_and_control(
+    app, inbox, make_subscriber, run_jobs
+):
     make_subscriber("reader@example.com", "confirmed")
     client, auth = app.test_client(), bearer(app)
-    made = client.post("/api/v1/issues", headers=auth,
-                       json={"subject": "Tip 1: grep -r", "body_md": "Use **grep -r**."})
+    made = client.post(
+        "/api/v1/issues",
+        headers=auth,
+        json={"subject": "Tip 1: grep -r", "body_md": "Use **grep -r**."},
+    )
     assert made.status_code == 201
     iid = made.get_json()["id"]
     assert made.get_json()["status"] == "draft"
@@ -170,11 +189,13 @@ def test_issue_endpoints_create_edit_preview_test_send_and_control(app, inbox, m
     assert test.status_code == 202
     assert inbox.wait_for(1) and "[Test]" in inbox.to("me@example.com")[0]["Subject"]
 
-    later = client.post(f"/api/v1/issues/{iid}/send", headers=auth,
-                        json={"at": "2099-01-04T09:00:00+01:00"})
+    later = client.post(
+        f"/api/v1/issues/{iid}/send", headers=auth, json={"at": "2099-01-04T09:00:00+01:00"}
+    )
     assert later.status_code == 202 and later.get_json()["issue"]["status"] == "scheduled"
-    naive = client.post(f"/api/v1/issues/{iid}/send", headers=auth,
-                        json={"at": "2099-01-04T09:00:00"})
+    naive = client.post(
+        f"/api/v1/issues/{iid}/send", headers=auth, json={"at": "2099-01-04T09:00:00"}
+    )
     assert naive.status_code == 422 and error_of(naive)["field"] == "at"
 
     sent = client.post(f"/api/v1/issues/{iid}/send", headers=auth)
@@ -197,10 +218,16 @@ def test_issue_errors_are_json(app):
     client, auth = app.test_client(), bearer(app)
     empty = client.post("/api/v1/issues", headers=auth, json={"subject": " ", "body_md": "x"})
     assert empty.status_code == 422 and error_of(empty)["code"] == "invalid_issue"
-    assert client.post("/api/v1/issues", headers=auth, json={"subject": 1, "body_md": "x"}
-                       ).status_code == 422
-    for path in ("/api/v1/issues/42", "/api/v1/issues/42/preview", "/api/v1/issues/42/status",
-                 "/api/v1/issues/99999999999999999999"):
+    assert (
+        client.post("/api/v1/issues", headers=auth, json={"subject": 1, "body_md": "x"}).status_code
+        == 422
+    )
+    for path in (
+        "/api/v1/issues/42",
+        "/api/v1/issues/42/preview",
+        "/api/v1/issues/42/status",
+        "/api/v1/issues/99999999999999999999",
+    ):
         response = client.get(path, headers=auth)
         assert response.status_code == 404 and error_of(response)["code"] == "not_found"
     assert client.post("/api/v1/issues/42/pause", headers=auth).status_code == 404
@@ -209,10 +236,16 @@ def test_issue_errors_are_json(app):
 
 @pytest.mark.parametrize(
     "method, path",
-    [("get", "/api/v1/nowhere"), ("delete", "/api/v1/issues"), ("put", "/api/v1/subscribe"),
-     ("get", "/api/v1/subscribers?limit=0"), ("get", "/api/v1/subscribers?cursor=-1"),
-     ("get", "/api/v1/subscribers?status=vip"), ("get", "/api/v1/subscribers?limit=%00"),
-     ("get", "/api/v1/subscribers?q=" + "q" * 500)],
+    [
+        ("get", "/api/v1/nowhere"),
+        ("delete", "/api/v1/issues"),
+        ("put", "/api/v1/subscribe"),
+        ("get", "/api/v1/subscribers?limit=0"),
+        ("get", "/api/v1/subscribers?cursor=-1"),
+        ("get", "/api/v1/subscribers?status=vip"),
+        ("get", "/api/v1/subscribers?limit=%00"),
+        ("get", "/api/v1/subscribers?q=" + "q" * 500),
+    ],
 )
 def test_garbage_gets_a_json_4xx_never_html_or_500(app, method, path):
     response = getattr(app.test_client(), method)(path, headers=bearer(app))

@@ -29,8 +29,9 @@ CHECKS = [
 
 def load_schema(app):
     """The app's own document, loaded through its WSGI interface, with a little data to find."""
-    db.session.add(Subscriber(email="someone@example.com", name="Some One",
-                              status=SubscriberStatus.CONFIRMED))
+    db.session.add(
+        Subscriber(email="someone@example.com", name="Some One", status=SubscriberStatus.CONFIRMED)
+    )
     db.session.add(Issue(slug="draft", subject="A draft", body_md="Hello **there**."))
     db.session.commit()
     doc = app.test_client().get("/api/v1/openapi.json").get_json()
@@ -55,8 +56,9 @@ def test_api_answers_match_the_document(app, inbox, mode):
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=8, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         def check(case):
             case.call_and_validate(headers=auth, checks=CHECKS)
 

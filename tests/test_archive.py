@@ -8,9 +8,10 @@ from datetime import timedelta
 
 from conftest import links
 
-from newsletter import issues
 from newsletter.extensions import db
+from newsletter.issues import actions as issues
 from newsletter.models import Issue, IssueStatus, utcnow
+from newsletter.tasks import dispatch
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 
@@ -28,7 +29,7 @@ def test_the_archive_lists_sent_issues_newest_first_and_nothing_else(app, client
     sent_issue("New tip", days_ago=0)
     issues.create_issue("Secret draft", "not yet")
     scheduled = issues.create_issue("Scheduled tip", "later")
-    issues.send_issue(scheduled.id, at=utcnow() + timedelta(days=1))
+    dispatch.send_issue(scheduled.id, at=utcnow() + timedelta(days=1))
     cancelled = issues.create_issue("Cancelled tip", "never")
     issues.cancel_issue(cancelled.id)
     html = client.get("/archive").get_data(as_text=True)
@@ -115,7 +116,7 @@ def test_the_view_in_browser_link_of_a_sent_mail_opens_the_issue_without_persona
 ):
     make_subscriber("reader@example.com", name="Rita Reader")
     issue = issues.create_issue("Browser view", "Read me **online**.")
-    issues.send_issue(issue.id)
+    dispatch.send_issue(issue.id)
     run_jobs()
     (msg,) = inbox.wait_for(1)
     view = next(u for u in links(msg) if "/archive/" in u)
@@ -130,7 +131,7 @@ def test_the_view_in_browser_link_of_a_sent_mail_opens_the_issue_without_persona
 def test_an_issue_is_public_while_it_is_still_sending(app, client, make_subscriber):
     make_subscriber()
     issue = issues.create_issue("In flight", "Going out now")
-    issues.send_issue(issue.id)
+    dispatch.send_issue(issue.id)
     assert db.session.get(Issue, issue.id).status is IssueStatus.SENDING
     assert client.get(f"/archive/{issue.slug}").status_code == 200
     assert "In flight" in client.get("/archive").get_data(as_text=True)

@@ -7,7 +7,8 @@ import re
 import pytest
 from editor_helpers import PASSWORD, add_editor, login, page_token, post_form
 
-from newsletter.auth import hash_password, safe_next, verify_password
+from newsletter.auth.passwords import hash_password, verify_password
+from newsletter.auth.sessions import safe_next
 
 
 def test_a_password_hash_is_argon2_and_verifies_only_the_same_password():

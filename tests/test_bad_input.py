@@ -7,7 +7,7 @@ from conftest import csrf_from, links, text_part
 from readers import BASE_URL, db_snapshot, link_to, subscribe, subscriber
 
 from newsletter.extensions import db
-from newsletter.services import tokens
+from newsletter.subscribers.links import tokens
 
 LONG_ADDRESS = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + "." + "c" * 7  # 255 characters
 
@@ -162,7 +162,7 @@ def _bad_tokens(world):
 
 
 def _other_key_confirm(subscriber_id):
-    from newsletter.tokens import Tokens
+    from newsletter.subscribers.links import Tokens
 
     return Tokens("some-other-secret-key-of-enough-length-0123456789").confirm_token(
         subscriber_id, 1
@@ -223,7 +223,7 @@ def test_an_unknown_route_and_a_wrong_method_get_clear_pages(app, client):
 
 
 def test_erased_subscribers_links_answer_404_and_change_nothing(world, app, run_jobs, inbox):
-    from newsletter.subscriptions import erase
+    from newsletter.subscribers.state import erase
 
     t = tokens()
     confirm, unsub = t.confirm_token(world["pending"], 1), t.unsubscribe_token(world["pending"])

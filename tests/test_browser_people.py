@@ -20,10 +20,14 @@ CSV = "email,name\nzoe@example.com,Zoe\nbroken-address,Nope\nyan@example.com,Yan
 def _seed(app):
     with app.app_context():
         add_editor("ed@example.org")
-        db.session.add(Subscriber(email="ada@example.com", name="Ada Lovelace",
-                                  status=SubscriberStatus.CONFIRMED))
-        db.session.add(Subscriber(email="bob@example.com", name="Bob",
-                                  status=SubscriberStatus.PENDING))
+        db.session.add(
+            Subscriber(
+                email="ada@example.com", name="Ada Lovelace", status=SubscriberStatus.CONFIRMED
+            )
+        )
+        db.session.add(
+            Subscriber(email="bob@example.com", name="Bob", status=SubscriberStatus.PENDING)
+        )
         today = utcnow().date()
         for weeks_ago, new in enumerate([30, 22, 41, 17]):
             day = today - timedelta(weeks=weeks_ago)
@@ -104,12 +108,14 @@ def test_an_editor_finds_imports_reads_stats_and_manages_tokens(live_server, pag
     page.get_by_label("Name (what it is for)").fill("browser test")
     page.get_by_role("button", name="Create token").click()
     secret = page.locator("#token-value").inner_text()
-    api = page.request.get(live_server.url + "/api/v1/subscribers",
-                           headers={"Authorization": f"Bearer {secret}"})
+    api = page.request.get(
+        live_server.url + "/api/v1/subscribers", headers={"Authorization": f"Bearer {secret}"}
+    )
     assert api.status == 200 and len(api.json()["data"]) == 4
     page.get_by_role("button", name="Revoke").click()
     page.get_by_text("Token revoked").wait_for()
-    again = page.request.get(live_server.url + "/api/v1/subscribers",
-                             headers={"Authorization": f"Bearer {secret}"})
+    again = page.request.get(
+        live_server.url + "/api/v1/subscribers", headers={"Authorization": f"Bearer {secret}"}
+    )
     assert again.status == 401
     assert live_server.errors == []

@@ -67,9 +67,9 @@ def test_the_weekly_slot_sends_the_oldest_ready_issue_once(make_app, redis_clien
 
     from conftest import _truncate_all
 
-    from newsletter import jobs
-    from newsletter.issues import create_issue, mark_ready
+    from newsletter.issues.actions import create_issue, mark_ready
     from newsletter.models import Subscriber, SubscriberStatus, utcnow
+    from newsletter.tasks import tick as jobs
 
     now = utcnow()
     weekday = now.strftime("%A").lower()
@@ -104,9 +104,10 @@ def test_a_slot_or_schedule_with_nobody_confirmed_sends_nothing(make_app, redis_
 
     from conftest import _truncate_all
 
-    from newsletter import jobs
-    from newsletter.issues import create_issue, mark_ready, send_issue
+    from newsletter.issues.actions import create_issue, mark_ready
     from newsletter.models import Delivery, Subscriber, SubscriberStatus, utcnow
+    from newsletter.tasks import tick as jobs
+    from newsletter.tasks.dispatch import send_issue
 
     now = utcnow()
     slot = now - timedelta(minutes=5)

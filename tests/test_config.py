@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter import create_app
+from newsletter.app import create_app
 from newsletter.config import ConfigError, load_settings, parse_weekly_slot
 
 
@@ -72,7 +72,7 @@ def test_create_app_refuses_a_bad_setting(tmp_path: Path) -> None:
 
 def test_the_command_prints_one_line_naming_the_setting(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "newsletter.cli", "routes"],
+        [sys.executable, "-m", "newsletter.main", "routes"],
         env={"PATH": "/usr/bin:/bin", "INSTANCE_PATH": str(tmp_path), "SMTP_SECURITY": "bogus"},
         capture_output=True,
         text=True,

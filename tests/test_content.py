@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsletter.content import render_body, slugify
+from newsletter.mail.body import render_body, slugify
 
 BASE = "http://newsletter.test"
 

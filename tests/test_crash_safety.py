@@ -20,8 +20,9 @@ from conftest import _truncate_all, free_port
 from faultsink import start_sink
 
 from newsletter.extensions import db
-from newsletter.issues import create_issue, issue_status, pause_issue, resume_issue, send_issue
+from newsletter.issues.actions import create_issue, issue_status, pause_issue
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.tasks.dispatch import resume_issue, send_issue
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,7 +195,7 @@ def test_twenty_concurrent_send_commands_start_one_send(world):
     world.subscribers(20)
     issue_id = create_issue("Twenty clicks", "Body").id
     db.session.commit()  # on SQLite our open read would hold the write lock
-    cmd = [sys.executable, "-m", "newsletter.cli", "issues", "send", str(issue_id)]
+    cmd = [sys.executable, "-m", "newsletter.main", "issues", "send", str(issue_id)]
     procs = [
         subprocess.Popen(cmd, env=world.env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
         for _ in range(20)

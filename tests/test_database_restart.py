@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from conftest import TEST_DATABASE_URL, _truncate_all, csrf_from
 from readers import subscriber
 
-from newsletter import PING_AFTER_IDLE
+from newsletter.app import PING_AFTER_IDLE
 
 pytestmark = pytest.mark.skipif(not TEST_DATABASE_URL, reason="PostgreSQL only")
 

@@ -12,9 +12,10 @@ from conftest import _truncate_all, free_port
 from faultsink import SilentServer, start_sink
 
 from newsletter.extensions import db
-from newsletter.issues import create_issue, issue_status, send_issue
-from newsletter.jobs import reconcile
+from newsletter.issues.actions import create_issue, issue_status
 from newsletter.models import Delivery, Subscriber, SubscriberStatus
+from newsletter.tasks.dispatch import send_issue
+from newsletter.tasks.tick import reconcile
 
 FAST_RETRIES = {
     "SEND_RETRY_BASE": "0.05",
@@ -60,7 +61,7 @@ def run_jobs(redis_client: Any) -> Any:
     """Drain the queues with a real worker of the app in context (not conftest's default app)."""
     from flask import current_app
 
-    from newsletter.workers import build_worker
+    from newsletter.tasks.worker import build_worker
 
     def run() -> int:
         db.session.commit()

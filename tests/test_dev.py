@@ -77,7 +77,7 @@ def dev_server(tmp_path):
         [
             sys.executable,
             "-m",
-            "newsletter.cli",
+            "newsletter.main",
             "dev",
             "--port",
             str(port),

@@ -8,10 +8,10 @@ import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from newsletter.delivery.message import issue_message
 from newsletter.extensions import db
-from newsletter.issues import create_issue
-from newsletter.sending import issue_message
-from newsletter.services import mailer
+from newsletter.issues.actions import create_issue
+from newsletter.mail import mailer
 
 
 def test_issue_copies_carry_a_dkim_signature_that_verifies(make_app):

@@ -53,8 +53,9 @@ def test_upload_runs_in_a_worker_and_reports_bad_rows_by_line(app, run_jobs):
     assert "3 added" in report and "3 bad rows skipped" in report
     emails = db.session.scalars(sa.select(Subscriber.email).order_by(Subscriber.email)).all()
     assert emails == ["ada@example.com", "carl@example.com", "grace@example.com"]
-    assert all(s.status is SubscriberStatus.CONFIRMED for s in db.session.scalars(
-        sa.select(Subscriber)))
+    assert all(
+        s.status is SubscriberStatus.CONFIRMED for s in db.session.scalars(sa.select(Subscriber))
+    )
     assert db.session.scalar(sa.select(ImportJob.csv_text)) is None  # the file is not kept
 
 
@@ -76,14 +77,18 @@ def test_reimporting_is_harmless_and_keeps_unsubscribed_people_out(app, run_jobs
 
 def test_send_a_confirmation_mails_each_new_person(app, run_jobs, inbox):
     client = editor_client(app)
-    response = upload(client, "Email,Name\nnew1@example.com,N1\nnew2@example.com,N2\n",
-                      mode="confirm")
+    response = upload(
+        client, "Email,Name\nnew1@example.com,N1\nnew2@example.com,N2\n", mode="confirm"
+    )
     run_jobs()
     inbox.wait_for(2)
     assert sorted(a for m in inbox.messages for a in [m["To"]]) == [
-        "new1@example.com", "new2@example.com"]
-    assert all(s.status is SubscriberStatus.PENDING for s in db.session.scalars(
-        sa.select(Subscriber)))
+        "new1@example.com",
+        "new2@example.com",
+    ]
+    assert all(
+        s.status is SubscriberStatus.PENDING for s in db.session.scalars(sa.select(Subscriber))
+    )
     assert "2 confirmation mails queued" in client.get(response.headers["Location"]).text
 
 

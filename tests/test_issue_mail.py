@@ -6,7 +6,8 @@ import re
 
 from conftest import html_part, links, text_part
 
-from newsletter.issues import create_issue, preview, send_issue, send_test
+from newsletter.issues.actions import create_issue, preview, send_test
+from newsletter.tasks.dispatch import send_issue
 
 
 def _send_one(make_subscriber, run_jobs, inbox, body="Try `git bisect` today."):
@@ -76,13 +77,13 @@ def test_the_unsubscribe_link_in_the_mail_works(app, client, make_subscriber, ru
 
 
 def test_a_resent_copy_has_the_same_message_id(app, make_subscriber):
-    from newsletter import sending
-    from newsletter.services import mailer
+    from newsletter.delivery import message
+    from newsletter.mail import mailer
 
     issue = create_issue("Same id", "Body")
-    m = sending.issue_message(mailer(), issue, b"key")
+    m = message.issue_message(mailer(), issue, b"key")
     first = m.bytes_for(7, "a@example.com", "tok")
-    again = sending.issue_message(mailer(), issue, b"key").bytes_for(7, "a@example.com", "tok")
+    again = message.issue_message(mailer(), issue, b"key").bytes_for(7, "a@example.com", "tok")
     mid = re.compile(rb"Message-ID: (.+)\r\n")
     assert mid.search(first).group(1) == mid.search(again).group(1)
     other = m.bytes_for(8, "b@example.com", "tok")
@@ -106,15 +107,15 @@ def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
     import email
     from email import policy
 
-    from newsletter import sending
-    from newsletter.services import mailer
+    from newsletter.delivery import message
+    from newsletter.mail import mailer
 
     # A long line with the link in its middle, and a link right at a line's end.
     body = "Word " * 40 + "\n\nÜnïcode and = signs, trailing space \n\n" + "x" * 150
     issue = create_issue("Encoding", body)
-    m = sending.issue_message(mailer(), issue, b"key")
+    m = message.issue_message(mailer(), issue, b"key")
     base = app.config["BASE_URL"] + "/unsubscribe/"
-    rendered = sending.render_issue(
+    rendered = message.render_issue(
         mailer(), issue.subject, issue.body_md, issue.slug, base + "TOKEN-PLACEHOLDER"
     )
     for token in ("abc.def", "NDI.Apra96592zcJNE6QtjexspU4PeE" * 3):

@@ -9,10 +9,10 @@ from aiosmtpd.controller import Controller
 from conftest import free_port, html_part, links, text_part
 
 from newsletter.extensions import db
-from newsletter.jobs import send_confirmation, send_welcome
-from newsletter.mail import SMTPPermanentError, SMTPSender, SMTPTemporaryError
-from newsletter.queues import MAIL_QUEUE, enqueue
-from newsletter.services import mailer
+from newsletter.mail import mailer
+from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
+from newsletter.tasks.jobs import send_confirmation, send_welcome
+from newsletter.tasks.queues import MAIL_QUEUE, enqueue
 
 BASE = "http://newsletter.test"
 

@@ -9,9 +9,9 @@ import pytest
 import sqlalchemy as sa
 from conftest import TEST_DATABASE_URL
 
-from newsletter import create_app
+from newsletter.app import create_app
 from newsletter.extensions import db
-from newsletter.search import is_derived
+from newsletter.subscribers.search import is_derived
 
 
 @pytest.fixture

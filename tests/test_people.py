@@ -19,8 +19,8 @@ from newsletter.models import (
     WebhookDelivery,
     utcnow,
 )
-from newsletter.subscriptions import subscribe, unsubscribe
-from newsletter.webhooks import emit
+from newsletter.subscribers.state import subscribe, unsubscribe
+from newsletter.webhooks.events import emit
 from tests.conftest import csrf_from
 from tests.people_helpers import editor_client
 
@@ -49,9 +49,7 @@ def test_search_finds_by_address_or_name_and_filters_by_status(app, make_subscri
         "grace@example.com",
         "alan@example.org",
     }
-    assert emails_on(client.get("/editor/subscribers?status=pending").text) == [
-        "grace@example.com"
-    ]
+    assert emails_on(client.get("/editor/subscribers?status=pending").text) == ["grace@example.com"]
     page = client.get("/editor/subscribers?status=confirmed&q=grace").text
     assert emails_on(page) == [] and "Nobody matches" in page
     # LIKE wildcards are searched for literally.
@@ -70,8 +68,10 @@ def test_counts_per_status_are_shown(app, make_subscriber):
 def test_keyset_pages_cover_everyone_once_in_both_directions(app):
     db.session.execute(
         sa.insert(Subscriber),
-        [{"email": f"p{i:03}@example.com", "name": f"P {i}", "status": "confirmed"}
-         for i in range(123)],
+        [
+            {"email": f"p{i:03}@example.com", "name": f"P {i}", "status": "confirmed"}
+            for i in range(123)
+        ],
     )
     db.session.commit()
     client = editor_client(app)
@@ -104,19 +104,27 @@ def test_a_persons_page_shows_their_history_and_deliveries(app):
     sub = db.session.get(Subscriber, result.subscriber_id)
     sub.status = "confirmed"
     sub.confirmed_at = utcnow()
-    issue = Issue(slug="first", subject="Tip one: shell history", body_md="x",
-                  status=IssueStatus.SENT)
+    issue = Issue(
+        slug="first", subject="Tip one: shell history", body_md="x", status=IssueStatus.SENT
+    )
     db.session.add(issue)
     db.session.flush()
-    db.session.add(Delivery(issue_id=issue.id, subscriber_id=sub.id, status=DeliveryStatus.SENT,
-                            attempts=1, sent_at=utcnow() - timedelta(days=1)))
+    db.session.add(
+        Delivery(
+            issue_id=issue.id,
+            subscriber_id=sub.id,
+            status=DeliveryStatus.SENT,
+            attempts=1,
+            sent_at=utcnow() - timedelta(days=1),
+        )
+    )
     db.session.commit()
     unsubscribe(db.session, sub.id, ip="198.51.100.4")
     db.session.commit()
 
     html = editor_client(app).get(f"/editor/subscribers/{sub.id}").text
     assert "lin@example.com" in html and "203.0.113.9" in html and "198.51.100.4" in html
-    history = html[html.index('id="history"'):html.index('id="deliveries"')]
+    history = html[html.index('id="history"') : html.index('id="deliveries"')]
     assert "subscribed" in history and "unsubscribed" in history
     assert "confirmation sent" in history
     assert "Tip one: shell history" in html and ">sent<" in html
@@ -131,10 +139,16 @@ def test_erase_asks_first_then_removes_every_row_with_the_person(app, make_subsc
     db.session.flush()
     db.session.add(Delivery(issue_id=issue.id, subscriber_id=sub.id, status=DeliveryStatus.SENT))
     db.session.add(SubscriberEvent(subscriber_id=sub.id, kind="edited", detail="x"))
-    emit(db.session, "subscriber.confirmed",
-         {"subscriber_id": sub.id, "email": sub.email, "name": sub.name})
-    emit(db.session, "subscriber.confirmed",
-         {"subscriber_id": keep.id, "email": keep.email, "name": keep.name})
+    emit(
+        db.session,
+        "subscriber.confirmed",
+        {"subscriber_id": sub.id, "email": sub.email, "name": sub.name},
+    )
+    emit(
+        db.session,
+        "subscriber.confirmed",
+        {"subscriber_id": keep.id, "email": keep.email, "name": keep.name},
+    )
     db.session.commit()
     sub_id = sub.id
     client = editor_client(app)
@@ -143,23 +157,36 @@ def test_erase_asks_first_then_removes_every_row_with_the_person(app, make_subsc
     assert "cannot be undone" in ask.text
     token = csrf_from(ask.text)
     # A wrong confirmation changes nothing.
-    wrong = client.post(f"/editor/subscribers/{sub_id}/erase",
-                        data={"csrf_token": token, "confirm_email": "someone@else.com"})
+    wrong = client.post(
+        f"/editor/subscribers/{sub_id}/erase",
+        data={"csrf_token": token, "confirm_email": "someone@else.com"},
+    )
     assert wrong.status_code == 400
     assert db.session.get(Subscriber, sub_id) is not None
     # Without the CSRF token: refused.
-    assert client.post(f"/editor/subscribers/{sub_id}/erase",
-                       data={"confirm_email": "gone@example.com"}).status_code == 400
+    assert (
+        client.post(
+            f"/editor/subscribers/{sub_id}/erase", data={"confirm_email": "gone@example.com"}
+        ).status_code
+        == 400
+    )
 
-    done = client.post(f"/editor/subscribers/{sub_id}/erase",
-                       data={"csrf_token": token, "confirm_email": "gone@example.com"},
-                       follow_redirects=True)
+    done = client.post(
+        f"/editor/subscribers/{sub_id}/erase",
+        data={"csrf_token": token, "confirm_email": "gone@example.com"},
+        follow_redirects=True,
+    )
     assert "was erased" in done.text
     db.session.expire_all()
     assert db.session.get(Subscriber, sub_id) is None
-    assert db.session.scalar(
-        sa.select(sa.func.count()).select_from(SubscriberEvent)
-        .where(SubscriberEvent.subscriber_id == sub_id)) == 0
+    assert (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(SubscriberEvent)
+            .where(SubscriberEvent.subscriber_id == sub_id)
+        )
+        == 0
+    )
     payloads = db.session.scalars(sa.select(WebhookDelivery.payload)).all()
     assert len(payloads) == 1 and "stay@example.com" in payloads[0]
     assert not any("gone@example.com" in p or "Gone Person" in p for p in payloads)

@@ -6,7 +6,8 @@ import pytest
 from conftest import csrf_from
 from readers import subscriber
 
-from newsletter import ConfigError, create_app
+from newsletter.app import create_app
+from newsletter.config import ConfigError
 
 PROXY = "10.0.0.5"  # the reverse proxy, as the app sees it
 

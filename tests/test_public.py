@@ -13,7 +13,7 @@ from readers import BASE_URL, link_to, subscribe, subscriber
 
 from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, SubscriberStatus, utcnow
-from newsletter.services import tokens
+from newsletter.subscribers.links import tokens
 
 
 def _form_action(html: str) -> str:
@@ -171,7 +171,7 @@ def test_replaying_an_old_confirm_link_after_unsubscribing_changes_nothing(
 
 def test_an_expired_confirm_link_offers_a_new_one_which_works(make_app, inbox):
     from newsletter.models import Subscriber
-    from newsletter.workers import build_worker
+    from newsletter.tasks.worker import build_worker
 
     app = make_app(CONFIRM_MAX_AGE="1")
     client = app.test_client()

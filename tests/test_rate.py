@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from test_crash_safety import world  # noqa: F401 - the fixture
 
-from newsletter.issues import create_issue, send_issue
+from newsletter.issues.actions import create_issue
+from newsletter.tasks.dispatch import send_issue
 
 pytestmark = pytest.mark.slow
 RATE = 20

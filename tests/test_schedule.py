@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from newsletter.config import parse_weekly_slot
-from newsletter.schedule import due_slot, next_slot, previous_slot
+from newsletter.issues.schedule import due_slot, next_slot, previous_slot
 
 BERLIN = parse_weekly_slot("every monday at 09:00 in Europe/Berlin")
 

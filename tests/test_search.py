@@ -6,11 +6,12 @@ import re
 
 import sqlalchemy as sa
 
-from newsletter import search
 from newsletter.extensions import db
 from newsletter.models import Subscriber
-from newsletter.subscriptions import bounce, confirm, erase, import_rows, subscribe, unsubscribe
-from newsletter.views import people
+from newsletter.subscribers import search
+from newsletter.subscribers.imports import import_rows
+from newsletter.subscribers.state import bounce, confirm, erase, subscribe, unsubscribe
+from newsletter.web.editor import subscribers as people
 from tests.people_helpers import editor_client
 from tests.test_people import emails_on
 

@@ -8,20 +8,20 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from newsletter import sending
+from newsletter.delivery import batch, claims, message, plan
+from newsletter.errors import Conflict
 from newsletter.extensions import db
-from newsletter.issues import (
-    IssueError,
+from newsletter.issues.actions import (
     cancel_issue,
     create_issue,
     issue_status,
     pause_issue,
-    resume_issue,
-    send_issue,
     update_issue,
 )
-from newsletter.jobs import reconcile
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.tasks.dispatch import resume_issue, send_issue
+from newsletter.tasks.jobs import bounce_address
+from newsletter.tasks.tick import reconcile
 
 
 def _bulk_subscribers(n: int, status: str = "confirmed", start: int = 0) -> None:
@@ -140,7 +140,7 @@ def test_pause_holds_everything_and_resume_sends_the_rest(app, make_subscriber, 
     with_error = None
     try:
         pause_issue(issue.id)
-    except IssueError as exc:  # pragma: no cover - it says "already paused" instead
+    except Conflict as exc:  # pragma: no cover - it says "already paused" instead
         with_error = exc
     assert with_error is None
     resume_issue(issue.id)
@@ -161,7 +161,7 @@ def test_cancel_skips_what_was_not_sent(app, make_subscriber, run_jobs, inbox):
     assert found["status"] == "cancelled" and found["skipped"] == 3
     try:
         send_issue(issue.id)
-    except IssueError as exc:
+    except Conflict as exc:
         assert "cancelled" in exc.message
     else:  # pragma: no cover
         raise AssertionError("a cancelled issue was sent")
@@ -175,7 +175,7 @@ def test_an_issue_can_be_edited_only_until_queued(app, make_subscriber):
     send_issue(issue.id)
     try:
         update_issue(issue.id, "Third", "x")
-    except IssueError as exc:
+    except Conflict as exc:
         assert "can no longer be edited" in exc.message
     else:  # pragma: no cover
         raise AssertionError("edited a queued issue")
@@ -189,7 +189,7 @@ def test_an_expired_lease_is_taken_back_and_the_batch_re_enqueued(
     issue = create_issue("Lease", "Body")
     send_issue(issue.id)
     # A worker claims the delivery and dies before sending: the row sits in `sending`.
-    rows = sending.claim(db.session, issue.id, 0, "dead-worker", utcnow(), 1)
+    rows = claims.claim(db.session, issue.id, 0, "dead-worker", utcnow(), 1)
     db.session.commit()
     assert [r.subscriber_id for r in rows] == [sub.id]
     from redis import Redis  # the job Redis had for it is lost too
@@ -197,9 +197,7 @@ def test_an_expired_lease_is_taken_back_and_the_batch_re_enqueued(
     Redis.from_url(app.config["REDIS_URL"]).flushdb() if app.config["REDIS_URL"] else None
     run_jobs()
     assert inbox.messages == []  # the lease still holds
-    db.session.execute(
-        sa.update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1))
-    )
+    db.session.execute(sa.update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
     db.session.commit()
     assert "reclaimed 1, enqueued 1" in reconcile()
     run_jobs()
@@ -213,7 +211,7 @@ def test_queueing_100000_recipients_is_one_statement(app):
     _bulk_subscribers(100_000)
     issue = create_issue("Big", "Body")
     started = time.perf_counter()
-    result = sending.queue_issue(db.session, issue.id, utcnow(), 500)
+    result = plan.queue_issue(db.session, issue.id, utcnow(), 500)
     db.session.commit()
     elapsed = time.perf_counter() - started
     assert result.audience == 100_000 and result.batches == 200
@@ -228,9 +226,9 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
     """A chunk is claimed at once; an unsubscribe in the middle of it is still honoured."""
     from sqlalchemy.orm import Session
 
-    from newsletter.services import mailer
-    from newsletter.subscriptions import unsubscribe
-    from newsletter.tokens import tokens_for
+    from newsletter.mail import mailer
+    from newsletter.subscribers.links import tokens_for
+    from newsletter.subscribers.state import unsubscribe
 
     subs = [make_subscriber(f"r{i}@example.com") for i in range(5)]
     # Plain values: touching an expired ORM object mid-send would open a transaction in the
@@ -248,15 +246,16 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
                     unsubscribe(other, leaver_id)
                     other.commit()
 
-    report = sending.run_batch(
+    report = batch.run_batch(
         db.session,
         issue.id,
         0,
         worker="test",
-        message=lambda: sending.issue_message(mailer(), issue, b"key"),
+        message=lambda: message.issue_message(mailer(), issue, b"key"),
         token_for=tokens_for(app.config).unsubscribe_token_maker(),
         smtp=LeavesMidway(),
-        settings=sending.SendSettings(recheck_seconds=0.0),
+        settings=batch.SendSettings(recheck_seconds=0.0),
+        bounce=bounce_address,
     )
     assert sent_to == [e for i, e in enumerate(emails) if i != 3]
     assert report.sent == 4 and report.skipped == 1 and report.finished
@@ -264,7 +263,7 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
 
 
 def test_the_failure_streak_is_one_count_across_workers(redis_client):
-    from newsletter.ratelimit_send import SharedStreak
+    from newsletter.tasks.throttle import SharedStreak
 
     a, b = SharedStreak(redis_client), SharedStreak(redis_client)
     assert [a.failed(1), a.failed(1), b.failed(1)] == [1, 2, 3]

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from conftest import free_port
 
-from newsletter.mail import SMTPPermanentError, SMTPSender, SMTPTemporaryError
+from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
 
 
 class Recorder:

@@ -5,16 +5,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from newsletter import stats
 from newsletter.extensions import db
-from newsletter.models import (
-    DailyStat,
-    Delivery,
-    DeliveryStatus,
-    Issue,
-    IssueStatus,
-    utcnow,
-)
+from newsletter.models import DailyStat, Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from newsletter.subscribers import stats
 from tests.people_helpers import editor_client
 
 
@@ -41,17 +34,31 @@ def test_weekly_figures_add_up_days_into_weeks(app):
 def test_per_issue_counts_and_what_happened_after(app, make_subscriber):
     a, b = make_subscriber(), make_subscriber()
     now = utcnow()
-    first = Issue(slug="one", subject="One", body_md="x", status=IssueStatus.SENT,
-                  queued_at=now - timedelta(days=10), sent_at=now - timedelta(days=10))
-    second = Issue(slug="two", subject="Two", body_md="x", status=IssueStatus.SENT,
-                   queued_at=now - timedelta(days=3), sent_at=now - timedelta(days=3))
+    first = Issue(
+        slug="one",
+        subject="One",
+        body_md="x",
+        status=IssueStatus.SENT,
+        queued_at=now - timedelta(days=10),
+        sent_at=now - timedelta(days=10),
+    )
+    second = Issue(
+        slug="two",
+        subject="Two",
+        body_md="x",
+        status=IssueStatus.SENT,
+        queued_at=now - timedelta(days=3),
+        sent_at=now - timedelta(days=3),
+    )
     db.session.add_all([first, second])
     db.session.flush()
-    db.session.add_all([
-        Delivery(issue_id=first.id, subscriber_id=a.id, status=DeliveryStatus.SENT),
-        Delivery(issue_id=first.id, subscriber_id=b.id, status=DeliveryStatus.FAILED),
-        Delivery(issue_id=second.id, subscriber_id=a.id, status=DeliveryStatus.SENT),
-    ])
+    db.session.add_all(
+        [
+            Delivery(issue_id=first.id, subscriber_id=a.id, status=DeliveryStatus.SENT),
+            Delivery(issue_id=first.id, subscriber_id=b.id, status=DeliveryStatus.FAILED),
+            Delivery(issue_id=second.id, subscriber_id=a.id, status=DeliveryStatus.SENT),
+        ]
+    )
     add_stats((now - timedelta(days=9)).date(), unsubscribed=2, bounced=1)
     add_stats((now - timedelta(days=1)).date(), unsubscribed=5)
     db.session.commit()
@@ -67,15 +74,21 @@ def test_the_page_draws_charts_with_bars(app, make_subscriber):
     today = utcnow().date()
     add_stats(today, subscribed=8, confirmed=6, unsubscribed=1)
     add_stats(today - timedelta(days=7), subscribed=4, confirmed=1)
-    issue = Issue(slug="s", subject="Sent one", body_md="x", status=IssueStatus.SENT,
-                  queued_at=utcnow(), sent_at=utcnow())
+    issue = Issue(
+        slug="s",
+        subject="Sent one",
+        body_md="x",
+        status=IssueStatus.SENT,
+        queued_at=utcnow(),
+        sent_at=utcnow(),
+    )
     db.session.add(issue)
     db.session.flush()
     db.session.add(Delivery(issue_id=issue.id, status=DeliveryStatus.SENT))
     db.session.commit()
     html = editor_client(app).get("/editor/stats").text
     for section in ("weekly", "rate", "issues"):
-        part = html[html.index(f'id="{section}"'):]
+        part = html[html.index(f'id="{section}"') :]
         assert "<svg" in part[: part.index("</svg>")]
     heights = [float(h) for h in re.findall(r'class="bar"[^>]* height="([\d.]+)"', html)]
     assert sum(1 for h in heights if h > 0) >= 5

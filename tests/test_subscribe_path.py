@@ -8,10 +8,11 @@ from readers import subscribe, subscriber
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from newsletter import stats, subscriptions
 from newsletter.extensions import db
 from newsletter.models import SubscriberStatus, utcnow
-from newsletter.queues import MAIL_QUEUE, enqueue
+from newsletter.subscribers import state as subscriptions
+from newsletter.subscribers import stats
+from newsletter.tasks.queues import MAIL_QUEUE, enqueue
 from tests.people_helpers import editor_client
 
 

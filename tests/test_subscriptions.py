@@ -10,23 +10,21 @@ import sqlalchemy as sa
 from conftest import html_part, text_part
 from readers import subscribe, subscriber
 
+from newsletter.errors import Invalid
 from newsletter.extensions import db
 from newsletter.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
-from newsletter.subscriptions import (
+from newsletter.subscribers.imports import import_rows, read_csv_rows
+from newsletter.subscribers.state import (
     TRANSITIONS,
     Action,
     ConfirmOutcome,
-    InvalidInput,
     bounce,
-    clean_name,
     confirm,
     erase,
-    import_rows,
-    normalize_email,
-    read_csv_rows,
     unsubscribe,
 )
-from newsletter.subscriptions import subscribe as subscribe_domain
+from newsletter.subscribers.state import subscribe as subscribe_domain
+from newsletter.subscribers.validate import clean_name, normalize_email
 
 S = SubscriberStatus
 T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
@@ -42,15 +40,15 @@ def test_case_variants_of_an_address_are_one_subscriber(app, client):
 def test_normalising_keeps_idn_domains_and_is_stable():
     once = normalize_email("Jörg@Bücher.Example")
     assert once == normalize_email(once) == "jörg@bücher.example"
-    with pytest.raises(InvalidInput):
+    with pytest.raises(Invalid):
         normalize_email("x@" + "a" * 250 + ".example")
     assert clean_name("  Ann  Lee ") == "Ann  Lee"
-    with pytest.raises(InvalidInput):
+    with pytest.raises(Invalid):
         clean_name("Ann\tLee")
 
 
 def test_fifty_concurrent_subscribes_of_one_address_make_one_row_and_one_mail(make_app, inbox):
-    from newsletter.workers import build_worker
+    from newsletter.tasks.worker import build_worker
 
     app = make_app(WTF_CSRF_ENABLED=False, SUBSCRIBE_RATE_LIMIT="1000/600")
     with app.app_context():

@@ -9,7 +9,7 @@ from readers import subscriber
 
 from newsletter.extensions import db
 from newsletter.models import SubscriberStatus
-from newsletter.tokens import TokenError, TokenExpired, Tokens
+from newsletter.subscribers.links import TokenError, TokenExpired, Tokens
 
 OLD = "old-secret-key-that-is-long-enough-0123456789abcdef"
 NEW = "new-secret-key-that-is-long-enough-0123456789abcdef"

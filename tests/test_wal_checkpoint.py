@@ -8,7 +8,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from newsletter.workers import WalCheckpointer
+from newsletter.tasks.worker import WalCheckpointer
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, SubscriberStatus, WebhookDelivery
-from newsletter.subscriptions import bounce, confirm, subscribe, unsubscribe
-from newsletter.webhooks import backoff, register_webhook
+from newsletter.subscribers.state import bounce, confirm, subscribe, unsubscribe
+from newsletter.webhooks.events import register_webhook
+from newsletter.webhooks.post import backoff
 from tests.conftest import csrf_from
 from tests.people_helpers import editor_client
 
@@ -133,7 +134,7 @@ def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try(
 def test_retries_wait_longer_each_time_and_are_scheduled(app, run_jobs, make_subscriber):
     from rq.registry import ScheduledJobRegistry
 
-    from newsletter.queues import get_queue
+    from newsletter.tasks.queues import get_queue
 
     assert [backoff(n, 30) for n in (1, 2, 3)] == [30, 120, 480]
     dead = Receiver(fail_first=99)
@@ -153,7 +154,7 @@ def test_retries_wait_longer_each_time_and_are_scheduled(app, run_jobs, make_sub
 
 
 def test_issue_sent_is_emitted_when_a_send_finishes(app, receiver, run_jobs):
-    from newsletter import sending
+    from newsletter.delivery import lifecycle
     from newsletter.models import utcnow
 
     register_webhook(db.session, receiver.url, ["issue.sent"])
@@ -163,7 +164,7 @@ def test_issue_sent_is_emitted_when_a_send_finishes(app, receiver, run_jobs):
     db.session.add(issue)
     db.session.commit()
     # The engine's own "nothing left to send" step marks it sent; the event rides along.
-    assert sending.finish_if_done(db.session, issue.id, utcnow())
+    assert lifecycle.finish_if_done(db.session, issue.id, utcnow())
     db.session.commit()
     run_jobs()
     payloads = [json.loads(b) for _h, b in receiver.requests]
@@ -207,7 +208,7 @@ def test_a_delivery_whose_job_redis_lost_is_sent_after_reconcile(
 ):
     from datetime import timedelta
 
-    from newsletter.jobs import reconcile
+    from newsletter.tasks.tick import reconcile
 
     register_webhook(db.session, receiver.url, ["subscriber.confirmed"])
     db.session.commit()
@@ -238,7 +239,7 @@ def test_a_delivery_whose_job_redis_lost_is_sent_after_reconcile(
 def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make_subscriber):
     from datetime import timedelta
 
-    from newsletter.jobs import reconcile
+    from newsletter.tasks.tick import reconcile
 
     down = Receiver(fail_first=10)
     try:
@@ -259,6 +260,6 @@ def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make
 
 
 def test_a_worker_starting_up_re_enqueues_lost_deliveries(app):
-    from newsletter.webhooks import reconcile as reconcile_webhooks
+    from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
 
     assert reconcile_webhooks in app.extensions["worker_start_hooks"]

@@ -1,0 +1,1 @@
+"""The JSON API under /api/v1: routes, serialisation, and the OpenAPI document."""

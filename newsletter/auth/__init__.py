@@ -1,0 +1,1 @@
+"""Who may act: editor passwords, login throttling, browser sessions, API bearer tokens."""

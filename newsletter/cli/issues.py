@@ -1,0 +1,187 @@
+"""`newsletter issues …`: create, send (now, later, a test copy), status, pause, resume, cancel."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+
+import click
+from flask import Flask
+from flask.cli import with_appcontext
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from newsletter.cli.errors import fail
+from newsletter.errors import NewsletterError
+from newsletter.extensions import db
+from newsletter.issues.actions import (
+    cancel_issue,
+    create_issue,
+    issue_status,
+    mark_ready,
+    pause_issue,
+    send_test,
+)
+from newsletter.tasks.dispatch import resume_issue, send_issue
+
+COUNTS = ("queued", "sent", "failed", "skipped")
+
+
+@click.group("issues")
+def issues_group() -> None:
+    """Write, send and follow the weekly issues."""
+
+
+@issues_group.command("create")
+@click.option("--subject", required=True, help="The email's subject line.")
+@click.option(
+    "--body-file",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A Markdown file with the body.",
+)
+@with_appcontext
+def create_command(subject: str, body_file: Path) -> None:
+    """Create a draft issue; print its id on the last line."""
+    try:
+        body = body_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"cannot read {body_file}: {exc}") from None
+    try:
+        issue = create_issue(subject, body)
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    click.echo(f"Created draft issue '{issue.subject}' (/archive/{issue.slug} once sent).")
+    click.echo(str(issue.id))
+
+
+def _parse_at(raw: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise click.ClickException(
+            f"--at: not an ISO-8601 date and time: {raw!r} (e.g. 2025-03-03T09:00+01:00)"
+        ) from None
+    if at.tzinfo is None:
+        raise click.ClickException(
+            f"--at: {raw!r} has no time zone; add one, e.g. {raw}+00:00 or {raw}Z"
+        )
+    return at
+
+
+@issues_group.command("send")
+@click.argument("issue_id", type=int)
+@click.option("--at", "at_raw", help="Schedule at this ISO-8601 date and time (with a zone).")
+@click.option("--test-to", help="Send one test copy to this address instead.")
+@with_appcontext
+def send_command(issue_id: int, at_raw: str | None, test_to: str | None) -> None:
+    """Queue an issue now, schedule it (--at), or send one test copy (--test-to)."""
+    if at_raw and test_to:
+        raise click.ClickException("use either --at or --test-to, not both")
+    try:
+        if test_to:
+            send_test(issue_id, test_to)
+            click.echo(f"Test copy of issue {issue_id} sent to {test_to}.")
+            return
+        click.echo(send_issue(issue_id, _parse_at(at_raw) if at_raw else None))
+    except NewsletterError as exc:
+        raise fail(exc) from None
+
+
+@issues_group.command("ready")
+@click.argument("issue_id", type=int)
+@with_appcontext
+def ready_command(issue_id: int) -> None:
+    """Mark an issue ready for the next weekly slot."""
+    try:
+        click.echo(mark_ready(issue_id))
+    except NewsletterError as exc:
+        raise fail(exc) from None
+
+
+def _simple(name: str, action: object, doc: str) -> None:
+    @issues_group.command(name, help=doc)
+    @click.argument("issue_id", type=int)
+    @with_appcontext
+    def command(issue_id: int) -> None:
+        try:
+            click.echo(action(issue_id))  # type: ignore[operator]
+        except NewsletterError as exc:
+            raise fail(exc) from None
+
+
+_simple("pause", pause_issue, "Pause a send; nothing more leaves until resumed.")
+_simple("resume", resume_issue, "Resume a paused send where it stopped.")
+_simple("cancel", cancel_issue, "Cancel an issue; copies not yet sent are skipped.")
+
+
+@issues_group.command("status")
+@click.argument("issue_id", type=int)
+@click.option("--watch", is_flag=True, help="Draw a progress bar until the send ends.")
+@click.option("--interval", default=1.0, show_default=True, help="Seconds between updates.")
+@with_appcontext
+def status_command(issue_id: int, watch: bool, interval: float) -> None:
+    """Print counts per delivery status (queued, sent, failed, skipped)."""
+    try:
+        found = issue_status(issue_id)
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    if watch:
+        found = _watch(issue_id, found, max(interval, 0.1))
+    _print_counts(found)
+
+
+def _print_counts(found: dict) -> None:  # type: ignore[type-arg]
+    for key in COUNTS:
+        click.echo(f"{key} {found[key]}")
+    if found["sending"]:
+        click.echo(f"sending {found['sending']}")
+    click.echo(f"audience {found['audience']}")
+    click.echo(f"status {found['status']}")
+    if found["pause_reason"]:
+        click.echo(f"pause_reason {found['pause_reason']}")
+    if found["possible_duplicates"]:
+        click.echo(f"possible_duplicates {found['possible_duplicates']}")
+
+
+def _watch(issue_id: int, found: dict, interval: float) -> dict:  # type: ignore[type-arg]
+
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[rate]} msg/s"),
+        TextColumn("ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task(f"issue {issue_id}", total=max(found["audience"], 1), rate="-", eta="-")
+        while True:
+            bar.update(
+                task,
+                completed=found["done"],
+                total=max(found["audience"], 1),
+                description=f"issue {issue_id} {found['status']}",
+                rate=f"{found['rate_per_s']:.1f}",
+                eta=_eta(found["eta_seconds"]),
+            )
+            # Sent, paused, cancelled or never queued: nothing more will move; stop watching.
+            if found["status"] not in ("sending", "scheduled"):
+                break
+            time.sleep(interval)
+            db.session.remove()
+            found = issue_status(issue_id)
+    return found
+
+
+def _eta(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def register(app: Flask) -> None:
+    """Add the `issues` command group to the app's CLI."""
+    app.cli.add_command(issues_group)

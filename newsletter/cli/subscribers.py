@@ -1,0 +1,98 @@
+"""`newsletter subscribers import|export|list|remove`: the list from the command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+from flask.cli import with_appcontext
+
+from newsletter.cli.errors import fail
+from newsletter.errors import Invalid
+from newsletter.extensions import db
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.export import write_csv
+from newsletter.subscribers.imports import ImportFormatError, import_rows, read_csv_rows
+from newsletter.subscribers.state import erase
+from newsletter.subscribers.validate import normalize_email
+from newsletter.tasks.jobs import send_confirmation
+from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+
+STATUSES = click.Choice([s.value for s in SubscriberStatus])
+
+
+def register(app: Flask) -> None:
+    """Attach the subscribers command group."""
+    app.cli.add_command(subscribers)
+
+
+@click.group("subscribers")
+def subscribers() -> None:
+    """Import, export, list and erase subscribers."""
+
+
+@subscribers.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="These people already opted in elsewhere: no confirmation mail.",
+)
+@with_appcontext
+def subscribers_import(csv_file: Path, confirmed: bool) -> None:
+    """Import subscribers from a CSV file with a header row (columns email, name)."""
+    try:
+        text = csv_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{csv_file}: not UTF-8 text") from None
+    try:
+        report = import_rows(db.session, read_csv_rows(text), confirmed=confirmed)
+    except ImportFormatError as exc:
+        raise click.ClickException(f"{csv_file}: {exc}") from None
+    for sid in report.to_confirm:
+        enqueue(send_confirmation, sid, queue=MAIL_QUEUE)
+    for line, message in report.errors:
+        click.echo(f"line {line}: {message}", err=True)
+    click.echo(
+        f"{report.rows} rows: {report.added} added, {report.confirmed} confirmed, "
+        f"{report.unchanged} already there, {len(report.errors)} skipped"
+        + (f", {len(report.to_confirm)} confirmation mails queued" if report.to_confirm else "")
+    )
+
+
+@subscribers.command("export")
+@click.option("--status", type=STATUSES)
+@with_appcontext
+def subscribers_export(status: str | None) -> None:
+    """Write subscribers as CSV to stdout (email, name, status, created_at, confirmed_at)."""
+    write_csv(sys.stdout, status=status)
+
+
+@subscribers.command("list")
+@click.option("--status", type=STATUSES)
+@with_appcontext
+def subscribers_list(status: str | None) -> None:
+    """Print one subscriber a line: email, status, name."""
+    query = sa.select(Subscriber.email, Subscriber.status, Subscriber.name).order_by(Subscriber.id)
+    if status:
+        query = query.where(Subscriber.status == status)
+    for email, st, name in db.session.execute(query.execution_options(yield_per=1000)):
+        click.echo(f"{email}\t{st.value}\t{name}")
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@with_appcontext
+def subscribers_remove(email: str) -> None:
+    """Erase a person: every row holding their address or name."""
+    try:
+        address = normalize_email(email)
+    except Invalid as exc:
+        raise fail(exc) from None
+    if not erase(db.session, address):
+        raise click.ClickException(f"no subscriber with the address {address}")
+    db.session.commit()
+    click.echo(f"erased {address}")

@@ -1,0 +1,311 @@
+"""Send one batch of an issue: claim a chunk, send each message, commit each outcome.
+
+A worker killed mid-batch leaves rows in ``sending`` with a lease; the reconciler takes them
+back. The only copy that can be sent twice is the one in flight on a connection when its
+worker died.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.delivery.claims import (
+    CLAIM_CHUNK,
+    Claimed,
+    Recorder,
+    claim,
+    extend_lease,
+    release,
+    skip_claimed,
+)
+from newsletter.delivery.lifecycle import finish_if_done, next_retry_at, pause
+from newsletter.delivery.message import IssueMessage
+from newsletter.delivery.outcomes import (
+    FailureStreak,
+    LocalStreak,
+    record_permanent,
+    record_temporary,
+)
+from newsletter.mail.smtp import SMTPPermanentError, SMTPTemporaryError
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+
+D = DeliveryStatus
+I = IssueStatus  # noqa: E741
+
+RECHECK_SECONDS = 0.05
+
+
+class Sender(Protocol):
+    def send(self, to: str, data: bytes) -> None: ...
+
+
+@dataclass
+class SendSettings:
+    lease_seconds: float = 300.0
+    max_attempts: int = 6
+    retry_base: float = 60.0
+    pause_after: int = 50
+    # Wait inside the job for a retry due this soon; a later one is left to the reconciler.
+    short_wait: float = 2.0
+    claim_chunk: int = CLAIM_CHUNK
+    # How stale the claimed rows' subscriber status may get before it is read again: whoever
+    # unsubscribes more than this before their turn is skipped, however big the chunk.
+    recheck_seconds: float = RECHECK_SECONDS
+
+
+@dataclass
+class BatchReport:
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    released: int = 0
+    skipped: int = 0
+    stopped: bool = False
+    paused: bool = False
+    finished: bool = False
+    lost_leases: int = 0
+
+
+# Records a permanent refusal of the reader's address: (session, subscriber_id, detail).
+Bounce = Callable[[Session, int, str], object]
+
+
+def run_batch(
+    session: Session,
+    issue_id: int,
+    batch: int,
+    *,
+    worker: str,
+    message: Callable[[], IssueMessage],
+    token_for: Callable[[int], str],
+    smtp: Sender,
+    settings: SendSettings,
+    bounce: Bounce,
+    streak: FailureStreak | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+    throttle: Callable[[], None] | None = None,
+    heartbeat: Callable[[], None] = lambda: None,
+) -> BatchReport:
+    """Send one batch of an issue: claim a chunk, send each message, commit each outcome."""
+    session.commit()  # the Recorder writes on its own connection: hold no transaction here
+    recorder = Recorder(session)
+    try:
+        run = _BatchRun(
+            session=session,
+            recorder=recorder,
+            issue_id=issue_id,
+            batch=batch,
+            base=f"{worker}:{secrets.token_hex(4)}",
+            message=message,
+            token_for=token_for,
+            smtp=smtp,
+            settings=settings,
+            bounce=bounce,
+            streak=streak if streak is not None else LocalStreak(),
+            should_stop=should_stop,
+            throttle=throttle,
+            heartbeat=heartbeat,
+        )
+        return run.run()
+    finally:
+        recorder.close()
+
+
+class _Stop(Exception):
+    """The chunk in hand ends here: the report says why (stopped or paused)."""
+
+
+@dataclass
+class _BatchRun:
+    """One batch in progress: what it needs, and what it has done so far."""
+
+    session: Session
+    recorder: Recorder
+    issue_id: int
+    batch: int
+    base: str
+    message: Callable[[], IssueMessage]
+    token_for: Callable[[int], str]
+    smtp: Sender
+    settings: SendSettings
+    bounce: Bounce
+    streak: FailureStreak
+    should_stop: Callable[[], bool]
+    throttle: Callable[[], None] | None
+    heartbeat: Callable[[], None]
+    report: BatchReport = field(default_factory=BatchReport)
+    built: IssueMessage | None = None
+
+    def run(self) -> BatchReport:
+        chunk_no = 0
+        while not self.should_stop():
+            self.heartbeat()
+            chunk_no += 1
+            claim_id = f"{self.base}:{chunk_no}"[:64]
+            rows = claim(
+                self.session, self.issue_id, self.batch, claim_id, utcnow(),
+                self.settings.lease_seconds, self.settings.claim_chunk,
+            )  # fmt: skip
+            self.session.commit()
+            if not rows:
+                if self._wait_for_work():
+                    continue
+                break
+            if self.built is None:
+                self.built = self.message()
+                self.session.commit()  # building may have loaded the issue: end that transaction
+            try:
+                self._send_chunk(claim_id, rows)
+            except _Stop:
+                return self.report
+        else:
+            self.report.stopped = True
+        self.report.finished = finish_if_done(self.session, self.issue_id, utcnow())
+        self.session.commit()
+        return self.report
+
+    def _wait_for_work(self) -> bool:
+        """Nothing was claimable: wait briefly when work is due soon; False to end the batch."""
+        session = self.session
+        if _queued_and_due(session, self.issue_id, self.batch):
+            # Rows are there but were not claimable this instant (another transaction
+            # held them, or a subscriber changed under the claim): look again shortly
+            # rather than leave them to the reconciler.
+            session.commit()
+            _sleep(0.05, self.should_stop)
+            return True
+        wait_until = next_retry_at(session, self.issue_id, self.batch)
+        status = session.scalar(sa.select(Issue.status).where(Issue.id == self.issue_id))
+        session.commit()
+        if wait_until is None or status is not I.SENDING:
+            return False
+        wait = (wait_until - utcnow()).total_seconds()
+        if wait > self.settings.short_wait:
+            return False  # the reconciler re-dispatches the batch when the retry is due
+        _sleep(max(wait, 0.01), self.should_stop)
+        return True
+
+    def _give_back(self, claim_id: str, rows: list[Claimed]) -> None:
+        self.report.released += release(self.session, claim_id, [r.delivery_id for r in rows])
+        self.session.commit()
+
+    def _send_chunk(self, claim_id: str, rows: list[Claimed]) -> None:
+        settings, monotonic = self.settings, time.monotonic
+        claimed_at = checked_at = monotonic()
+        gone: set[int] = set()
+        for index, row in enumerate(rows):
+            if self.should_stop():
+                self.report.stopped = True
+                self._give_back(claim_id, rows[index:])
+                raise _Stop
+            now_m = monotonic()
+            if now_m - claimed_at > settings.lease_seconds / 2:
+                extend_lease(self.session, claim_id, utcnow(), settings.lease_seconds)
+                self.session.commit()
+                claimed_at = now_m
+            if self.throttle is not None:
+                try:
+                    self.throttle()
+                except InterruptedError:
+                    self.report.stopped = True
+                    self._give_back(claim_id, rows[index:])
+                    raise _Stop from None
+                now_m = monotonic()
+            if now_m - checked_at >= settings.recheck_seconds:
+                gone |= self._skip_departed(claim_id)
+                checked_at = monotonic()
+            if row.delivery_id in gone:
+                continue
+            streak = self._send_one(claim_id, row)
+            if streak >= settings.pause_after:
+                self._pause_for_streak(claim_id, row, rows[index + 1 :], streak)
+
+    def _skip_departed(self, claim_id: str) -> set[int]:
+        """Skip the claimed copies of whoever unsubscribed since the claim; return them."""
+        left = self.recorder.no_longer_confirmed(self.issue_id, self.batch, claim_id)
+        if left:
+            self.report.skipped += skip_claimed(self.session, claim_id, left)
+            self.session.commit()
+        return left
+
+    def _send_one(self, claim_id: str, row: Claimed) -> int:
+        """Send one copy and record the answer; return the issue's failure streak."""
+        assert self.built is not None
+        session, report, issue_id = self.session, self.report, self.issue_id
+        data = self.built.bytes_for(row.subscriber_id, row.email, self.token_for(row.subscriber_id))
+        try:
+            self.smtp.send(row.email, data)
+        except SMTPPermanentError as exc:
+            record_permanent(session, row, claim_id, utcnow(), str(exc))
+            self.bounce(session, row.subscriber_id, f"issue delivery refused: {exc}")
+            session.commit()
+            report.failed += 1
+        except SMTPTemporaryError as exc:
+            outcome = record_temporary(
+                session,
+                row,
+                claim_id,
+                utcnow(),
+                str(exc),
+                max_attempts=self.settings.max_attempts,
+                retry_base=self.settings.retry_base,
+            )
+            session.commit()
+            report.failed += outcome is D.FAILED
+            report.retried += outcome is D.QUEUED
+        else:
+            if not self.recorder.sent(row.delivery_id, claim_id, utcnow()):
+                report.lost_leases += 1
+            report.sent += 1
+            self.streak.succeeded(issue_id)
+            return 0
+        return self.streak.failed(issue_id)
+
+    def _pause_for_streak(
+        self, claim_id: str, row: Claimed, rest: list[Claimed], count: int
+    ) -> None:
+        """Pause the issue after too many failures in a row; give back the rest of the chunk."""
+        reason = (
+            f"paused automatically: the last {count} messages all failed "
+            f"(last answer: {_last_error(self.session, row.delivery_id)})"
+        )
+        pause(self.session, self.issue_id, reason)
+        self._give_back(claim_id, rest)
+        self.streak.clear(self.issue_id)
+        self.report.paused = True
+        raise _Stop
+
+
+def _queued_and_due(session: Session, issue_id: int, batch: int) -> bool:
+    due = sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= utcnow())
+    sending = sa.exists().where(Issue.id == issue_id, Issue.status == I.SENDING)
+    return bool(
+        session.scalar(
+            sa.select(
+                sa.exists().where(
+                    Delivery.issue_id == issue_id,
+                    Delivery.batch == batch,
+                    Delivery.status == D.QUEUED,
+                    due,
+                    sending,
+                )
+            )
+        )
+    )
+
+
+def _last_error(session: Session, delivery_id: int) -> str:
+    return session.scalar(sa.select(Delivery.last_error).where(Delivery.id == delivery_id)) or ""
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+    end = time.monotonic() + seconds
+    while not should_stop() and (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))

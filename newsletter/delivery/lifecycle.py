@@ -1,0 +1,153 @@
+"""A send's life after it starts: finish, pause, resume, cancel, and the reconciler's sweep."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+
+D = DeliveryStatus
+I = IssueStatus  # noqa: E741
+
+LEASE_EXPIRED = "lease expired; may have been sent"
+
+# Called as listener(session, issue_id) when an issue becomes sent (webhooks register here).
+ISSUE_SENT_LISTENERS: list[Callable[[Session, int], None]] = []
+
+
+def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
+    """Mark a sending issue sent once no delivery is queued or in flight."""
+    open_work = sa.exists().where(
+        Delivery.issue_id == issue_id, Delivery.status.in_((D.QUEUED, D.SENDING))
+    )
+    finished = (
+        session.execute(
+            sa.update(Issue)
+            .where(Issue.id == issue_id, Issue.status == I.SENDING, ~open_work)
+            .values(status=I.SENT, sent_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+    if finished:
+        for listener in ISSUE_SENT_LISTENERS:  # e.g. webhooks; same transaction
+            listener(session, issue_id)
+    return finished
+
+
+def _move(session: Session, issue_id: int, frm: tuple[IssueStatus, ...], **values: Any) -> bool:
+    return (
+        session.execute(
+            sa.update(Issue)
+            .where(Issue.id == issue_id, Issue.status.in_(frm))
+            .values(updated_at=utcnow(), **values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        == 1
+    )
+
+
+def pause(session: Session, issue_id: int, reason: str = "paused by an editor") -> bool:
+    """Stop handing out deliveries of a sending issue; what is in flight finishes."""
+    return _move(session, issue_id, (I.SENDING,), status=I.PAUSED, pause_reason=reason[:300])
+
+
+def resume(session: Session, issue_id: int) -> bool:
+    """Let a paused issue's deliveries be claimed again (the caller re-dispatches batches)."""
+    # A retry that was waiting keeps its time; nothing else changes, so nobody is skipped.
+    return _move(session, issue_id, (I.PAUSED,), status=I.SENDING, pause_reason="")
+
+
+def cancel(session: Session, issue_id: int) -> bool:
+    """Cancel an issue: queued deliveries become skipped ('cancelled'); in-flight ones finish."""
+    moved = _move(
+        session,
+        issue_id,
+        (I.DRAFT, I.READY, I.SCHEDULED, I.SENDING, I.PAUSED),
+        status=I.CANCELLED,
+        scheduled_at=None,
+    )
+    if moved:
+        _skip_cancelled(session, issue_id)
+    return moved
+
+
+def _skip_cancelled(session: Session, issue_id: int) -> int:
+    return session.execute(
+        sa.update(Delivery)
+        .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED)
+        .values(status=D.SKIPPED, last_error="cancelled", claimed_by=None, lease_until=None)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+
+
+@dataclass
+class Reconciliation:
+    reclaimed: int = 0
+    finished: list[int] = field(default_factory=list)
+    due: list[tuple[int, int]] = field(default_factory=list)  # (issue_id, batch) with work due
+
+
+def reconcile(session: Session, now: datetime) -> Reconciliation:
+    """Take back expired leases, close finished sends, and list batches with work due now."""
+    report = Reconciliation()
+    live = session.execute(
+        sa.select(Issue.id, Issue.status).where(
+            Issue.status.in_((I.SENDING, I.PAUSED, I.CANCELLED)), Issue.queued_at.is_not(None)
+        )
+    ).all()
+    for issue_id, status in live:
+        report.reclaimed += session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == D.SENDING,
+                Delivery.lease_until < now,
+            )
+            .values(status=D.QUEUED, lease_until=None, claimed_by=None, last_error=LEASE_EXPIRED)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if status is I.CANCELLED:
+            _skip_cancelled(session, issue_id)
+            continue
+        if status is not I.SENDING:
+            continue
+        if finish_if_done(session, issue_id, now):
+            report.finished.append(issue_id)
+            continue
+        due = sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
+        batches = session.scalars(
+            sa.select(Delivery.batch)
+            .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, due)
+            .distinct()
+            .order_by(Delivery.batch)
+        ).all()
+        report.due.extend((issue_id, b) for b in batches)
+    return report
+
+
+def batches_with_work(session: Session, issue_id: int) -> list[int]:
+    """Return the batches of an issue that still have queued deliveries."""
+    return list(
+        session.scalars(
+            sa.select(Delivery.batch)
+            .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED)
+            .distinct()
+            .order_by(Delivery.batch)
+        ).all()
+    )
+
+
+def next_retry_at(session: Session, issue_id: int, batch: int) -> datetime | None:
+    """Return when the batch's earliest waiting retry falls due."""
+    return session.scalar(
+        sa.select(sa.func.min(Delivery.next_attempt_at)).where(
+            Delivery.issue_id == issue_id, Delivery.batch == batch, Delivery.status == D.QUEUED
+        )
+    )

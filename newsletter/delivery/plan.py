@@ -1,0 +1,72 @@
+"""Plan a send: snapshot the confirmed subscribers into one delivery row each, once per issue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.models import (
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+
+D = DeliveryStatus
+I = IssueStatus  # noqa: E741 - reads as a table of states below
+
+QUEUEABLE = (I.DRAFT, I.READY, I.SCHEDULED)
+
+
+@dataclass(frozen=True)
+class QueueResult:
+    started: bool
+    audience: int
+    batches: int
+    status: IssueStatus
+
+
+def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int) -> QueueResult:
+    """Snapshot the confirmed subscribers into deliveries and mark the issue sending.
+
+    Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
+    calls start one send. The caller commits (or rolls back, e.g. when nobody is confirmed).
+    """
+    moved = session.execute(
+        sa.update(Issue)
+        .where(Issue.id == issue_id, Issue.status.in_(QUEUEABLE))
+        .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if moved != 1:
+        status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
+        return QueueResult(False, 0, 0, status or I.CANCELLED)
+    rank = sa.func.row_number().over(order_by=Subscriber.id)
+    snapshot = sa.select(
+        sa.literal(issue_id),
+        Subscriber.id,
+        (rank - 1) // batch_size,
+        sa.literal(D.QUEUED.value),
+        sa.literal(0),
+        sa.literal(""),
+    ).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+    session.execute(
+        sa.insert(Delivery).from_select(
+            ["issue_id", "subscriber_id", "batch", "status", "attempts", "last_error"], snapshot
+        )
+    )
+    # Counted, not taken from rowcount: drivers disagree on it for INSERT ... SELECT.
+    audience = session.scalar(sa.select(sa.func.count()).where(Delivery.issue_id == issue_id)) or 0
+    batches = -(-audience // batch_size)
+    session.execute(
+        sa.update(Issue)
+        .where(Issue.id == issue_id)
+        .values(audience=audience, batches=batches)
+        .execution_options(synchronize_session=False)
+    )
+    return QueueResult(True, audience, batches, I.SENDING)

@@ -1,0 +1,315 @@
+"""Issue actions for the CLI and the web editor: write, preview, test, queue, pause, cancel.
+
+This is the edge between Flask/RQ and the delivery engine (newsletter.delivery): each function
+commits its change and only then hands work to RQ, so a job never sees an uncommitted send.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import make_msgid
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from newsletter.delivery import lifecycle, message, plan, progress
+from newsletter.errors import Conflict, Invalid, NotFound, Upstream
+from newsletter.extensions import db, this_app
+from newsletter.issues.schedule import next_slot
+from newsletter.mail import mailer
+from newsletter.mail.body import slugify
+from newsletter.mail.render import Rendered
+from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers.validate import normalize_email
+
+log = logging.getLogger(__name__)
+
+EDITABLE = (IssueStatus.DRAFT, IssueStatus.READY, IssueStatus.SCHEDULED)
+MAX_SUBJECT = 200
+MAX_BODY = 200_000
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _unit(func: Callable[P, R]) -> Callable[P, R]:
+    """End every action's transaction: commit on return, roll back on error (SQLite locks)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            result = func(*args, **kwargs)
+        except BaseException:
+            db.session.rollback()
+            raise
+        db.session.commit()
+        return result
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an action did, for the user, and the batches it leaves for workers to send now."""
+
+    message: str
+    batches: Sequence[int] = ()
+
+
+def _get(issue_id: int) -> Issue:
+    issue = db.session.get(Issue, issue_id) if isinstance(issue_id, int) else None
+    if issue is None:
+        raise NotFound(f"No issue with id {issue_id}.")
+    return issue
+
+
+def _clean(subject: str, body_md: str) -> tuple[str, str]:
+    subject = " ".join((subject or "").split())
+    if not subject:
+        raise Invalid("subject", "The subject is empty.")
+    if len(subject) > MAX_SUBJECT:
+        raise Invalid("subject", f"The subject is longer than {MAX_SUBJECT} characters.")
+    body_md = (body_md or "").replace("\r\n", "\n")
+    if not body_md.strip():
+        raise Invalid("body_md", "The body is empty.")
+    if len(body_md) > MAX_BODY:
+        raise Invalid("body_md", f"The body is longer than {MAX_BODY} characters.")
+    return subject, body_md
+
+
+def _unique_slug(subject: str, issue_id: int | None = None) -> str:
+    base = slugify(subject)
+    taken = set(
+        db.session.scalars(
+            sa.select(Issue.slug).where(
+                sa.or_(Issue.slug == base, Issue.slug.like(f"{base}-%")),
+                Issue.id != (issue_id or 0),
+            )
+        )
+    )
+    if base not in taken and not base.isdigit():
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+@_unit
+def create_issue(subject: str, body_md: str) -> Issue:
+    """Create a draft issue from a subject and a Markdown body."""
+    subject, body_md = _clean(subject, body_md)
+    for _ in range(3):
+        issue = Issue(subject=subject, body_md=body_md, slug=_unique_slug(subject))
+        db.session.add(issue)
+        try:
+            db.session.commit()
+            return issue
+        except IntegrityError:  # two editors took the same slug at once: pick again
+            db.session.rollback()
+    raise Conflict("Could not save the issue; try again.")
+
+
+@_unit
+def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
+    """Change an issue's subject and body while it has not been queued."""
+    subject, body_md = _clean(subject, body_md)
+    issue = _get(issue_id)
+    if issue.status not in EDITABLE:
+        raise Conflict(f"Issue {issue_id} is {issue.status.value}; it can no longer be edited.")
+    slug = issue.slug if subject == issue.subject else _unique_slug(subject, issue.id)
+    changed = db.session.execute(
+        sa.update(Issue)
+        .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+        .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.session.rollback()
+        raise Conflict(f"Issue {issue_id} was queued meanwhile; it can no longer be edited.")
+    db.session.commit()
+    db.session.refresh(issue)
+    return issue
+
+
+@_unit
+def mark_ready(issue_id: int) -> str:
+    """Mark a draft ready for the next weekly slot."""
+    issue = _get(issue_id)
+    moved = db.session.execute(
+        sa.update(Issue)
+        .where(Issue.id == issue.id, Issue.status.in_((IssueStatus.DRAFT, IssueStatus.SCHEDULED)))
+        .values(status=IssueStatus.READY, scheduled_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()
+    if not moved:
+        db.session.refresh(issue)
+        if issue.status is IssueStatus.READY:
+            return f"Issue {issue_id} is already ready for the next weekly slot."
+        raise Conflict(f"Issue {issue_id} is {issue.status.value}; it cannot be marked ready.")
+    slot = this_app().config.get("WEEKLY_SLOT")
+    if slot:
+        when = next_slot(utcnow(), slot).astimezone(slot[3])
+        return (
+            f"Issue {issue_id} is ready; it goes out at the next weekly slot "
+            f"({when:%a %d %b %Y %H:%M %Z})."
+        )
+    return f"Issue {issue_id} is ready, but no WEEKLY_SLOT is set: send it with `issues send`."
+
+
+def _recipients() -> int:
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+        )
+        or 0
+    )
+
+
+@_unit
+def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
+    """Queue an issue now, or schedule it at an aware datetime; repeating it changes nothing."""
+    issue = _get(issue_id)
+    now = utcnow()
+    if at is not None and at.tzinfo is None:
+        raise Invalid("at", "The time has no time zone; add one, e.g. 2025-03-03T09:00+01:00.")
+    if issue.status is IssueStatus.CANCELLED:
+        raise Conflict(f"Issue {issue_id} was cancelled; it cannot be sent.")
+    if issue.status in (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT):
+        return Outcome(_already(issue))
+    if at is not None and at > now:
+        moved = db.session.execute(
+            sa.update(Issue)
+            .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+            .values(status=IssueStatus.SCHEDULED, scheduled_at=at.astimezone(UTC), updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        db.session.refresh(issue)
+        if not moved:
+            return Outcome(_already(issue))
+        return Outcome(
+            f"Issue {issue_id} is scheduled for {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
+        )
+    if _recipients() == 0:
+        raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
+    result = plan.queue_issue(db.session, issue.id, now, this_app().config["BATCH_SIZE"])
+    db.session.commit()
+    db.session.refresh(issue)
+    if not result.started:
+        return Outcome(_already(issue))
+    return Outcome(
+        f"Issue {issue_id} is queued for {result.audience} subscriber"
+        f"{'' if result.audience == 1 else 's'} in {result.batches} batch"
+        f"{'' if result.batches == 1 else 'es'}.",
+        range(result.batches),
+    )
+
+
+def _already(issue: Issue) -> str:
+    s = issue.status
+    if s is IssueStatus.SENT:
+        return f"Issue {issue.id} was already sent."
+    if s is IssueStatus.SCHEDULED and issue.scheduled_at:
+        return f"Issue {issue.id} is scheduled for {issue.scheduled_at:%Y-%m-%d %H:%M} UTC."
+    if s is IssueStatus.CANCELLED:
+        return f"Issue {issue.id} was cancelled."
+    return f"Issue {issue.id} is already {s.value}; nothing new was queued."
+
+
+@_unit
+def send_test(issue_id: int, to_email: str) -> None:
+    """Send one copy of the issue now to ``to_email``, its subject marked [Test]."""
+    issue = _get(issue_id)
+    try:
+        address = normalize_email(to_email)
+    except Invalid as exc:
+        raise Invalid("to", f"Not a valid address: {exc.message}") from None
+    app = this_app()
+    built = message.issue_message(
+        mailer(app), issue, app.config["SECRET_KEY"].encode(), subject_prefix="[Test] "
+    )
+    # A test copy carries no one's real token: its unsubscribe link lands on a harmless page.
+    data = built.bytes_for(0, address, "test", message_id=make_msgid("test", domain=built.domain))
+    try:
+        with SMTPSender(app.config) as smtp:
+            smtp.send(address, data)
+    except (SMTPTemporaryError, SMTPPermanentError) as exc:
+        raise Upstream(f"The mail server did not take the test copy: {exc}") from None
+
+
+@_unit
+def preview(issue_id: int) -> Rendered:
+    """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link."""
+    issue = _get(issue_id)
+    m = mailer()
+    return message.render_issue(
+        m,
+        issue.subject,
+        issue.body_md,
+        issue.slug,
+        m.config["BASE_URL"] + "/unsubscribe/sample-token",
+    )
+
+
+@_unit
+def pause_issue(issue_id: int) -> str:
+    """Pause a send; what is in flight finishes, nothing else leaves until resumed."""
+    issue = _get(issue_id)
+    moved = lifecycle.pause(db.session, issue.id, "paused by an editor")
+    db.session.commit()
+    if moved:
+        return f"Issue {issue_id} is paused."
+    db.session.refresh(issue)
+    if issue.status is IssueStatus.PAUSED:
+        return f"Issue {issue_id} is already paused."
+    raise Conflict(f"Issue {issue_id} is {issue.status.value}; only a sending issue can pause.")
+
+
+@_unit
+def resume_issue(issue_id: int) -> Outcome:
+    """Resume a paused send where it stopped: nobody skipped, nobody sent twice."""
+    issue = _get(issue_id)
+    moved = lifecycle.resume(db.session, issue.id)
+    db.session.commit()
+    db.session.refresh(issue)
+    if not moved and issue.status is not IssueStatus.SENDING:
+        raise Conflict(f"Issue {issue_id} is {issue.status.value}; only a paused issue resumes.")
+    batches = lifecycle.batches_with_work(db.session, issue.id)
+    db.session.commit()
+    if not batches and lifecycle.finish_if_done(db.session, issue.id, utcnow()):
+        db.session.commit()
+        return Outcome(f"Issue {issue_id} had nothing left to send; it is marked sent.")
+    again = f"Issue {issue_id} is sending again." if moved else f"Issue {issue_id} is sending."
+    return Outcome(again, batches)
+
+
+@_unit
+def cancel_issue(issue_id: int) -> str:
+    """Cancel an issue: nothing more leaves; copies still queued are counted as skipped."""
+    issue = _get(issue_id)
+    moved = lifecycle.cancel(db.session, issue.id)
+    db.session.commit()
+    if moved:
+        return f"Issue {issue_id} is cancelled."
+    db.session.refresh(issue)
+    if issue.status is IssueStatus.CANCELLED:
+        return f"Issue {issue_id} is already cancelled."
+    raise Conflict(f"Issue {issue_id} is {issue.status.value}; it cannot be cancelled.")
+
+
+@_unit
+def issue_status(issue_id: int) -> dict[str, Any]:
+    """Return counts per delivery status, audience, status, rate per second and ETA."""
+    issue = _get(issue_id)
+    found = progress.progress(db.session, issue.id, utcnow()).as_dict()
+    db.session.commit()
+    found["id"] = issue.id
+    found["subject"] = issue.subject
+    return found

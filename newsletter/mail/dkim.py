@@ -1,0 +1,43 @@
+"""DKIM signing of raw message bytes when DKIM_DOMAIN, DKIM_SELECTOR, DKIM_PRIVATE_KEY are set."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dkim
+
+DKIM_HEADERS = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"mime-version",
+    b"content-type",
+)
+
+
+def dkim_signer(config: Mapping[str, Any]) -> Any:
+    """Return a function that DKIM-signs raw message bytes, or None when DKIM is off."""
+    if not config.get("DKIM_PRIVATE_KEY"):
+        return None
+
+    selector = config["DKIM_SELECTOR"].encode()
+    domain = config["DKIM_DOMAIN"].encode()
+    key = config["DKIM_PRIVATE_KEY"].encode()
+
+    def sign(data: bytes) -> bytes:
+        present = {
+            line.split(b":", 1)[0].strip().lower()
+            for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+            if b":" in line
+        }
+        include = [h for h in DKIM_HEADERS if h in present]
+        signature = dkim.sign(data, selector, domain, key, include_headers=include, linesep=b"\r\n")
+        return signature + data
+
+    return sign

@@ -1,0 +1,119 @@
+"""Build every email from a template name and a context: one builder for every message.
+
+Templates follow one naming rule: ``email/<name>.subject.txt``, ``email/<name>.txt`` and
+``email/<name>.html``. No Flask here, so workers and the web app build identical mail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
+
+import css_inline
+import jinja2
+
+from newsletter.mail.dkim import dkim_signer
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def make_jinja_env(templates_dir: str) -> jinja2.Environment:
+    """Return a Jinja environment that autoescapes HTML wherever it runs."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir),
+        autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+class Mailer:
+    """Render and build emails from the app's settings; sign them when DKIM is configured."""
+
+    def __init__(self, config: Mapping[str, Any], templates_dir: str) -> None:
+        self.config = config
+        self.jinja = make_jinja_env(templates_dir)
+        self.mail_from = config["MAIL_FROM"]
+        self.from_address = parseaddr(self.mail_from)[1]
+        self.from_domain = self.from_address.rpartition("@")[2]
+        self._inliner = css_inline.CSSInliner(keep_style_tags=False)
+        self._dkim = dkim_signer(config)
+
+    def site_context(self) -> dict[str, Any]:
+        """Return what every email template may use: names, addresses, absolute URLs."""
+        base = self.config["BASE_URL"]
+        return {
+            "newsletter_name": self.config["NEWSLETTER_NAME"],
+            "postal_address": self.config["POSTAL_ADDRESS"],
+            "mail_from": self.mail_from,
+            "from_address": self.from_address,
+            "base_url": base,
+            "subscribe_url": base + "/",
+            "archive_url": base + "/archive",
+        }
+
+    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
+        """Render the three templates of email ``name`` (HTML with its CSS inlined)."""
+        ctx = {**self.site_context(), **context}
+        subject = self.jinja.get_template(f"email/{name}.subject.txt").render(ctx)
+        text = self.jinja.get_template(f"email/{name}.txt").render(ctx)
+        html = self.jinja.get_template(f"email/{name}.html").render(ctx)
+        return Rendered(" ".join(subject.split()), text, self._inliner.inline(html))
+
+    def build(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        to: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> EmailMessage:
+        """Return a complete multipart/alternative message for ``to``."""
+        return self.assemble(self.render(name, context), to, headers=headers, message_id=message_id)
+
+    def assemble(
+        self,
+        rendered: Rendered,
+        to: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        message_id: str | None = None,
+    ) -> EmailMessage:
+        """Put a rendered email into a message with every header."""
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = self.mail_from
+        msg["To"] = _address(to)
+        msg["Subject"] = rendered.subject
+        msg["Date"] = formatdate(localtime=False, usegmt=True)
+        msg["Message-ID"] = message_id or make_msgid(domain=self.from_domain)
+        for key, value in (headers or {}).items():
+            msg[key] = value
+        msg.set_content(rendered.text, charset="utf-8")
+        msg.add_alternative(rendered.html, subtype="html", charset="utf-8")
+        return msg
+
+    def to_bytes(self, msg: EmailMessage) -> bytes:
+        """Serialise ``msg`` for SMTP, DKIM-signed when configured."""
+        return self.sign(msg.as_bytes(policy=SMTP))
+
+    def sign(self, data: bytes) -> bytes:
+        """Prepend a DKIM-Signature header when DKIM is configured."""
+        return self._dkim(data) if self._dkim else data
+
+
+def _address(addr: str) -> str:
+    local, _, domain = addr.rpartition("@")
+    return str(Address(username=local, domain=domain))

@@ -1,0 +1,1 @@
+"""Subscribers: the state machine, validation, signed links, import/export, search, stats."""

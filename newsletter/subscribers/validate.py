@@ -1,0 +1,51 @@
+"""Check what a person typed: email addresses and display names. One clear message per field."""
+
+from __future__ import annotations
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.errors import Invalid
+
+MAX_NAME = 100
+
+
+def normalize_email(raw: object, *, check_dns: bool = False) -> str:
+    """Return the canonical, lower-cased form of an address or raise Invalid."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise Invalid("email", "Please enter your email address.")
+    value = raw.strip()
+    if len(value) > 254:
+        raise Invalid("email", "That email address is too long.")
+    # U+FFFD and "%XX" are what undecodable bytes become in a form (werkzeug keeps the escape
+    # as typed); "%" in a local part is legal but only ever seen in source routing and abuse.
+    if any(c in value for c in '\r\n\0<>"(),;: \t\ufffd%') or "=?" in value:
+        raise Invalid("email", "Please enter just the address, like name@example.org.")
+    try:
+        result = validate_email(
+            value,
+            check_deliverability=check_dns,
+            allow_display_name=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_smtputf8=True,
+        )
+    except EmailNotValidError as exc:
+        raise Invalid("email", f"That email address is not valid: {exc}") from None
+    normalized = result.normalized.lower()
+    if len(normalized) > 254:
+        raise Invalid("email", "That email address is too long.")
+    return normalized
+
+
+def clean_name(raw: object) -> str:
+    """Return a display name fit to store, or raise Invalid."""
+    if raw is None:
+        return ""
+    if not isinstance(raw, str):
+        raise Invalid("name", "Please enter your name as plain text.")
+    value = " ".join(raw.split(" ")).strip()
+    if any(not c.isprintable() or c == "\ufffd" for c in value) or "=?" in value:
+        raise Invalid("name", "Your name may not contain line breaks or control characters.")
+    if len(value) > MAX_NAME:
+        raise Invalid("name", f"Please keep your name under {MAX_NAME} characters.")
+    return value

@@ -1,0 +1,78 @@
+"""Hand an issue's batches to workers: one RQ job per batch, never two waiting at once.
+
+The issue actions (``issues.actions``) change the database and say which batches are now
+due; the functions here run them and enqueue those batches, so a job never sees an
+uncommitted send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from flask import Flask
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from newsletter.extensions import get_redis, this_app
+from newsletter.issues import actions
+from newsletter.tasks.jobs import deliver_batch
+from newsletter.tasks.queues import ALIVE_KEY, SEND_QUEUE, get_queue
+
+
+def send_issue(issue_id: int, at: datetime | None = None) -> str:
+    """Queue an issue now (and hand its batches to workers), or schedule it; say what happened."""
+    done = actions.send_issue(issue_id, at)
+    dispatch(issue_id, done.batches)
+    return done.message
+
+
+def resume_issue(issue_id: int) -> str:
+    """Resume a paused send and hand its remaining batches to workers; say what happened."""
+    done = actions.resume_issue(issue_id)
+    dispatch(issue_id, done.batches)
+    return done.message
+
+
+def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None) -> int:
+    """Enqueue a delivery job per batch unless one is waiting or running; return how many."""
+    app = this_app(app)
+    redis = get_redis(app)
+    queue = get_queue(SEND_QUEUE, app)
+    waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+    datas = []
+    in_queue: set[str] | None = None
+    for batch in batches:
+        job_id = f"send-{issue_id}-{batch}"
+        if redis.exists(ALIVE_KEY.format(issue=issue_id, batch=batch)):
+            continue  # a live worker is on it right now
+        try:
+            job = Job.fetch(job_id, connection=redis, serializer=queue.serializer)
+        except NoSuchJobError:
+            job = None
+        if job is not None:
+            status = job.get_status(refresh=False)
+            if status == JobStatus.QUEUED and in_queue is None:
+                in_queue = set(queue.get_job_ids())
+            # A job can say "queued" yet be gone from the list (popped by a worker that was
+            # stopped before it started it): only one really waiting in line counts.
+            if status in waiting and (status != JobStatus.QUEUED or job_id in (in_queue or ())):
+                continue
+            # Finished, failed, stopped, or started by a worker that died: make room for a new one.
+            try:
+                job.delete()
+            except (InvalidJobOperation, NoSuchJobError):
+                pass  # it expired or another dispatcher removed it since the fetch: room made
+        datas.append(
+            queue.prepare_data(
+                deliver_batch,
+                args=(issue_id, batch),
+                job_id=job_id,
+                timeout=6 * 3600,
+                result_ttl=3600,
+                failure_ttl=7 * 24 * 3600,
+            )
+        )
+    if datas:
+        queue.enqueue_many(datas)
+    return len(datas)

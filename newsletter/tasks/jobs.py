@@ -1,0 +1,147 @@
+"""The only functions RQ calls: ids in, reload, re-check, one unit of work.
+
+Each runs inside the app context that worker.py (or a test) provides, and can be called
+directly from a test.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import current_app
+from sqlalchemy.orm import Session
+
+from newsletter.delivery.batch import SendSettings, run_batch
+from newsletter.delivery.message import IssueMessage, issue_message
+from newsletter.extensions import db, get_redis
+from newsletter.mail import mailer
+from newsletter.mail.smtp import SMTPSender
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.subscribers import imports
+from newsletter.subscribers.links import tokens
+from newsletter.subscribers.state import bounce
+from newsletter.tasks.process import stop_requested, worker_name
+from newsletter.tasks.queues import ALIVE_KEY, MAIL_QUEUE, enqueue
+from newsletter.tasks.throttle import SendRateLimiter, SharedStreak
+
+log = logging.getLogger(__name__)
+
+
+def send_confirmation(subscriber_id: int) -> str:
+    """Mail the confirmation link to a subscriber who is still pending."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.status is not SubscriberStatus.PENDING:
+        return "skipped: not pending"
+    config = current_app.config
+    token = tokens().confirm_token(sub.id, sub.version)
+    msg = mailer().build(
+        "confirm", {"confirm_url": f"{config['BASE_URL']}/confirm/{token}"}, sub.email
+    )
+    with SMTPSender(config) as smtp:
+        smtp.send(sub.email, mailer().to_bytes(msg))
+    log.info("confirmation mailed to subscriber %s", sub.id)
+    return "sent"
+
+
+def send_welcome(subscriber_id: int) -> str:
+    """Mail the welcome note, with safe-sender advice, to a subscriber who just confirmed."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.status is not SubscriberStatus.CONFIRMED:
+        return "skipped: not confirmed"
+    config = current_app.config
+    unsubscribe_url = f"{config['BASE_URL']}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
+    msg = mailer().build(
+        "welcome",
+        {"unsubscribe_url": unsubscribe_url, "name": sub.name},
+        sub.email,
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    with SMTPSender(config) as smtp:
+        smtp.send(sub.email, mailer().to_bytes(msg))
+    log.info("welcome mailed to subscriber %s", sub.id)
+    return "sent"
+
+
+# --- issue delivery (the engine itself lives in newsletter.delivery) ---------------------------
+
+# An issue is rendered once per process, not once per batch: it cannot change while it sends.
+_messages: dict[tuple[int, int, Any], IssueMessage] = {}
+
+
+def _send_settings(config: Any) -> SendSettings:
+    return SendSettings(
+        lease_seconds=float(config["SEND_LEASE_SECONDS"]),
+        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
+        retry_base=float(config["SEND_RETRY_BASE"]),
+        pause_after=int(config["SEND_PAUSE_AFTER"]),
+        short_wait=min(2.0, float(config["RECONCILE_INTERVAL"])),
+    )
+
+
+def deliver_batch(issue_id: int, batch: int) -> str:
+    """Send one batch of an issue over one SMTP connection; safe to run twice or concurrently."""
+    issue = db.session.get(Issue, issue_id)
+    if issue is None or issue.status is not IssueStatus.SENDING:
+        return f"skipped: issue {issue_id} is {'gone' if issue is None else issue.status.value}"
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    config = app.config
+    settings = _send_settings(config)
+    redis = get_redis(app)
+    alive = ALIVE_KEY.format(issue=issue_id, batch=batch)
+    limiter = SendRateLimiter(redis, float(config["SEND_RATE"]))
+    tok = tokens(app)
+    secret = config["SECRET_KEY"].encode()
+
+    def heartbeat() -> None:
+        redis.set(alive, worker_name(), ex=max(int(settings.lease_seconds), 1))
+
+    def message() -> IssueMessage:
+        key = (id(app), issue_id, issue.updated_at)
+        built = _messages.get(key)
+        if built is None:
+            _messages.clear()
+            built = _messages[key] = issue_message(mailer(app), issue, secret)
+        return built
+
+    try:
+        with SMTPSender(config) as smtp:
+            report = run_batch(
+                db.session,
+                issue_id,
+                batch,
+                worker=worker_name(),
+                message=message,
+                token_for=tok.unsubscribe_token_maker(),
+                smtp=smtp,
+                settings=settings,
+                bounce=bounce_address,
+                streak=SharedStreak(redis),
+                should_stop=stop_requested,
+                # SEND_RATE=0: no bucket, and no call per message either.
+                throttle=(lambda: limiter.wait(stop_requested)) if limiter.rate > 0 else None,
+                heartbeat=heartbeat,
+            )
+    finally:
+        redis.delete(alive)
+    log.info("issue %s batch %s: %s", issue_id, batch, report)
+    return (
+        f"sent {report.sent}, failed {report.failed}, retrying {report.retried}"
+        f"{', stopped' if report.stopped else ''}{', paused' if report.paused else ''}"
+        f"{', issue finished' if report.finished else ''}"
+    )
+
+
+def bounce_address(session: Session, subscriber_id: int, detail: str) -> None:
+    """Mark an address bounced after its server refused it for good."""
+    bounce(session, subscriber_id, detail=detail)
+
+
+def run_import(import_id: int) -> str:
+    """Run one browser CSV import; mail a confirmation to each new pending person."""
+    return imports.run_import(
+        import_id, notify=lambda sid: enqueue(send_confirmation, sid, queue=MAIL_QUEUE)
+    )

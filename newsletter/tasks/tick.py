@@ -1,0 +1,49 @@
+"""The periodic tick: start what is due, take back dead workers' work, rebuild lost jobs.
+
+It runs at every worker start and every RECONCILE_INTERVAL in one worker (a Redis lock picks
+it): the database says what should be happening, and Redis is made to match.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app
+
+from newsletter.delivery.lifecycle import reconcile as reconcile_sends
+from newsletter.extensions import db
+from newsletter.issues.due import start_due
+from newsletter.models import utcnow
+from newsletter.tasks.dispatch import dispatch
+from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
+
+log = logging.getLogger(__name__)
+
+
+def reconcile() -> str:
+    """Take back expired leases, close finished sends, re-enqueue batches whose jobs were lost."""
+    found = reconcile_sends(db.session, utcnow())
+    db.session.commit()
+    reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
+    per_issue: dict[int, list[int]] = {}
+    for issue_id, batch in found.due:
+        per_issue.setdefault(issue_id, []).append(batch)
+    enqueued = sum(dispatch(issue_id, batches) for issue_id, batches in per_issue.items())
+    if found.reclaimed or enqueued or found.finished:
+        log.info(
+            "reconciler: %s leases taken back, %s batch jobs enqueued, finished issues %s",
+            found.reclaimed,
+            enqueued,
+            found.finished,
+        )
+    return f"reclaimed {found.reclaimed}, enqueued {enqueued}, finished {found.finished}"
+
+
+def scheduler_tick() -> str:
+    """Start scheduled issues that are due and the weekly slot's ready issue, then reconcile."""
+    started = start_due(db.session, utcnow(), current_app.config)
+    for issue_id, batches in started:
+        dispatch(issue_id, range(batches))
+    if started:
+        log.info("scheduler started issues %s", [i for i, _ in started])
+    return f"started {[i for i, _ in started]}; " + reconcile()

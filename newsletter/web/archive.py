@@ -1,0 +1,137 @@
+"""The public archive of sent issues, and its Atom feed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+from xml.etree import ElementTree as ET
+
+import sqlalchemy as sa
+from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
+from markupsafe import Markup
+
+from newsletter.extensions import db
+from newsletter.mail.body import markdown_to_html
+from newsletter.models import Issue, IssueStatus, utcnow
+
+bp = Blueprint("archive", __name__)
+
+PER_PAGE = 20
+FEED_ENTRIES = 20
+# Public once its send started: a reader's "view in the browser" link must work while the rest
+# of the list is still being sent.
+PUBLIC = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
+ATOM = "http://www.w3.org/2005/Atom"
+
+
+def register(app: Flask) -> None:
+    """Attach the archive pages to ``app``."""
+    app.register_blueprint(bp)
+
+
+def _published_at() -> Any:
+    return sa.func.coalesce(Issue.sent_at, Issue.queued_at)
+
+
+def _published() -> sa.Select[tuple[Issue]]:
+    return (
+        sa.select(Issue)
+        .where(Issue.status.in_(PUBLIC))
+        .order_by(_published_at().desc(), Issue.id.desc())
+    )
+
+
+def published_on(issue: Issue) -> datetime:
+    """Return when an issue went public: sent, else queued, else created."""
+    return issue.sent_at or issue.queued_at or issue.created_at
+
+
+@bp.get("/archive")
+def index() -> Any:
+    """List sent issues, newest first, a page at a time."""
+    page = request.args.get("page", 1, type=int)
+    if page < 1 or page > 100_000:
+        abort(404, description="There is no such page of the archive.")
+    rows = list(db.session.scalars(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
+    if page > 1 and not rows:
+        abort(404, description="There is no such page of the archive.")
+    return render_template(
+        "public/archive.html",
+        issues=rows[:PER_PAGE],
+        page=page,
+        more=len(rows) > PER_PAGE,
+        published_on=published_on,
+    )
+
+
+@bp.get("/archive/<key>")
+def show(key: str) -> Any:
+    """Show one sent issue by its slug (or its id): the body only, nothing personal."""
+    issue = None
+    if len(key) > 200:
+        abort(404)
+    if key.isdigit() and len(key) < 12:
+        issue = db.session.scalar(
+            sa.select(Issue).where(Issue.id == int(key), Issue.status.in_(PUBLIC))
+        )
+    if issue is None:
+        issue = db.session.scalar(
+            sa.select(Issue).where(Issue.slug == key, Issue.status.in_(PUBLIC))
+        )
+    if issue is None:
+        abort(404, description="There is no sent issue at this address.")
+    # Markup is safe here: markdown_to_html runs the result through nh3.
+    body = Markup(markdown_to_html(issue.body_md, current_app.config["BASE_URL"]))
+    return render_template(
+        "public/archive_issue.html", issue=issue, body=body, published=published_on(issue)
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _tag(base_url: str, issue: Issue) -> str:
+    # A tag URI (RFC 4151) stays the same when a subject, and so the slug, is edited.
+    host = urlsplit(base_url).hostname or "localhost"
+    return f"tag:{host},{issue.created_at:%Y-%m-%d}:issue:{issue.id}"
+
+
+def build_feed(base_url: str, title: str, issues: list[Issue]) -> bytes:
+    """Return an Atom document for ``issues`` (newest first), every URL absolute."""
+    ET.register_namespace("", ATOM)
+
+    def sub(parent: ET.Element, name: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{name}", attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    feed = ET.Element(f"{{{ATOM}}}feed")
+    sub(feed, "id", f"{base_url}/feed.xml")
+    sub(feed, "title", title)
+    sub(feed, "updated", _iso(published_on(issues[0]) if issues else utcnow()))
+    sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/feed.xml")
+    sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/archive")
+    author = sub(feed, "author")
+    sub(author, "name", title)
+    for issue in issues:
+        entry = sub(feed, "entry")
+        sub(entry, "id", _tag(base_url, issue))
+        sub(entry, "title", issue.subject)
+        sub(entry, "updated", _iso(published_on(issue)))
+        sub(entry, "published", _iso(published_on(issue)))
+        href = f"{base_url}/archive/{issue.slug}"
+        sub(entry, "link", rel="alternate", type="text/html", href=href)
+        sub(entry, "content", markdown_to_html(issue.body_md, base_url), type="html")
+    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+
+
+@bp.get("/feed.xml")
+def feed() -> Response:
+    """Serve the newest sent issues as an Atom feed."""
+    config = current_app.config
+    issues = list(db.session.scalars(_published().limit(FEED_ENTRIES)))
+    body = build_feed(config["BASE_URL"], config["NEWSLETTER_NAME"], issues)
+    return Response(body, content_type="application/atom+xml; charset=utf-8")

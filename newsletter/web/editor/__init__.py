@@ -1,0 +1,1 @@
+"""The editor's workplace under /editor."""

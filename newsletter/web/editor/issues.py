@@ -1,0 +1,360 @@
+"""The editor's workplace: login, the issues list, writing, preview, test, queue and progress."""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from newsletter.auth.passwords import authenticate
+from newsletter.auth.sessions import current_editor, log_in, log_out, login_required, safe_next
+from newsletter.auth.throttle import clear_failures, login_blocked, record_failure
+from newsletter.errors import NewsletterError
+from newsletter.extensions import db
+from newsletter.issues import actions as issues
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.tasks import dispatch
+
+bp = Blueprint("editor", __name__, url_prefix="/editor")
+
+PER_PAGE = 25
+ACTIVE = (IssueStatus.SENDING, IssueStatus.PAUSED)
+STARTED = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED)
+SCHEDULE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
+
+
+def register(app: Flask) -> None:
+    """Attach the editor pages to ``app``."""
+    app.register_blueprint(bp)
+
+
+@functools.cache
+def time_zones() -> tuple[str, ...]:
+    """Return every IANA time zone name the system knows, UTC first."""
+    names = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
+    return ("UTC", *names)
+
+
+def csp_nonce() -> str:
+    """Return this response's script nonce (one per request)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return str(g.csp_nonce)
+
+
+@bp.app_context_processor
+def _template_helpers() -> dict[str, Any]:
+    return {"csp_nonce": csp_nonce, "current_editor": current_editor}
+
+
+@bp.after_request
+def _policy(response: Response) -> Response:
+    # The preview shows sanitised mail in a sandboxed frame; the policy is a second fence:
+    # only our own nonce-tagged scripts run, and forms post only here.
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src * data:; style-src 'self' 'unsafe-inline'; "
+        f"script-src 'nonce-{csp_nonce()}'; frame-src 'self' about:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- login ----------------------------------------------------------------------------------
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "unknown"
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Any:
+    """Show the login form; check the email and password; throttle repeated failures."""
+    target = safe_next(request.values.get("next"), url_for("editor.dashboard"))
+    if request.method == "GET":
+        if current_editor() is not None:
+            return redirect(target)
+        return render_template("editor/login.html", next=target, email="")
+    email = request.form.get("email", "")[:254]
+    password = request.form.get("password", "")
+    blocked = login_blocked(email, _client_ip())
+    if blocked is not None:
+        message = (
+            f"Too many failed attempts. Try again in {blocked.minutes} "
+            f"minute{'' if blocked.minutes == 1 else 's'}."
+        )
+        response = render_template("editor/login.html", next=target, email=email, error=message)
+        return response, 429, {"Retry-After": str(blocked.retry_after)}
+    editor = authenticate(db.session, email, password) if email and password else None
+    if editor is None:
+        record_failure(email, _client_ip())
+        db.session.rollback()
+        return render_template(
+            "editor/login.html",
+            next=target,
+            email=email,
+            error="That email and password do not match an editor account.",
+        ), 401
+    db.session.commit()
+    clear_failures(email)
+    log_in(editor)
+    return redirect(target)
+
+
+@bp.post("/logout")
+def logout() -> Any:
+    """End the session (POST with a CSRF token, so no other site can log an editor out)."""
+    log_out()
+    flash("You are logged out.")
+    return redirect(url_for("editor.login"))
+
+
+# --- issues ---------------------------------------------------------------------------------
+
+
+def _issue_or_404(issue_id: int) -> Issue:
+    issue = db.session.get(Issue, issue_id)
+    if issue is None:
+        abort(404, description=f"There is no issue {issue_id}.")
+    return issue
+
+
+def _progress(issue: Issue) -> dict[str, Any] | None:
+    if issue.status not in STARTED:
+        return None
+    return issues.issue_status(issue.id)
+
+
+@bp.get("/")
+@login_required
+def dashboard() -> Any:
+    """List issues, newest first, with their status and progress."""
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        abort(404)
+    rows = list(
+        db.session.scalars(
+            sa.select(Issue)
+            .order_by(Issue.created_at.desc(), Issue.id.desc())
+            .limit(PER_PAGE + 1)
+            .offset((page - 1) * PER_PAGE)
+        )
+    )
+    if page > 1 and not rows:
+        abort(404)
+    more = len(rows) > PER_PAGE
+    rows = rows[:PER_PAGE]
+    progress = {i.id: _progress(i) for i in rows}
+    return render_template(
+        "editor/dashboard.html", issues=rows, progress=progress, page=page, more=more
+    )
+
+
+@bp.route("/issues/new", methods=["GET", "POST"])
+@login_required
+def new_issue() -> Any:
+    """Write a new issue (subject and Markdown body); it starts as a draft."""
+    if request.method == "GET":
+        return render_template("editor/issue_form.html", issue=None, subject="", body_md="")
+    subject = request.form.get("subject", "")
+    body_md = request.form.get("body_md", "")
+    try:
+        issue = issues.create_issue(subject, body_md)
+    except NewsletterError as exc:
+        page = render_template(
+            "editor/issue_form.html", subject=subject, body_md=body_md, error=exc.message
+        )
+        return page, 400
+    flash("Draft saved. Preview it, send yourself a test, then queue or schedule it.")
+    return redirect(url_for("editor.issue_page", issue_id=issue.id))
+
+
+def _confirmed_count() -> int:
+    return int(
+        db.session.scalar(
+            sa.select(sa.func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+        )
+        or 0
+    )
+
+
+def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
+    return render_template(
+        "editor/issue.html",
+        issue=issue,
+        progress=_progress(issue),
+        editable=issue.status in issues.EDITABLE,
+        zones=time_zones(),
+        editor=current_editor(),
+        audience_now=_confirmed_count(),
+        subject=extra.pop("subject", issue.subject),
+        body_md=extra.pop("body_md", issue.body_md),
+        **extra,
+    ), status
+
+
+@bp.get("/issues/<int:issue_id>")
+@login_required
+def issue_page(issue_id: int) -> Any:
+    """Show one issue: edit form while editable, actions, and live progress once queued."""
+    return _render_issue(_issue_or_404(issue_id))
+
+
+@bp.post("/issues/<int:issue_id>")
+@login_required
+def save_issue(issue_id: int) -> Any:
+    """Save the subject and body of an issue that has not been queued yet."""
+    issue = _issue_or_404(issue_id)
+    subject = request.form.get("subject", "")
+    body_md = request.form.get("body_md", "")
+    try:
+        issues.update_issue(issue.id, subject, body_md)
+    except NewsletterError as exc:
+        db.session.rollback()
+        db.session.refresh(issue)
+        code = 400 if issue.status in issues.EDITABLE else 409
+        return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
+    flash("Saved.")
+    return redirect(url_for("editor.issue_page", issue_id=issue.id))
+
+
+@bp.get("/issues/<int:issue_id>/preview")
+@login_required
+def preview(issue_id: int) -> Any:
+    """Show the email exactly as a subscriber gets it: the HTML part and the text part."""
+    issue = _issue_or_404(issue_id)
+    rendered = issues.preview(issue.id)
+    return render_template("editor/preview.html", issue=issue, rendered=rendered)
+
+
+def _action(issue_id: int, run: Any) -> Any:
+    """Run one issue action; flash its message, or show the issue page with the error."""
+    issue = _issue_or_404(issue_id)
+    try:
+        message = run(issue)
+    except NewsletterError as exc:
+        db.session.rollback()
+        db.session.refresh(issue)
+        return _render_issue(issue, 409, error=exc.message)
+    if message:
+        flash(message)
+    return redirect(url_for("editor.issue_page", issue_id=issue_id))
+
+
+@bp.post("/issues/<int:issue_id>/test")
+@login_required
+def send_test(issue_id: int) -> Any:
+    """Send one test copy of the issue to an address."""
+    to = request.form.get("to", "").strip()
+    if not to:
+        return _render_issue(_issue_or_404(issue_id), 400, error="Enter an address for the test.")
+
+    def run(issue: Issue) -> str:
+        issues.send_test(issue.id, to)
+        return f"A test copy went to {to}."
+
+    return _action(issue_id, run)
+
+
+@bp.post("/issues/<int:issue_id>/send")
+@login_required
+def send_now(issue_id: int) -> Any:
+    """Queue the issue for every confirmed subscriber now (a repeat starts nothing new)."""
+    return _action(issue_id, lambda issue: dispatch.send_issue(issue.id))
+
+
+def parse_local_time(value: str, zone_name: str) -> datetime:
+    """Turn a datetime-local value and an IANA zone name into an aware UTC datetime."""
+    if zone_name not in time_zones():
+        raise ValueError("Pick a time zone from the list.")
+    try:
+        zone = ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("Pick a time zone from the list.") from None
+    for fmt in SCHEDULE_FORMATS:
+        try:
+            naive = datetime.strptime(value.strip(), fmt)
+            break
+        except ValueError:
+            continue
+    else:
+        raise ValueError("Enter a date and time, like 2030-03-04 09:00.")
+    return naive.replace(tzinfo=zone).astimezone(UTC)
+
+
+@bp.post("/issues/<int:issue_id>/schedule")
+@login_required
+def schedule(issue_id: int) -> Any:
+    """Schedule the issue at a date and time in a chosen time zone."""
+    issue = _issue_or_404(issue_id)
+    try:
+        at = parse_local_time(request.form.get("at", ""), request.form.get("tz", "UTC"))
+    except ValueError as exc:
+        return _render_issue(issue, 400, error=str(exc))
+    if at <= datetime.now(UTC):
+        return _render_issue(
+            issue, 400, error="That time has passed; pick one in the future, or queue it now."
+        )
+    return _action(issue_id, lambda i: dispatch.send_issue(i.id, at=at))
+
+
+@bp.post("/issues/<int:issue_id>/ready")
+@login_required
+def ready(issue_id: int) -> Any:
+    """Mark the issue ready for the next weekly slot."""
+    return _action(issue_id, lambda issue: issues.mark_ready(issue.id))
+
+
+@bp.post("/issues/<int:issue_id>/pause")
+@login_required
+def pause(issue_id: int) -> Any:
+    """Pause a running send."""
+    return _action(issue_id, lambda issue: issues.pause_issue(issue.id))
+
+
+@bp.post("/issues/<int:issue_id>/resume")
+@login_required
+def resume(issue_id: int) -> Any:
+    """Resume a paused send."""
+    return _action(issue_id, lambda issue: dispatch.resume_issue(issue.id))
+
+
+@bp.post("/issues/<int:issue_id>/cancel")
+@login_required
+def cancel(issue_id: int) -> Any:
+    """Cancel a scheduled, ready or running send."""
+    return _action(issue_id, lambda issue: issues.cancel_issue(issue.id))
+
+
+@bp.get("/issues/<int:issue_id>/progress.json")
+@login_required
+def progress(issue_id: int) -> Any:
+    """Return the send's counts, rate and ETA for the live progress bar."""
+    issue = _issue_or_404(issue_id)
+    found = issues.issue_status(issue.id)
+    audience = int(found.get("audience") or 0)
+    done = int(found.get("done") or 0)
+    finished = found["status"] in (IssueStatus.SENT.value, IssueStatus.CANCELLED.value)
+    if audience:
+        percent = min(100.0, round(100.0 * done / audience, 1))
+    else:
+        percent = 100.0 if found["status"] == IssueStatus.SENT.value else 0.0
+    return jsonify({**found, "percent": percent, "finished": finished})

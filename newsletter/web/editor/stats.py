@@ -1,0 +1,102 @@
+"""The editor's stats page: charts drawn on the server from aggregates only."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    render_template,
+)
+
+from newsletter.auth.sessions import login_required
+from newsletter.extensions import db, get_redis
+from newsletter.models import (
+    Issue,
+    utcnow,
+)
+from newsletter.subscribers import search, stats
+from newsletter.web.charts import bar_chart, line_chart
+
+log = logging.getLogger(__name__)
+bp = Blueprint("stats", __name__, url_prefix="/editor")
+
+COUNTS_TTL = 30  # per-issue delivery counts of a send in progress
+
+
+def register(app: Flask) -> None:
+    """Attach these pages to the app."""
+    app.register_blueprint(bp)
+
+
+COLORS = ["#2454d6", "#1f7a44", "#a4490e", "#b3261e"]
+
+
+def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
+    key = f"newsletter:issue_counts:{issue.id}"
+    try:
+        client = get_redis()
+        cached = client.get(key)
+        if cached:
+            return json.loads(cached)  # type: ignore[no-any-return]
+    except Exception:
+        client = None
+    counts = stats.delivery_counts(db.session, issue.id)
+    if client is not None:
+        # A finished send changes no more: keep it longer.
+        ttl = 3600 if issue.status.value in ("sent", "cancelled") else COUNTS_TTL
+        try:
+            client.set(key, json.dumps(counts), ex=ttl)
+        except Exception:
+            log.warning("issue counts cache unavailable", exc_info=True)
+    return counts
+
+
+@bp.get("/stats")
+@login_required
+def stats_page() -> Any:
+    """Charts: subscribers per week, confirmation rate, and how each issue went."""
+    weeks = stats.weekly(db.session, utcnow().date(), weeks=26)
+    labels = [w.start.strftime("%d %b") for w in weeks]
+    weekly_chart = bar_chart(
+        "Subscribers per week",
+        labels,
+        {
+            "new": [w.counts["subscribed"] for w in weeks],
+            "confirmed": [w.counts["confirmed"] for w in weeks],
+            "unsubscribed": [w.counts["unsubscribed"] for w in weeks],
+            "bounced": [w.counts["bounced"] for w in weeks],
+        },
+        COLORS,
+    )
+    rate_chart = line_chart(
+        "Confirmation rate per week", labels, [w.confirmation_rate for w in weeks], "#1f7a44"
+    )
+    figures = stats.issue_figures(
+        db.session, stats.recent_issues(db.session), _cached_delivery_counts
+    )
+    issue_chart = bar_chart(
+        "Per issue",
+        [f"#{f.id}" for f in figures],
+        {
+            "sent": [f.sent for f in figures],
+            "failed": [f.failed for f in figures],
+            "bounced after": [f.bounced for f in figures],
+            "unsubscribed after": [f.unsubscribed for f in figures],
+        },
+        COLORS,
+    )
+    all_time = stats.kind_totals(db.session)
+    new, confirmed = all_time.get("subscribed", 0), all_time.get("confirmed", 0)
+    return render_template(
+        "editor/stats.html",
+        counts=search.status_counts(db.session),
+        weekly_chart=weekly_chart,
+        rate_chart=rate_chart,
+        issue_chart=issue_chart,
+        figures=figures,
+        overall_rate=(min(1.0, confirmed / new) if new else None),
+    )

@@ -1,0 +1,158 @@
+"""The editor's subscriber pages: the list, search and filters, a person's page, erase, export."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+
+from newsletter.auth.sessions import login_required
+from newsletter.extensions import db
+from newsletter.models import (
+    Delivery,
+    Issue,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    utcnow,
+)
+from newsletter.subscribers import search
+from newsletter.subscribers.export import csv_lines
+from newsletter.subscribers.state import erase
+
+bp = Blueprint("subscribers", __name__, url_prefix="/editor")
+
+PAGE_SIZE = 50
+MAX_SEARCH = 100
+STATUSES = [s.value for s in SubscriberStatus]
+
+
+def register(app: Flask) -> None:
+    """Attach these pages to the app."""
+    app.register_blueprint(bp)
+
+
+def _filters() -> tuple[str, str]:
+    q = (request.args.get("q") or "").strip()[:MAX_SEARCH]
+    status = request.args.get("status") or ""
+    if "\0" in q:
+        abort(400, "The search may not contain a NUL character.")
+    if status and status not in STATUSES:
+        abort(400, "Unknown status; choose pending, confirmed, unsubscribed or bounced.")
+    return q, status
+
+
+def _cursor(name: str) -> int | None:
+    raw = request.args.get(name)
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        abort(400, "That page link is broken; go back to the first page.")
+    return int(raw)
+
+
+def status_counts() -> dict[str, int]:
+    """Return subscribers per status (kept by the database: cheap and always current)."""
+    return search.status_counts(db.session)
+
+
+@bp.get("/subscribers")
+@login_required
+def subscribers() -> Any:
+    """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
+    q, status = _filters()
+    after, before = _cursor("after"), _cursor("before")
+    rows = search.page(db.session, q, status, after=after, before=before, limit=PAGE_SIZE + 1)
+    if before is not None:
+        has_newer = len(rows) > PAGE_SIZE
+        rows = list(reversed(rows[:PAGE_SIZE]))
+        has_older = True
+    else:
+        has_older = len(rows) > PAGE_SIZE
+        rows = rows[:PAGE_SIZE]
+        has_newer = after is not None
+    base = {k: v for k, v in (("q", q), ("status", status)) if v}
+    older_url = f"?{urlencode({**base, 'after': rows[-1].id})}" if rows and has_older else None
+    newer_url = f"?{urlencode({**base, 'before': rows[0].id})}" if rows and has_newer else None
+    return render_template(
+        "editor/subscribers.html",
+        rows=rows,
+        q=q,
+        status=status,
+        statuses=STATUSES,
+        counts=status_counts(),
+        older_url=older_url,
+        newer_url=newer_url,
+        export_url=url_for("subscribers.export") + (f"?{urlencode(base)}" if base else ""),
+    )
+
+
+@bp.get("/subscribers/export.csv")
+@login_required
+def export() -> Response:
+    """Stream the subscribers that match the current filter as CSV."""
+    q, status = _filters()
+    lines = csv_lines(status=status or None, search=q or None)
+    stamp = utcnow().strftime("%Y%m%d-%H%M")
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="subscribers-{stamp}.csv"'},
+    )
+
+
+def _subscriber_or_404(subscriber_id: int) -> Subscriber:
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None:
+        abort(404, "No subscriber with that number (they may have been erased).")
+    return sub
+
+
+@bp.get("/subscribers/<int:subscriber_id>")
+@login_required
+def subscriber(subscriber_id: int) -> Any:
+    """Show one person: their status, history and every delivery."""
+    sub = _subscriber_or_404(subscriber_id)
+    events = db.session.scalars(
+        sa.select(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == sub.id)
+        .order_by(SubscriberEvent.at, SubscriberEvent.id)
+    ).all()
+    deliveries = db.session.execute(
+        sa.select(Delivery, Issue.subject)
+        .join(Issue, Issue.id == Delivery.issue_id)
+        .where(Delivery.subscriber_id == sub.id)
+        .order_by(Delivery.id.desc())
+        .limit(500)
+    ).all()
+    return render_template("editor/subscriber.html", sub=sub, events=events, deliveries=deliveries)
+
+
+@bp.route("/subscribers/<int:subscriber_id>/erase", methods=["GET", "POST"])
+@login_required
+def erase_subscriber(subscriber_id: int) -> Any:
+    """Ask, then erase a person: every row with their address or name."""
+    sub = _subscriber_or_404(subscriber_id)
+    if request.method == "GET":
+        return render_template("editor/subscriber_erase.html", sub=sub)
+    if request.form.get("confirm_email", "").strip().lower() != sub.email:
+        flash("Type the address exactly to confirm the erasure.", "error")
+        return render_template("editor/subscriber_erase.html", sub=sub), 400
+    email = sub.email
+    erase(db.session, email)
+    db.session.commit()
+    flash(f"{email} was erased: no row holds their address or name any more.")
+    return redirect(url_for("subscribers.subscribers"))

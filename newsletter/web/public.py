@@ -1,0 +1,331 @@
+"""What a reader touches: the front page, subscribe, confirm, unsubscribe, health.
+
+Thin views: parse the request, call one function of ``subscriptions``, render a page.
+Token-authenticated POSTs (confirm, unsubscribe, resubscribe, resend) need no CSRF token and
+no cookie: the signed token in the URL is the proof, and one-click unsubscribe (RFC 8058)
+comes from mail providers that have neither.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from email.utils import parseaddr
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    session,
+)
+from flask_wtf.csrf import CSRFError
+
+from newsletter.errors import Invalid
+from newsletter.extensions import csrf, db, get_redis
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers import limits as ratelimit
+from newsletter.subscribers.links import TokenError, TokenExpired, tokens
+from newsletter.subscribers.state import (
+    ConfirmOutcome,
+    confirm,
+    reserve_confirmation,
+    subscribe,
+    unsubscribe,
+)
+from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks import jobs
+from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("public", __name__)
+
+HONEYPOT_FIELD = "website"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+MAX_TOKEN = 300  # ours are under 100 characters; anything longer is not worth verifying
+LATEST_TIPS = 5
+_CHECK_INBOX = "public.check_inbox_page"
+
+
+def register(app: Flask) -> None:
+    """Attach the reader's pages to the app."""
+    app.register_blueprint(bp)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
+    return render_template(template, from_address=_from_address(), **ctx), status
+
+
+def _from_address() -> str:
+    return _address_of(current_app.config["MAIL_FROM"])
+
+
+@functools.lru_cache(maxsize=8)
+def _address_of(mail_from: str) -> str:
+    return parseaddr(mail_from)[1]
+
+
+def _check_inbox() -> tuple[str, int]:
+    """The answer to every sign-up: rendered once per app, as it holds nothing per request.
+
+    A flashed message is the one thing that could differ: then it is rendered afresh.
+    """
+    if "_flashes" in session:
+        return _page("public/check_inbox.html")
+    page = current_app.extensions.get(_CHECK_INBOX)
+    if page is None:
+        page = current_app.extensions[_CHECK_INBOX] = _page("public/check_inbox.html")[0]
+    return page, 200
+
+
+def _bad_link(status: int = 400, reason: str = "invalid") -> tuple[str, int]:
+    """The one page for a link we cannot use; it never says whose link it was."""
+    return _page("public/bad_link.html", status, reason=reason)
+
+
+def _latest_tips() -> list[Issue]:
+    query = (
+        sa.select(Issue)
+        .where(Issue.status == IssueStatus.SENT)
+        .order_by(Issue.sent_at.desc().nulls_last(), Issue.id.desc())
+        .limit(LATEST_TIPS)
+    )
+    return list(db.session.scalars(query))
+
+
+def _index(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
+    return _page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
+
+
+def _echo(typed: str) -> str:
+    return typed if len(typed) <= 300 else ""
+
+
+def _queue_confirmation(subscriber_id: int) -> None:
+    try:
+        enqueue(jobs.send_confirmation, subscriber_id, queue=MAIL_QUEUE)
+    except redis.RedisError:
+        # The row is saved; the visitor can ask again once the cooldown has passed.
+        log.error("could not queue the confirmation for subscriber %s", subscriber_id)
+
+
+def _confirm_claim(token: str) -> Any:
+    if len(token) > MAX_TOKEN:
+        raise TokenError("too long")
+    return tokens().read_confirm(token, current_app.config["CONFIRM_MAX_AGE"])
+
+
+def _unsubscribe_id(token: str) -> int:
+    if len(token) > MAX_TOKEN:
+        raise TokenError("too long")
+    return tokens().read_unsubscribe(token)
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(exc: CSRFError) -> tuple[str, int]:
+    return _page("public/form_expired.html", 400)
+
+
+# --- the front page and subscribing -----------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> tuple[str, int]:
+    """Show what the newsletter is, the subscribe form and the latest tips."""
+    return _index()
+
+
+@bp.post("/subscribe")
+def subscribe_view() -> Any:
+    """Record a sign-up and queue the confirmation mail; answer the same whatever happened."""
+    if request.mimetype not in FORM_TYPES:
+        return _page("public/form_expired.html", 415, wrong_type=True)
+    config = current_app.config
+    limit = ratelimit.parse_limit(config.get("SUBSCRIBE_RATE_LIMIT"))
+    if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
+        page = render_template("public/rate_limited.html", minutes=max(1, limit[1] // 60))
+        return page, 429, {"Retry-After": str(limit[1])}
+    if request.form.get(HONEYPOT_FIELD):
+        # A bot filled the field people never see: answer as usual, keep nothing.
+        return _check_inbox()
+    raw_email = request.form.get("email", "")
+    raw_name = request.form.get("name", "")
+    try:
+        email = normalize_email(raw_email, check_dns=config["EMAIL_CHECK_DNS"])
+        name = clean_name(raw_name)
+    except Invalid as exc:
+        # Echo what was typed so it can be fixed, unless it is too long to be a typo.
+        return _index(400, exc, email=_echo(raw_email), name=_echo(raw_name))
+    try:
+        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        db.session.commit()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The database restarted since this worker's connection was last used: the pool has
+        # let go of the dead connections, and a sign-up is safe to try again once.
+        db.session.rollback()
+        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        db.session.commit()
+    if result.send_confirmation:
+        _queue_confirmation(result.subscriber_id)
+    return _check_inbox()
+
+
+# --- confirming --------------------------------------------------------------------------------
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> tuple[str, int]:
+    """Show one button that confirms; change nothing (mail scanners fetch every link)."""
+    try:
+        claim = _confirm_claim(token)
+    except TokenExpired:
+        return _page("public/confirm_expired.html", 410, token=token)
+    except TokenError:
+        return _bad_link()
+    sub = db.session.get(Subscriber, claim.subscriber_id)
+    if sub is None:
+        return _bad_link(404, "unknown")
+    if sub.status is SubscriberStatus.CONFIRMED:
+        return _page("public/confirm.html", already=True, token=token)
+    if sub.status is not SubscriberStatus.PENDING or sub.version != claim.version:
+        return _bad_link(400, "stale")
+    return _page("public/confirm.html", already=False, token=token)
+
+
+@bp.post("/confirm/<token>")
+@csrf.exempt
+def confirm_submit(token: str) -> tuple[str, int]:
+    """Confirm the subscription the token names, then queue the welcome mail."""
+    try:
+        claim = _confirm_claim(token)
+    except TokenExpired:
+        return _page("public/confirm_expired.html", 410, token=token)
+    except TokenError:
+        return _bad_link()
+    outcome = confirm(db.session, claim.subscriber_id, claim.version, ip=request.remote_addr)
+    db.session.commit()
+    if outcome is ConfirmOutcome.UNKNOWN:
+        return _bad_link(404, "unknown")
+    if outcome is ConfirmOutcome.STALE:
+        return _bad_link(400, "stale")
+    if outcome is ConfirmOutcome.CONFIRMED:
+        try:
+            enqueue(jobs.send_welcome, claim.subscriber_id, queue=MAIL_QUEUE)
+        except redis.RedisError:
+            log.error("could not queue the welcome mail for subscriber %s", claim.subscriber_id)
+    return _page("public/welcome.html")
+
+
+@bp.post("/confirm/resend")
+@csrf.exempt
+def confirm_resend() -> tuple[str, int]:
+    """Send a fresh confirmation link to whoever an (expired) confirm token names."""
+    token = request.form.get("token", "")
+    subscriber_id: int | None
+    try:
+        subscriber_id = _confirm_claim(token).subscriber_id
+    except TokenExpired as exc:
+        subscriber_id = exc.subscriber_id
+    except TokenError:
+        return _bad_link()
+    sub = db.session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
+    if sub is not None and sub.status is SubscriberStatus.PENDING:
+        sid = sub.id
+        reserved = reserve_confirmation(db.session, sid, utcnow())
+        db.session.commit()
+        if reserved:
+            _queue_confirmation(sid)
+    # The same answer whatever happened: the page must not tell who is on the list.
+    return _page("public/check_inbox.html", resent=True)
+
+
+# --- unsubscribing -----------------------------------------------------------------------------
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int]:
+    """Show one button that unsubscribes; change nothing."""
+    try:
+        subscriber_id = _unsubscribe_id(token)
+    except TokenError:
+        return _bad_link()
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return _bad_link(404, "unknown")
+    return _page("public/unsubscribe.html", token=token, state=sub.status.value)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt
+def unsubscribe_submit(token: str) -> tuple[str, int]:
+    """Unsubscribe at once (also RFC 8058 one-click); answer 200 with a page, never a redirect."""
+    try:
+        subscriber_id = _unsubscribe_id(token)
+    except TokenError:
+        return _bad_link()
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    sub = unsubscribe(
+        db.session,
+        subscriber_id,
+        ip=request.remote_addr,
+        detail="one-click" if one_click else "page",
+    )
+    db.session.commit()
+    return _page("public/unsubscribed.html", token=token, erased=sub is None)
+
+
+@bp.post("/resubscribe/<token>")
+@csrf.exempt
+def resubscribe(token: str) -> tuple[str, int]:
+    """Put an unsubscribed reader back on the way in: through confirmation again."""
+    try:
+        subscriber_id = _unsubscribe_id(token)
+    except TokenError:
+        return _bad_link()
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None:
+        return _bad_link(404, "unknown")
+    result = subscribe(db.session, sub.email, ip=request.remote_addr, source="resubscribe")
+    db.session.commit()
+    if result.send_confirmation:
+        _queue_confirmation(result.subscriber_id)
+    return _page("public/check_inbox.html")
+
+
+# --- the rest ----------------------------------------------------------------------------------
+
+
+@bp.get("/safe-sender")
+def safe_sender() -> tuple[str, int]:
+    """Explain, per mail provider, how to keep the tips out of spam."""
+    return _page("public/safe_sender.html")
+
+
+@bp.get("/healthz")
+def healthz() -> Any:
+    """Answer 200 when the database and Redis both answer, else 503 naming the one that failed."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means the same thing here: not healthy
+        db.session.rollback()
+        checks["database"] = f"error: {type(exc).__name__}"
+    try:
+        get_redis().ping()
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    healthy = all(v == "ok" for v in checks.values())
+    return jsonify(checks), 200 if healthy else 503

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: events recorded as rows (events), each posted and signed (post)."""

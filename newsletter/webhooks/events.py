@@ -1,0 +1,128 @@
+"""Outgoing webhooks, the domain side: events become WebhookDelivery rows, signed when posted.
+
+The body is JSON; ``X-Newsletter-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body
+bytes keyed with the webhook's secret, and ``X-Newsletter-Timestamp`` says when it was signed.
+Rows are handed to workers once the transaction that made them commits (``tasks.webhooks``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.delivery import lifecycle
+from newsletter.models import Issue, Subscriber, SubscriberStatus, Webhook, WebhookDelivery, utcnow
+from newsletter.subscribers import state
+
+EVENTS = ("subscriber.confirmed", "subscriber.unsubscribed", "subscriber.bounced", "issue.sent")
+PENDING_KEY = "webhook_deliveries_to_enqueue"
+_STATUS_EVENT = {
+    SubscriberStatus.CONFIRMED: "subscriber.confirmed",
+    SubscriberStatus.UNSUBSCRIBED: "subscriber.unsubscribed",
+    SubscriberStatus.BOUNCED: "subscriber.bounced",
+}
+
+
+def register_webhook(session: Session, url: str, events: list[str]) -> Webhook:
+    """Add an active webhook with a fresh signing secret."""
+    hook = Webhook(
+        url=url,
+        secret=secrets.token_hex(24),
+        events=",".join(e for e in EVENTS if e in events),
+        active=True,
+    )
+    session.add(hook)
+    session.flush()
+    return hook
+
+
+def sign(secret: str, body: bytes) -> str:
+    """Return the signature header value for a body."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def emit(session: Session, event: str, payload: dict[str, Any]) -> list[int]:
+    """Record a delivery of ``event`` for every active webhook that wants it.
+
+    The deliveries are enqueued once the caller's transaction commits, so a worker never looks
+    for a row that is not there yet, and a rolled-back change sends nothing.
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}")
+    hooks = session.scalars(sa.select(Webhook).where(Webhook.active.is_(True))).all()
+    now = utcnow()
+    # Keys in this order: subscriptions.erase finds a person's payloads by these substrings.
+    body = json.dumps(
+        {"event": event, "created_at": now.isoformat(), "data": payload}, ensure_ascii=False
+    )
+    ids = []
+    for hook in hooks:
+        if event not in hook.events.split(","):
+            continue
+        row = WebhookDelivery(webhook_id=hook.id, event=event, payload=body, created_at=now)
+        session.add(row)
+        session.flush()
+        ids.append(row.id)
+    if ids:
+        session.info.setdefault(PENDING_KEY, []).extend(ids)
+    return ids
+
+
+def _after_rollback(session: Session) -> None:
+    if not session.in_transaction():
+        session.info.pop(PENDING_KEY, None)
+
+
+def subscriber_changed(session: Session, sub: Subscriber, status: SubscriberStatus) -> None:
+    """Emit the webhook event for a subscriber's new status (a subscriptions listener)."""
+    event = _STATUS_EVENT.get(status)
+    if event is None:
+        return
+    emit(
+        session,
+        event,
+        {"subscriber_id": sub.id, "email": sub.email, "name": sub.name, "status": status.value},
+    )
+
+
+def issue_sent(session: Session, issue_id: int) -> None:
+    """Emit issue.sent for an issue that finished sending (a sending listener)."""
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        return
+    session.refresh(issue)  # the finishing UPDATE bypassed the identity map
+    emit(
+        session,
+        "issue.sent",
+        {
+            "issue_id": issue.id,
+            "subject": issue.subject,
+            "slug": issue.slug,
+            "sent_at": issue.sent_at.isoformat() if issue.sent_at else None,
+        },
+    )
+
+
+def listen() -> None:
+    """Emit events for subscription changes and finished sends (idempotent)."""
+    if subscriber_changed not in state.LISTENERS:
+        state.LISTENERS.append(subscriber_changed)
+    if issue_sent not in lifecycle.ISSUE_SENT_LISTENERS:
+        lifecycle.ISSUE_SENT_LISTENERS.append(issue_sent)
+
+
+def take_pending(session: Session) -> list[int]:
+    """Return (and forget) the deliveries the session's committed transaction recorded."""
+    return list(session.info.pop(PENDING_KEY, None) or ())
+
+
+def forget_pending(session: Session) -> None:
+    """Forget the deliveries of a transaction that was rolled back."""
+    if not session.in_transaction():
+        session.info.pop(PENDING_KEY, None)
