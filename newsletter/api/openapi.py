@@ -1,14 +1,36 @@
-"""The OpenAPI 3.1 document for /api/v1, kept beside the routes it describes (views/api.py)."""
+"""The OpenAPI 3.1 document for /api/v1, kept beside the routes it describes (routes.py).
+
+Fields, statuses and limits are imported from where the code enforces them (serialise.py,
+the models, the validators), never restated here.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from newsletter.api.serialise import (
+    DEFAULT_LIMIT,
+    ISSUE_FIELDS,
+    ISSUE_STATUS,
+    MAX_ID,
+    MAX_LIMIT,
+    MAX_QUERY,
+    SETTABLE_STATUS,
+    SUBSCRIBER_FIELDS,
+    SUBSCRIBER_STATUS,
+    Field,
+)
+from newsletter.issues.actions import MAX_BODY, MAX_SUBJECT
+from newsletter.subscribers.validate import MAX_NAME
+
 STR = {"type": "string"}
 INT = {"type": "integer"}
-DATETIME_OR_NULL = {"type": ["string", "null"], "format": "date-time"}
-SUBSCRIBER_STATUS = ["pending", "confirmed", "unsubscribed", "bounced"]
-ISSUE_STATUS = ["draft", "ready", "scheduled", "sending", "paused", "sent", "cancelled"]
+# normalize_email's bound (RFC 5321); validate.py has no constant for it to import yet.
+EMAIL = {**STR, "format": "email", "maxLength": 254}
+NAME = {**STR, "maxLength": MAX_NAME}
+# issues.actions refuses a subject or body that is empty once trimmed.
+SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT}
+BODY_MD = {**STR, "minLength": 1, "maxLength": MAX_BODY}
 ERROR_TEXT = {
     400: "Malformed request (bad JSON or query parameter)",
     401: "Missing, unknown or revoked bearer token",
@@ -52,10 +74,17 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
     return schema
 
 
-ID_PARAM = {"schema": {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}, "required": True}
+def _fields(fields: tuple[Field[Any], ...]) -> dict[str, Any]:
+    """Return the schema of an object the API builds from a field list: every key, always."""
+    return _obj({f.name: f.schema() for f in fields}, [f.name for f in fields])
+
+
+ID_PARAM = {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "required": True}
 SUB_ID = {"name": "subscriber_id", "in": "path", **ID_PARAM}
 ISSUE_ID = {"name": "issue_id", "in": "path", **ID_PARAM}
-AUTH = [{"bearerAuth": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}]
+# A cursor is the last id of a page, so never more digits than the largest id after it.
+CURSOR_PATTERN = f"^[0-9]{{1,{len(str(MAX_ID + 1))}}}$"
 # Every authenticated JSON body may also meet these answers.
 BODY_ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
@@ -92,41 +121,12 @@ def build_document(base_url: str) -> dict[str, Any]:
             },
             ["error"],
         ),
-        "SubscribeRequest": _obj(
-            {
-                "email": {**STR, "format": "email", "maxLength": 254},
-                "name": {**STR, "maxLength": 100},
-            },
-            ["email"],
-        ),
+        "SubscribeRequest": _obj({"email": EMAIL, "name": NAME}, ["email"]),
         "SubscribeAccepted": _obj(
             {"status": {"type": "string", "const": "accepted"}, "message": STR},
             ["status", "message"],
         ),
-        "Subscriber": _obj(
-            {
-                "id": INT,
-                "email": STR,
-                "name": STR,
-                "status": {"type": "string", "enum": SUBSCRIBER_STATUS},
-                "source": STR,
-                "created_at": {"type": "string", "format": "date-time"},
-                "confirmed_at": DATETIME_OR_NULL,
-                "unsubscribed_at": DATETIME_OR_NULL,
-                "bounced_at": DATETIME_OR_NULL,
-            },
-            [
-                "id",
-                "email",
-                "name",
-                "status",
-                "source",
-                "created_at",
-                "confirmed_at",
-                "unsubscribed_at",
-                "bounced_at",
-            ],
-        ),
+        "Subscriber": _fields(SUBSCRIBER_FIELDS),
         "SubscriberList": _obj(
             {
                 "data": {"type": "array", "items": _ref("Subscriber")},
@@ -139,57 +139,19 @@ def build_document(base_url: str) -> dict[str, Any]:
         ),
         "SubscriberPatch": _obj(
             {
-                "name": {**STR, "maxLength": 100},
+                "name": NAME,
                 "status": {
                     "type": "string",
-                    "enum": ["unsubscribed", "bounced"],
+                    "enum": list(SETTABLE_STATUS),
                     "description": "people confirm themselves; only these changes are allowed",
                 },
             }
         ),
-        "IssueCreate": _obj(
-            {
-                "subject": {**STR, "minLength": 1, "maxLength": 200},
-                "body_md": {**STR, "minLength": 1, "maxLength": 200000},
-            },
-            ["subject", "body_md"],
-        ),
-        "IssuePatch": _obj(
-            {
-                "subject": {**STR, "minLength": 1, "maxLength": 200},
-                "body_md": {**STR, "minLength": 1, "maxLength": 200000},
-            }
-        ),
-        "Issue": _obj(
-            {
-                "id": INT,
-                "slug": STR,
-                "subject": STR,
-                "body_md": STR,
-                "status": {"type": "string", "enum": ISSUE_STATUS},
-                "created_at": {"type": "string", "format": "date-time"},
-                "updated_at": {"type": "string", "format": "date-time"},
-                "scheduled_at": DATETIME_OR_NULL,
-                "queued_at": DATETIME_OR_NULL,
-                "sent_at": DATETIME_OR_NULL,
-                "audience": INT,
-            },
-            [
-                "id",
-                "slug",
-                "subject",
-                "body_md",
-                "status",
-                "created_at",
-                "updated_at",
-                "scheduled_at",
-                "queued_at",
-                "sent_at",
-                "audience",
-            ],
-        ),
+        "IssueCreate": _obj({"subject": SUBJECT, "body_md": BODY_MD}, ["subject", "body_md"]),
+        "IssuePatch": _obj({"subject": SUBJECT, "body_md": BODY_MD}),
+        "Issue": _fields(ISSUE_FIELDS),
         "Preview": _obj({"subject": STR, "text": STR, "html": STR}, ["subject", "text", "html"]),
-        "TestRequest": _obj({"to": {**STR, "format": "email", "maxLength": 254}}, ["to"]),
+        "TestRequest": _obj({"to": EMAIL}, ["to"]),
         "SendRequest": _obj(
             {
                 "at": {
@@ -206,7 +168,7 @@ def build_document(base_url: str) -> dict[str, Any]:
             "properties": {
                 "id": INT,
                 "subject": STR,
-                "status": {"type": "string", "enum": ISSUE_STATUS},
+                "status": {"type": "string", "enum": list(ISSUE_STATUS)},
                 "audience": INT,
                 "queued": INT,
                 "sending": INT,
@@ -270,24 +232,29 @@ def build_document(base_url: str) -> dict[str, Any]:
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"type": "string", "enum": SUBSCRIBER_STATUS},
+                        "schema": {"type": "string", "enum": list(SUBSCRIBER_STATUS)},
                     },
                     {
                         "name": "q",
                         "in": "query",
                         "description": "search address or name",
-                        "schema": {**STR, "maxLength": 100},
+                        "schema": {**STR, "maxLength": MAX_QUERY},
                     },
                     {
                         "name": "limit",
                         "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+                        "schema": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": MAX_LIMIT,
+                            "default": DEFAULT_LIMIT,
+                        },
                     },
                     {
                         "name": "cursor",
                         "in": "query",
                         "description": "next_cursor of the previous page",
-                        "schema": {"type": "string", "pattern": "^[0-9]{1,10}$"},
+                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
                     },
                 ],
                 "responses": {

@@ -5,20 +5,33 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 import sqlalchemy as sa
-from flask import Blueprint, Flask, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from newsletter.api.openapi import build_document
+from newsletter.api.serialise import (
+    DEFAULT_LIMIT,
+    MAX_ID,
+    MAX_LIMIT,
+    MAX_QUERY,
+    SETTABLE_STATUS,
+    SUBSCRIBER_STATUS,
+    issue_json,
+    subscriber_json,
+)
 from newsletter.auth.api_tokens import verify_token
-from newsletter.errors import Invalid, NewsletterError
+from newsletter.errors import Conflict, Invalid, NewsletterError, NotFound
 from newsletter.extensions import csrf, db, get_redis
 from newsletter.issues import actions as issues
-from newsletter.models import EventKind, Issue, Subscriber, SubscriberEvent, SubscriberStatus
+from newsletter.models import EventKind, Issue, Subscriber, SubscriberEvent
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
 from newsletter.subscribers.state import bounce, erase, subscribe, unsubscribe
@@ -26,13 +39,15 @@ from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks import dispatch, jobs
 from newsletter.tasks.queues import MAIL_QUEUE, enqueue
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
+API_PREFIX = "/api/v1"
+bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
 csrf.exempt(bp)
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
-MAX_BODY = 256 * 1024
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
+MAX_BODY = 256 * 1024  # bytes of request body, well above the largest issue body
+
 SUBSCRIBE_ANSWER = {
     "status": "accepted",
     "message": "If the address can receive mail, a confirmation link is on its way.",
@@ -45,7 +60,7 @@ def register(app: Flask) -> None:
 
 
 class ApiError(Exception):
-    """An answer other than success: HTTP status, a stable code, a message for people."""
+    """A refusal of the request itself (token, body, parameters), not of what it asks for."""
 
     def __init__(
         self, status: int, code: str, message: str, field: str | None = None, **headers: str
@@ -56,8 +71,12 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, message: str, field: str | None = None, headers: Any = None
-) -> Any:
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     """Return the JSON error body every API failure uses."""
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
@@ -70,21 +89,40 @@ def error_response(
 
 
 @bp.errorhandler(ApiError)
-def api_error(exc: ApiError) -> Any:
+def api_error(exc: ApiError) -> Response:
+    """Answer a refused request with its status, code and headers."""
     return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
 
+def _invalid_code(exc: Invalid) -> str:
+    # Clients match on these codes: issue routes have always answered "invalid_issue" for any
+    # bad subject or body, the subscriber routes a code that names the field.
+    if request.path.startswith(f"{API_PREFIX}/issues"):
+        return "invalid_issue"
+    return f"invalid_{exc.field}"
+
+
+@bp.errorhandler(NewsletterError)
+def domain_error(exc: NewsletterError) -> Response:
+    """Answer what the domain refused: nothing the request began is kept."""
+    db.session.rollback()
+    code = _invalid_code(exc) if isinstance(exc, Invalid) else exc.code
+    return error_response(exc.status, code, exc.message, exc.field)
+
+
 @bp.errorhandler(HTTPException)
-def http_error(exc: HTTPException) -> Any:
+def http_error(exc: HTTPException) -> Response:
+    """Answer Flask's own refusals (no such route, wrong method) in the API's JSON shape."""
     code = (exc.name or "error").lower().replace(" ", "_")
     headers = {}
-    if exc.code == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
     return error_response(exc.code or 500, code, exc.description or exc.name, headers=headers)
 
 
 @bp.errorhandler(Exception)
-def unexpected(exc: Exception) -> Any:
+def unexpected(exc: Exception) -> Response:
+    """Answer anything else without a traceback; an unreachable Redis or database is a 503."""
     db.session.rollback()
     if isinstance(exc, redis.RedisError):
         log.error("API request failed: Redis did not answer (%s)", request.path)
@@ -107,11 +145,11 @@ def unexpected(exc: Exception) -> Any:
 # --- plumbing ---------------------------------------------------------------------------------
 
 
-def token_required(view: Any) -> Any:
+def token_required(view: Callable[P, R]) -> Callable[P, R]:
     """Let the request through only with a valid, unrevoked bearer token."""
 
     @functools.wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Bearer realm="api"'}
@@ -122,7 +160,7 @@ def token_required(view: Any) -> Any:
                 "Send an API token as 'Authorization: Bearer <token>'.",
                 **challenge,
             )
-        token = verify_token(db.session, value.strip())
+        token = verify_token(db.session(), value.strip())
         if token is None:
             challenge["WWW-Authenticate"] = 'Bearer realm="api", error="invalid_token"'
             raise ApiError(401, "invalid_token", "That token is unknown or revoked.", **challenge)
@@ -132,7 +170,9 @@ def token_required(view: Any) -> Any:
     return wrapper
 
 
-def json_body(allowed: set[str], required: set[str] = frozenset()) -> dict[str, Any]:  # type: ignore[assignment]
+def json_body(
+    allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
+) -> dict[str, Any]:
     """Parse the request body as a JSON object with only the allowed keys."""
     if request.mimetype != "application/json":
         raise ApiError(415, "unsupported_media_type", "Send the body as application/json.")
@@ -167,42 +207,6 @@ def _string(data: dict[str, Any], key: str, max_len: int | None = None) -> str:
     return value
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def subscriber_json(sub: Subscriber) -> dict[str, Any]:
-    """Return the public fields of a subscriber."""
-    return {
-        "id": sub.id,
-        "email": sub.email,
-        "name": sub.name,
-        "status": sub.status.value,
-        "source": sub.source,
-        "created_at": _iso(sub.created_at),
-        "confirmed_at": _iso(sub.confirmed_at),
-        "unsubscribed_at": _iso(sub.unsubscribed_at),
-        "bounced_at": _iso(sub.bounced_at),
-    }
-
-
-def issue_json(issue: Issue) -> dict[str, Any]:
-    """Return the fields of an issue."""
-    return {
-        "id": issue.id,
-        "slug": issue.slug,
-        "subject": issue.subject,
-        "body_md": issue.body_md,
-        "status": issue.status.value,
-        "created_at": _iso(issue.created_at),
-        "updated_at": _iso(issue.updated_at),
-        "scheduled_at": _iso(issue.scheduled_at),
-        "queued_at": _iso(issue.queued_at),
-        "sent_at": _iso(issue.sent_at),
-        "audience": issue.audience,
-    }
-
-
 def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -216,13 +220,13 @@ def _int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
 
 
 @bp.get("/openapi.json")
-def openapi() -> Any:
+def openapi() -> ResponseReturnValue:
     """Return the OpenAPI 3.1 document describing this API."""
     return jsonify(build_document(current_app.config["BASE_URL"]))
 
 
 @bp.post("/subscribe")
-def api_subscribe() -> Any:
+def api_subscribe() -> ResponseReturnValue:
     """Sign someone up with double opt-in; the answer never says whether they were known."""
     config = current_app.config
     limit = ratelimit.parse_limit(config.get("SUBSCRIBE_RATE_LIMIT"))
@@ -234,12 +238,9 @@ def api_subscribe() -> Any:
             **{"Retry-After": str(limit[1])},
         )
     data = json_body({"email", "name"}, {"email"})
-    try:
-        email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
-        name = clean_name(data.get("name"))
-    except Invalid as exc:
-        raise ApiError(422, "invalid_" + exc.field, exc.message, exc.field) from None
-    result = subscribe(db.session, email, name, ip=request.remote_addr, source="api")
+    email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
+    name = clean_name(data.get("name"))
+    result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
     db.session.commit()
     if result.send_confirmation:
         try:
@@ -252,30 +253,28 @@ def api_subscribe() -> Any:
 # --- subscribers ------------------------------------------------------------------------------
 
 
-MAX_ID = 2**31 - 1  # the column's range; a larger number in a URL is simply not found
-
-
 def _subscriber(subscriber_id: int) -> Subscriber:
+    # Beyond the column's range the database would refuse the query: simply not found.
     sub = db.session.get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
     if sub is None:
-        raise ApiError(404, "not_found", f"No subscriber with id {subscriber_id}.")
+        raise NotFound(f"No subscriber with id {subscriber_id}.")
     return sub
 
 
 @bp.get("/subscribers")
 @token_required
-def list_subscribers() -> Any:
+def list_subscribers() -> ResponseReturnValue:
     """List subscribers newest first; pass next_cursor back as ?cursor= for the next page."""
     status = request.args.get("status") or None
-    if status is not None and status not in {s.value for s in SubscriberStatus}:
+    if status is not None and status not in SUBSCRIBER_STATUS:
         raise ApiError(400, "invalid_parameter", "Unknown status.", "status")
     q = (request.args.get("q") or "").strip()
-    if len(q) > 100 or "\0" in q:
+    if len(q) > MAX_QUERY or "\0" in q:
         raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     cursor = _int_arg("cursor", None, 1, MAX_ID + 1)
     # The editor page's search: trigram indexes on both databases, never a full scan.
-    rows = search.page(db.session, q, status or "", after=cursor, limit=limit + 1)
+    rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
     return jsonify(
@@ -288,25 +287,22 @@ def list_subscribers() -> Any:
 
 @bp.get("/subscribers/<int:subscriber_id>")
 @token_required
-def get_subscriber(subscriber_id: int) -> Any:
+def get_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Return one subscriber."""
     return jsonify(subscriber_json(_subscriber(subscriber_id)))
 
 
 @bp.patch("/subscribers/<int:subscriber_id>")
 @token_required
-def patch_subscriber(subscriber_id: int) -> Any:
+def patch_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Change a name, or unsubscribe / mark bounced (the only status changes allowed here)."""
     sub = _subscriber(subscriber_id)
     data = json_body({"name", "status"})
     if "name" in data:
-        try:
-            name = clean_name(_string(data, "name"))
-        except Invalid as exc:
-            raise ApiError(422, "invalid_name", exc.message, "name") from None
+        name = clean_name(_string(data, "name"))
     if "status" in data:
         target = _string(data, "status", 20)
-        if target not in ("unsubscribed", "bounced"):
+        if target not in SETTABLE_STATUS:
             raise ApiError(
                 422,
                 "invalid_status",
@@ -325,9 +321,9 @@ def patch_subscriber(subscriber_id: int) -> Any:
         db.session.add(SubscriberEvent(subscriber=sub, kind=EventKind.EDITED, detail="name (api)"))
     if "status" in data and sub.status.value != target:
         if target == "unsubscribed":
-            unsubscribe(db.session, sub.id, detail="api")
+            unsubscribe(db.session(), sub.id, detail="api")
         else:
-            bounce(db.session, sub.id, detail="marked bounced via the api")
+            bounce(db.session(), sub.id, detail="marked bounced via the api")
     db.session.commit()
     db.session.refresh(sub)
     return jsonify(subscriber_json(sub))
@@ -335,10 +331,10 @@ def patch_subscriber(subscriber_id: int) -> Any:
 
 @bp.delete("/subscribers/<int:subscriber_id>")
 @token_required
-def delete_subscriber(subscriber_id: int) -> Any:
+def delete_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Erase a person: every row with their address or name."""
     sub = _subscriber(subscriber_id)
-    erase(db.session, sub.email)
+    erase(db.session(), sub.email)
     db.session.commit()
     return "", 204
 
@@ -349,70 +345,62 @@ def delete_subscriber(subscriber_id: int) -> Any:
 def _issue(issue_id: int) -> Issue:
     issue = db.session.get(Issue, issue_id) if 0 < issue_id <= MAX_ID else None
     if issue is None:
-        raise ApiError(404, "not_found", f"No issue with id {issue_id}.")
+        raise NotFound(f"No issue with id {issue_id}.")
     return issue
-
-
-def _issue_call(func: Any, *args: Any) -> Any:
-    try:
-        return func(*args)
-    except NewsletterError as exc:
-        db.session.rollback()
-        code = "invalid_issue" if isinstance(exc, Invalid) else exc.code
-        raise ApiError(exc.status, code, exc.message, exc.field) from None
 
 
 @bp.post("/issues")
 @token_required
-def create_issue() -> Any:
+def create_issue() -> ResponseReturnValue:
     """Create a draft issue from a subject and a Markdown body."""
     data = json_body({"subject", "body_md"}, {"subject", "body_md"})
     subject, body = _string(data, "subject"), _string(data, "body_md")
-    issue = _issue_call(issues.create_issue, subject, body)
+    issue = issues.create_issue(subject, body)
     return jsonify(issue_json(issue)), 201
 
 
 @bp.get("/issues/<int:issue_id>")
 @token_required
-def get_issue(issue_id: int) -> Any:
+def get_issue(issue_id: int) -> ResponseReturnValue:
     """Return one issue."""
     return jsonify(issue_json(_issue(issue_id)))
 
 
 @bp.patch("/issues/<int:issue_id>")
 @token_required
-def update_issue(issue_id: int) -> Any:
+def update_issue(issue_id: int) -> ResponseReturnValue:
     """Change the subject and/or body of an issue that has not gone out."""
     issue = _issue(issue_id)
     data = json_body({"subject", "body_md"})
     subject = _string(data, "subject") if "subject" in data else issue.subject
     body = _string(data, "body_md") if "body_md" in data else issue.body_md
-    if issue.status.value not in ("draft", "ready", "scheduled"):
-        raise ApiError(409, "conflict", f"Issue {issue_id} is {issue.status.value}; too late.")
-    issue = _issue_call(issues.update_issue, issue_id, subject, body)
+    # Checked before the subject and body, so a late edit hears "too late" whatever it holds.
+    if issue.status not in issues.EDITABLE:
+        raise Conflict(f"Issue {issue_id} is {issue.status.value}; too late.")
+    issue = issues.update_issue(issue_id, subject, body)
     return jsonify(issue_json(issue))
 
 
 @bp.get("/issues/<int:issue_id>/preview")
 @token_required
-def preview_issue(issue_id: int) -> Any:
+def preview_issue(issue_id: int) -> ResponseReturnValue:
     """Return the email as subscribers get it: subject, text and HTML."""
     _issue(issue_id)
-    rendered = _issue_call(issues.preview, issue_id)
+    rendered = issues.preview(issue_id)
     return jsonify({"subject": rendered.subject, "text": rendered.text, "html": rendered.html})
 
 
 @bp.post("/issues/<int:issue_id>/test")
 @token_required
-def test_issue(issue_id: int) -> Any:
+def test_issue(issue_id: int) -> ResponseReturnValue:
     """Send one test copy to an address."""
     _issue(issue_id)
     data = json_body({"to"}, {"to"})
     try:
         address = normalize_email(_string(data, "to", 300))
-    except Invalid as exc:
+    except Invalid as exc:  # the validator names its input "email"; here it is "to"
         raise ApiError(422, "invalid_email", exc.message, "to") from None
-    _issue_call(issues.send_test, issue_id, address)
+    issues.send_test(issue_id, address)
     return jsonify({"message": f"A test copy went to {address}."}), 202
 
 
@@ -430,55 +418,55 @@ def _parse_at(value: Any) -> datetime:
 
 @bp.post("/issues/<int:issue_id>/send")
 @token_required
-def send_issue(issue_id: int) -> Any:
+def send_issue(issue_id: int) -> ResponseReturnValue:
     """Queue the issue now, or schedule it with {"at": "<ISO 8601 with zone>"}."""
     _issue(issue_id)
     # The body is optional: no body (or an empty one) means "now".
     data = json_body({"at"}) if request.get_data(cache=True).strip() else {}
     at = _parse_at(data["at"]) if data.get("at") is not None else None
-    message = _issue_call(dispatch.send_issue, issue_id, at)
+    message = dispatch.send_issue(issue_id, at)
     db.session.expire_all()
     return jsonify({"message": message, "issue": issue_json(_issue(issue_id))}), 202
 
 
-_ACTIONS = {
+_ACTIONS: dict[str, Callable[[int], str]] = {
     "pause_issue": issues.pause_issue,
     "resume_issue": dispatch.resume_issue,
     "cancel_issue": issues.cancel_issue,
 }
 
 
-def _action(issue_id: int, name: str) -> Any:
+def _action(issue_id: int, name: str) -> ResponseReturnValue:
     _issue(issue_id)
-    message = _issue_call(_ACTIONS[name], issue_id)
+    message = _ACTIONS[name](issue_id)
     db.session.expire_all()
     return jsonify({"message": message, "issue": issue_json(_issue(issue_id))})
 
 
 @bp.post("/issues/<int:issue_id>/pause")
 @token_required
-def pause_issue(issue_id: int) -> Any:
+def pause_issue(issue_id: int) -> ResponseReturnValue:
     """Pause a send."""
     return _action(issue_id, "pause_issue")
 
 
 @bp.post("/issues/<int:issue_id>/resume")
 @token_required
-def resume_issue(issue_id: int) -> Any:
+def resume_issue(issue_id: int) -> ResponseReturnValue:
     """Resume a paused send."""
     return _action(issue_id, "resume_issue")
 
 
 @bp.post("/issues/<int:issue_id>/cancel")
 @token_required
-def cancel_issue(issue_id: int) -> Any:
+def cancel_issue(issue_id: int) -> ResponseReturnValue:
     """Cancel a send or a schedule."""
     return _action(issue_id, "cancel_issue")
 
 
 @bp.get("/issues/<int:issue_id>/status")
 @token_required
-def issue_status(issue_id: int) -> Any:
+def issue_status(issue_id: int) -> ResponseReturnValue:
     """Return delivery counts, rate and ETA."""
     _issue(issue_id)
-    return jsonify(_issue_call(issues.issue_status, issue_id))
+    return jsonify(issues.issue_status(issue_id))

@@ -1,0 +1,98 @@
+"""What the API says about subscribers and issues: one field list builds the JSON and the schema.
+
+``openapi.py`` turns the same lists and limits into the document, so the document cannot
+describe a key, a status or a bound the routes do not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Generic, TypeVar
+
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+
+M = TypeVar("M")
+
+# --- bounds and choices the routes enforce and the document states ---------------------------
+
+MAX_ID = 2**31 - 1  # the column's range; a larger number in a URL is simply not found
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+MAX_QUERY = 100  # characters of a subscriber search
+SUBSCRIBER_STATUS = tuple(s.value for s in SubscriberStatus)
+ISSUE_STATUS = tuple(s.value for s in IssueStatus)
+# People confirm themselves: the API may only take someone off the list.
+SETTABLE_STATUS = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value)
+
+DATE_TIME = "date-time"
+
+
+@dataclass(frozen=True)
+class Field(Generic[M]):
+    """One key of a JSON object: its JSON type, and how to read its value off a row."""
+
+    name: str
+    type: str
+    read: Callable[[M], object]
+    format: str | None = None
+    nullable: bool = False
+    enum: Sequence[str] | None = None
+
+    def schema(self) -> dict[str, Any]:
+        """Return the JSON Schema of this key."""
+        out: dict[str, Any] = {"type": [self.type, "null"] if self.nullable else self.type}
+        if self.enum is not None:
+            out["enum"] = list(self.enum)
+        if self.format is not None:
+            out["format"] = self.format
+        return out
+
+    def value(self, row: M) -> object:
+        """Return this key's JSON value for a row."""
+        raw = self.read(row)
+        # Not left to jsonify: it would write a datetime as an HTTP date, not ISO 8601.
+        if isinstance(raw, Enum):
+            return raw.value
+        if isinstance(raw, datetime):
+            return raw.isoformat()
+        return raw
+
+
+SUBSCRIBER_FIELDS: tuple[Field[Subscriber], ...] = (
+    Field("id", "integer", lambda s: s.id),
+    Field("email", "string", lambda s: s.email),
+    Field("name", "string", lambda s: s.name),
+    Field("status", "string", lambda s: s.status, enum=SUBSCRIBER_STATUS),
+    Field("source", "string", lambda s: s.source),
+    Field("created_at", "string", lambda s: s.created_at, DATE_TIME),
+    Field("confirmed_at", "string", lambda s: s.confirmed_at, DATE_TIME, nullable=True),
+    Field("unsubscribed_at", "string", lambda s: s.unsubscribed_at, DATE_TIME, nullable=True),
+    Field("bounced_at", "string", lambda s: s.bounced_at, DATE_TIME, nullable=True),
+)
+
+ISSUE_FIELDS: tuple[Field[Issue], ...] = (
+    Field("id", "integer", lambda i: i.id),
+    Field("slug", "string", lambda i: i.slug),
+    Field("subject", "string", lambda i: i.subject),
+    Field("body_md", "string", lambda i: i.body_md),
+    Field("status", "string", lambda i: i.status, enum=ISSUE_STATUS),
+    Field("created_at", "string", lambda i: i.created_at, DATE_TIME),
+    Field("updated_at", "string", lambda i: i.updated_at, DATE_TIME),
+    Field("scheduled_at", "string", lambda i: i.scheduled_at, DATE_TIME, nullable=True),
+    Field("queued_at", "string", lambda i: i.queued_at, DATE_TIME, nullable=True),
+    Field("sent_at", "string", lambda i: i.sent_at, DATE_TIME, nullable=True),
+    Field("audience", "integer", lambda i: i.audience),
+)
+
+
+def subscriber_json(sub: Subscriber) -> dict[str, Any]:
+    """Return the public fields of a subscriber."""
+    return {field.name: field.value(sub) for field in SUBSCRIBER_FIELDS}
+
+
+def issue_json(issue: Issue) -> dict[str, Any]:
+    """Return the fields of an issue."""
+    return {field.name: field.value(issue) for field in ISSUE_FIELDS}
