@@ -239,6 +239,10 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production or base_url.startswith("https://"),
+        # The largest CSV file one import may upload: the import page admits this plus the
+        # form around it (web/editor/imports.py). Every other request keeps the limits below:
+        # a whole body, and each text field of a multipart form.
+        "IMPORT_MAX_BYTES": _int(env, "IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
         "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
         "MAX_FORM_MEMORY_SIZE": 64 * 1024,
         "WTF_CSRF_TIME_LIMIT": None,

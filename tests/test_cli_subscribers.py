@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import io
 
-from readers import subscriber
+import sqlalchemy as sa
+from readers import subscribe, subscriber
 
-from newsletter.models import SubscriberStatus
+from newsletter.extensions import db
+from newsletter.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 
 
 def _run(app, *args):
@@ -87,3 +89,29 @@ def test_list_and_remove(app, make_subscriber):
     assert missing.stderr.strip().splitlines() == [
         "Error: no subscriber with the address ann@example.com"
     ]
+
+
+def test_import_reserves_each_confirmation_as_a_sign_up_does(
+    app, client, tmp_path, run_jobs, inbox
+):
+    # The command line goes through the same import as the browser: the confirmation it
+    # queues counts against the address's cooldown, so signing up again at once, or importing
+    # the same file again, sends no second mail.
+    path = tmp_path / "people.csv"
+    path.write_text("email,name\nann@example.com,Ann\n", encoding="utf-8")
+    result = _run(app, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "1 confirmation mails queued" in result.stdout
+    assert run_jobs() == 1
+    assert [m["To"] for m in inbox.wait_for(1)] == ["ann@example.com"]
+    events = db.session.scalars(
+        sa.select(SubscriberEvent.kind)
+        .join(Subscriber)
+        .where(Subscriber.email == "ann@example.com")
+    ).all()
+    assert EventKind.CONFIRMATION_SENT in events
+
+    assert subscribe(client, "ann@example.com").status_code == 200
+    assert _run(app, "import", str(path)).exit_code == 0
+    run_jobs()
+    assert len(inbox.messages) == 1

@@ -24,6 +24,7 @@ def test_defaults_use_sqlite_in_the_instance_folder_and_a_kept_secret_key(tmp_pa
     assert first["SEND_RATE"] == 0
     assert first["CONFIRM_MAX_AGE"] == 7 * 24 * 3600
     assert first["EMAIL_CHECK_DNS"] is False
+    assert first["IMPORT_MAX_BYTES"] == 20 * 1024 * 1024
     assert settings(tmp_path)["SECRET_KEY"] == first["SECRET_KEY"]
 
 
@@ -44,6 +45,8 @@ def test_defaults_use_sqlite_in_the_instance_folder_and_a_kept_secret_key(tmp_pa
         ({"SUBSCRIBE_RATE_LIMIT": "lots"}, "SUBSCRIBE_RATE_LIMIT"),
         ({"SUBSCRIBE_RATE_LIMIT": "0/60"}, "SUBSCRIBE_RATE_LIMIT"),
         ({"WEBHOOK_RETRY_BASE": "soon"}, "WEBHOOK_RETRY_BASE"),
+        ({"IMPORT_MAX_BYTES": "20MB"}, "IMPORT_MAX_BYTES"),
+        ({"IMPORT_MAX_BYTES": "0"}, "IMPORT_MAX_BYTES"),
         ({"NEWSLETTER_ENV": "production"}, "SECRET_KEY"),
         ({"NEWSLETTER_ENV": "production", "SECRET_KEY": "short"}, "SECRET_KEY"),
     ],
@@ -52,6 +55,10 @@ def test_a_bad_setting_is_named(tmp_path: Path, env: dict[str, str], named: str)
     with pytest.raises(ConfigError) as info:
         settings(tmp_path, **env)
     assert str(info.value).startswith(named + ":")
+
+
+def test_the_import_limit_is_read_in_bytes(tmp_path: Path) -> None:
+    assert settings(tmp_path, IMPORT_MAX_BYTES="1048576")["IMPORT_MAX_BYTES"] == 1024 * 1024
 
 
 def test_production_accepts_a_long_secret_key(tmp_path: Path) -> None:

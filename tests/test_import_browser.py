@@ -109,3 +109,73 @@ def test_unusable_files_are_refused_with_a_clear_message(app):
     assert no_file.status_code == 400 and "Choose a CSV file" in no_file.text
     assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportJob)) == 0
     assert client.get("/editor/import/12345").status_code == 404
+
+
+def csv_of(size: int, rows: int) -> bytes:
+    """A CSV of exactly ``size`` bytes: ``rows`` people, padded out by a column nobody reads."""
+    header = b"email,name,notes\n"
+    lines = [f"reader{i}@example.com,Reader {i},".encode() for i in range(rows)]
+    room = size - len(header) - sum(len(line) + 1 for line in lines)
+    assert room >= 0
+    pad, extra = divmod(room, rows)
+    body = b"".join(
+        line + b"x" * (pad + (extra if i == rows - 1 else 0)) + b"\n"
+        for i, line in enumerate(lines)
+    )
+    data = header + body
+    assert len(data) == size
+    return data
+
+
+def count(model) -> int:
+    return db.session.scalar(sa.select(sa.func.count()).select_from(model))
+
+
+def test_a_file_of_the_limit_goes_in_and_one_byte_more_gets_a_clear_413(app, run_jobs):
+    limit = app.config["IMPORT_MAX_BYTES"]
+    assert limit == 20 * 1024 * 1024  # the default the README and the page state
+    client = editor_client(app)
+    assert 'id="import-limit">20 MB<' in client.get("/editor/import").text
+
+    accepted = upload(client, csv_of(limit, rows=2000))
+    assert accepted.status_code == 302, accepted.text[:300]
+    run_jobs()
+    progress = client.get(accepted.headers["Location"] + ".json").get_json()
+    assert progress["status"] == "done", progress
+    assert progress["done_rows"] == progress["total_rows"] == 2000
+    assert progress["added"] == 2000 and progress["error_count"] == 0
+    assert count(Subscriber) == 2000
+
+    # Just over: the request fits, the file does not. Far over: the request itself is refused.
+    for size in (limit + 1, limit + 2 * 1024 * 1024):
+        refused = upload(client, csv_of(size, rows=10))
+        assert refused.status_code == 413
+        assert refused.mimetype == "text/html"
+        assert "That file is too large: the limit is 20 MB per import." in refused.text
+        assert 'name="file"' in refused.text  # the form again, to choose another file
+    assert count(ImportJob) == 1 and count(Subscriber) == 2000
+
+
+def test_the_page_and_the_check_both_read_the_setting(app):
+    app.config["IMPORT_MAX_BYTES"] = 512 * 1024
+    client = editor_client(app)
+    assert 'id="import-limit">512 KB<' in client.get("/editor/import").text
+    refused = upload(client, csv_of(512 * 1024 + 1, rows=10))
+    assert refused.status_code == 413 and "the limit is 512 KB per import" in refused.text
+    assert upload(client, csv_of(512 * 1024, rows=10)).status_code == 302
+    assert count(ImportJob) == 1
+
+
+def test_only_an_editor_gets_the_import_limit(app):
+    # Anybody else posting there meets the app's own limit, and no page with recent imports.
+    upload(editor_client(app), CSV, name="private-list.csv")
+    anonymous = app.test_client()
+    big = csv_of(app.config["MAX_CONTENT_LENGTH"] + 1024, rows=10)
+    refused = anonymous.post(
+        "/editor/import",
+        data={"mode": "confirmed", "file": (io.BytesIO(big), "people.csv")},
+        content_type="multipart/form-data",
+    )
+    assert refused.status_code == 413
+    assert "private-list" not in refused.text and 'name="file"' not in refused.text
+    assert count(ImportJob) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from urllib.parse import urlencode
 
 import sqlalchemy as sa
 
@@ -207,6 +208,19 @@ def test_export_streams_the_current_filter_as_csv(app, make_subscriber):
     assert len(lines) == 2 and lines[1].startswith("a@example.com,'=HYPERLINK(1),confirmed")
     everyone = client.get("/editor/subscribers/export.csv").get_data(as_text=True)
     assert len(everyone.splitlines()) == 3
+
+
+def test_the_export_takes_wildcards_literally_like_the_list(app, make_subscriber):
+    make_subscriber("under_score@example.com", "confirmed", "Ann")
+    make_subscriber("plain@example.com", "confirmed", "100% sure")
+    make_subscriber("other@example.com", "pending", "Bob")
+    client = editor_client(app)
+    for q, expected in (("_", ["under_score@example.com"]), ("%", ["plain@example.com"])):
+        query = urlencode({"q": q})
+        listed = emails_on(client.get(f"/editor/subscribers?{query}").text)
+        exported = client.get(f"/editor/subscribers/export.csv?{query}").get_data(as_text=True)
+        rows = [line.split(",")[0] for line in exported.splitlines()[1:]]
+        assert listed == rows == expected, q
 
 
 def test_a_nul_in_the_search_is_a_400_not_a_crash(app):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from newsletter.extensions import db
 from newsletter.models import Subscriber
 from newsletter.subscribers import search
-from newsletter.subscribers.imports import import_rows
+from newsletter.subscribers.imports import import_csv
 from newsletter.subscribers.state import bounce, confirm, erase, subscribe, unsubscribe
 from newsletter.web.editor import subscribers as people
 from tests.people_helpers import editor_client
@@ -109,8 +109,7 @@ def test_counts_per_status_follow_every_kind_of_change(app, monkeypatch):
 
     subscribe(db.session, "r0@example.com")  # back from unsubscribed to pending
     erase(db.session, "r3@example.com")
-    rows = [(2, {"email": "new@example.com", "name": ""}), (3, {"email": "r4@example.com"})]
-    import_rows(db.session, rows, confirmed=True)
+    import_csv(db.session(), "email\nnew@example.com\nr4@example.com\n", confirmed=True)
     db.session.commit()
     assert shown_counts(client) == {"pending": 1, "confirmed": 3, "unsubscribed": 0, "bounced": 1}
 

@@ -13,7 +13,7 @@ from readers import subscribe, subscriber
 from newsletter.errors import Invalid
 from newsletter.extensions import db
 from newsletter.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
-from newsletter.subscribers.imports import import_rows, read_csv_rows
+from newsletter.subscribers.imports import import_csv
 from newsletter.subscribers.state import (
     TRANSITIONS,
     Action,
@@ -166,9 +166,9 @@ def test_import_reports_bad_rows_by_line_and_is_harmless_twice(app, make_subscri
     text = (
         "email,name\nA@example.com,Ann\nnot-an-address,Bad\nout@example.com,Out\nb@example.com,\n"
     )
-    first = import_rows(db.session, read_csv_rows(text), confirmed=True)
+    first = import_csv(db.session(), text, confirmed=True)
     assert (first.added, first.confirmed, first.errors[0][0]) == (2, 2, 3)
-    second = import_rows(db.session, read_csv_rows(text), confirmed=True)
+    second = import_csv(db.session(), text, confirmed=True)
     assert (second.added, second.confirmed, second.unchanged) == (0, 0, 3)
     assert subscriber("a@example.com").status is S.CONFIRMED
     assert subscriber("out@example.com").status is S.UNSUBSCRIBED  # nobody is brought back

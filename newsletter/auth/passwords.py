@@ -11,6 +11,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.orm import Session
 
+from newsletter.errors import Invalid
 from newsletter.models import Editor, utcnow
 
 MIN_PASSWORD_LENGTH = 10
@@ -24,8 +25,11 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class PasswordTooShort(ValueError):
-    """The new password is shorter than MIN_PASSWORD_LENGTH."""
+class PasswordTooShort(Invalid):
+    """The new password is shorter than MIN_PASSWORD_LENGTH (or absurdly long)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("password", message)
 
 
 def hash_password(password: str) -> str:

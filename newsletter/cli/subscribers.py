@@ -15,7 +15,7 @@ from newsletter.errors import Invalid
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.export import write_csv
-from newsletter.subscribers.imports import ImportFormatError, import_rows, read_csv_rows
+from newsletter.subscribers.imports import ImportFormatError, import_csv
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.validate import normalize_email
 from newsletter.tasks.jobs import send_confirmation
@@ -49,9 +49,10 @@ def subscribers_import(csv_file: Path, confirmed: bool) -> None:
     except UnicodeDecodeError:
         raise click.ClickException(f"{csv_file}: not UTF-8 text") from None
     try:
-        report = import_rows(db.session, read_csv_rows(text), confirmed=confirmed)
+        report = import_csv(db.session(), text, confirmed=confirmed)
     except ImportFormatError as exc:
-        raise click.ClickException(f"{csv_file}: {exc}") from None
+        raise click.ClickException(f"{csv_file}: {exc.message}") from None
+    # import_csv reserved these confirmations (cooldown, daily cap): queue exactly those.
     for sid in report.to_confirm:
         enqueue(send_confirmation, sid, queue=MAIL_QUEUE)
     for line, message in report.errors:
@@ -92,7 +93,7 @@ def subscribers_remove(email: str) -> None:
         address = normalize_email(email)
     except Invalid as exc:
         raise fail(exc) from None
-    if not erase(db.session, address):
+    if not erase(db.session(), address):
         raise click.ClickException(f"no subscriber with the address {address}")
     db.session.commit()
     click.echo(f"erased {address}")

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber
+from newsletter.subscribers.search import like_clause
 
 COLUMNS = ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at", "source")
 
@@ -32,10 +33,7 @@ def csv_lines(*, status: str | None = None, search: str | None = None) -> Iterat
     if status:
         query = query.where(Subscriber.status == status)
     if search:
-        like = f"%{search.lower()}%"
-        query = query.where(
-            sa.or_(Subscriber.email.like(like), sa.func.lower(Subscriber.name).like(like))
-        )
+        query = query.where(like_clause(search))
     for row in db.session.execute(query.execution_options(yield_per=2000)):
         writer.writerow([_cell(v) for v in row])
         yield line.value

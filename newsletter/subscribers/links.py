@@ -60,7 +60,7 @@ class Tokens:
         except SignatureExpired as exc:
             # The signature was checked before the age; the payload is still encoded.
             try:
-                payload = self._confirm.load_payload(exc.payload)
+                payload = None if exc.payload is None else self._confirm.load_payload(exc.payload)
             except (BadSignature, ValueError, TypeError):
                 payload = None
             raise TokenExpired(_subscriber_of(payload)) from None

@@ -89,8 +89,7 @@ def like_clause(q: str, entity: Any = Subscriber) -> sa.ColumnElement[bool]:
 
 def fts_available(session: Session) -> bool:
     """Tell whether SQLite's trigram index exists (SQLite built without FTS5 has none)."""
-    bind = session.get_bind()
-    key = str(bind.url)
+    key = str(session.get_bind().engine.url)
     if key not in _has_fts:
         _has_fts[key] = bool(
             session.scalar(
@@ -98,11 +97,6 @@ def fts_available(session: Session) -> bool:
             )
         )
     return _has_fts[key]
-
-
-def forget_schema_cache() -> None:
-    """Forget which databases have the trigram index (after a migration in the same process)."""
-    _has_fts.clear()
 
 
 def page(

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -222,9 +222,9 @@ def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Inse
     if stmts is None:
         insert = _upsert(dialect)
         subs, events, stats = (
-            Subscriber.__table__,
-            SubscriberEvent.__table__,
-            DailyStat.__table__,
+            cast(sa.Table, Subscriber.__table__),
+            cast(sa.Table, SubscriberEvent.__table__),
+            cast(sa.Table, DailyStat.__table__),
         )
         add_subscriber = (
             insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
@@ -261,7 +261,7 @@ def _insert_new(
         if current.in_transaction():
             new_id = session.connection().execute(_PG_NEW_ADDRESS, params).scalar()
         else:
-            autocommit = bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+            autocommit = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             with autocommit as conn:
                 new_id = conn.execute(_PG_NEW_ADDRESS, params).scalar()
         return None if new_id is None else int(new_id)
@@ -314,7 +314,7 @@ def reserve_confirmation(session: Session, subscriber_id: int, now: datetime) ->
     A conditional UPDATE, so fifty simultaneous sign-ups of one address send one mail.
     """
     today = now.date()
-    t = Subscriber.__table__
+    t = cast(sa.Table, Subscriber.__table__)
     stmt = (
         sa.update(t)
         .where(
@@ -336,7 +336,7 @@ def reserve_confirmation(session: Session, subscriber_id: int, now: datetime) ->
         )
         .execution_options(synchronize_session=False)
     )
-    reserved = session.execute(stmt).rowcount == 1
+    reserved = cast("sa.CursorResult[Any]", session.execute(stmt)).rowcount == 1
     if reserved:
         session.add(
             SubscriberEvent(subscriber_id=subscriber_id, kind=EventKind.CONFIRMATION_SENT, at=now)

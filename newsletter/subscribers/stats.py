@@ -1,7 +1,7 @@
 """Figures for the stats page, from aggregates only: DailyStat rows and indexed Delivery counts.
 
-Nothing here scans the subscriber list; counts per status come from the trigger-kept
-``subscriber_count`` table (see search.py).
+Nothing here scans the subscriber list; the counts per status are ``search.status_counts``
+(the trigger-kept ``subscriber_count`` table).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.models import DailyStat, Delivery, Issue, IssueStatus
-from newsletter.subscribers.search import status_counts
 
 WEEK_KINDS = ("subscribed", "confirmed", "unsubscribed", "bounced")
 
@@ -62,11 +61,6 @@ def weekly(session: Session, today: date, weeks: int = 26) -> list[Week]:
         if 0 <= index < weeks:
             result[index].counts[kind] += count
     return result
-
-
-def totals(session: Session) -> dict[str, int]:
-    """Return the number of subscribers in each status (kept by triggers: no scan)."""
-    return status_counts(session)
 
 
 def kind_totals(session: Session, since: date | None = None) -> dict[str, int]:

@@ -9,29 +9,32 @@ from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     jsonify,
     redirect,
     render_template,
     request,
     url_for,
 )
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from newsletter.auth.sessions import login_required
+from newsletter.auth.sessions import current_editor, login_required
 from newsletter.extensions import db
-from newsletter.models import (
-    ImportJob,
-)
-from newsletter.subscribers.imports import (
-    ImportFormatError,
-    import_report,
-    read_csv_rows,
-)
+from newsletter.models import ImportJob
+from newsletter.subscribers.imports import ImportFormatError, import_report, read_csv_rows
 from newsletter.tasks.jobs import run_import
 from newsletter.tasks.queues import enqueue
 
 bp = Blueprint("imports", __name__, url_prefix="/editor")
 
-MAX_UPLOAD = 20 * 1024 * 1024
+# What the import form holds besides the file: boundaries, part headers, the CSRF token and
+# the mode. A few hundred bytes; generous, so that a file of exactly the limit goes in.
+FORM_OVERHEAD = 64 * 1024
+# Werkzeug's multipart reader checks max_form_memory_size against each 64 KiB chunk it reads
+# plus what it holds back (a part's headers, the start of a possible boundary), file parts
+# included: at the app's 64 KiB a CSV longer than a chunk or two is refused. This form's text
+# fields are tiny, so a looser bound here costs nothing.
+UPLOAD_FORM_MEMORY = 2 * 64 * 1024
 
 
 def register(app: Flask) -> None:
@@ -39,42 +42,80 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
+def upload_limit() -> int:
+    """Return the largest CSV file one import may upload, in bytes (IMPORT_MAX_BYTES)."""
+    return int(current_app.config["IMPORT_MAX_BYTES"])
+
+
+def size_text(n: int) -> str:
+    """Say a number of bytes as people do: 20 MB, 1.5 MB, 512 KB, 900 bytes."""
+    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
+        if n >= size:
+            return f"{n / size:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def _too_large() -> str:
+    return f"That file is too large: the limit is {size_text(upload_limit())} per import."
+
+
+@bp.url_value_preprocessor
+def _admit_the_upload(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # This runs before any before_request hook, so before CSRF protection parses the form:
+    # an editor's upload gets the import's limit; every other request keeps the app's.
+    if endpoint == "imports.import_page" and request.method == "POST" and current_editor():
+        request.max_content_length = upload_limit() + FORM_OVERHEAD
+        request.max_form_memory_size = max(
+            UPLOAD_FORM_MEMORY, int(current_app.config["MAX_FORM_MEMORY_SIZE"])
+        )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(exc: RequestEntityTooLarge) -> Any:
+    """Answer an upload over the limit with the import page, saying what the limit is."""
+    if request.endpoint != "imports.import_page" or current_editor() is None:
+        return render_template("error.html", error=exc), 413
+    return _page(_too_large(), 413)
+
+
+def _page(error: str | None = None, code: int = 200) -> Any:
+    recent = db.session.scalars(sa.select(ImportJob).order_by(ImportJob.id.desc()).limit(10))
+    page = render_template(
+        "editor/import.html", recent=list(recent), error=error, limit=size_text(upload_limit())
+    )
+    return page, code
+
+
 @bp.route("/import", methods=["GET", "POST"])
 @login_required
 def import_page() -> Any:
     """Upload a CSV; a worker imports it while the next page shows the progress."""
-    recent = db.session.scalars(sa.select(ImportJob).order_by(ImportJob.id.desc()).limit(10))
     if request.method == "GET":
-        return render_template("editor/import.html", recent=list(recent), error=None)
-
-    def refuse(message: str, code: int = 400) -> Any:
-        return render_template("editor/import.html", recent=list(recent), error=message), code
-
-    if request.content_length and request.content_length > MAX_UPLOAD + 64 * 1024:
-        return refuse("That file is too large: the limit is 20 MB per import.", 413)
+        return _page()
     upload = request.files.get("file")
     if upload is None or not upload.filename:
-        return refuse("Choose a CSV file to import.")
+        return _page("Choose a CSV file to import.", 400)
     choice = request.form.get("mode")
     if choice not in ("confirmed", "confirm"):
-        return refuse(
-            "Choose whether these people already opted in or should each get a confirmation."
+        return _page(
+            "Choose whether these people already opted in or should each get a confirmation.", 400
         )
-    data = upload.stream.read(MAX_UPLOAD + 1)
-    if len(data) > MAX_UPLOAD:
-        return refuse("That file is too large: the limit is 20 MB per import.", 413)
+    limit = upload_limit()
+    data = upload.stream.read(limit + 1)
+    if len(data) > limit:
+        return _page(_too_large(), 413)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        return refuse("That file is not UTF-8 text; save it as CSV (UTF-8) and try again.")
+        return _page("That file is not UTF-8 text; save it as CSV (UTF-8) and try again.", 400)
     if "\0" in text:
-        return refuse("That file is not a CSV text file.")
+        return _page("That file is not a CSV text file.", 400)
     try:
         next(read_csv_rows(text), None)
     except ImportFormatError as exc:
-        return refuse(str(exc))
+        return _page(exc.message, 400)
     except Exception:
-        return refuse("That file could not be read as CSV.")
+        return _page("That file could not be read as CSV.", 400)
     job = ImportJob(
         filename=(upload.filename or "upload.csv")[:200],
         csv_text=text,

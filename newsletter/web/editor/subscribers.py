@@ -66,7 +66,7 @@ def _cursor(name: str) -> int | None:
 
 def status_counts() -> dict[str, int]:
     """Return subscribers per status (kept by the database: cheap and always current)."""
-    return search.status_counts(db.session)
+    return search.status_counts(db.session())
 
 
 @bp.get("/subscribers")
@@ -75,7 +75,7 @@ def subscribers() -> Any:
     """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
     q, status = _filters()
     after, before = _cursor("after"), _cursor("before")
-    rows = search.page(db.session, q, status, after=after, before=before, limit=PAGE_SIZE + 1)
+    rows = search.page(db.session(), q, status, after=after, before=before, limit=PAGE_SIZE + 1)
     if before is not None:
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
@@ -152,7 +152,7 @@ def erase_subscriber(subscriber_id: int) -> Any:
         flash("Type the address exactly to confirm the erasure.", "error")
         return render_template("editor/subscriber_erase.html", sub=sub), 400
     email = sub.email
-    erase(db.session, email)
+    erase(db.session(), email)
     db.session.commit()
     flash(f"{email} was erased: no row holds their address or name any more.")
     return redirect(url_for("subscribers.subscribers"))
