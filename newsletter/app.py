@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -148,7 +148,7 @@ def _init_security(app: Flask) -> None:
     csrf.init_app(app)
 
     @app.after_request
-    def security_headers(response):  # type: ignore[no-untyped-def]
+    def security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -166,7 +166,7 @@ def _register_errors(app: Flask) -> None:
         return request.path.startswith("/api/")
 
     @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+    def http_error(exc: HTTPException) -> Any:
         if wants_json():
             body = {
                 "error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}
@@ -175,7 +175,7 @@ def _register_errors(app: Flask) -> None:
         return render_template("error.html", error=exc), exc.code
 
     @app.errorhandler(NewsletterError)
-    def domain_error(exc: NewsletterError):  # type: ignore[no-untyped-def]
+    def domain_error(exc: NewsletterError) -> Any:
         db.session.rollback()
         if wants_json():
             body: dict[str, Any] = {"code": exc.code, "message": exc.message}
@@ -187,7 +187,7 @@ def _register_errors(app: Flask) -> None:
         return render_template("error.html", error=page), exc.status
 
     @app.errorhandler(sa.exc.DBAPIError)
-    def database_error(exc: sa.exc.DBAPIError):  # type: ignore[no-untyped-def]
+    def database_error(exc: sa.exc.DBAPIError) -> Any:
         if not exc.connection_invalidated:
             return unexpected(exc)
         # The database went away under this request (a restart); the pool has dropped the
@@ -201,7 +201,7 @@ def _register_errors(app: Flask) -> None:
         return render_template("error.html", error=UNAVAILABLE), 503, headers
 
     @app.errorhandler(Exception)
-    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+    def unexpected(exc: Exception) -> Any:
         logging.getLogger("newsletter").exception("unhandled error on %s", request.path)
         if wants_json():
             return jsonify(

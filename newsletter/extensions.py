@@ -28,7 +28,7 @@ csrf = CSRFProtect()
 
 def this_app(app: Flask | None = None) -> Flask:
     """Return ``app``, or the app of the current context."""
-    return app or current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    return app or current_app._get_current_object()  # type: ignore[attr-defined]
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis:

@@ -4,16 +4,30 @@ from __future__ import annotations
 
 import enum
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from newsletter.extensions import db
+from newsletter.extensions import Base, db
+
+if TYPE_CHECKING:
+    # db.Model is a class flask-sqlalchemy builds from Base in a call, which mypy cannot follow
+    # (python/mypy#8603); to the type checker the models derive from Base, which it mirrors.
+    Model = Base
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
     """Return the current time as an aware UTC datetime."""
     return datetime.now(UTC)
+
+
+def rowcount(result: sa.Result[*tuple[Any, ...]]) -> int:
+    """Return how many rows the UPDATE or DELETE that gave ``result`` matched."""
+    # Session.execute() is typed to return a Result; for DML it is always a CursorResult.
+    return cast("sa.CursorResult[*tuple[Any, ...]]", result).rowcount
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -56,7 +70,7 @@ class SubscriberStatus(enum.StrEnum):
     BOUNCED = "bounced"
 
 
-class Subscriber(db.Model):
+class Subscriber(Model):
     __tablename__ = "subscriber"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -95,7 +109,7 @@ class EventKind(enum.StrEnum):
     EDITED = "edited"
 
 
-class SubscriberEvent(db.Model):
+class SubscriberEvent(Model):
     """One line of a person's history, shown on their page."""
 
     __tablename__ = "subscriber_event"
@@ -112,7 +126,7 @@ class SubscriberEvent(db.Model):
     subscriber: Mapped[Subscriber] = relationship(back_populates="events")
 
 
-class DailyStat(db.Model):
+class DailyStat(Model):
     """Counts per day and kind, bumped at each transition, so stats never scan the list."""
 
     __tablename__ = "daily_stat"
@@ -122,7 +136,7 @@ class DailyStat(db.Model):
     count: Mapped[int] = mapped_column(default=0)
 
 
-class Editor(db.Model):
+class Editor(Model):
     __tablename__ = "editor"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -132,7 +146,7 @@ class Editor(db.Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-class ApiToken(db.Model):
+class ApiToken(Model):
     """A bearer token for /api/v1; only its SHA-256 is stored."""
 
     __tablename__ = "api_token"
@@ -157,7 +171,7 @@ class IssueStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-class Issue(db.Model):
+class Issue(Model):
     __tablename__ = "issue"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,7 +201,7 @@ class DeliveryStatus(enum.StrEnum):
     SKIPPED = "skipped"
 
 
-class Delivery(db.Model):
+class Delivery(Model):
     """One recipient of one issue: created at queueing, claimed, then sent/failed/skipped."""
 
     __tablename__ = "delivery"
@@ -223,7 +237,7 @@ class ImportStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class ImportJob(db.Model):
+class ImportJob(Model):
     """A CSV import from the browser, run by a worker; progress and bad rows for the report."""
 
     __tablename__ = "import_job"
@@ -242,7 +256,7 @@ class ImportJob(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class Webhook(db.Model):
+class Webhook(Model):
     __tablename__ = "webhook"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -253,7 +267,7 @@ class Webhook(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class WebhookDelivery(db.Model):
+class WebhookDelivery(Model):
     __tablename__ = "webhook_delivery"
 
     id: Mapped[int] = mapped_column(primary_key=True)

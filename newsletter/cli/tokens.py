@@ -28,7 +28,7 @@ def create(editor_email: str, name: str) -> None:
     )
     if editor is None:
         raise click.ClickException(f"no editor {editor_email}; add one with `editors add`")
-    made = create_token(db.session, editor.id, name)
+    made = create_token(db.session(), editor.id, name)
     db.session.commit()
     click.echo(f"token {made.token.id} created; it is shown only now:", err=True)
     click.echo(made.secret)
@@ -38,7 +38,7 @@ def create(editor_email: str, name: str) -> None:
 @with_appcontext
 def list_command() -> None:
     """Print id, prefix, name, last use and state of each token."""
-    for t in list_tokens(db.session):
+    for t in list_tokens(db.session()):
         used = t.last_used_at.isoformat() if t.last_used_at else "never"
         state = "revoked" if t.revoked_at else "active"
         click.echo(f"{t.id}\t{t.prefix}…\t{t.name}\t{used}\t{state}")
@@ -49,7 +49,7 @@ def list_command() -> None:
 @with_appcontext
 def revoke(token_id: int) -> None:
     """Revoke a token at once."""
-    if not revoke_token(db.session, token_id):
+    if not revoke_token(db.session(), token_id):
         raise click.ClickException(f"no active token {token_id}")
     db.session.commit()
     click.echo(f"token {token_id} revoked")

@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from newsletter.models import (
     Delivery,
@@ -21,6 +23,7 @@ from newsletter.models import (
     IssueStatus,
     Subscriber,
     SubscriberStatus,
+    rowcount,
     utcnow,
 )
 
@@ -48,12 +51,14 @@ def skip_unsubscribed(session: Session, issue_id: int, batch: int | None = None)
     where = [Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, ~confirmed]
     if batch is not None:
         where.append(Delivery.batch == batch)
-    return session.execute(
-        sa.update(Delivery)
-        .where(*where)
-        .values(status=D.SKIPPED, last_error="not subscribed at send time")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(*where)
+            .values(status=D.SKIPPED, last_error="not subscribed at send time")
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def claim(
@@ -95,8 +100,9 @@ def claim(
         )
         .execution_options(synchronize_session=False)
     )
+    # Subscriber.id is the delivery's subscriber_id, never NULL here (an inner join).
     rows = session.execute(
-        sa.select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Delivery.attempts)
+        sa.select(Delivery.id, Subscriber.id, Subscriber.email, Delivery.attempts)
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(
             Delivery.issue_id == issue_id,
@@ -116,7 +122,8 @@ def held(delivery_id: int, claim_id: str) -> tuple[Any, ...]:
     )
 
 
-_DELIVERY = Delivery.__table__
+# Declarative classes type __table__ as any FromClause; these are Tables, as update() needs.
+_DELIVERY = cast(sa.Table, Delivery.__table__)
 # Built once: this runs once per message, and building an ORM UPDATE each time cost more CPU
 # than handing the message to the SMTP server (see bench/RESULTS.md).
 _RECORD_SENT = (
@@ -140,12 +147,16 @@ def release(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int
     ids = list(delivery_ids)
     if not ids:
         return 0
-    return session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id)
-        .values(status=D.QUEUED, lease_until=None, claimed_by=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id
+            )
+            .values(status=D.QUEUED, lease_until=None, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 def extend_lease(session: Session, claim_id: str, now: datetime, lease_seconds: float) -> None:
@@ -183,7 +194,7 @@ class _Prepared:
         return tuple(p[k] for k in self.order) if self.order else p
 
 
-_SUBSCRIBER = Subscriber.__table__
+_SUBSCRIBER = cast(sa.Table, Subscriber.__table__)
 # issue_id and batch lead to ix_delivery_issue_batch_status: without them this ran every 50 ms
 # as a scan of the whole delivery table.
 _NO_LONGER_CONFIRMED = sa.select(_DELIVERY.c.id).where(
@@ -211,22 +222,23 @@ class Recorder:
     """
 
     def __init__(self, session: Session) -> None:
-        engine = session.get_bind()
+        # The recorder takes a connection of its own, so the session must be bound to an Engine.
+        engine = cast(sa.Engine, session.get_bind())
         dialect = engine.dialect
         sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
         self._sent = _Prepared(_RECORD_SENT, dialect, **sample)
         self._gone = _Prepared(_NO_LONGER_CONFIRMED, dialect, issue_id=0, batch=0, claim_id="")
-        self._closing: Any
+        self._closing: PoolProxiedConnection | sa.Connection
         if dialect.name == "sqlite":
             # The app's SQLite connections run with the driver's own transactions off
             # (isolation_level=None): every statement outside BEGIN is autocommitted.
-            self._closing = engine.raw_connection()
-            conn = self._closing
+            conn = self._closing = engine.raw_connection()
         else:
             # The pool puts the isolation level back when this connection returns.
-            self._closing = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            conn = self._closing.connection
-        self._cur = conn.cursor()
+            autocommit = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            self._closing = autocommit
+            conn = autocommit.connection
+        self._cur: DBAPICursor = conn.cursor()
 
     def sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
         """Commit one acceptance; False if the lease was lost meanwhile."""
@@ -254,9 +266,13 @@ def skip_claimed(session: Session, claim_id: str, delivery_ids: Iterable[int]) -
     ids = list(delivery_ids)
     if not ids:
         return 0
-    return session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id)
-        .values(status=D.SKIPPED, lease_until=None, last_error="not subscribed at send time")
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id
+            )
+            .values(status=D.SKIPPED, lease_until=None, last_error="not subscribed at send time")
+            .execution_options(synchronize_session=False)
+        )
+    )

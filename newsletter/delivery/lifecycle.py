@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, rowcount, utcnow
 
 D = DeliveryStatus
 I = IssueStatus  # noqa: E741
@@ -27,12 +27,14 @@ def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
         Delivery.issue_id == issue_id, Delivery.status.in_((D.QUEUED, D.SENDING))
     )
     finished = (
-        session.execute(
-            sa.update(Issue)
-            .where(Issue.id == issue_id, Issue.status == I.SENDING, ~open_work)
-            .values(status=I.SENT, sent_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                sa.update(Issue)
+                .where(Issue.id == issue_id, Issue.status == I.SENDING, ~open_work)
+                .values(status=I.SENT, sent_at=now, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
     if finished:
@@ -43,12 +45,14 @@ def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
 
 def _move(session: Session, issue_id: int, frm: tuple[IssueStatus, ...], **values: Any) -> bool:
     return (
-        session.execute(
-            sa.update(Issue)
-            .where(Issue.id == issue_id, Issue.status.in_(frm))
-            .values(updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        rowcount(
+            session.execute(
+                sa.update(Issue)
+                .where(Issue.id == issue_id, Issue.status.in_(frm))
+                .values(updated_at=utcnow(), **values)
+                .execution_options(synchronize_session=False)
+            )
+        )
         == 1
     )
 
@@ -79,12 +83,14 @@ def cancel(session: Session, issue_id: int) -> bool:
 
 
 def _skip_cancelled(session: Session, issue_id: int) -> int:
-    return session.execute(
-        sa.update(Delivery)
-        .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED)
-        .values(status=D.SKIPPED, last_error="cancelled", claimed_by=None, lease_until=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    return rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED)
+            .values(status=D.SKIPPED, last_error="cancelled", claimed_by=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+    )
 
 
 @dataclass
@@ -103,16 +109,20 @@ def reconcile(session: Session, now: datetime) -> Reconciliation:
         )
     ).all()
     for issue_id, status in live:
-        report.reclaimed += session.execute(
-            sa.update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == D.SENDING,
-                Delivery.lease_until < now,
+        report.reclaimed += rowcount(
+            session.execute(
+                sa.update(Delivery)
+                .where(
+                    Delivery.issue_id == issue_id,
+                    Delivery.status == D.SENDING,
+                    Delivery.lease_until < now,
+                )
+                .values(
+                    status=D.QUEUED, lease_until=None, claimed_by=None, last_error=LEASE_EXPIRED
+                )
+                .execution_options(synchronize_session=False)
             )
-            .values(status=D.QUEUED, lease_until=None, claimed_by=None, last_error=LEASE_EXPIRED)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        )
         if status is I.CANCELLED:
             _skip_cancelled(session, issue_id)
             continue

@@ -10,14 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.claims import Claimed, held
-from newsletter.models import Delivery, DeliveryStatus
+from newsletter.models import Delivery, DeliveryStatus, rowcount
 
 D = DeliveryStatus
 
 
 def retry_delay(attempts: int, base: float) -> float:
     """Return the wait before attempt ``attempts + 1``: exponential, with a little jitter."""
-    return base * (2**attempts) * random.uniform(0.9, 1.1)
+    return base * (2.0**attempts) * random.uniform(0.9, 1.1)
 
 
 def record_temporary(
@@ -58,17 +58,19 @@ def record_permanent(
 ) -> bool:
     """Fail the delivery for good; the caller marks the address bounced."""
 
-    changed = session.execute(
-        sa.update(Delivery)
-        .where(*held(delivery.delivery_id, claim_id))
-        .values(
-            status=D.FAILED,
-            lease_until=None,
-            attempts=Delivery.attempts + 1,
-            last_error=error[:300],
+    changed = rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(*held(delivery.delivery_id, claim_id))
+            .values(
+                status=D.FAILED,
+                lease_until=None,
+                attempts=Delivery.attempts + 1,
+                last_error=error[:300],
+            )
+            .execution_options(synchronize_session=False)
         )
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    )
     return changed == 1
 
 

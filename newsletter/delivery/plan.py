@@ -15,6 +15,7 @@ from newsletter.models import (
     IssueStatus,
     Subscriber,
     SubscriberStatus,
+    rowcount,
 )
 
 D = DeliveryStatus
@@ -37,12 +38,14 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
     Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
     calls start one send. The caller commits (or rolls back, e.g. when nobody is confirmed).
     """
-    moved = session.execute(
-        sa.update(Issue)
-        .where(Issue.id == issue_id, Issue.status.in_(QUEUEABLE))
-        .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    moved = rowcount(
+        session.execute(
+            sa.update(Issue)
+            .where(Issue.id == issue_id, Issue.status.in_(QUEUEABLE))
+            .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    )
     if moved != 1:
         status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
         return QueueResult(False, 0, 0, status or I.CANCELLED)

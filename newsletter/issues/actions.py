@@ -25,7 +25,7 @@ from newsletter.mail import mailer
 from newsletter.mail.body import slugify
 from newsletter.mail.render import Rendered
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, rowcount, utcnow
 from newsletter.subscribers.validate import normalize_email
 
 log = logging.getLogger(__name__)
@@ -123,12 +123,14 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
     if issue.status not in EDITABLE:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it can no longer be edited.")
     slug = issue.slug if subject == issue.subject else _unique_slug(subject, issue.id)
-    changed = db.session.execute(
-        sa.update(Issue)
-        .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
-        .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    changed = rowcount(
+        db.session.execute(
+            sa.update(Issue)
+            .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+            .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
     if changed != 1:
         db.session.rollback()
         raise Conflict(f"Issue {issue_id} was queued meanwhile; it can no longer be edited.")
@@ -141,12 +143,16 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
 def mark_ready(issue_id: int) -> str:
     """Mark a draft ready for the next weekly slot."""
     issue = _get(issue_id)
-    moved = db.session.execute(
-        sa.update(Issue)
-        .where(Issue.id == issue.id, Issue.status.in_((IssueStatus.DRAFT, IssueStatus.SCHEDULED)))
-        .values(status=IssueStatus.READY, scheduled_at=None, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    moved = rowcount(
+        db.session.execute(
+            sa.update(Issue)
+            .where(
+                Issue.id == issue.id, Issue.status.in_((IssueStatus.DRAFT, IssueStatus.SCHEDULED))
+            )
+            .values(status=IssueStatus.READY, scheduled_at=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    )
     db.session.commit()
     if not moved:
         db.session.refresh(issue)
@@ -184,12 +190,16 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
     if issue.status in (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT):
         return Outcome(_already(issue))
     if at is not None and at > now:
-        moved = db.session.execute(
-            sa.update(Issue)
-            .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
-            .values(status=IssueStatus.SCHEDULED, scheduled_at=at.astimezone(UTC), updated_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        moved = rowcount(
+            db.session.execute(
+                sa.update(Issue)
+                .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+                .values(
+                    status=IssueStatus.SCHEDULED, scheduled_at=at.astimezone(UTC), updated_at=now
+                )
+                .execution_options(synchronize_session=False)
+            )
+        )
         db.session.commit()
         db.session.refresh(issue)
         if not moved:
@@ -199,7 +209,7 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
         )
     if _recipients() == 0:
         raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
-    result = plan.queue_issue(db.session, issue.id, now, this_app().config["BATCH_SIZE"])
+    result = plan.queue_issue(db.session(), issue.id, now, this_app().config["BATCH_SIZE"])
     db.session.commit()
     db.session.refresh(issue)
     if not result.started:
@@ -262,7 +272,7 @@ def preview(issue_id: int) -> Rendered:
 def pause_issue(issue_id: int) -> str:
     """Pause a send; what is in flight finishes, nothing else leaves until resumed."""
     issue = _get(issue_id)
-    moved = lifecycle.pause(db.session, issue.id, "paused by an editor")
+    moved = lifecycle.pause(db.session(), issue.id, "paused by an editor")
     db.session.commit()
     if moved:
         return f"Issue {issue_id} is paused."
@@ -276,14 +286,14 @@ def pause_issue(issue_id: int) -> str:
 def resume_issue(issue_id: int) -> Outcome:
     """Resume a paused send where it stopped: nobody skipped, nobody sent twice."""
     issue = _get(issue_id)
-    moved = lifecycle.resume(db.session, issue.id)
+    moved = lifecycle.resume(db.session(), issue.id)
     db.session.commit()
     db.session.refresh(issue)
     if not moved and issue.status is not IssueStatus.SENDING:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; only a paused issue resumes.")
-    batches = lifecycle.batches_with_work(db.session, issue.id)
+    batches = lifecycle.batches_with_work(db.session(), issue.id)
     db.session.commit()
-    if not batches and lifecycle.finish_if_done(db.session, issue.id, utcnow()):
+    if not batches and lifecycle.finish_if_done(db.session(), issue.id, utcnow()):
         db.session.commit()
         return Outcome(f"Issue {issue_id} had nothing left to send; it is marked sent.")
     again = f"Issue {issue_id} is sending again." if moved else f"Issue {issue_id} is sending."
@@ -294,7 +304,7 @@ def resume_issue(issue_id: int) -> Outcome:
 def cancel_issue(issue_id: int) -> str:
     """Cancel an issue: nothing more leaves; copies still queued are counted as skipped."""
     issue = _get(issue_id)
-    moved = lifecycle.cancel(db.session, issue.id)
+    moved = lifecycle.cancel(db.session(), issue.id)
     db.session.commit()
     if moved:
         return f"Issue {issue_id} is cancelled."
@@ -308,7 +318,7 @@ def cancel_issue(issue_id: int) -> str:
 def issue_status(issue_id: int) -> dict[str, Any]:
     """Return counts per delivery status, audience, status, rate per second and ETA."""
     issue = _get(issue_id)
-    found = progress.progress(db.session, issue.id, utcnow()).as_dict()
+    found = progress.progress(db.session(), issue.id, utcnow()).as_dict()
     db.session.commit()
     found["id"] = issue.id
     found["subject"] = issue.subject

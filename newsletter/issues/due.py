@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.plan import queue_issue
 from newsletter.issues.schedule import due_slot
-from newsletter.models import Issue, IssueStatus
+from newsletter.models import Issue, IssueStatus, rowcount
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +85,14 @@ def _start_slot(
         session.commit()
         return []
     try:
-        took = session.execute(
-            sa.update(Issue)
-            .where(Issue.id == ready, Issue.status == IssueStatus.READY)
-            .values(slot_at=slot_at)
-            .execution_options(synchronize_session=False)
-        ).rowcount
+        took = rowcount(
+            session.execute(
+                sa.update(Issue)
+                .where(Issue.id == ready, Issue.status == IssueStatus.READY)
+                .values(slot_at=slot_at)
+                .execution_options(synchronize_session=False)
+            )
+        )
         result = queue_issue(session, ready, now, batch_size)
         if took and result.started and not result.audience:
             # Nobody to send to: the issue stays ready (for this slot while its grace

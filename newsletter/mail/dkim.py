@@ -37,7 +37,9 @@ def dkim_signer(config: Mapping[str, Any]) -> Any:
             if b":" in line
         }
         include = [h for h in DKIM_HEADERS if h in present]
-        signature = dkim.sign(data, selector, domain, key, include_headers=include, linesep=b"\r\n")
+        signature: bytes = dkim.sign(
+            data, selector, domain, key, include_headers=include, linesep=b"\r\n"
+        )
         return signature + data
 
     return sign

@@ -6,6 +6,7 @@ Templates follow one naming rule: ``email/<name>.subject.txt``, ``email/<name>.t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
@@ -27,7 +28,7 @@ class Rendered:
     html: str
 
 
-def make_jinja_env(templates_dir: str) -> jinja2.Environment:
+def make_jinja_env(templates_dir: str | os.PathLike[str]) -> jinja2.Environment:
     """Return a Jinja environment that autoescapes HTML wherever it runs."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir),
@@ -42,7 +43,7 @@ def make_jinja_env(templates_dir: str) -> jinja2.Environment:
 class Mailer:
     """Render and build emails from the app's settings; sign them when DKIM is configured."""
 
-    def __init__(self, config: Mapping[str, Any], templates_dir: str) -> None:
+    def __init__(self, config: Mapping[str, Any], templates_dir: str | os.PathLike[str]) -> None:
         self.config = config
         self.jinja = make_jinja_env(templates_dir)
         self.mail_from = config["MAIL_FROM"]

@@ -1,6 +1,6 @@
 """The only functions RQ calls: ids in, reload, re-check, one unit of work.
 
-Each runs inside the app context that worker.py (or a test) provides, and can be called
+Each runs inside the app context that ``tasks.worker`` (or a test) provides, and can be called
 directly from a test.
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.batch import SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, this_app
 from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPSender
 from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
@@ -87,7 +87,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     issue = db.session.get(Issue, issue_id)
     if issue is None or issue.status is not IssueStatus.SENDING:
         return f"skipped: issue {issue_id} is {'gone' if issue is None else issue.status.value}"
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    app = this_app()
     config = app.config
     settings = _send_settings(config)
     redis = get_redis(app)
@@ -110,7 +110,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     try:
         with SMTPSender(config) as smtp:
             report = run_batch(
-                db.session,
+                db.session(),
                 issue_id,
                 batch,
                 worker=worker_name(),
@@ -141,7 +141,9 @@ def bounce_address(session: Session, subscriber_id: int, detail: str) -> None:
 
 
 def run_import(import_id: int) -> str:
-    """Run one browser CSV import; mail a confirmation to each new pending person."""
+    """Run one browser CSV import; queue the confirmation mails the import reserved."""
     return imports.run_import(
-        import_id, notify=lambda sid: enqueue(send_confirmation, sid, queue=MAIL_QUEUE)
+        db.session(),
+        import_id,
+        notify=lambda sid: enqueue(send_confirmation, sid, queue=MAIL_QUEUE),
     )

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 def reconcile() -> str:
     """Take back expired leases, close finished sends, re-enqueue batches whose jobs were lost."""
-    found = reconcile_sends(db.session, utcnow())
+    found = reconcile_sends(db.session(), utcnow())
     db.session.commit()
     reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
     per_issue: dict[int, list[int]] = {}
@@ -41,7 +41,7 @@ def reconcile() -> str:
 
 def scheduler_tick() -> str:
     """Start scheduled issues that are due and the weekly slot's ready issue, then reconcile."""
-    started = start_due(db.session, utcnow(), current_app.config)
+    started = start_due(db.session(), utcnow(), current_app.config)
     for issue_id, batches in started:
         dispatch(issue_id, range(batches))
     if started:

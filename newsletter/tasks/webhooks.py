@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def deliver(delivery_id: int) -> str:
     """POST one webhook delivery; on failure schedule a retry with exponential backoff."""
-    tried = attempt(db.session, delivery_id)
+    tried = attempt(db.session(), delivery_id)
     if tried.retry is not None:
         _schedule_retry(delivery_id, tried.retry)
     return tried.outcome
@@ -112,7 +112,7 @@ def retry_pending(
 def reconcile() -> None:
     """Give pending deliveries whose job Redis lost a new one (run by the reconciler, workers)."""
     try:
-        retry_pending(db.session)
+        retry_pending(db.session())
     except Exception:  # never let webhooks stop the rest of the reconciler
         db.session.rollback()
         log.exception("webhook reconciliation failed")

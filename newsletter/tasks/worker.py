@@ -99,9 +99,11 @@ class ThreadScheduler(RQScheduler):
     def start(self) -> Any:
         """Run the scheduler loop in a daemon thread instead of a forked process."""
         self._status = self.Status.STARTED
-        self._process = _SchedulerThread(self)
-        self._process.start()
-        return self._process
+        thread = _SchedulerThread(self)
+        # RQ's __init__ sets _process to None, so mypy infers None; RQ itself stores a process.
+        self._process = thread  # type: ignore[assignment]
+        thread.start()
+        return thread
 
     def _install_signal_handlers(self) -> None:
         pass  # the worker owns the signals (and only the main thread may install handlers)

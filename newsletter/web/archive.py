@@ -34,7 +34,7 @@ def _published_at() -> Any:
     return sa.func.coalesce(Issue.sent_at, Issue.queued_at)
 
 
-def _published() -> sa.Select[tuple[Issue]]:
+def _published() -> sa.Select[Issue]:
     return (
         sa.select(Issue)
         .where(Issue.status.in_(PUBLIC))
@@ -125,7 +125,8 @@ def build_feed(base_url: str, title: str, issues: list[Issue]) -> bytes:
         href = f"{base_url}/archive/{issue.slug}"
         sub(entry, "link", rel="alternate", type="text/html", href=href)
         sub(entry, "content", markdown_to_html(issue.body_md, base_url), type="html")
-    return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    document: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
+    return document
 
 
 @bp.get("/feed.xml")

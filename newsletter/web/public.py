@@ -166,7 +166,7 @@ def subscribe_view() -> Any:
         # Echo what was typed so it can be fixed, unless it is too long to be a typo.
         return _index(400, exc, email=_echo(raw_email), name=_echo(raw_name))
     try:
-        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        result = subscribe(db.session(), email, name, ip=request.remote_addr, source="form")
         db.session.commit()
     except sa.exc.DBAPIError as exc:
         if not exc.connection_invalidated:
@@ -174,7 +174,7 @@ def subscribe_view() -> Any:
         # The database restarted since this worker's connection was last used: the pool has
         # let go of the dead connections, and a sign-up is safe to try again once.
         db.session.rollback()
-        result = subscribe(db.session, email, name, ip=request.remote_addr, source="form")
+        result = subscribe(db.session(), email, name, ip=request.remote_addr, source="form")
         db.session.commit()
     if result.send_confirmation:
         _queue_confirmation(result.subscriber_id)
@@ -213,7 +213,7 @@ def confirm_submit(token: str) -> tuple[str, int]:
         return _page("public/confirm_expired.html", 410, token=token)
     except TokenError:
         return _bad_link()
-    outcome = confirm(db.session, claim.subscriber_id, claim.version, ip=request.remote_addr)
+    outcome = confirm(db.session(), claim.subscriber_id, claim.version, ip=request.remote_addr)
     db.session.commit()
     if outcome is ConfirmOutcome.UNKNOWN:
         return _bad_link(404, "unknown")
@@ -242,7 +242,7 @@ def confirm_resend() -> tuple[str, int]:
     sub = db.session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
     if sub is not None and sub.status is SubscriberStatus.PENDING:
         sid = sub.id
-        reserved = reserve_confirmation(db.session, sid, utcnow())
+        reserved = reserve_confirmation(db.session(), sid, utcnow())
         db.session.commit()
         if reserved:
             _queue_confirmation(sid)
@@ -276,7 +276,7 @@ def unsubscribe_submit(token: str) -> tuple[str, int]:
         return _bad_link()
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     sub = unsubscribe(
-        db.session,
+        db.session(),
         subscriber_id,
         ip=request.remote_addr,
         detail="one-click" if one_click else "page",
@@ -296,7 +296,7 @@ def resubscribe(token: str) -> tuple[str, int]:
     sub = db.session.get(Subscriber, subscriber_id)
     if sub is None:
         return _bad_link(404, "unknown")
-    result = subscribe(db.session, sub.email, ip=request.remote_addr, source="resubscribe")
+    result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
     db.session.commit()
     if result.send_confirmation:
         _queue_confirmation(result.subscriber_id)

@@ -57,7 +57,7 @@ def emit(session: Session, event: str, payload: dict[str, Any]) -> list[int]:
         raise ValueError(f"unknown webhook event {event!r}")
     hooks = session.scalars(sa.select(Webhook).where(Webhook.active.is_(True))).all()
     now = utcnow()
-    # Keys in this order: subscriptions.erase finds a person's payloads by these substrings.
+    # Keys in this order: subscribers.state.erase finds a person's payloads by these substrings.
     body = json.dumps(
         {"event": event, "created_at": now.isoformat(), "data": payload}, ensure_ascii=False
     )
@@ -80,7 +80,7 @@ def _after_rollback(session: Session) -> None:
 
 
 def subscriber_changed(session: Session, sub: Subscriber, status: SubscriberStatus) -> None:
-    """Emit the webhook event for a subscriber's new status (a subscriptions listener)."""
+    """Emit the webhook event for a subscriber's new status (a subscribers.state listener)."""
     event = _STATUS_EVENT.get(status)
     if event is None:
         return
@@ -92,7 +92,7 @@ def subscriber_changed(session: Session, sub: Subscriber, status: SubscriberStat
 
 
 def issue_sent(session: Session, issue_id: int) -> None:
-    """Emit issue.sent for an issue that finished sending (a sending listener)."""
+    """Emit issue.sent for an issue that finished sending (a delivery.lifecycle listener)."""
     issue = session.get(Issue, issue_id)
     if issue is None:
         return

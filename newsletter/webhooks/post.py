@@ -28,7 +28,7 @@ class Attempt:
 
 def backoff(attempt: int, base: float) -> float:
     """Return the wait before retry number ``attempt`` (1-based): base, 4×base, 16×base …"""
-    return base * (4 ** (attempt - 1))
+    return base * (4.0 ** (attempt - 1))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

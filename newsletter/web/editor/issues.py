@@ -103,7 +103,7 @@ def login() -> Any:
         )
         response = render_template("editor/login.html", next=target, email=email, error=message)
         return response, 429, {"Retry-After": str(blocked.retry_after)}
-    editor = authenticate(db.session, email, password) if email and password else None
+    editor = authenticate(db.session(), email, password) if email and password else None
     if editor is None:
         record_failure(email, _client_ip())
         db.session.rollback()

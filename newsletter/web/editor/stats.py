@@ -44,7 +44,7 @@ def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
             return json.loads(cached)  # type: ignore[no-any-return]
     except Exception:
         client = None
-    counts = stats.delivery_counts(db.session, issue.id)
+    counts = stats.delivery_counts(db.session(), issue.id)
     if client is not None:
         # A finished send changes no more: keep it longer.
         ttl = 3600 if issue.status.value in ("sent", "cancelled") else COUNTS_TTL
@@ -59,7 +59,7 @@ def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
 @login_required
 def stats_page() -> Any:
     """Charts: subscribers per week, confirmation rate, and how each issue went."""
-    weeks = stats.weekly(db.session, utcnow().date(), weeks=26)
+    weeks = stats.weekly(db.session(), utcnow().date(), weeks=26)
     labels = [w.start.strftime("%d %b") for w in weeks]
     weekly_chart = bar_chart(
         "Subscribers per week",
@@ -76,7 +76,7 @@ def stats_page() -> Any:
         "Confirmation rate per week", labels, [w.confirmation_rate for w in weeks], "#1f7a44"
     )
     figures = stats.issue_figures(
-        db.session, stats.recent_issues(db.session), _cached_delivery_counts
+        db.session(), stats.recent_issues(db.session()), _cached_delivery_counts
     )
     issue_chart = bar_chart(
         "Per issue",
@@ -89,11 +89,11 @@ def stats_page() -> Any:
         },
         COLORS,
     )
-    all_time = stats.kind_totals(db.session)
+    all_time = stats.kind_totals(db.session())
     new, confirmed = all_time.get("subscribed", 0), all_time.get("confirmed", 0)
     return render_template(
         "editor/stats.html",
-        counts=search.status_counts(db.session),
+        counts=search.status_counts(db.session()),
         weekly_chart=weekly_chart,
         rate_chart=rate_chart,
         issue_chart=issue_chart,

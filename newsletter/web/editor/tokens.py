@@ -36,14 +36,15 @@ def tokens() -> Any:
         if len(name) > 100 or any(ord(c) < 32 for c in name):
             flash("Give the token a short name on one line.", "error")
             return render_template(
-                "editor/tokens.html", tokens=apitokens.list_tokens(db.session), new_secret=None
+                "editor/tokens.html", tokens=apitokens.list_tokens(db.session()), new_secret=None
             ), 400
         editor = current_editor()
-        made = apitokens.create_token(db.session, editor.id, name)
+        assert editor is not None  # login_required let only a logged-in editor through
+        made = apitokens.create_token(db.session(), editor.id, name)
         db.session.commit()
         new_secret = made.secret
     return render_template(
-        "editor/tokens.html", tokens=apitokens.list_tokens(db.session), new_secret=new_secret
+        "editor/tokens.html", tokens=apitokens.list_tokens(db.session()), new_secret=new_secret
     )
 
 
@@ -51,7 +52,7 @@ def tokens() -> Any:
 @login_required
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token at once."""
-    if apitokens.revoke_token(db.session, token_id):
+    if apitokens.revoke_token(db.session(), token_id):
         db.session.commit()
         flash("Token revoked: requests with it now get 401.")
     else:

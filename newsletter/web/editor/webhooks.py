@@ -56,7 +56,7 @@ def webhooks_page() -> Any:
             flash("Pick at least one event.", "error")
             code = 400
         else:
-            hook = webhooks.register_webhook(db.session, url, events)
+            hook = webhooks.register_webhook(db.session(), url, events)
             db.session.commit()
             new_secret = hook.secret
             flash("Webhook added. Its signing secret is shown below.")
