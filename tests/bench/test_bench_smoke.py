@@ -1,0 +1,51 @@
+"""The bench scripts run end to end at a tiny size and print their figures (no time asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def run_bench(script: str) -> str:
+    """Run ``bench/<script> --smoke`` as a user would; return its stdout, failing on non-zero."""
+    args = [sys.executable, str(REPO / "bench" / script), "--smoke"]
+    # On the PostgreSQL run, bench there too (it makes and drops its own database).
+    if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"):
+        args += ["--database-url", os.environ["TEST_DATABASE_URL"]]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def figures(line: str) -> dict[str, str]:
+    return dict(kv.split("=", 1) for kv in line.split()[2:])
+
+
+def test_send_bench_delivers_every_copy_and_prints_its_figures():
+    out = run_bench("bench_send.py")
+    assert re.search(r"^machine: \d+ CPU", out, re.M)
+    lines = [x for x in out.splitlines() if x.startswith("RESULT send ")]
+    assert len(lines) == 1, out
+    got = figures(lines[0])
+    assert got["n"] == "200" and got["workers"] == "1" and got["sink"] == "aiosmtpd"
+    assert float(got["rate"]) > 0 and float(got["baseline"]) > 0
+    assert float(got["cpu_us"]) > 0 and int(got["rss_kb"]) > 0
+    assert "NOTE:" not in out, out  # a NOTE means some recipient was not sent exactly once
+
+
+def test_subscribe_bench_signs_people_up_and_prints_its_figures():
+    out = run_bench("bench_subscribe.py")
+    lines = [x for x in out.splitlines() if x.startswith("RESULT subscribe ")]
+    assert len(lines) == 1, out
+    got = {k: float(v) for k, v in figures(lines[0]).items()}
+    assert got["rps"] > 0 and got["hello_rps"] > 0 and got["p99_ms"] > 0
+    created = re.search(r"^subscribers created: (\d+) \(requests (\d+)\)", out, re.M)
+    assert created and int(created.group(1)) >= int(created.group(2)) > 0, out

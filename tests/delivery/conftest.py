@@ -1,0 +1,102 @@
+"""Fixtures for the delivery tests: worker processes, a sink that fails on purpose."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from newsletter.extensions import db
+from newsletter.issues.actions import issue_status
+from newsletter.models import Subscriber, SubscriberStatus
+from tests.helpers import free_port, truncate_all
+from tests.helpers.smtp import start_sink
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+N = 2000
+
+ROOT = Path(__file__).resolve().parents[2]
+N = 2000
+
+
+@pytest.fixture
+def world(make_app: Any, tmp_path: Path, _migrated: str, redis_url: str) -> Iterator[Any]:
+    controller, sink = start_sink(free_port())
+    settings = {
+        "SMTP_PORT": str(controller.port),
+        "BATCH_SIZE": "50",
+        "SEND_LEASE_SECONDS": "3",
+        "RECONCILE_INTERVAL": "1",
+        "SEND_RETRY_BASE": "0.2",
+    }
+    app = make_app(**settings)
+    env = {
+        **os.environ,
+        "NEWSLETTER_ENV": "testing",
+        "INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        "DATABASE_URL": _migrated,
+        "REDIS_URL": redis_url,
+        "SMTP_HOST": "127.0.0.1",
+        "SECRET_KEY": app.config["SECRET_KEY"],
+        "MAIL_FROM": app.config["MAIL_FROM"],
+        "BASE_URL": app.config["BASE_URL"],
+        "SMTP_TIMEOUT": "5",
+        **settings,
+    }
+    procs: list[subprocess.Popen[bytes]] = []
+
+    class World:
+        def __init__(self) -> None:
+            self.app, self.sink, self.env = app, sink, env
+
+        def worker(self) -> subprocess.Popen[bytes]:
+            proc = subprocess.Popen(
+                [sys.executable, str(ROOT / "worker.py")],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp_path / f"worker-{len(procs)}.log", "wb"),  # noqa: SIM115
+            )
+            procs.append(proc)
+            return proc
+
+        def subscribers(self, n: int = N) -> list[str]:
+            emails = [f"crash{i}@example.com" for i in range(n)]
+            db.session.execute(
+                sa.insert(Subscriber),
+                [{"email": e, "name": "", "status": SubscriberStatus.CONFIRMED} for e in emails],
+            )
+            db.session.commit()
+            return emails
+
+        def wait_until(self, check: Any, timeout: float = 60.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not check():
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"timed out; issue status {self.status()}")
+                time.sleep(0.05)
+
+        def status(self) -> dict[str, Any]:
+            db.session.remove()
+            return issue_status(self.issue_id)
+
+        def finished(self) -> bool:
+            return self.status()["status"] == "sent"
+
+    with app.app_context():
+        truncate_all()
+        yield World()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        db.session.remove()
+    controller.stop()

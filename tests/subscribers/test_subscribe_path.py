@@ -1,0 +1,95 @@
+"""The lean sign-up path: what one new address leaves behind, and what it must not skip."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from rq import Queue
+from rq.serializers import JSONSerializer
+
+from newsletter.extensions import db
+from newsletter.models import SubscriberStatus, utcnow
+from newsletter.subscribers import state as subscriptions
+from newsletter.subscribers import stats
+from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+from tests.helpers import csrf_from
+from tests.helpers.editors import editor_client
+from tests.helpers.readers import subscribe, subscriber
+
+
+def history_of(app, subscriber_id: int) -> str:
+    html = editor_client(app).get(f"/editor/subscribers/{subscriber_id}").text
+    start = html.index('id="history"')
+    return html[start : html.index("</table>", start)]
+
+
+def test_a_new_address_is_stored_with_its_history_stats_and_one_confirmation(
+    app, client, run_jobs, inbox
+):
+    assert subscribe(client, "Ann@Example.com", "Ann Lee").status_code == 200
+    assert subscribe(client, "bo@example.com").status_code == 200
+    assert subscribe(client, "ann@example.com", "Ann Again").status_code == 200  # a repeat
+
+    ann = subscriber("ann@example.com")
+    assert ann is not None
+    assert (ann.status, ann.version, ann.name) == (SubscriberStatus.PENDING, 1, "Ann Lee")
+    assert (ann.signup_ip, ann.source) == ("127.0.0.1", "form")
+    assert ann.confirm_sent_count == 1 and ann.confirm_sent_day == utcnow().date()
+    assert ann.created_at <= utcnow() and ann.confirm_sent_at == ann.created_at
+
+    history = history_of(app, ann.id)
+    assert history.count("confirmation sent") == 1  # the repeat inside 10 minutes sent none
+    assert "subscribed" in history and "127.0.0.1" in history
+    assert stats.kind_totals(db.session).get("subscribed") == 2
+    db.session.commit()
+
+    assert run_jobs() == 2
+    assert len(inbox.wait_for(2)) == 2
+    assert len(inbox.to("ann@example.com")) == 1 and len(inbox.to("bo@example.com")) == 1
+
+
+def test_coming_back_through_the_form_still_tells_the_listeners(app, client, make_subscriber):
+    seen: list[tuple[str, SubscriberStatus]] = []
+
+    def listener(session, sub, status):
+        seen.append((sub.email, status))
+
+    make_subscriber("gone@example.com", status="unsubscribed")
+    subscriptions.LISTENERS.append(listener)
+    try:
+        subscribe(client, "new@example.com")
+        subscribe(client, "gone@example.com")
+    finally:
+        subscriptions.LISTENERS.remove(listener)
+    # A first sign-up is no status change; coming back is one.
+    assert seen == [("gone@example.com", SubscriberStatus.PENDING)]
+    back = subscriber("gone@example.com")
+    assert back is not None and back.status is SubscriberStatus.PENDING
+
+
+def test_the_answer_page_is_the_same_every_time_and_still_shows_a_flash(app, client):
+    first = subscribe(client, "one@example.com").text
+    assert "Check your inbox" in first and "tips@example.org" in first
+    assert subscribe(client, "one@example.com").text == first
+    assert subscribe(client, "two@example.com", website="http://spam.test").text == first
+    token = csrf_from(client.get("/").text)
+    with client.session_transaction() as session:
+        session["_flashes"] = [("info", "A note left for the next page")]
+    flashed = client.post(
+        "/subscribe", data={"email": "three@example.com", "csrf_token": token}
+    ).text
+    assert "A note left for the next page" in flashed
+    assert subscribe(client, "four@example.com").text == first
+
+
+def test_enqueue_keeps_the_json_serializer_and_the_job_options(app, redis_client):
+    job = enqueue(len, [1, 2], queue=MAIL_QUEUE, job_timeout=1234, description="counting")
+    queue = Queue(MAIL_QUEUE, connection=redis_client, serializer=JSONSerializer)
+    assert queue.job_ids == [job.id]
+    stored = queue.fetch_job(job.id)
+    assert stored is not None
+    assert (stored.func_name, list(stored.args), stored.timeout) == ("builtins.len", [[1, 2]], 1234)
+    assert stored.description == "counting"
+    # A dependent job takes RQ's own path (it WATCHes); it must still be stored, deferred.
+    later = enqueue(len, [3], queue=MAIL_QUEUE, depends_on=job)
+    assert queue.fetch_job(later.id) is not None and later.id not in queue.job_ids
+    assert db.session.scalar(sa.select(sa.literal(1))) == 1  # the app is still usable
