@@ -171,6 +171,13 @@ class IssueStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+# The issue states other code asks about, named once (views, engine, API and stats use these).
+ISSUE_UNSENT = (IssueStatus.DRAFT, IssueStatus.READY, IssueStatus.SCHEDULED)  # editable, queueable
+ISSUE_ACTIVE = (IssueStatus.SENDING, IssueStatus.PAUSED)  # a send under way
+ISSUE_PUBLIC = (*ISSUE_ACTIVE, IssueStatus.SENT)  # in the archive and the feed
+ISSUE_STARTED = (*ISSUE_PUBLIC, IssueStatus.CANCELLED)  # queued at some point: no more edits
+
+
 class Issue(Model):
     __tablename__ = "issue"
 

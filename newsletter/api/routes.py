@@ -31,7 +31,7 @@ from newsletter.auth.api_tokens import verify_token
 from newsletter.errors import Conflict, Invalid, NewsletterError, NotFound
 from newsletter.extensions import csrf, db, get_redis
 from newsletter.issues import actions as issues
-from newsletter.models import EventKind, Issue, Subscriber, SubscriberEvent
+from newsletter.models import ISSUE_UNSENT, EventKind, Issue, Subscriber, SubscriberEvent
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
 from newsletter.subscribers.state import bounce, erase, subscribe, unsubscribe
@@ -375,7 +375,7 @@ def update_issue(issue_id: int) -> ResponseReturnValue:
     subject = _string(data, "subject") if "subject" in data else issue.subject
     body = _string(data, "body_md") if "body_md" in data else issue.body_md
     # Checked before the subject and body, so a late edit hears "too late" whatever it holds.
-    if issue.status not in issues.EDITABLE:
+    if issue.status not in ISSUE_UNSENT:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; too late.")
     issue = issues.update_issue(issue_id, subject, body)
     return jsonify(issue_json(issue))

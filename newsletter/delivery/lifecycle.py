@@ -10,7 +10,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, rowcount, utcnow
+from newsletter.models import (
+    ISSUE_ACTIVE,
+    ISSUE_UNSENT,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    rowcount,
+    utcnow,
+)
 
 D = DeliveryStatus
 I = IssueStatus  # noqa: E741
@@ -73,7 +82,7 @@ def cancel(session: Session, issue_id: int) -> bool:
     moved = _move(
         session,
         issue_id,
-        (I.DRAFT, I.READY, I.SCHEDULED, I.SENDING, I.PAUSED),
+        (*ISSUE_UNSENT, *ISSUE_ACTIVE),
         status=I.CANCELLED,
         scheduled_at=None,
     )
@@ -105,7 +114,7 @@ def reconcile(session: Session, now: datetime) -> Reconciliation:
     report = Reconciliation()
     live = session.execute(
         sa.select(Issue.id, Issue.status).where(
-            Issue.status.in_((I.SENDING, I.PAUSED, I.CANCELLED)), Issue.queued_at.is_not(None)
+            Issue.status.in_((*ISSUE_ACTIVE, I.CANCELLED)), Issue.queued_at.is_not(None)
         )
     ).all()
     for issue_id, status in live:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
+    ISSUE_UNSENT,
     Delivery,
     DeliveryStatus,
     Issue,
@@ -20,8 +21,6 @@ from newsletter.models import (
 
 D = DeliveryStatus
 I = IssueStatus  # noqa: E741 - reads as a table of states below
-
-QUEUEABLE = (I.DRAFT, I.READY, I.SCHEDULED)
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
     moved = rowcount(
         session.execute(
             sa.update(Issue)
-            .where(Issue.id == issue_id, Issue.status.in_(QUEUEABLE))
+            .where(Issue.id == issue_id, Issue.status.in_(ISSUE_UNSENT))
             .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
             .execution_options(synchronize_session=False)
         )

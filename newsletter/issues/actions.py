@@ -25,12 +25,20 @@ from newsletter.mail import mailer
 from newsletter.mail.body import slugify
 from newsletter.mail.render import Rendered
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, rowcount, utcnow
+from newsletter.models import (
+    ISSUE_PUBLIC,
+    ISSUE_UNSENT,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    rowcount,
+    utcnow,
+)
 from newsletter.subscribers.validate import normalize_email
 
 log = logging.getLogger(__name__)
 
-EDITABLE = (IssueStatus.DRAFT, IssueStatus.READY, IssueStatus.SCHEDULED)
 MAX_SUBJECT = 200
 MAX_BODY = 200_000
 P = ParamSpec("P")
@@ -120,13 +128,13 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
     """Change an issue's subject and body while it has not been queued."""
     subject, body_md = _clean(subject, body_md)
     issue = _get(issue_id)
-    if issue.status not in EDITABLE:
+    if issue.status not in ISSUE_UNSENT:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it can no longer be edited.")
     slug = issue.slug if subject == issue.subject else _unique_slug(subject, issue.id)
     changed = rowcount(
         db.session.execute(
             sa.update(Issue)
-            .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+            .where(Issue.id == issue.id, Issue.status.in_(ISSUE_UNSENT))
             .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -187,13 +195,13 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
         raise Invalid("at", "The time has no time zone; add one, e.g. 2025-03-03T09:00+01:00.")
     if issue.status is IssueStatus.CANCELLED:
         raise Conflict(f"Issue {issue_id} was cancelled; it cannot be sent.")
-    if issue.status in (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT):
+    if issue.status in ISSUE_PUBLIC:
         return Outcome(_already(issue))
     if at is not None and at > now:
         moved = rowcount(
             db.session.execute(
                 sa.update(Issue)
-                .where(Issue.id == issue.id, Issue.status.in_(EDITABLE))
+                .where(Issue.id == issue.id, Issue.status.in_(ISSUE_UNSENT))
                 .values(
                     status=IssueStatus.SCHEDULED, scheduled_at=at.astimezone(UTC), updated_at=now
                 )

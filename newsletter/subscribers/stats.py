@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import DailyStat, Delivery, Issue, IssueStatus
+from newsletter.models import ISSUE_PUBLIC, DailyStat, Delivery, Issue
 
 WEEK_KINDS = ("subscribed", "confirmed", "unsubscribed", "bounced")
 
@@ -75,7 +75,7 @@ def recent_issues(session: Session, limit: int = 12) -> list[Issue]:
     """Return the latest issues that went out or are going out, oldest first."""
     rows = session.scalars(
         sa.select(Issue)
-        .where(Issue.status.in_([IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT]))
+        .where(Issue.status.in_(ISSUE_PUBLIC))
         .order_by(sa.func.coalesce(Issue.queued_at, Issue.created_at).desc(), Issue.id.desc())
         .limit(limit)
     ).all()

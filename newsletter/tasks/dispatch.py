@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from newsletter.extensions import get_redis, this_app
 from newsletter.issues import actions
 from newsletter.tasks.jobs import deliver_batch
-from newsletter.tasks.queues import ALIVE_KEY, SEND_QUEUE, get_queue
+from newsletter.tasks.queues import ALIVE_KEY, FAILURE_TTL, RESULT_TTL, SEND_QUEUE, get_queue
 
 
 def send_issue(issue_id: int, at: datetime | None = None) -> str:
@@ -69,8 +69,8 @@ def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None)
                 args=(issue_id, batch),
                 job_id=job_id,
                 timeout=6 * 3600,
-                result_ttl=3600,
-                failure_ttl=7 * 24 * 3600,
+                result_ttl=RESULT_TTL,
+                failure_ttl=FAILURE_TTL,
             )
         )
     if datas:

@@ -18,6 +18,9 @@ DEFAULT_QUEUE = "default"
 ALL_QUEUES = (MAIL_QUEUE, SEND_QUEUE, DEFAULT_QUEUE)
 # Set while a worker runs a batch: a dispatcher leaves that batch alone.
 ALIVE_KEY = "newsletter:send-alive:{issue}:{batch}"
+# How long RQ keeps a job's result, and a failed job for someone to look at.
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600
 # RQ runs these itself (WATCH, Lua, promotion) and refuses or ignores a caller's pipeline.
 _PIPELINE_UNSAFE = frozenset({"depends_on", "rate_limit", "unique", "pipeline"})
 
@@ -47,8 +50,8 @@ def enqueue(
     settings: dict[str, Any] = {
         "job_id": job_id,
         "retry": retry,
-        "failure_ttl": 7 * 24 * 3600,
-        "result_ttl": 3600,
+        "failure_ttl": FAILURE_TTL,
+        "result_ttl": RESULT_TTL,
         **options,
     }
     if _PIPELINE_UNSAFE.intersection(options):

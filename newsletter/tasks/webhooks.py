@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.extensions import db, get_redis
 from newsletter.models import WebhookDelivery, utcnow
-from newsletter.tasks.queues import enqueue, get_queue
+from newsletter.tasks.queues import FAILURE_TTL, RESULT_TTL, enqueue, get_queue
 from newsletter.webhooks import events
 from newsletter.webhooks.post import attempt, backoff
 
@@ -65,10 +65,11 @@ def _schedule_retry(delivery_id: int, attempts: int) -> None:
     queue = get_queue()
     name = job_id(delivery_id, attempts)
     if delay <= 0:
-        queue.enqueue(deliver, delivery_id, job_id=name, failure_ttl=7 * 24 * 3600, result_ttl=3600)
+        ttls = {"failure_ttl": FAILURE_TTL, "result_ttl": RESULT_TTL}
+        queue.enqueue(deliver, delivery_id, job_id=name, **ttls)
     else:
         queue.enqueue_in(
-            timedelta(seconds=delay), deliver, delivery_id, job_id=name, failure_ttl=7 * 24 * 3600
+            timedelta(seconds=delay), deliver, delivery_id, job_id=name, failure_ttl=FAILURE_TTL
         )
 
 

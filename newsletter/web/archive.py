@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from newsletter.extensions import db
 from newsletter.mail.body import markdown_to_html
-from newsletter.models import Issue, IssueStatus, utcnow
+from newsletter.models import ISSUE_PUBLIC, Issue, utcnow
 
 bp = Blueprint("archive", __name__)
 
@@ -21,7 +21,6 @@ PER_PAGE = 20
 FEED_ENTRIES = 20
 # Public once its send started: a reader's "view in the browser" link must work while the rest
 # of the list is still being sent.
-PUBLIC = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT)
 ATOM = "http://www.w3.org/2005/Atom"
 
 
@@ -37,7 +36,7 @@ def _published_at() -> Any:
 def _published() -> sa.Select[Issue]:
     return (
         sa.select(Issue)
-        .where(Issue.status.in_(PUBLIC))
+        .where(Issue.status.in_(ISSUE_PUBLIC))
         .order_by(_published_at().desc(), Issue.id.desc())
     )
 
@@ -73,11 +72,11 @@ def show(key: str) -> Any:
         abort(404)
     if key.isdigit() and len(key) < 12:
         issue = db.session.scalar(
-            sa.select(Issue).where(Issue.id == int(key), Issue.status.in_(PUBLIC))
+            sa.select(Issue).where(Issue.id == int(key), Issue.status.in_(ISSUE_PUBLIC))
         )
     if issue is None:
         issue = db.session.scalar(
-            sa.select(Issue).where(Issue.slug == key, Issue.status.in_(PUBLIC))
+            sa.select(Issue).where(Issue.slug == key, Issue.status.in_(ISSUE_PUBLIC))
         )
     if issue is None:
         abort(404, description="There is no sent issue at this address.")

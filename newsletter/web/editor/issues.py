@@ -29,14 +29,19 @@ from newsletter.auth.throttle import clear_failures, login_blocked, record_failu
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import (
+    ISSUE_STARTED,
+    ISSUE_UNSENT,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from newsletter.tasks import dispatch
 
 bp = Blueprint("editor", __name__, url_prefix="/editor")
 
 PER_PAGE = 25
-ACTIVE = (IssueStatus.SENDING, IssueStatus.PAUSED)
-STARTED = (IssueStatus.SENDING, IssueStatus.PAUSED, IssueStatus.SENT, IssueStatus.CANCELLED)
 SCHEDULE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
@@ -138,7 +143,7 @@ def _issue_or_404(issue_id: int) -> Issue:
 
 
 def _progress(issue: Issue) -> dict[str, Any] | None:
-    if issue.status not in STARTED:
+    if issue.status not in ISSUE_STARTED:
         return None
     return issues.issue_status(issue.id)
 
@@ -201,7 +206,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         "editor/issue.html",
         issue=issue,
         progress=_progress(issue),
-        editable=issue.status in issues.EDITABLE,
+        editable=issue.status in ISSUE_UNSENT,
         zones=time_zones(),
         editor=current_editor(),
         audience_now=_confirmed_count(),
@@ -230,7 +235,7 @@ def save_issue(issue_id: int) -> Any:
     except NewsletterError as exc:
         db.session.rollback()
         db.session.refresh(issue)
-        code = 400 if issue.status in issues.EDITABLE else 409
+        code = 400 if issue.status in ISSUE_UNSENT else 409
         return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
     flash("Saved.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
