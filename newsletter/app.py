@@ -13,13 +13,13 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
 from newsletter.api import routes as api
 from newsletter.cli import register as register_commands
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
 from newsletter.extensions import csrf, db, migrate
 from newsletter.logsafe import install as keep_tokens_out_of_logs
-from newsletter.models import Subscriber
 from newsletter.tasks.webhooks import install as install_webhooks
 from newsletter.web import archive, dev, public
 from newsletter.web.editor import imports, stats, subscribers, tokens, webhooks
@@ -74,7 +74,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def _init_database(app: Flask) -> None:
-    assert Subscriber.__tablename__  # importing the models registered the tables on db.metadata
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
