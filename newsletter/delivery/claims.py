@@ -142,8 +142,10 @@ _RECORD_SENT = (
 )
 
 
-def release(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int:
-    """Give claimed deliveries back untouched (a graceful stop, a pause)."""
+def _settle_held(
+    session: Session, claim_id: str, delivery_ids: Iterable[int], **values: Any
+) -> int:
+    """Move deliveries still held by ``claim_id`` out of ``sending``; return how many moved."""
     ids = list(delivery_ids)
     if not ids:
         return 0
@@ -153,10 +155,15 @@ def release(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int
             .where(
                 Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id
             )
-            .values(status=D.QUEUED, lease_until=None, claimed_by=None)
+            .values(lease_until=None, **values)
             .execution_options(synchronize_session=False)
         )
     )
+
+
+def release(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int:
+    """Give claimed deliveries back untouched (a graceful stop, a pause)."""
+    return _settle_held(session, claim_id, delivery_ids, status=D.QUEUED, claimed_by=None)
 
 
 def extend_lease(session: Session, claim_id: str, now: datetime, lease_seconds: float) -> None:
@@ -263,16 +270,6 @@ class Recorder:
 
 def skip_claimed(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int:
     """Skip claimed deliveries whose subscriber is no longer confirmed."""
-    ids = list(delivery_ids)
-    if not ids:
-        return 0
-    return rowcount(
-        session.execute(
-            sa.update(Delivery)
-            .where(
-                Delivery.id.in_(ids), Delivery.status == D.SENDING, Delivery.claimed_by == claim_id
-            )
-            .values(status=D.SKIPPED, lease_until=None, last_error="not subscribed at send time")
-            .execution_options(synchronize_session=False)
-        )
+    return _settle_held(
+        session, claim_id, delivery_ids, status=D.SKIPPED, last_error="not subscribed at send time"
     )
