@@ -97,6 +97,7 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
         with client.session_transaction() as s:
             s["editor_id"] = editor.id
             s["editor_stamp"] = sessions._stamp(editor)
+            s["editor_since"] = s["editor_seen"] = int(time.time())
         # SQLite opens every transaction with BEGIN IMMEDIATE: hold none while measuring.
         db.session.remove()
         middle = args.n // 2

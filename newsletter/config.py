@@ -236,6 +236,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
         "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
+        **_editor_sessions(env),
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": production or base_url.startswith("https://"),
@@ -248,6 +249,18 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "WTF_CSRF_TIME_LIMIT": None,
         "TESTING": environment == "testing",
     }
+
+
+def _editor_sessions(env: Mapping[str, str]) -> dict[str, int]:
+    """Read how long an editor's session may sit idle and how long it may last at most."""
+    # The last activity is recorded once a minute, so a shorter idle limit could not be kept.
+    idle = _int(env, "EDITOR_SESSION_IDLE", 12 * 3600, minimum=60)
+    longest = _int(env, "EDITOR_SESSION_MAX", 7 * 24 * 3600, minimum=60)
+    if longest < idle:
+        raise ConfigError(
+            f"EDITOR_SESSION_MAX: must be at least EDITOR_SESSION_IDLE ({idle}), got {longest}"
+        )
+    return {"EDITOR_SESSION_IDLE": idle, "EDITOR_SESSION_MAX": longest}
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> int:

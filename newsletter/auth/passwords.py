@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -52,6 +53,17 @@ def verify_password(password_hash: str, password: str) -> bool:
 def normalize_login(raw: object) -> str:
     """Return the account name as stored: trimmed and lower-cased (bounded length)."""
     return str(raw or "").strip().lower()[:254]
+
+
+def account_hash(email: str) -> str:
+    """Return the name under which an account's login failures and devices are kept."""
+    return hashlib.sha256(normalize_login(email).encode()).hexdigest()[:32]
+
+
+def set_password(editor: Editor, password: str) -> None:
+    """Give ``editor`` a new password and end every session they have open."""
+    editor.password_hash = hash_password(password)
+    editor.session_generation += 1
 
 
 def authenticate(db_session: Session, email: str, password: str) -> Editor | None:

@@ -5,24 +5,34 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
 from flask import current_app, g, redirect, request, session, url_for
 
+from newsletter.auth.devices import remember_device
 from newsletter.extensions import db
 from newsletter.models import Editor
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Writing the last activity on every request would rewrite the cookie on every page.
+SEEN_RESOLUTION = 60  # seconds
+_KEYS = ("editor_id", "editor_stamp", "editor_since", "editor_seen", "login_nonce")
+_CACHE = "newsletter.editor"
 
 
 # --- the session --------------------------------------------------------------------------------
 
 
 def _stamp(editor: Editor) -> str:
-    # Changing the password changes the stamp, which ends every other session of that editor.
-    return hashlib.sha256(editor.password_hash.encode()).hexdigest()[:16]
+    # A new password or a new generation (log out) changes the stamp, which ends every session
+    # of that editor, in every browser.
+    material = f"{editor.session_generation}:{editor.password_hash}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 def _forget_csrf_token() -> None:
@@ -34,19 +44,48 @@ def log_in(editor: Editor) -> None:
     """Start a fresh session for ``editor`` (nothing from the anonymous session survives)."""
     session.clear()
     _forget_csrf_token()
+    now = int(time.time())
     session["editor_id"] = editor.id
     session["editor_stamp"] = _stamp(editor)
+    session["editor_since"] = now
+    session["editor_seen"] = now
     session["login_nonce"] = secrets.token_urlsafe(16)
+    remember_device(editor)
+
+
+def end_sessions(editor_id: int) -> None:
+    """End every session of an editor, in every browser (the caller commits)."""
+    db.session.execute(
+        sa.update(Editor)
+        .where(Editor.id == editor_id)
+        .values(session_generation=Editor.session_generation + 1)
+    )
 
 
 def log_out() -> None:
-    """End the session."""
+    """End the session, and every other session of the same editor."""
+    editor = current_editor()
+    if editor is not None:
+        # A copy of the cookie (another browser, a thief) must not outlive the log out.
+        end_sessions(editor.id)
+        db.session.commit()
     session.clear()
     _forget_csrf_token()
     request.environ.pop(_CACHE, None)
 
 
-_CACHE = "newsletter.editor"
+def _still_fresh() -> bool:
+    """Tell whether the session is within its idle and maximum age; note this activity."""
+    now = int(time.time())
+    since, seen = session.get("editor_since"), session.get("editor_seen")
+    if not isinstance(since, int) or not isinstance(seen, int):
+        return False
+    config = current_app.config
+    if now - seen > config["EDITOR_SESSION_IDLE"] or now - since > config["EDITOR_SESSION_MAX"]:
+        return False
+    if now - seen >= SEEN_RESOLUTION:
+        session["editor_seen"] = now
+    return True
 
 
 def current_editor() -> Editor | None:
@@ -58,9 +97,13 @@ def current_editor() -> Editor | None:
     editor = None
     editor_id = session.get("editor_id")
     if isinstance(editor_id, int):
-        found = db.session.get(Editor, editor_id)
-        if found is not None and session.get("editor_stamp") == _stamp(found):
+        # Read afresh: the generation may have moved since this database session loaded it.
+        found = db.session.get(Editor, editor_id, populate_existing=True)
+        if found is not None and session.get("editor_stamp") == _stamp(found) and _still_fresh():
             editor = found
+        else:
+            for key in _KEYS:  # ended: the browser gets a cookie without it
+                session.pop(key, None)
     request.environ[_CACHE] = editor
     return editor
 

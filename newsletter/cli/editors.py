@@ -10,7 +10,7 @@ from flask import Flask
 from flask.cli import with_appcontext
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.auth.passwords import PasswordTooShort, hash_password
+from newsletter.auth.passwords import PasswordTooShort, hash_password, set_password
 from newsletter.cli.errors import fail
 from newsletter.errors import Invalid
 from newsletter.extensions import db
@@ -38,15 +38,8 @@ def _address(raw: str) -> str:
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
         # One line; the newline a pipe or heredoc adds is not part of the password.
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = click.prompt(
-            "Password", hide_input=True, confirmation_prompt="Repeat the password"
-        )
-    try:
-        return hash_password(password)
-    except PasswordTooShort as exc:
-        raise click.ClickException(str(exc)) from None
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password"))
 
 
 def _find(address: str) -> Editor:
@@ -65,7 +58,11 @@ def add(email: str, password_stdin: bool) -> None:
     address = _address(email)
     if db.session.scalar(sa.select(Editor.id).where(Editor.email == address)) is not None:
         raise click.ClickException(f"an editor with the address {address} already exists")
-    db.session.add(Editor(email=address, password_hash=_read_password(password_stdin)))
+    try:
+        password_hash = hash_password(_read_password(password_stdin))
+    except PasswordTooShort as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.add(Editor(email=address, password_hash=password_hash))
     try:
         db.session.commit()
     except IntegrityError:  # created by someone else in the meantime
@@ -79,9 +76,12 @@ def add(email: str, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @with_appcontext
 def passwd(email: str, password_stdin: bool) -> None:
-    """Set a new password for an editor (their open sessions end)."""
+    """Set a new password for an editor (their open sessions end, in every browser)."""
     editor = _find(_address(email))
-    editor.password_hash = _read_password(password_stdin)
+    try:
+        set_password(editor, _read_password(password_stdin))
+    except PasswordTooShort as exc:
+        raise click.ClickException(str(exc)) from None
     db.session.commit()
     click.echo(f"password of {editor.email} changed")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from werkzeug.routing.converters import NumberConverter
 
 from newsletter.auth.passwords import hash_password, verify_password
 from newsletter.auth.sessions import safe_next
@@ -160,8 +161,7 @@ def test_changing_the_password_ends_other_sessions(app, client):
 def _sample_url(rule) -> str:
     values = {}
     for arg in rule.arguments:
-        converter = rule._converters[arg].__class__.__name__
-        values[arg] = 1 if "Integer" in converter else "x"
+        values[arg] = 1 if isinstance(rule._converters[arg], NumberConverter) else "x"
     return rule.build(values, append_unknown=False)[1]
 
 

@@ -3,6 +3,7 @@ API token."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +63,7 @@ def log_in(client: Any, editor: Editor) -> None:
     with client.session_transaction() as session:
         session["editor_id"] = editor.id
         session["editor_stamp"] = _stamp(editor)
+        session["editor_since"] = session["editor_seen"] = int(time.time())
 
 
 def editor_client(app: Any) -> Any:

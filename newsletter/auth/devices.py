@@ -1,0 +1,55 @@
+"""Known devices: a browser that once logged in to an account may still try it while the
+account is blocked, so a stranger's guessing cannot lock its owner out."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Response, after_this_request, current_app, request
+from itsdangerous import BadData, URLSafeTimedSerializer
+
+from newsletter.auth.passwords import account_hash
+from newsletter.models import Editor
+
+COOKIE = "editor_device"
+MAX_AGE = 365 * 24 * 3600
+_SALT = "editor-known-device"  # one salt per kind of signed value
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    # Keys oldest first, the current one last: a rotation keeps known devices known.
+    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.secret_key]
+    return URLSafeTimedSerializer(keys, salt=_SALT)
+
+
+def remember_device(editor: Editor) -> None:
+    """Mark this browser as one that logged in to ``editor``'s account (on this response)."""
+    value = _serializer().dumps({"a": account_hash(editor.email), "d": secrets.token_urlsafe(16)})
+
+    @after_this_request
+    def _set(response: Response) -> Response:
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=MAX_AGE,
+            path="/editor",
+            httponly=True,
+            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+            samesite="Lax",
+        )
+        return response
+
+
+def known_device(email: str) -> str | None:
+    """Return this browser's device id when it logged in to ``email``'s account before."""
+    raw = request.cookies.get(COOKIE)
+    if not raw or len(raw) > 500:
+        return None
+    try:
+        data = _serializer().loads(raw, max_age=MAX_AGE)
+    except BadData:
+        return None
+    if not isinstance(data, dict) or data.get("a") != account_hash(email):
+        return None
+    device = data.get("d")
+    return device if isinstance(device, str) else None
