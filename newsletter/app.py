@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, ServiceUnavailable
+from flask import Flask, Response, abort, g, jsonify, render_template, request
+from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.routing import IntegerConverter
 
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
 from newsletter.api import routes as api
+from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
@@ -26,6 +29,67 @@ from newsletter.web.editor import imports, stats, subscribers, tokens, webhooks
 from newsletter.web.editor import issues as editor
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def numbers_up_to(limit: int) -> str:
+    """Return a regex matching exactly the decimal numbers 1..``limit`` (no leading zero)."""
+    digits = str(limit)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        lowest = 1 if i == 0 else 0
+        if int(digit) > lowest:  # as long as limit, equal up to i, smaller at i
+            parts.append(f"{digits[:i]}[{lowest}-{int(digit) - 1}][0-9]{{{len(digits) - i - 1}}}")
+    return f"(?:{'|'.join([*parts, digits])})"
+
+
+class RowId(IntegerConverter):
+    """``<id:name>``: a row id the id columns can hold; any other number is simply no such page."""
+
+    # The bound is in the pattern, not only in to_python: a number that fails to_python on a
+    # route with another method would answer 405, not 404. ASCII digits only (\d takes any).
+    regex = numbers_up_to(MAX_ID)
+
+    def __init__(self, url_map: Any) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
+class ReadableBody:
+    """``wsgi.input`` whose read errors (broken chunked framing, a cut-off body) are a 400."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._raw, name)(*args)
+        except HTTPException:
+            raise
+        except Exception as exc:  # whatever the server's parser raises, the client sent it
+            raise BadRequest("The request body could not be read.") from exc
+
+    def read(self, *args: Any) -> bytes:
+        """Read like the server's stream, a broken body raising BadRequest."""
+        return bytes(self._call("read", *args))
+
+    def readline(self, *args: Any) -> bytes:
+        """Read one line like the server's stream, a broken body raising BadRequest."""
+        return bytes(self._call("readline", *args))
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        """Read lines like the server's stream, a broken body raising BadRequest."""
+        return list(self._call("readlines", *args))
+
+    def __iter__(self) -> Any:
+        return iter(self.readline, b"")
+
+
+def _guard_body(wsgi_app: Any) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        if "wsgi.input" in environ:
+            environ["wsgi.input"] = ReadableBody(environ["wsgi.input"])
+        return wsgi_app(environ, start_response)
+
+    return app
 
 
 def _resource_dir(name: str) -> str:
@@ -55,6 +119,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config.update({k: v for k, v in overrides.items() if k not in settings})
     app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")
+    app.url_map.converters["id"] = RowId
+    app.wsgi_app = _guard_body(app.wsgi_app)  # type: ignore[method-assign]
     if app.config.get("TRUSTED_PROXIES"):
         # Believe only as many X-Forwarded-For/-Proto hops as there are proxies of our own, so
         # per-IP limits see the client; the host stays BASE_URL's business.
@@ -143,14 +209,72 @@ def _ping_when_idle(engine: sa.Engine, idle: float = PING_AFTER_IDLE) -> None:
             raise sa.exc.DisconnectionError(f"stale connection: {exc}") from exc
 
 
+# Every editor page, not only the issue pages: the people, import, stats, token and webhook
+# pages show addresses, API tokens and signing secrets. Only our own nonce-tagged scripts run
+# (the preview shows sanitised mail in a sandboxed frame; this is the second fence), forms post
+# only here, and no copy is kept by a browser or proxy.
+EDITOR_POLICY = (
+    "default-src 'self'; img-src * data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'nonce-{nonce}'; frame-src 'self' about:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+# What public pages use: inline styles (base.html), images in archived issues from anywhere,
+# forms posting here, the dev mail catcher's sandboxed srcdoc frame. No script at all.
+PUBLIC_POLICY = (
+    "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; frame-src about:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# A year, this host only: subdomains may be the operator's other sites, not ours to pin.
+HSTS = "max-age=31536000"
+
+
+def csp_nonce() -> str:
+    """Return this response's script nonce (one per request)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(16)
+    return str(g.csp_nonce)
+
+
+def _is_editor_page(path: str) -> bool:
+    return path == "/editor" or path.startswith("/editor/")
+
+
+def _has_nul(values: Any) -> bool:
+    return any("\0" in k or "\0" in v for k, v in values.items(multi=True))
+
+
 def _init_security(app: Flask) -> None:
+    @app.before_request
+    def refuse_nul() -> None:
+        # No column stores a NUL and PostgreSQL refuses a query holding one: a URL with one is
+        # refused before any view can put it in a query, and so is an editor's form. The public
+        # sign-up form says what was wrong itself, beside the form.
+        if "\0" in request.path or _has_nul(request.args):
+            abort(400, description="The address holds a NUL character, which no page takes.")
+        editor_form = _is_editor_page(request.path) and request.method == "POST"
+        if editor_form and _has_nul(request.form):
+            abort(400, description="The form holds a NUL character; please type it again.")
+
     csrf.init_app(app)
+    https = app.config["BASE_URL"].startswith("https://")
+
+    @app.context_processor
+    def nonce_helper() -> dict[str, Any]:
+        return {"csp_nonce": csp_nonce}
 
     @app.after_request
     def security_headers(response: Response) -> Response:
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        if _is_editor_page(request.path):
+            headers.setdefault("Content-Security-Policy", EDITOR_POLICY.format(nonce=csp_nonce()))
+            headers["Cache-Control"] = "no-store"
+        else:
+            headers.setdefault("Content-Security-Policy", PUBLIC_POLICY)
+        if https:
+            headers.setdefault("Strict-Transport-Security", HSTS)
         return response
 
 

@@ -11,15 +11,36 @@ import logging
 import re
 from typing import Any
 
+
+def _spelled_any_way(word: str) -> str:
+    # Routing decodes %XX and a client may send any letter that way (/%75nsubscribe/…).
+    return "".join(f"(?:{c}|%{ord(c):02x})" for c in word)
+
+
+PATH_WORDS = "|".join(_spelled_any_way(w) for w in ("confirm", "unsubscribe", "resubscribe"))
+SLASHES = r"(?:/|\\|%2f|%5c)+"  # repeated, encoded or backslashed: servers fold them all
+TOKEN_CHARS = r"[A-Za-z0-9_\-.%~=]"
 TOKEN_IN_PATH = re.compile(
-    r"(/(?:confirm|unsubscribe|resubscribe)/)(?!resend\b)[A-Za-z0-9_\-.]{6,}", re.ASCII
+    rf"({SLASHES}(?:{PATH_WORDS}){SLASHES})(?!resend\b){TOKEN_CHARS}{{6,}}",
+    re.ASCII | re.IGNORECASE,
+)
+# A token handed as a parameter: ?token=…, &t=… (the resend form, a link someone built).
+TOKEN_IN_QUERY = re.compile(rf"([?&;](?:token|t)=){TOKEN_CHARS}{{6,}}", re.ASCII | re.IGNORECASE)
+# Wherever else one turns up (a mangled Referer, a message quoting one): the shape of an
+# itsdangerous token, payload[.timestamp].signature, the signature 27 characters of HMAC-SHA1.
+TOKEN_SHAPE = re.compile(
+    r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]{2,}(?:\.[A-Za-z0-9_\-]{4,8})?\.[A-Za-z0-9_\-]{27}"
+    r"(?![A-Za-z0-9_\-])",
+    re.ASCII,
 )
 REDACTED = r"\1[redacted]"
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with the token of every confirm/unsubscribe path replaced."""
-    return TOKEN_IN_PATH.sub(REDACTED, text)
+    """Return ``text`` with every confirm/unsubscribe token replaced, however it was written."""
+    text = TOKEN_IN_PATH.sub(REDACTED, text)
+    text = TOKEN_IN_QUERY.sub(REDACTED, text)
+    return TOKEN_SHAPE.sub("[redacted]", text)
 
 
 class RedactTokens(logging.Filter):

@@ -85,6 +85,17 @@ ISSUE_ID = {"name": "issue_id", "in": "path", **ID_PARAM}
 AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}]
 # A cursor is the last id of a page, so never more digits than the largest id after it.
 CURSOR_PATTERN = f"^[0-9]{{1,{len(str(MAX_ID + 1))}}}$"
+LIMIT_PARAM = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+}
+CURSOR_PARAM = {
+    "name": "cursor",
+    "in": "query",
+    "description": "next_cursor of the previous page",
+    "schema": {"type": "string", "pattern": CURSOR_PATTERN},
+}
 # Every authenticated JSON body may also meet these answers.
 BODY_ERRORS = (400, 401, 404, 413, 415, 422, 503)
 
@@ -130,6 +141,16 @@ def build_document(base_url: str) -> dict[str, Any]:
         "SubscriberList": _obj(
             {
                 "data": {"type": "array", "items": _ref("Subscriber")},
+                "next_cursor": {
+                    "type": ["string", "null"],
+                    "description": "pass as ?cursor= for the next page; null on the last",
+                },
+            },
+            ["data", "next_cursor"],
+        ),
+        "IssueList": _obj(
+            {
+                "data": {"type": "array", "items": _ref("Issue")},
                 "next_cursor": {
                     "type": ["string", "null"],
                     "description": "pass as ?cursor= for the next page; null on the last",
@@ -240,22 +261,8 @@ def build_document(base_url: str) -> dict[str, Any]:
                         "description": "search address or name",
                         "schema": {**STR, "maxLength": MAX_QUERY},
                     },
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {
-                            "type": "integer",
-                            "minimum": 1,
-                            "maximum": MAX_LIMIT,
-                            "default": DEFAULT_LIMIT,
-                        },
-                    },
-                    {
-                        "name": "cursor",
-                        "in": "query",
-                        "description": "next_cursor of the previous page",
-                        "schema": {"type": "string", "pattern": CURSOR_PATTERN},
-                    },
+                    LIMIT_PARAM,
+                    CURSOR_PARAM,
                 ],
                 "responses": {
                     "200": _json(_ref("SubscriberList"), "A page of subscribers"),
@@ -295,6 +302,25 @@ def build_document(base_url: str) -> dict[str, Any]:
             },
         },
         "/issues": {
+            "get": {
+                "operationId": "listIssues",
+                "summary": "Issues, newest first (cursor paging)",
+                "tags": ["issues"],
+                "security": AUTH,
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(ISSUE_STATUS)},
+                    },
+                    LIMIT_PARAM,
+                    CURSOR_PARAM,
+                ],
+                "responses": {
+                    "200": _json(_ref("IssueList"), "A page of issues"),
+                    **_errors(400, 401),
+                },
+            },
             "post": {
                 "operationId": "createIssue",
                 "summary": "Create a draft issue (Markdown body)",
@@ -305,7 +331,7 @@ def build_document(base_url: str) -> dict[str, Any]:
                     "201": _json(_ref("Issue"), "The new draft"),
                     **_errors(400, 401, 413, 415, 422),
                 },
-            }
+            },
         },
         "/issues/{issue_id}": {
             "parameters": [ISSUE_ID],

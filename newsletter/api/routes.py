@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from newsletter.api.openapi import build_document
 from newsletter.api.serialise import (
     DEFAULT_LIMIT,
+    ISSUE_STATUS,
     MAX_ID,
     MAX_LIMIT,
     MAX_QUERY,
@@ -31,7 +32,14 @@ from newsletter.auth.api_tokens import verify_token
 from newsletter.errors import Conflict, Invalid, NewsletterError, NotFound
 from newsletter.extensions import csrf, db, get_redis
 from newsletter.issues import actions as issues
-from newsletter.models import ISSUE_UNSENT, EventKind, Issue, Subscriber, SubscriberEvent
+from newsletter.models import (
+    ISSUE_UNSENT,
+    EventKind,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberEvent,
+)
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
 from newsletter.subscribers.state import bounce, erase, subscribe, unsubscribe
@@ -272,7 +280,7 @@ def list_subscribers() -> ResponseReturnValue:
     if len(q) > MAX_QUERY or "\0" in q:
         raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
     limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
-    cursor = _int_arg("cursor", None, 1, MAX_ID + 1)
+    cursor = _int_arg("cursor", None, 1, MAX_ID)
     # The editor page's search: trigram indexes on both databases, never a full scan.
     rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
     more = len(rows) > limit
@@ -285,14 +293,14 @@ def list_subscribers() -> ResponseReturnValue:
     )
 
 
-@bp.get("/subscribers/<int:subscriber_id>")
+@bp.get("/subscribers/<id:subscriber_id>")
 @token_required
 def get_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Return one subscriber."""
     return jsonify(subscriber_json(_subscriber(subscriber_id)))
 
 
-@bp.patch("/subscribers/<int:subscriber_id>")
+@bp.patch("/subscribers/<id:subscriber_id>")
 @token_required
 def patch_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Change a name, or unsubscribe / mark bounced (the only status changes allowed here)."""
@@ -329,7 +337,7 @@ def patch_subscriber(subscriber_id: int) -> ResponseReturnValue:
     return jsonify(subscriber_json(sub))
 
 
-@bp.delete("/subscribers/<int:subscriber_id>")
+@bp.delete("/subscribers/<id:subscriber_id>")
 @token_required
 def delete_subscriber(subscriber_id: int) -> ResponseReturnValue:
     """Erase a person: every row with their address or name."""
@@ -349,6 +357,27 @@ def _issue(issue_id: int) -> Issue:
     return issue
 
 
+@bp.get("/issues")
+@token_required
+def list_issues() -> ResponseReturnValue:
+    """List issues newest first; pass next_cursor back as ?cursor= for the next page."""
+    raw_status = request.args.get("status") or None
+    if raw_status is not None and raw_status not in ISSUE_STATUS:
+        raise ApiError(400, "invalid_parameter", "Unknown status.", "status")
+    status = IssueStatus(raw_status) if raw_status else None
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
+    cursor = _int_arg("cursor", None, 1, MAX_ID)
+    rows = issues.issues_page(status, cursor, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify(
+        {
+            "data": [issue_json(i) for i in rows],
+            "next_cursor": str(rows[-1].id) if more and rows else None,
+        }
+    )
+
+
 @bp.post("/issues")
 @token_required
 def create_issue() -> ResponseReturnValue:
@@ -359,14 +388,14 @@ def create_issue() -> ResponseReturnValue:
     return jsonify(issue_json(issue)), 201
 
 
-@bp.get("/issues/<int:issue_id>")
+@bp.get("/issues/<id:issue_id>")
 @token_required
 def get_issue(issue_id: int) -> ResponseReturnValue:
     """Return one issue."""
     return jsonify(issue_json(_issue(issue_id)))
 
 
-@bp.patch("/issues/<int:issue_id>")
+@bp.patch("/issues/<id:issue_id>")
 @token_required
 def update_issue(issue_id: int) -> ResponseReturnValue:
     """Change the subject and/or body of an issue that has not gone out."""
@@ -381,7 +410,7 @@ def update_issue(issue_id: int) -> ResponseReturnValue:
     return jsonify(issue_json(issue))
 
 
-@bp.get("/issues/<int:issue_id>/preview")
+@bp.get("/issues/<id:issue_id>/preview")
 @token_required
 def preview_issue(issue_id: int) -> ResponseReturnValue:
     """Return the email as subscribers get it: subject, text and HTML."""
@@ -390,7 +419,7 @@ def preview_issue(issue_id: int) -> ResponseReturnValue:
     return jsonify({"subject": rendered.subject, "text": rendered.text, "html": rendered.html})
 
 
-@bp.post("/issues/<int:issue_id>/test")
+@bp.post("/issues/<id:issue_id>/test")
 @token_required
 def test_issue(issue_id: int) -> ResponseReturnValue:
     """Send one test copy to an address."""
@@ -416,7 +445,7 @@ def _parse_at(value: Any) -> datetime:
     return at
 
 
-@bp.post("/issues/<int:issue_id>/send")
+@bp.post("/issues/<id:issue_id>/send")
 @token_required
 def send_issue(issue_id: int) -> ResponseReturnValue:
     """Queue the issue now, or schedule it with {"at": "<ISO 8601 with zone>"}."""
@@ -443,28 +472,28 @@ def _action(issue_id: int, name: str) -> ResponseReturnValue:
     return jsonify({"message": message, "issue": issue_json(_issue(issue_id))})
 
 
-@bp.post("/issues/<int:issue_id>/pause")
+@bp.post("/issues/<id:issue_id>/pause")
 @token_required
 def pause_issue(issue_id: int) -> ResponseReturnValue:
     """Pause a send."""
     return _action(issue_id, "pause_issue")
 
 
-@bp.post("/issues/<int:issue_id>/resume")
+@bp.post("/issues/<id:issue_id>/resume")
 @token_required
 def resume_issue(issue_id: int) -> ResponseReturnValue:
     """Resume a paused send."""
     return _action(issue_id, "resume_issue")
 
 
-@bp.post("/issues/<int:issue_id>/cancel")
+@bp.post("/issues/<id:issue_id>/cancel")
 @token_required
 def cancel_issue(issue_id: int) -> ResponseReturnValue:
     """Cancel a send or a schedule."""
     return _action(issue_id, "cancel_issue")
 
 
-@bp.get("/issues/<int:issue_id>/status")
+@bp.get("/issues/<id:issue_id>/status")
 @token_required
 def issue_status(issue_id: int) -> ResponseReturnValue:
     """Return delivery counts, rate and ETA."""

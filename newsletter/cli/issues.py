@@ -1,4 +1,4 @@
-"""`newsletter issues …`: create, send (now, later, a test copy), status, pause, resume, cancel."""
+"""`newsletter issues …`: create, list, send (now, later, test), status, pause, resume, cancel."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ from newsletter.extensions import db
 from newsletter.issues.actions import (
     cancel_issue,
     create_issue,
+    each_issue,
     issue_status,
     mark_ready,
     pause_issue,
     send_test,
 )
+from newsletter.models import IssueStatus
 from newsletter.tasks.dispatch import resume_issue, send_issue
 
 COUNTS = ("queued", "sent", "failed", "skipped")
+STATUSES = click.Choice([s.value for s in IssueStatus])
 
 
 @click.group("issues")
@@ -55,6 +58,15 @@ def create_command(subject: str, body_file: Path) -> None:
         raise fail(exc) from None
     click.echo(f"Created draft issue '{issue.subject}' (/archive/{issue.slug} once sent).")
     click.echo(str(issue.id))
+
+
+@issues_group.command("list")
+@click.option("--status", type=STATUSES, help="Only issues in this state.")
+@with_appcontext
+def list_command(status: str | None) -> None:
+    """Print one issue a line, newest first: id, status, subject."""
+    for issue_id, state, subject in each_issue(IssueStatus(status) if status else None):
+        click.echo(f"{issue_id}\t{state.value}\t{subject}")
 
 
 def _parse_at(raw: str) -> datetime:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import make_msgid
@@ -331,3 +331,23 @@ def issue_status(issue_id: int) -> dict[str, Any]:
     found["id"] = issue.id
     found["subject"] = issue.subject
     return found
+
+
+def _listed(status: IssueStatus | None) -> sa.Select[Any]:
+    query = sa.select(Issue).order_by(Issue.id.desc())
+    return query if status is None else query.where(Issue.status == status)
+
+
+def issues_page(status: IssueStatus | None, before: int | None, limit: int) -> list[Issue]:
+    """Return up to ``limit`` issues below id ``before`` (or from the top), newest first."""
+    query = _listed(status)
+    if before is not None:
+        query = query.where(Issue.id < before)
+    return list(db.session.scalars(query.limit(limit)))
+
+
+def each_issue(status: IssueStatus | None = None) -> Iterator[tuple[int, IssueStatus, str]]:
+    """Yield every issue's id, status and subject, newest first, a batch of rows at a time."""
+    query = _listed(status).with_only_columns(Issue.id, Issue.status, Issue.subject)
+    for row in db.session.execute(query.execution_options(yield_per=500)):
+        yield row.id, row.status, row.subject

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from newsletter.extensions import db
 from newsletter.mail.body import markdown_to_html
 from newsletter.models import ISSUE_PUBLIC, Issue, utcnow
+from newsletter.web import row_id
 
 bp = Blueprint("archive", __name__)
 
@@ -70,9 +71,10 @@ def show(key: str) -> Any:
     issue = None
     if len(key) > 200:
         abort(404)
-    if key.isdigit() and len(key) < 12:
+    issue_id = row_id(key)
+    if issue_id is not None:
         issue = db.session.scalar(
-            sa.select(Issue).where(Issue.id == int(key), Issue.status.in_(ISSUE_PUBLIC))
+            sa.select(Issue).where(Issue.id == issue_id, Issue.status.in_(ISSUE_PUBLIC))
         )
     if issue is None:
         issue = db.session.scalar(

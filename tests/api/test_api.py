@@ -8,8 +8,9 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from newsletter.api.serialise import ISSUE_FIELDS
 from newsletter.extensions import db
-from newsletter.models import ApiToken, Issue, Subscriber, SubscriberStatus
+from newsletter.models import ApiToken, Issue, IssueStatus, Subscriber, SubscriberStatus
 from tests.helpers import csrf_from
 from tests.helpers.editors import bearer, editor_client, make_editor
 
@@ -51,6 +52,7 @@ def test_requests_without_a_valid_token_get_401_json(app, header):
         ("get", "/api/v1/subscribers"),
         ("get", "/api/v1/subscribers/1"),
         ("post", "/api/v1/issues"),
+        ("get", "/api/v1/issues"),
         ("get", "/api/v1/issues/1/status"),
     ]:
         response = getattr(app.test_client(), method)(path, headers=headers)
@@ -263,7 +265,7 @@ def test_the_openapi_document_lists_exactly_the_routes(app):
         if method in ("get", "post", "patch", "delete", "put")
     }
     routed = {
-        (method, re.sub(r"<int:(\w+)>", r"<\1>", rule.rule))
+        (method, re.sub(r"<(?:int|id):(\w+)>", r"<\1>", rule.rule))
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1")
         for method in rule.methods - {"HEAD", "OPTIONS"}
@@ -297,3 +299,52 @@ def test_tokens_from_the_command_line(app):
     assert again.exit_code != 0 and "no active token" in again.output
     nobody = runner.invoke(args=["tokens", "create", "--editor", "who@example.org"])
     assert nobody.exit_code != 0 and "no editor" in nobody.output
+
+
+def _issues(n: int) -> list[int]:
+    made = [Issue(subject=f"Tip {i}", slug=f"tip-{i}", body_md="b") for i in range(n)]
+    db.session.add_all(made)
+    db.session.commit()
+    return [i.id for i in made]
+
+
+def test_the_issue_list_pages_newest_first_with_a_cursor_and_filters_by_status(app):
+    client, auth = app.test_client(), bearer(app)
+    ids = _issues(5)
+    sent = db.session.get(Issue, ids[1])
+    sent.status = IssueStatus.SENT
+    db.session.commit()
+
+    first = client.get("/api/v1/issues?limit=2", headers=auth)
+    assert first.status_code == 200
+    page = first.get_json()
+    assert [i["id"] for i in page["data"]] == ids[::-1][:2]
+    assert set(page["data"][0]) == {f.name for f in ISSUE_FIELDS}
+    seen = [i["id"] for i in page["data"]]
+    while page["next_cursor"]:
+        page = client.get(f"/api/v1/issues?limit=2&cursor={page['next_cursor']}", headers=auth)
+        page = page.get_json()
+        seen += [i["id"] for i in page["data"]]
+    assert seen == ids[::-1]
+
+    only_sent = client.get("/api/v1/issues?status=sent", headers=auth).get_json()
+    assert [(i["id"], i["status"]) for i in only_sent["data"]] == [(ids[1], "sent")]
+    assert only_sent["next_cursor"] is None
+    drafts = client.get("/api/v1/issues?status=draft", headers=auth).get_json()["data"]
+    assert [i["id"] for i in drafts] == [i for i in ids[::-1] if i != ids[1]]
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["status=gone", "status=SENT", "status=%00", "limit=0", "limit=201", "cursor=x", "cursor=-1"],
+)
+def test_the_issue_list_refuses_bad_parameters_with_json_400(app, query):
+    response = app.test_client().get(f"/api/v1/issues?{query}", headers=bearer(app))
+    assert response.status_code == 400
+    error_of(response)
+
+
+def test_the_issue_list_without_a_token_is_401_not_405(app):
+    response = app.test_client().get("/api/v1/issues")
+    assert response.status_code == 401
+    assert error_of(response)["code"] == "invalid_token" or response.headers["WWW-Authenticate"]

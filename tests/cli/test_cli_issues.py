@@ -133,3 +133,21 @@ def test_a_slot_or_schedule_with_nobody_confirmed_sends_nothing(make_app, redis_
         assert db.session.get(Issue, ready).status.value == "sending"
         assert db.session.get(Issue, later).status.value == "draft"
         db.session.rollback()
+
+
+def test_issues_list_prints_one_issue_a_line_newest_first_and_filters(app):
+    made = [create_issue(f"Tip {n}", "body") for n in range(3)]
+    mark_ready(made[0].id)
+    runner = app.test_cli_runner()
+    listed = runner.invoke(args=["issues", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines() == [
+        f"{made[2].id}\tdraft\tTip 2",
+        f"{made[1].id}\tdraft\tTip 1",
+        f"{made[0].id}\tready\tTip 0",
+    ]
+    ready = runner.invoke(args=["issues", "list", "--status", "ready"])
+    assert ready.exit_code == 0 and ready.output == f"{made[0].id}\tready\tTip 0\n"
+    assert runner.invoke(args=["issues", "list", "--status", "sent"]).output == ""
+    wrong = runner.invoke(args=["issues", "list", "--status", "bogus"])
+    assert wrong.exit_code != 0 and "draft" in wrong.output

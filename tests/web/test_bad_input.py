@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from gunicorn.http.errors import InvalidChunkSize
 
 from newsletter.extensions import db
 from newsletter.subscribers.links import Tokens, tokens
 from newsletter.subscribers.state import erase
 from tests.helpers import csrf_from, links, text_part
+from tests.helpers.editors import add_editor, bearer, editor_client, login, post_form
 from tests.helpers.readers import BASE_URL, db_snapshot, link_to, subscribe, subscriber
 
 LONG_ADDRESS = "a" * 64 + "@" + ".".join(["b" * 60] * 3) + "." + "c" * 7  # 255 characters
@@ -233,4 +235,148 @@ def test_erased_subscribers_links_answer_404_and_change_nothing(world, app, run_
     assert client.get(f"/unsubscribe/{unsub}").status_code == 404
     assert client.post(f"/resubscribe/{unsub}").status_code == 404
     assert client.post(f"/unsubscribe/{unsub}").status_code == 200  # nothing left to receive mail
+    _assert_nothing_happened(before, run_jobs, inbox)
+
+
+# --- numbers and bytes the database cannot hold (PostgreSQL refuses them with an error) -------
+
+TOO_BIG = 2**31  # one past the id columns' range
+ID_PAGES = [
+    "/archive/{n}",
+    "/editor/issues/{n}",
+    "/editor/issues/{n}/preview",
+    "/editor/issues/{n}/progress.json",
+    "/editor/subscribers/{n}",
+    "/editor/subscribers/{n}/erase",
+    "/editor/import/{n}",
+    "/editor/import/{n}.json",
+]
+ID_POSTS = [
+    "/editor/issues/{n}",
+    "/editor/issues/{n}/test",
+    "/editor/issues/{n}/send",
+    "/editor/issues/{n}/schedule",
+    "/editor/issues/{n}/ready",
+    "/editor/issues/{n}/pause",
+    "/editor/issues/{n}/resume",
+    "/editor/issues/{n}/cancel",
+    "/editor/subscribers/{n}/erase",
+    "/editor/tokens/{n}/revoke",
+    "/editor/webhooks/{n}/delete",
+]
+
+
+@pytest.mark.parametrize("n", [TOO_BIG, 99_999_999_999, 10**30])
+def test_ids_beyond_the_column_range_are_simply_not_found(world, app, run_jobs, inbox, n):
+    client = editor_client(app)
+    before = db_snapshot()
+    for path in ID_PAGES:
+        answer = client.get(path.format(n=n))
+        assert answer.status_code == 404, path
+        assert "Traceback" not in answer.get_data(as_text=True)
+    for path in ID_POSTS:
+        answer = post_form(client, "/editor/tokens", path.format(n=n))
+        assert answer.status_code == 404, path
+    _assert_nothing_happened(before, run_jobs, inbox)
+
+
+@pytest.mark.parametrize("cursor", [str(TOO_BIG), str(TOO_BIG + 1), "9" * 18, "9" * 40, "-1"])
+def test_editor_page_cursors_beyond_the_range_get_a_400_page(world, app, cursor):
+    client = editor_client(app)
+    for name in ("after", "before"):
+        answer = client.get(f"/editor/subscribers?{name}={cursor}")
+        _assert_clear_page(answer, 400, "broken")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/archive/a%00b",
+        "/archive/%00",
+        "/editor/subscribers?q=a%00b",
+        "/editor/subscribers?status=%00",
+        "/?x=%00",
+        "/confirm/abc%00def",
+        "/unsubscribe/abc%00def",
+    ],
+)
+def test_nul_bytes_in_a_url_get_a_clear_4xx_page(world, app, run_jobs, inbox, path):
+    before = db_snapshot()
+    answer = editor_client(app).get(path)
+    assert 400 <= answer.status_code < 500, answer.status_code
+    assert "Traceback" not in answer.get_data(as_text=True)
+    _assert_nothing_happened(before, run_jobs, inbox)
+
+
+def test_a_nul_byte_in_the_login_email_gets_a_clear_4xx_page(world, app, run_jobs, inbox):
+    add_editor("ed@example.org")
+    before = db_snapshot()
+    client = app.test_client()
+    answer = login(client, email="ed\x00@example.org")
+    _assert_clear_page(answer, 400)
+    answer = login(client, email="ed@example.org", password="x\x00y")
+    assert 400 <= answer.status_code < 500
+    assert db_snapshot() == before
+    assert run_jobs() == 0
+
+
+class BrokenChunks:
+    """A request body whose chunked framing is broken, raised as gunicorn's parser does."""
+
+    def read(self, *_args):
+        raise InvalidChunkSize(b"zz\r\n")
+
+    readline = read
+
+
+class CutShort:
+    """A chunked body that ends mid-chunk, as werkzeug's dev server reports it."""
+
+    def read(self, *_args):
+        raise OSError("Invalid chunk header")
+
+    readline = read
+
+
+@pytest.mark.parametrize("stream", [BrokenChunks, CutShort])
+def test_a_bad_chunked_body_on_subscribe_gets_a_400_page(world, app, run_jobs, inbox, stream):
+    before = db_snapshot()
+    client = app.test_client()
+    answer = client.post(
+        "/subscribe",
+        headers={"Transfer-Encoding": "chunked"},
+        content_type="application/x-www-form-urlencoded",
+        environ_overrides={"wsgi.input": stream(), "wsgi.input_terminated": True},
+    )
+    _assert_clear_page(answer, 400)
+    _assert_nothing_happened(before, run_jobs, inbox)
+    api = client.post(
+        "/api/v1/subscribe",
+        headers={"Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        environ_overrides={"wsgi.input": stream(), "wsgi.input_terminated": True},
+    )
+    assert api.status_code == 400 and api.mimetype == "application/json"
+    _assert_nothing_happened(before, run_jobs, inbox)
+
+
+@pytest.mark.parametrize("n", [TOO_BIG, 99_999_999_999])
+def test_api_ids_and_cursors_beyond_the_range_get_json_4xx(world, app, run_jobs, inbox, n):
+    client, auth = app.test_client(), bearer(app)
+    before = db_snapshot()
+    for method, path in [
+        ("get", "/api/v1/subscribers/{n}"),
+        ("patch", "/api/v1/subscribers/{n}"),
+        ("delete", "/api/v1/subscribers/{n}"),
+        ("get", "/api/v1/issues/{n}"),
+        ("get", "/api/v1/issues/{n}/status"),
+        ("post", "/api/v1/issues/{n}/send"),
+    ]:
+        answer = getattr(client, method)(path.format(n=n), headers=auth, json={})
+        assert answer.status_code == 404, path
+        assert answer.mimetype == "application/json"
+    for path in ("/api/v1/subscribers?cursor={n}", "/api/v1/issues?cursor={n}"):
+        answer = client.get(path.format(n=n), headers=auth)
+        assert answer.status_code == 400, path
+        assert answer.get_json()["error"]["field"] == "cursor"
     _assert_nothing_happened(before, run_jobs, inbox)

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 import sqlalchemy as sa
@@ -15,6 +20,7 @@ from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers.links import tokens
 from newsletter.tasks.worker import build_worker
+from tests.conftest import app_config
 from tests.helpers import csrf_from, free_port, html_part
 from tests.helpers.readers import BASE_URL, link_to, subscribe, subscriber
 
@@ -320,3 +326,97 @@ def test_a_real_server_access_log_holds_no_token(app, make_subscriber, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
     assert any("/confirm/[redacted]" in line for line in lines), lines
     assert all(token not in r.getMessage() for r in caplog.records)
+
+
+def _variants(token: str) -> list[str]:
+    return [
+        f"/unsubscribe//{token}",
+        f"/UNSUBSCRIBE/{token}",
+        f"/Confirm/{token}",
+        f"/confirm/{token}/",
+        f"//confirm//{token}",
+        f"/unsubscribe%2F{token}",
+        f"/unsubscribe%2f{token}",
+        f"/%75nsubscribe/{token}",
+        f"/confirm/{token}?utm=x",
+        f"/confirm/resend?token={token}",
+    ]
+
+
+def test_every_spelling_of_a_token_path_is_redacted_in_our_log_lines(app, caplog):
+    confirm, unsub = tokens().confirm_token(7, 1), tokens().unsubscribe_token(7)
+    caplog.set_level(logging.INFO)
+    for token in (confirm, unsub):
+        for path in _variants(token):
+            logging.getLogger("gunicorn.access").info(
+                '%(h)s "%(r)s" %(s)s "%(f)s" "%(a)s"',
+                {
+                    "h": "1.2.3.4",
+                    "r": f"GET {path} HTTP/1.1",
+                    "s": "400",
+                    "f": f"https://x.test{path}",
+                    "a": f"curl {token}",
+                },
+            )
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert confirm not in text and unsub not in text
+    assert text.count("[redacted]") == 2 * len(_variants(confirm)) * 3
+    # Only tokens go: the rest of the line stays useful.
+    assert '"GET /UNSUBSCRIBE/[redacted] HTTP/1.1" 400' in text
+    assert "/confirm/resend?token=[redacted]" in text
+
+
+def test_a_real_gunicorn_access_log_holds_no_token_in_any_field(
+    app, make_subscriber, tmp_path, _migrated, redis_url, smtp_controller
+):
+    sub = make_subscriber("jo@example.com", status="pending")
+    token = tokens().unsubscribe_token(sub.id)
+    db.session.commit()
+    env = {**os.environ, **app_config(tmp_path, _migrated, redis_url, smtp_controller[0].port)}
+    port, log_file = free_port(), tmp_path / "access.log"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--access-logfile",
+            str(log_file),
+            "newsletter.wsgi:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _wait_for_port(port)
+        for path in _variants(token):
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}{path}",
+                headers={"Referer": f"https://mail.test{path}", "User-Agent": f"ua {token}"},
+            )
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except urllib.error.HTTPError as exc:
+                exc.close()
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=30)
+    lines = log_file.read_text().splitlines()
+    assert len(lines) >= len(_variants(token)), lines  # redirects add lines
+    assert all("[redacted]" in line for line in lines), lines
+    assert token not in log_file.read_text() and token not in errors.decode()
+
+
+def _wait_for_port(port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("gunicorn did not start")

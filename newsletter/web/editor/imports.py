@@ -134,7 +134,7 @@ def _import_or_404(import_id: int) -> ImportJob:
     return job
 
 
-@bp.get("/import/<int:import_id>")
+@bp.get("/import/<id:import_id>")
 @login_required
 def import_status(import_id: int) -> Any:
     """Show an import's progress bar and, once done, its report."""
@@ -142,7 +142,7 @@ def import_status(import_id: int) -> Any:
     return render_template("editor/import_status.html", job=job, report=import_report(job))
 
 
-@bp.get("/import/<int:import_id>.json")
+@bp.get("/import/<id:import_id>.json")
 @login_required
 def import_status_json(import_id: int) -> Any:
     """Return an import's progress for the page's poller."""

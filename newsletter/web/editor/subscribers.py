@@ -32,6 +32,7 @@ from newsletter.models import (
 from newsletter.subscribers import search
 from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
+from newsletter.web import row_id
 
 bp = Blueprint("subscribers", __name__, url_prefix="/editor")
 
@@ -59,9 +60,10 @@ def _cursor(name: str) -> int | None:
     raw = request.args.get(name)
     if raw in (None, ""):
         return None
-    if not raw.isdigit() or len(raw) > 18:
+    cursor = row_id(raw)
+    if cursor is None:
         abort(400, "That page link is broken; go back to the first page.")
-    return int(raw)
+    return cursor
 
 
 def status_counts() -> dict[str, int]:
@@ -121,7 +123,7 @@ def _subscriber_or_404(subscriber_id: int) -> Subscriber:
     return sub
 
 
-@bp.get("/subscribers/<int:subscriber_id>")
+@bp.get("/subscribers/<id:subscriber_id>")
 @login_required
 def subscriber(subscriber_id: int) -> Any:
     """Show one person: their status, history and every delivery."""
@@ -141,7 +143,7 @@ def subscriber(subscriber_id: int) -> Any:
     return render_template("editor/subscriber.html", sub=sub, events=events, deliveries=deliveries)
 
 
-@bp.route("/subscribers/<int:subscriber_id>/erase", methods=["GET", "POST"])
+@bp.route("/subscribers/<id:subscriber_id>/erase", methods=["GET", "POST"])
 @login_required
 def erase_subscriber(subscriber_id: int) -> Any:
     """Ask, then erase a person: every row with their address or name."""

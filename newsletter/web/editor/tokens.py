@@ -48,7 +48,7 @@ def tokens() -> Any:
     )
 
 
-@bp.post("/tokens/<int:token_id>/revoke")
+@bp.post("/tokens/<id:token_id>/revoke")
 @login_required
 def revoke_token(token_id: int) -> Any:
     """Revoke an API token at once."""

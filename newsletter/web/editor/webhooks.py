@@ -76,7 +76,7 @@ def webhooks_page() -> Any:
     ), code
 
 
-@bp.post("/webhooks/<int:webhook_id>/delete")
+@bp.post("/webhooks/<id:webhook_id>/delete")
 @login_required
 def delete_webhook(webhook_id: int) -> Any:
     """Delete a webhook and its delivery log."""
