@@ -135,7 +135,7 @@ _simple("cancel", cancel_issue, "Cancel an issue; copies not yet sent are skippe
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between updates.")
 @with_appcontext
 def status_command(issue_id: int, watch: bool, interval: float) -> None:
-    """Print counts per delivery status (queued, sent, failed, skipped)."""
+    """Print the state (with a paused send's reason), then queued, sent, failed, skipped."""
     try:
         found = issue_status(issue_id)
     except NewsletterError as exc:
@@ -145,15 +145,21 @@ def status_command(issue_id: int, watch: bool, interval: float) -> None:
     _print_counts(found)
 
 
+def _state_line(found: dict[str, Any]) -> str:
+    """``state STATE``, and for a paused send ``: REASON`` (who paused it, or the relay)."""
+    line = f"state {found['status']}"
+    if found["status"] == IssueStatus.PAUSED.value:
+        line += f": {found['pause_reason'] or 'paused'}"
+    return line
+
+
 def _print_counts(found: dict[str, Any]) -> None:
+    click.echo(_state_line(found))
     for key in COUNTS:
         click.echo(f"{key} {found[key]}")
     if found["sending"]:
         click.echo(f"sending {found['sending']}")
     click.echo(f"audience {found['audience']}")
-    click.echo(f"status {found['status']}")
-    if found["pause_reason"]:
-        click.echo(f"pause_reason {found['pause_reason']}")
     if found["possible_duplicates"]:
         click.echo(f"possible_duplicates {found['possible_duplicates']}")
 

@@ -25,7 +25,12 @@ from newsletter.delivery.claims import (
     release,
     skip_claimed,
 )
-from newsletter.delivery.lifecycle import finish_if_done, next_retry_at, pause
+from newsletter.delivery.lifecycle import (
+    finish_if_done,
+    next_retry_at,
+    pause,
+    skip_if_cancelled,
+)
 from newsletter.delivery.message import IssueMessage
 from newsletter.delivery.outcomes import (
     FailureStreak,
@@ -55,8 +60,9 @@ class SendSettings:
     # Wait inside the job for a retry due this soon; a later one is left to the reconciler.
     short_wait: float = 2.0
     claim_chunk: int = CLAIM_CHUNK
-    # How stale the claimed rows' subscriber status may get before it is read again: whoever
-    # unsubscribes more than this before their turn is skipped, however big the chunk.
+    # How stale the claimed rows' subscriber status and the issue's status may get before they
+    # are read again: whoever unsubscribes more than this before their turn is skipped, and a
+    # pause or cancel stops the chunk in hand, however big the chunk.
     recheck_seconds: float = RECHECK_SECONDS
 
 
@@ -69,6 +75,7 @@ class BatchReport:
     skipped: int = 0
     stopped: bool = False
     paused: bool = False
+    halted: bool = False  # the issue was paused or cancelled while the batch ran
     finished: bool = False
     lost_leases: int = 0
 
@@ -119,7 +126,7 @@ def run_batch(
 
 
 class _Stop(Exception):
-    """The chunk in hand ends here: the report says why (stopped or paused)."""
+    """The chunk in hand ends here: the report says why (stopped, paused or halted)."""
 
 
 @dataclass
@@ -219,13 +226,31 @@ class _BatchRun:
                     raise _Stop from None
                 now_m = monotonic()
             if now_m - checked_at >= settings.recheck_seconds:
-                gone |= self._skip_departed(claim_id)
+                gone |= self._recheck(claim_id, rows[index:])
                 checked_at = monotonic()
             if row.delivery_id in gone:
                 continue
             streak = self._send_one(claim_id, row)
             if streak >= settings.pause_after:
                 self._pause_for_streak(claim_id, row, rows[index + 1 :], streak)
+
+    def _recheck(self, claim_id: str, rest: list[Claimed]) -> set[int]:
+        """Re-read what may have changed since the claim; return who left meanwhile.
+
+        A paused or cancelled issue ends the batch here: the unsent rest goes back.
+        """
+        if self.recorder.issue_status(self.issue_id) is not I.SENDING:
+            self._halt(claim_id, rest)
+        return self._skip_departed(claim_id)
+
+    def _halt(self, claim_id: str, rest: list[Claimed]) -> None:
+        """The issue left ``sending``: give back the rest; a cancel skips it at once."""
+        self._give_back(claim_id, rest)
+        # After the give-back's commit: a cancel whose own skip ran before it is still seen.
+        self.report.skipped += skip_if_cancelled(self.session, self.issue_id)
+        self.session.commit()
+        self.report.halted = True
+        raise _Stop
 
     def _skip_departed(self, claim_id: str) -> set[int]:
         """Skip the claimed copies of whoever unsubscribed since the claim; return them."""

@@ -216,6 +216,11 @@ _NO_LONGER_CONFIRMED = sa.select(_DELIVERY.c.id).where(
 )
 
 
+_ISSUE = cast(sa.Table, Issue.__table__)
+# Read at the unsubscribe re-check's cadence: a pause or cancel stops the chunk in hand.
+_ISSUE_STATUS = sa.select(_ISSUE.c.status).where(_ISSUE.c.id == sa.bindparam("issue_id"))
+
+
 class Recorder:
     """Record acceptances on one DBAPI connection held for the whole batch, in autocommit.
 
@@ -235,6 +240,7 @@ class Recorder:
         sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
         self._sent = _Prepared(_RECORD_SENT, dialect, **sample)
         self._gone = _Prepared(_NO_LONGER_CONFIRMED, dialect, issue_id=0, batch=0, claim_id="")
+        self._status = _Prepared(_ISSUE_STATUS, dialect, issue_id=0)
         self._closing: PoolProxiedConnection | sa.Connection
         if dialect.name == "sqlite":
             # The app's SQLite connections run with the driver's own transactions off
@@ -259,6 +265,12 @@ class Recorder:
         params = self._gone.params(issue_id=issue_id, batch=batch, claim_id=claim_id)
         self._cur.execute(self._gone.sql, params)
         return {row[0] for row in self._cur.fetchall()}
+
+    def issue_status(self, issue_id: int) -> IssueStatus | None:
+        """Return the issue's status as committed now (None if it is gone)."""
+        self._cur.execute(self._status.sql, self._status.params(issue_id=issue_id))
+        rows = self._cur.fetchall()  # fetch to the end: on SQLite an open read holds a lock
+        return IssueStatus(rows[0][0]) if rows else None
 
     def close(self) -> None:
         """Give the connection back to the pool."""

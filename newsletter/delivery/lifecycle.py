@@ -91,15 +91,26 @@ def cancel(session: Session, issue_id: int) -> bool:
     return moved
 
 
-def _skip_cancelled(session: Session, issue_id: int) -> int:
+def _skip_cancelled(session: Session, issue_id: int, *also: Any) -> int:
     return rowcount(
         session.execute(
             sa.update(Delivery)
-            .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED)
+            .where(Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, *also)
             .values(status=D.SKIPPED, last_error="cancelled", claimed_by=None, lease_until=None)
             .execution_options(synchronize_session=False)
         )
     )
+
+
+def skip_if_cancelled(session: Session, issue_id: int) -> int:
+    """Skip ('cancelled') the queued copies of an issue if it is cancelled; return how many.
+
+    A worker that gave back the rest of its chunk after seeing a pause or cancel calls this
+    after committing the give-back, so copies released after the cancel's own skip are not
+    left queued until the reconciler's next sweep.
+    """
+    cancelled = sa.exists().where(Issue.id == issue_id, Issue.status == I.CANCELLED)
+    return _skip_cancelled(session, issue_id, cancelled)
 
 
 @dataclass

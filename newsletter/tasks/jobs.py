@@ -131,6 +131,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     return (
         f"sent {report.sent}, failed {report.failed}, retrying {report.retried}"
         f"{', stopped' if report.stopped else ''}{', paused' if report.paused else ''}"
+        f"{', halted (paused or cancelled)' if report.halted else ''}"
         f"{', issue finished' if report.finished else ''}"
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -36,6 +37,7 @@ class FaultHandler:
         self.ehlo_failures = 0
         self.pipelining = False  # offer PIPELINING (RFC 2920) in the EHLO answer
         self.reject_all: str | None = None
+        self.data_delay = 0.0  # seconds before answering DATA: a slow relay, not a rate cap
         self._lock = threading.Condition()
 
     def script(self, rcpt: str, *steps: str) -> None:
@@ -81,6 +83,8 @@ class FaultHandler:
         data = envelope.original_content or envelope.content
         msg = email.message_from_bytes(data, policy=email.policy.default)
         rcpt = envelope.rcpt_tos[0]
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         with self._lock:
             self.accepted.append(Accepted(rcpt, str(msg["Message-ID"]), time.time(), data))
             self._lock.notify_all()
