@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from email.headerregistry import Address
@@ -232,6 +234,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
         "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "10/600"),
         "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
+        "WEBHOOK_ALLOW_HOSTS": _allow_hosts(env),
         "TRUSTED_PROXIES": _trusted_proxies(env),
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
@@ -261,6 +264,30 @@ def _editor_sessions(env: Mapping[str, str]) -> dict[str, int]:
             f"EDITOR_SESSION_MAX: must be at least EDITOR_SESSION_IDLE ({idle}), got {longest}"
         )
     return {"EDITOR_SESSION_IDLE": idle, "EDITOR_SESSION_MAX": longest}
+
+
+_HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
+
+
+def _allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
+    """Read the hosts webhooks may be posted to although their addresses are internal."""
+    hosts: set[str] = set()
+    for item in env.get("WEBHOOK_ALLOW_HOSTS", "").split(","):
+        host = item.strip().lower().rstrip(".")
+        if not host:
+            continue
+        try:
+            hosts.add(str(ipaddress.ip_address(host.strip("[]"))))
+            continue
+        except ValueError:
+            pass
+        if len(host) > 253 or not _HOST_NAME.fullmatch(host):
+            raise ConfigError(
+                "WEBHOOK_ALLOW_HOSTS: expected host names or IP addresses separated by commas "
+                f"(like intranet.example.com,10.0.0.5), got {item.strip()!r}"
+            )
+        hosts.add(host)
+    return frozenset(hosts)
 
 
 def _trusted_proxies(env: Mapping[str, str]) -> int:

@@ -165,6 +165,8 @@ def app_config(
         "BASE_URL": "http://newsletter.test",
         "NEWSLETTER_NAME": "Tip of the Week",
         "POSTAL_ADDRESS": "1 Example Street, 12345 Sampletown",
+        # The webhook tests' receivers listen on 127.0.0.1, which webhooks otherwise refuse.
+        "WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
         **extra,
     }
 

@@ -15,7 +15,10 @@ from newsletter.extensions import get_redis, this_app
 MAIL_QUEUE = "mail"
 SEND_QUEUE = "send"
 DEFAULT_QUEUE = "default"
-ALL_QUEUES = (MAIL_QUEUE, SEND_QUEUE, DEFAULT_QUEUE)
+# Webhook posts last: a slow receiver holds a worker for at most one post's deadline, and a
+# worker always takes mail first.
+WEBHOOK_QUEUE = "webhooks"
+ALL_QUEUES = (MAIL_QUEUE, SEND_QUEUE, DEFAULT_QUEUE, WEBHOOK_QUEUE)
 # Set while a worker runs a batch: a dispatcher leaves that batch alone.
 ALIVE_KEY = "newsletter:send-alive:{issue}:{batch}"
 # How long RQ keeps a job's result, and a failed job for someone to look at.

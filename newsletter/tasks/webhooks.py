@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.extensions import db, get_redis
 from newsletter.models import WebhookDelivery, utcnow
-from newsletter.tasks.queues import FAILURE_TTL, RESULT_TTL, enqueue, get_queue
+from newsletter.tasks.queues import FAILURE_TTL, RESULT_TTL, WEBHOOK_QUEUE, enqueue, get_queue
 from newsletter.webhooks import events
 from newsletter.webhooks.post import attempt, backoff
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 def deliver(delivery_id: int) -> str:
     """POST one webhook delivery; on failure schedule a retry with exponential backoff."""
-    tried = attempt(db.session(), delivery_id)
+    allow = current_app.config.get("WEBHOOK_ALLOW_HOSTS", ())
+    tried = attempt(db.session(), delivery_id, allow)
     if tried.retry is not None:
         _schedule_retry(delivery_id, tried.retry)
     return tried.outcome
@@ -32,7 +33,7 @@ def deliver(delivery_id: int) -> str:
 def _after_commit(session: Session) -> None:
     for delivery_id in events.take_pending(session):
         try:
-            enqueue(deliver, delivery_id, job_id=job_id(delivery_id, 0))
+            enqueue(deliver, delivery_id, queue=WEBHOOK_QUEUE, job_id=job_id(delivery_id, 0))
         except Exception:  # the row stays pending; retry_pending picks it up
             log.exception("could not enqueue webhook delivery %s", delivery_id)
 
@@ -62,7 +63,7 @@ def job_id(delivery_id: int, attempts: int) -> str:
 def _schedule_retry(delivery_id: int, attempts: int) -> None:
     base = float(current_app.config.get("WEBHOOK_RETRY_BASE", 30))
     delay = backoff(attempts, base)
-    queue = get_queue()
+    queue = get_queue(WEBHOOK_QUEUE)
     name = job_id(delivery_id, attempts)
     if delay <= 0:
         ttls = {"failure_ttl": FAILURE_TTL, "result_ttl": RESULT_TTL}
@@ -103,7 +104,7 @@ def retry_pending(
         status = job.get_status(refresh=False) if job is not None else None
         if status is not None and str(getattr(status, "value", status)) in _ALIVE:
             continue
-        enqueue(deliver, delivery_id, job_id=name)
+        enqueue(deliver, delivery_id, queue=WEBHOOK_QUEUE, job_id=name)
         lost += 1
     if lost:
         log.info("webhooks: %s pending deliveries had lost their job; enqueued again", lost)

@@ -18,7 +18,7 @@ from newsletter.delivery import lifecycle
 from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, SubscriberStatus, WebhookDelivery, utcnow
 from newsletter.subscribers.state import bounce, confirm, subscribe, unsubscribe
-from newsletter.tasks.queues import get_queue
+from newsletter.tasks.queues import WEBHOOK_QUEUE, get_queue
 from newsletter.tasks.tick import reconcile
 from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
 from newsletter.webhooks.events import register_webhook
@@ -148,7 +148,7 @@ def test_retries_wait_longer_each_time_and_are_scheduled(app, run_jobs, make_sub
         db.session.commit()
         run_jobs()
         assert len(dead.requests) == 1  # the retry waits in the scheduler, not in the queue
-        assert len(ScheduledJobRegistry(queue=get_queue())) == 1
+        assert len(ScheduledJobRegistry(queue=get_queue(WEBHOOK_QUEUE))) == 1
         row = db.session.scalar(sa.select(WebhookDelivery))
         assert (row.status, row.attempts, row.last_error) == ("pending", 1, "HTTP 503")
     finally:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
@@ -24,6 +24,7 @@ from newsletter.models import (
     WebhookDelivery,
 )
 from newsletter.webhooks import events as webhooks
+from newsletter.webhooks.address import Refused, check_registration
 
 bp = Blueprint("webhooks", __name__, url_prefix="/editor")
 
@@ -33,11 +34,13 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _valid_url(url: str) -> bool:
-    if len(url) > 500 or any(ord(c) <= 32 for c in url):
-        return False
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+def _refusal(url: str) -> str | None:
+    """Return why a webhook may not be registered for ``url``, or None when it may."""
+    try:
+        check_registration(url, current_app.config.get("WEBHOOK_ALLOW_HOSTS", ()))
+    except Refused as exc:
+        return str(exc)
+    return None
 
 
 @bp.route("/webhooks", methods=["GET", "POST"])
@@ -49,8 +52,9 @@ def webhooks_page() -> Any:
     if request.method == "POST":
         url = (request.form.get("url") or "").strip()
         events = [e for e in request.form.getlist("events") if e in webhooks.EVENTS]
-        if not _valid_url(url):
-            flash("Enter an http:// or https:// URL.", "error")
+        refusal = _refusal(url)
+        if refusal:
+            flash(refusal, "error")
             code = 400
         elif not events:
             flash("Pick at least one event.", "error")

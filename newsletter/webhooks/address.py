@@ -1,0 +1,114 @@
+"""Where a webhook may be posted: public addresses only, unless an operator allows a host.
+
+A URL's host is resolved and every address it resolves to is checked, so a name pointing at
+127.0.0.1 or a cloud's metadata service is refused like the address itself. The check runs at
+registration and again at connect time, and the connection goes to the address that was checked
+(``post.py``), so a name that changes its answer in between cannot slip through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Collection
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud metadata services: never allowed, not even through WEBHOOK_ALLOW_HOSTS.
+METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OpenStack …
+        ipaddress.ip_address("169.254.170.2"),  # AWS ECS task metadata
+        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
+    }
+)
+
+
+class Refused(Exception):
+    """The URL's host is not one a webhook may be posted to; the message says why."""
+
+
+def normalise_host(host: str) -> str:
+    """Return a host as compared with the allow-list: lower case, no brackets, IPs canonical."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def forbidden(address: IPAddress) -> bool:
+    """Say whether an address is internal: loopback, private, link-local, metadata …"""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (
+        address in METADATA_ADDRESSES
+        or address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or not address.is_global
+    )
+
+
+def resolve(host: str, port: int) -> list[IPAddress]:
+    """Return every address ``host`` resolves to, in the resolver's order; raise OSError."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    found: list[IPAddress] = []
+    for _family, _type, _proto, _name, sockaddr in infos:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+        if address not in found:
+            found.append(address)
+    if not found:
+        raise OSError(f"{host} has no address")
+    return found
+
+
+def target(url: str) -> tuple[str, int]:
+    """Return the URL's host and port (the scheme's default when none is given)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Refused("Enter an http:// or https:// URL.")
+    try:
+        port = parts.port
+    except ValueError:
+        raise Refused("The URL's port is not a number from 1 to 65535.") from None
+    return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def checked_addresses(url: str, allow: Collection[str] = ()) -> tuple[str, int, list[IPAddress]]:
+    """Resolve the URL's host once and check every address; return host, port and addresses.
+
+    Raise ``Refused`` for a host that resolves to an internal address (unless the host, as
+    written in the URL, is on ``allow``) or to a metadata service, and ``OSError`` when it
+    does not resolve.
+    """
+    host, port = target(url)
+    name = normalise_host(host)
+    if name in METADATA_HOSTS:
+        raise Refused(f"{host} is a cloud metadata service; webhooks may not be sent there.")
+    addresses = resolve(host, port)
+    allowed = name in {normalise_host(h) for h in allow}
+    for address in addresses:
+        if address in METADATA_ADDRESSES or (not allowed and forbidden(address)):
+            raise Refused(
+                f"{host} is an internal address ({address}): loopback, private, link-local and "
+                "metadata addresses are refused. An operator can allow an intranet host with "
+                "WEBHOOK_ALLOW_HOSTS."
+            )
+    return host, port, addresses
+
+
+def check_registration(url: str, allow: Collection[str] = ()) -> None:
+    """Refuse a URL a webhook may not be registered for; the message is for the editor."""
+    if len(url) > 500 or any(ord(c) <= 32 for c in url):
+        raise Refused("Enter an http:// or https:// URL (at most 500 characters, no spaces).")
+    try:
+        checked_addresses(url, allow)
+    except OSError:
+        raise Refused(f"{target(url)[0]} does not resolve to an address.") from None
