@@ -253,16 +253,22 @@ def confirm_resend() -> tuple[str, int]:
 # --- unsubscribing -----------------------------------------------------------------------------
 
 
-@bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> tuple[str, int]:
-    """Show one button that unsubscribes; change nothing."""
+def _reader_of(token: str) -> Subscriber | tuple[str, int]:
+    """Return the reader an unsubscribe token names, or the page saying the link is bad."""
     try:
         subscriber_id = _unsubscribe_id(token)
     except TokenError:
         return _bad_link()
     sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None:
-        return _bad_link(404, "unknown")
+    return _bad_link(404, "unknown") if sub is None else sub
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int]:
+    """Show one button that unsubscribes; change nothing."""
+    sub = _reader_of(token)
+    if not isinstance(sub, Subscriber):
+        return sub
     return _page("public/unsubscribe.html", token=token, state=sub.status.value)
 
 
@@ -289,13 +295,9 @@ def unsubscribe_submit(token: str) -> tuple[str, int]:
 @csrf.exempt
 def resubscribe(token: str) -> tuple[str, int]:
     """Put an unsubscribed reader back on the way in: through confirmation again."""
-    try:
-        subscriber_id = _unsubscribe_id(token)
-    except TokenError:
-        return _bad_link()
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None:
-        return _bad_link(404, "unknown")
+    sub = _reader_of(token)
+    if not isinstance(sub, Subscriber):
+        return sub
     result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
     db.session.commit()
     if result.send_confirmation:

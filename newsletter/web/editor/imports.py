@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
-    abort,
     current_app,
     jsonify,
     redirect,
@@ -24,6 +23,8 @@ from newsletter.models import ImportJob
 from newsletter.subscribers.imports import ImportFormatError, import_report, read_csv_rows
 from newsletter.tasks.jobs import run_import
 from newsletter.tasks.queues import enqueue
+
+NO_IMPORT = "No import with that number."
 
 bp = Blueprint("imports", __name__, url_prefix="/editor")
 
@@ -127,18 +128,11 @@ def import_page() -> Any:
     return redirect(url_for("imports.import_status", import_id=job.id))
 
 
-def _import_or_404(import_id: int) -> ImportJob:
-    job = db.session.get(ImportJob, import_id)
-    if job is None:
-        abort(404, "No import with that number.")
-    return job
-
-
 @bp.get("/import/<id:import_id>")
 @login_required
 def import_status(import_id: int) -> Any:
     """Show an import's progress bar and, once done, its report."""
-    job = _import_or_404(import_id)
+    job = db.get_or_404(ImportJob, import_id, description=NO_IMPORT)
     return render_template("editor/import_status.html", job=job, report=import_report(job))
 
 
@@ -146,4 +140,4 @@ def import_status(import_id: int) -> Any:
 @login_required
 def import_status_json(import_id: int) -> Any:
     """Return an import's progress for the page's poller."""
-    return jsonify(import_report(_import_or_404(import_id)))
+    return jsonify(import_report(db.get_or_404(ImportJob, import_id, description=NO_IMPORT)))

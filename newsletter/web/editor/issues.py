@@ -36,6 +36,8 @@ from newsletter.models import (
 )
 from newsletter.tasks import dispatch
 
+NO_ISSUE = "There is no issue with that number."
+
 bp = Blueprint("editor", __name__, url_prefix="/editor")
 
 PER_PAGE = 25
@@ -109,13 +111,6 @@ def logout() -> Any:
 
 
 # --- issues ---------------------------------------------------------------------------------
-
-
-def _issue_or_404(issue_id: int) -> Issue:
-    issue = db.session.get(Issue, issue_id)
-    if issue is None:
-        abort(404, description=f"There is no issue {issue_id}.")
-    return issue
 
 
 def _progress(issue: Issue) -> dict[str, Any] | None:
@@ -196,14 +191,14 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
 @login_required
 def issue_page(issue_id: int) -> Any:
     """Show one issue: edit form while editable, actions, and live progress once queued."""
-    return _render_issue(_issue_or_404(issue_id))
+    return _render_issue(db.get_or_404(Issue, issue_id, description=NO_ISSUE))
 
 
 @bp.post("/issues/<id:issue_id>")
 @login_required
 def save_issue(issue_id: int) -> Any:
     """Save the subject and body of an issue that has not been queued yet."""
-    issue = _issue_or_404(issue_id)
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     subject = request.form.get("subject", "")
     body_md = request.form.get("body_md", "")
     try:
@@ -221,14 +216,14 @@ def save_issue(issue_id: int) -> Any:
 @login_required
 def preview(issue_id: int) -> Any:
     """Show the email exactly as a subscriber gets it: the HTML part and the text part."""
-    issue = _issue_or_404(issue_id)
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     rendered = issues.preview(issue.id)
     return render_template("editor/preview.html", issue=issue, rendered=rendered)
 
 
 def _action(issue_id: int, run: Any) -> Any:
     """Run one issue action; flash its message, or show the issue page with the error."""
-    issue = _issue_or_404(issue_id)
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     try:
         message = run(issue)
     except NewsletterError as exc:
@@ -246,7 +241,11 @@ def send_test(issue_id: int) -> Any:
     """Send one test copy of the issue to an address."""
     to = request.form.get("to", "").strip()
     if not to:
-        return _render_issue(_issue_or_404(issue_id), 400, error="Enter an address for the test.")
+        return _render_issue(
+            db.get_or_404(Issue, issue_id, description=NO_ISSUE),
+            400,
+            error="Enter an address for the test.",
+        )
 
     def run(issue: Issue) -> str:
         issues.send_test(issue.id, to)
@@ -285,7 +284,7 @@ def parse_local_time(value: str, zone_name: str) -> datetime:
 @login_required
 def schedule(issue_id: int) -> Any:
     """Schedule the issue at a date and time in a chosen time zone."""
-    issue = _issue_or_404(issue_id)
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     try:
         at = parse_local_time(request.form.get("at", ""), request.form.get("tz", "UTC"))
     except ValueError as exc:
@@ -329,7 +328,7 @@ def cancel(issue_id: int) -> Any:
 @login_required
 def progress(issue_id: int) -> Any:
     """Return the send's counts, rate and ETA for the live progress bar."""
-    issue = _issue_or_404(issue_id)
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     found = issues.issue_status(issue.id)
     audience = int(found.get("audience") or 0)
     done = int(found.get("done") or 0)

@@ -34,6 +34,8 @@ from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
 from newsletter.web import row_id
 
+NO_SUBSCRIBER = "No subscriber with that number (they may have been erased)."
+
 bp = Blueprint("subscribers", __name__, url_prefix="/editor")
 
 PAGE_SIZE = 50
@@ -116,18 +118,15 @@ def export() -> Response:
     )
 
 
-def _subscriber_or_404(subscriber_id: int) -> Subscriber:
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None:
-        abort(404, "No subscriber with that number (they may have been erased).")
-    return sub
-
-
 @bp.get("/subscribers/<id:subscriber_id>")
 @login_required
 def subscriber(subscriber_id: int) -> Any:
     """Show one person: their status, history and every delivery."""
-    sub = _subscriber_or_404(subscriber_id)
+    sub = db.get_or_404(
+        Subscriber,
+        subscriber_id,
+        description="No subscriber with that number (they may have been erased).",
+    )
     events = db.session.scalars(
         sa.select(SubscriberEvent)
         .where(SubscriberEvent.subscriber_id == sub.id)
@@ -147,7 +146,11 @@ def subscriber(subscriber_id: int) -> Any:
 @login_required
 def erase_subscriber(subscriber_id: int) -> Any:
     """Ask, then erase a person: every row with their address or name."""
-    sub = _subscriber_or_404(subscriber_id)
+    sub = db.get_or_404(
+        Subscriber,
+        subscriber_id,
+        description="No subscriber with that number (they may have been erased).",
+    )
     if request.method == "GET":
         return render_template("editor/subscriber_erase.html", sub=sub)
     if request.form.get("confirm_email", "").strip().lower() != sub.email:
