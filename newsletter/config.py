@@ -227,7 +227,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SLOT_GRACE": _int(env, "SLOT_GRACE", 6 * 3600),
         "BATCH_SIZE": _int(env, "BATCH_SIZE", 500, minimum=1),
         # Delivery engine: a claimed message's lease, how often the reconciler runs, retries.
-        "SEND_LEASE_SECONDS": _float(env, "SEND_LEASE_SECONDS", 300.0),
+        "SEND_LEASE_SECONDS": _float(env, "SEND_LEASE_SECONDS", 30.0),
         "RECONCILE_INTERVAL": _float(env, "RECONCILE_INTERVAL", 30.0),
         "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1),
         "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),

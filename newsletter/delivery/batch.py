@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -21,10 +21,10 @@ from newsletter.delivery.claims import (
     Claimed,
     Recorder,
     claim,
-    extend_lease,
     release,
     skip_claimed,
 )
+from newsletter.delivery.lease import LeaseKeeper
 from newsletter.delivery.lifecycle import (
     finish_if_done,
     next_retry_at,
@@ -100,16 +100,23 @@ def run_batch(
     throttle: Callable[[], None] | None = None,
     heartbeat: Callable[[], None] = lambda: None,
 ) -> BatchReport:
-    """Send one batch of an issue: claim a chunk, send each message, commit each outcome."""
+    """Send one batch of an issue: claim a chunk, send each message, commit each outcome.
+
+    ``worker`` names the process on each claim (the reconciler frees a dead one's claims);
+    ``heartbeat`` is called with each lease renewal, from the renewing thread.
+    """
     session.commit()  # the Recorder writes on its own connection: hold no transaction here
     recorder = Recorder(session)
+    base = f"{worker}:{secrets.token_hex(4)}"
+    engine = cast(sa.Engine, session.get_bind())
+    keeper = LeaseKeeper(engine, issue_id, batch, base, settings.lease_seconds, heartbeat)
     try:
         run = _BatchRun(
             session=session,
             recorder=recorder,
             issue_id=issue_id,
             batch=batch,
-            base=f"{worker}:{secrets.token_hex(4)}",
+            base=base,
             message=message,
             token_for=token_for,
             smtp=smtp,
@@ -118,9 +125,9 @@ def run_batch(
             streak=streak if streak is not None else LocalStreak(),
             should_stop=should_stop,
             throttle=throttle,
-            heartbeat=heartbeat,
         )
-        return run.run()
+        with keeper:
+            return run.run()
     finally:
         recorder.close()
 
@@ -146,14 +153,12 @@ class _BatchRun:
     streak: FailureStreak
     should_stop: Callable[[], bool]
     throttle: Callable[[], None] | None
-    heartbeat: Callable[[], None]
     report: BatchReport = field(default_factory=BatchReport)
     built: IssueMessage | None = None
 
     def run(self) -> BatchReport:
         chunk_no = 0
         while not self.should_stop():
-            self.heartbeat()
             chunk_no += 1
             claim_id = f"{self.base}:{chunk_no}"[:64]
             rows = claim(
@@ -205,7 +210,7 @@ class _BatchRun:
 
     def _send_chunk(self, claim_id: str, rows: list[Claimed]) -> None:
         settings, monotonic = self.settings, time.monotonic
-        claimed_at = checked_at = monotonic()
+        checked_at = monotonic()
         gone: set[int] = set()
         for index, row in enumerate(rows):
             if self.should_stop():
@@ -213,10 +218,6 @@ class _BatchRun:
                 self._give_back(claim_id, rows[index:])
                 raise _Stop
             now_m = monotonic()
-            if now_m - claimed_at > settings.lease_seconds / 2:
-                extend_lease(self.session, claim_id, utcnow(), settings.lease_seconds)
-                self.session.commit()
-                claimed_at = now_m
             if self.throttle is not None:
                 try:
                     self.throttle()

@@ -166,16 +166,6 @@ def release(session: Session, claim_id: str, delivery_ids: Iterable[int]) -> int
     return _settle_held(session, claim_id, delivery_ids, status=D.QUEUED, claimed_by=None)
 
 
-def extend_lease(session: Session, claim_id: str, now: datetime, lease_seconds: float) -> None:
-    """Push back the lease of what a slow worker still holds."""
-    session.execute(
-        sa.update(Delivery)
-        .where(Delivery.status == D.SENDING, Delivery.claimed_by == claim_id)
-        .values(lease_until=now + timedelta(seconds=lease_seconds))
-        .execution_options(synchronize_session=False)
-    )
-
-
 class _Prepared:
     """A Core statement compiled once for a DBAPI cursor, its constant parameters processed."""
 

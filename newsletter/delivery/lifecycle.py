@@ -25,6 +25,7 @@ D = DeliveryStatus
 I = IssueStatus  # noqa: E741
 
 LEASE_EXPIRED = "lease expired; may have been sent"
+OWNER_DIED = "its worker died; may have been sent"
 
 # Called as listener(session, issue_id) when an issue becomes sent (webhooks register here).
 ISSUE_SENT_LISTENERS: list[Callable[[Session, int], None]] = []
@@ -113,6 +114,39 @@ def skip_if_cancelled(session: Session, issue_id: int) -> int:
     return _skip_cancelled(session, issue_id, cancelled)
 
 
+def claim_owner_of(claim_id: str) -> str:
+    """Return the process part of a claim id (``<owner>:<batch run>:<chunk>``)."""
+    return claim_id.split(":", 1)[0]
+
+
+def _release_dead(session: Session, issue_id: int, dead: Callable[[str], bool]) -> int:
+    """Give back at once the rows whose owning process is known to have died."""
+    claims = session.scalars(
+        sa.select(Delivery.claimed_by)
+        .where(Delivery.issue_id == issue_id, Delivery.status == D.SENDING)
+        .distinct()
+    ).all()
+    gone = [c for c in claims if c and dead(claim_owner_of(c))]
+    if not gone:
+        return 0
+    return rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(
+                Delivery.issue_id == issue_id,
+                Delivery.status == D.SENDING,
+                Delivery.claimed_by.in_(gone),
+            )
+            .values(status=D.QUEUED, lease_until=None, claimed_by=None, last_error=OWNER_DIED)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
+def _never(_owner: str) -> bool:
+    return False
+
+
 @dataclass
 class Reconciliation:
     reclaimed: int = 0
@@ -120,8 +154,14 @@ class Reconciliation:
     due: list[tuple[int, int]] = field(default_factory=list)  # (issue_id, batch) with work due
 
 
-def reconcile(session: Session, now: datetime) -> Reconciliation:
-    """Take back expired leases, close finished sends, and list batches with work due now."""
+def reconcile(
+    session: Session, now: datetime, dead: Callable[[str], bool] = _never
+) -> Reconciliation:
+    """Take back expired leases and dead workers' claims, close finished sends, list due work.
+
+    ``dead(owner)`` is True for a claim owner known to have exited: its rows go back at once
+    instead of after their lease.
+    """
     report = Reconciliation()
     live = session.execute(
         sa.select(Issue.id, Issue.status).where(
@@ -129,6 +169,7 @@ def reconcile(session: Session, now: datetime) -> Reconciliation:
         )
     ).all()
     for issue_id, status in live:
+        report.reclaimed += _release_dead(session, issue_id, dead)
         report.reclaimed += rowcount(
             session.execute(
                 sa.update(Delivery)

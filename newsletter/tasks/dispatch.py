@@ -17,6 +17,7 @@ from rq.job import Job, JobStatus
 from newsletter.extensions import get_redis, this_app
 from newsletter.issues import actions
 from newsletter.tasks.jobs import deliver_batch
+from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.queues import ALIVE_KEY, FAILURE_TTL, RESULT_TTL, SEND_QUEUE, get_queue
 
 
@@ -44,7 +45,8 @@ def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None)
     in_queue: set[str] | None = None
     for batch in batches:
         job_id = f"send-{issue_id}-{batch}"
-        if redis.exists(ALIVE_KEY.format(issue=issue_id, batch=batch)):
+        alive = redis.get(ALIVE_KEY.format(issue=issue_id, batch=batch))
+        if alive is not None and not owner_is_dead(alive.decode(errors="replace")):
             continue  # a live worker is on it right now
         try:
             job = Job.fetch(job_id, connection=redis, serializer=queue.serializer)

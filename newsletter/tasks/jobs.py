@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.batch import SendSettings, run_batch
@@ -21,7 +22,7 @@ from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
 from newsletter.subscribers import imports
 from newsletter.subscribers.links import tokens
 from newsletter.subscribers.state import bounce
-from newsletter.tasks.process import stop_requested, worker_name
+from newsletter.tasks.process import claim_owner, stop_requested
 from newsletter.tasks.queues import ALIVE_KEY, MAIL_QUEUE, enqueue
 from newsletter.tasks.throttle import SendRateLimiter, SharedStreak
 
@@ -96,8 +97,11 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     tok = tokens(app)
     secret = config["SECRET_KEY"].encode()
 
+    owner = claim_owner()
+
     def heartbeat() -> None:
-        redis.set(alive, worker_name(), ex=max(int(settings.lease_seconds), 1))
+        # Renewed with the leases (every sixth of one): it lapses soon after a worker dies.
+        redis.set(alive, owner, px=max(int(settings.lease_seconds * 500), 200))
 
     def message() -> IssueMessage:
         key = (id(app), issue_id, issue.updated_at)
@@ -113,7 +117,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 db.session(),
                 issue_id,
                 batch,
-                worker=worker_name(),
+                worker=owner,
                 message=message,
                 token_for=tok.unsubscribe_token_maker(),
                 smtp=smtp,
@@ -122,11 +126,14 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 streak=SharedStreak(redis),
                 should_stop=stop_requested,
                 # SEND_RATE=0: no bucket, and no call per message either.
-                throttle=(lambda: limiter.wait(stop_requested)) if limiter.rate > 0 else None,
+                throttle=(lambda: _take_token(limiter)) if limiter.rate > 0 else None,
                 heartbeat=heartbeat,
             )
     finally:
-        redis.delete(alive)
+        try:
+            redis.delete(alive)
+        except RedisError:
+            pass  # Redis is away: the key lapses by itself within half a lease
     log.info("issue %s batch %s: %s", issue_id, batch, report)
     return (
         f"sent {report.sent}, failed {report.failed}, retrying {report.retried}"
@@ -134,6 +141,19 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         f"{', halted (paused or cancelled)' if report.halted else ''}"
         f"{', issue finished' if report.finished else ''}"
     )
+
+
+def _take_token(limiter: SendRateLimiter) -> None:
+    """Wait for SEND_RATE's token; without Redis, end the batch (the rate cannot be kept).
+
+    The batch gives its claimed rows back and the job ends; the worker reconnects with backoff
+    and the reconciler hands the batch out again once Redis answers.
+    """
+    try:
+        limiter.wait(stop_requested)
+    except RedisError as exc:
+        log.warning("SEND_RATE cannot be kept without Redis (%s): giving the batch back", exc)
+        raise InterruptedError("Redis unavailable") from None
 
 
 def bounce_address(session: Session, subscriber_id: int, detail: str) -> None:

@@ -72,6 +72,8 @@ class SharedStreak:
     A failure is an INCR. A success ends the streak with a DEL, but only when one may be
     running: after this worker saw a failure, and otherwise at most every ``reset_every``
     seconds (another worker's failures), so a steady send never touches Redis per message.
+    While Redis does not answer, this worker counts its own failures instead: a send must
+    not crash, nor go on failing for ever, because the counter is away.
     """
 
     def __init__(self, client: redis.Redis, reset_every: float = 0.5, ttl: int = 86400) -> None:
@@ -80,26 +82,39 @@ class SharedStreak:
         self.ttl = ttl
         self._dirty: set[int] = set()
         self._reset_at: dict[int, float] = {}
+        self._local: dict[int, int] = {}
 
     def failed(self, issue_id: int) -> int:
         """Count one failure; return the streak across all workers."""
         key = STREAK_KEY.format(issue=issue_id)
-        pipe = self.client.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, self.ttl)
-        count, _ = pipe.execute()
+        self._local[issue_id] = self._local.get(issue_id, 0) + 1
         self._dirty.add(issue_id)
+        try:
+            pipe = self.client.pipeline()
+            pipe.incr(key)
+            pipe.expire(key, self.ttl)
+            count, _ = pipe.execute()
+        except redis.RedisError:
+            return self._local[issue_id]
         return int(count)
 
     def succeeded(self, issue_id: int) -> None:
         """End the streak (cheap: usually no Redis call at all)."""
+        self._local.pop(issue_id, None)
         now = time.monotonic()
         if issue_id in self._dirty or now - self._reset_at.get(issue_id, 0.0) >= self.reset_every:
-            self.client.delete(STREAK_KEY.format(issue=issue_id))
-            self._dirty.discard(issue_id)
             self._reset_at[issue_id] = now
+            try:
+                self.client.delete(STREAK_KEY.format(issue=issue_id))
+            except redis.RedisError:
+                return  # try again at the next success
+            self._dirty.discard(issue_id)
 
     def clear(self, issue_id: int) -> None:
         """Forget the streak (the issue was paused)."""
-        self.client.delete(STREAK_KEY.format(issue=issue_id))
+        self._local.pop(issue_id, None)
+        try:
+            self.client.delete(STREAK_KEY.format(issue=issue_id))
+        except redis.RedisError:
+            return
         self._dirty.discard(issue_id)

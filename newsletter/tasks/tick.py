@@ -15,6 +15,7 @@ from newsletter.extensions import db
 from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.tasks.dispatch import dispatch
+from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def reconcile() -> str:
     """Take back expired leases, close finished sends, re-enqueue batches whose jobs were lost."""
-    found = reconcile_sends(db.session(), utcnow())
+    found = reconcile_sends(db.session(), utcnow(), dead=owner_is_dead)
     db.session.commit()
     reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
     per_issue: dict[int, list[int]] = {}

@@ -13,12 +13,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask
+from redis.exceptions import RedisError
 from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from newsletter.extensions import db, get_redis
-from newsletter.tasks.process import request_stop, wait_for_stop, worker_name
+from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
 from newsletter.tasks.queues import ALL_QUEUES
 from newsletter.tasks.tick import scheduler_tick
 
@@ -109,10 +110,17 @@ class ThreadScheduler(RQScheduler):
         pass  # the worker owns the signals (and only the main thread may install handlers)
 
 
-def build_worker(app: Flask, queues: tuple[str, ...] = ALL_QUEUES) -> AppWorker:
-    """Return a worker for the app's queues."""
+def build_worker(
+    app: Flask, queues: tuple[str, ...] = ALL_QUEUES, *, incarnation: int = 0
+) -> AppWorker:
+    """Return a worker for the app's queues.
+
+    A worker that reconnects after a Redis outage registers under a new name: if Redis kept
+    its data, the old registration is still there and RQ would refuse the same name.
+    """
+    name = worker_name() if incarnation == 0 else f"{worker_name()}~{incarnation}"
     worker = AppWorker(
-        list(queues), connection=get_redis(app), serializer=JSONSerializer, name=worker_name()
+        list(queues), connection=get_redis(app), serializer=JSONSerializer, name=name
     )
     worker.app = app
     return worker
@@ -136,7 +144,12 @@ class Ticker(threading.Thread):
     def __init__(self, app: Flask) -> None:
         super().__init__(name="newsletter-tick", daemon=True)
         self.app = app
-        self.interval = float(app.config["RECONCILE_INTERVAL"])
+        # At least three ticks per lease: a worker that died on another machine (whose
+        # process cannot be looked up from here) has its rows back within about a lease.
+        self.interval = min(
+            float(app.config["RECONCILE_INTERVAL"]),
+            max(float(app.config["SEND_LEASE_SECONDS"]) / 3, 0.5),
+        )
 
     def run(self) -> None:
         redis = get_redis(self.app)
@@ -220,15 +233,60 @@ def run_worker(app: Flask, *, burst: bool = False, with_scheduler: bool = True) 
 
 
 def _run_worker(app: Flask, *, burst: bool, with_scheduler: bool) -> None:
-    worker = build_worker(app)
     # First take back what a killed worker held and re-enqueue batches Redis lost.
-    try:
-        run_tick(app)
-    except Exception:
-        log.exception("start-up reconciliation failed; the periodic tick will retry")
+    _reconcile_now(app, "start-up")
     for hook in app.extensions.get("worker_start_hooks", []):
         with app.app_context():
             hook()
     if not burst:
         Ticker(app).start()
-    worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+    incarnation = 0
+    while True:
+        worker = build_worker(app, incarnation=incarnation)
+        try:
+            worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
+        except Exception:
+            # RQ's own bookkeeping (start-up, teardown) raises when Redis is away.
+            log.warning("worker loop ended by an error", exc_info=True)
+        _stop_scheduler(worker)
+        if burst or stop_requested():
+            return
+        # RQ's loop returns on its own only when Redis failed under it: wait for Redis, then
+        # rebuild what it may have lost and listen again, as a fresh RQ worker.
+        if not wait_for_redis(app):
+            return
+        incarnation += 1
+        _reconcile_now(app, "reconnect")
+
+
+def _reconcile_now(app: Flask, when: str) -> None:
+    try:
+        run_tick(app)
+    except Exception:
+        log.exception("%s reconciliation failed; the periodic tick will retry", when)
+
+
+def _stop_scheduler(worker: AppWorker) -> None:
+    scheduler = getattr(worker, "scheduler", None)
+    if scheduler is not None:
+        try:
+            scheduler.request_stop()
+        except Exception:
+            log.debug("scheduler already gone", exc_info=True)
+
+
+def wait_for_redis(app: Flask, first: float = 0.5, most: float = 10.0) -> bool:
+    """Ping Redis with backoff until it answers; False if the process is asked to stop first."""
+    client = get_redis(app)
+    delay = first
+    while True:
+        try:
+            client.ping()
+        except RedisError as exc:
+            log.warning("Redis does not answer (%s); trying again in %.1f s", exc, delay)
+            if wait_for_stop(delay):
+                return False
+            delay = min(delay * 2, most)
+            continue
+        log.info("Redis answers again")
+        return True

@@ -23,21 +23,29 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 N = 2000
 
-ROOT = Path(__file__).resolve().parents[2]
-N = 2000
+
+# Short leases and a fast reconciler keep most of these tests quick; a test marked
+# ``@pytest.mark.world(SETTING=value)`` changes them (``None`` leaves a setting at its default,
+# as a production worker has it; ``REDIS_URL`` points the workers and the app elsewhere).
+FAST = {
+    "BATCH_SIZE": "50",
+    "SEND_LEASE_SECONDS": "3",
+    "RECONCILE_INTERVAL": "1",
+    "SEND_RETRY_BASE": "0.2",
+}
 
 
 @pytest.fixture
-def world(make_app: Any, tmp_path: Path, _migrated: str, redis_url: str) -> Iterator[Any]:
+def world(
+    make_app: Any, tmp_path: Path, _migrated: str, redis_url: str, request: pytest.FixtureRequest
+) -> Iterator[Any]:
     controller, sink = start_sink(free_port())
-    settings = {
-        "SMTP_PORT": str(controller.port),
-        "BATCH_SIZE": "50",
-        "SEND_LEASE_SECONDS": "3",
-        "RECONCILE_INTERVAL": "1",
-        "SEND_RETRY_BASE": "0.2",
-    }
-    app = make_app(**settings)
+    marker = request.node.get_closest_marker("world")
+    changes = dict(marker.kwargs) if marker else {}
+    redis_url = changes.pop("REDIS_URL", None) or redis_url
+    settings = {"SMTP_PORT": str(controller.port), **FAST, **changes}
+    settings = {k: str(v) for k, v in settings.items() if v is not None}
+    app = make_app(REDIS_URL=redis_url, **settings)
     env = {
         **os.environ,
         "NEWSLETTER_ENV": "testing",
