@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 from flask import Flask, Response, abort, g, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
@@ -316,6 +317,17 @@ def _register_errors(app: Flask) -> None:
         # The database went away under this request (a restart); the pool has dropped the
         # dead connections, so the next request reconnects. Nothing was changed.
         logging.getLogger("newsletter").warning("database connection lost on %s", request.path)
+        return unavailable()
+
+    @app.errorhandler(redis.RedisError)
+    def queue_error(exc: redis.RedisError) -> Any:
+        # Redis restarting: whatever this request committed is in the database, and the
+        # reconciler hands it to workers once Redis answers; the visitor may simply retry.
+        logging.getLogger("newsletter").warning("Redis unavailable on %s: %s", request.path, exc)
+        return unavailable()
+
+    def unavailable() -> Any:
+        """Answer 503 'try again in a moment': a server we need is restarting."""
         db.session.rollback()
         headers = {"Retry-After": "5"}
         if wants_json():

@@ -7,10 +7,12 @@ uncommitted send.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 
 from flask import Flask
+from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -20,19 +22,38 @@ from newsletter.tasks.jobs import deliver_batch
 from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.queues import ALIVE_KEY, FAILURE_TTL, RESULT_TTL, SEND_QUEUE, get_queue
 
+log = logging.getLogger(__name__)
+
+
+QUEUE_AWAY = (
+    " Redis does not answer right now: the workers start these copies as soon as it does"
+    " (nothing is lost; the database holds them)."
+)
+
 
 def send_issue(issue_id: int, at: datetime | None = None) -> str:
     """Queue an issue now (and hand its batches to workers), or schedule it; say what happened."""
     done = actions.send_issue(issue_id, at)
-    dispatch(issue_id, done.batches)
-    return done.message
+    return done.message + _hand_out(issue_id, done.batches)
 
 
 def resume_issue(issue_id: int) -> str:
     """Resume a paused send and hand its remaining batches to workers; say what happened."""
     done = actions.resume_issue(issue_id)
-    dispatch(issue_id, done.batches)
-    return done.message
+    return done.message + _hand_out(issue_id, done.batches)
+
+
+def _hand_out(issue_id: int, batches: Iterable[int]) -> str:
+    """Dispatch committed batches; with Redis away, leave them to the reconciler and say so."""
+    batches = list(batches)
+    if not batches:
+        return ""
+    try:
+        dispatch(issue_id, batches)
+    except RedisError:
+        log.warning("issue %s: batches not enqueued, Redis does not answer", issue_id)
+        return QUEUE_AWAY
+    return ""
 
 
 def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None) -> int:

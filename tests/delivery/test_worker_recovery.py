@@ -19,6 +19,7 @@ from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.tasks.dispatch import send_issue
+from tests.helpers.editors import editor_client, page_token
 from tests.helpers.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
@@ -111,3 +112,24 @@ def _point_at(world: Any, server: RedisServer) -> None:
     world.app.config["REDIS_URL"] = server.url
     world.app.extensions.pop("redis", None)
     world.app.extensions.pop("rq_queues", None)
+
+
+@pytest.mark.world(SEND_LEASE_SECONDS=None, RECONCILE_INTERVAL=None)
+def test_an_issue_sent_while_redis_is_down_goes_out_once_it_is_back(world, own_redis):
+    _point_at(world, own_redis)
+    emails = world.subscribers(120)
+    issue = create_issue("Sent during an outage", "Body of the tip.")
+    world.issue_id = issue.id
+    client = editor_client(world.app)
+    page = f"/editor/issues/{issue.id}"
+    token = page_token(client, page)
+    own_redis.kill()
+    answer = client.post(f"{page}/send", data={"csrf_token": token}, follow_redirects=True)
+    assert answer.status_code == 200
+    text = answer.get_data(as_text=True)
+    assert "queued for 120" in text
+    assert "Redis does not answer right now" in text
+    own_redis.start()
+    world.worker()
+    world.wait_until(world.finished, timeout=60)
+    _everyone_once(world, emails, allowed_duplicates=0)
