@@ -175,7 +175,8 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 
 
 UNAVAILABLE = ServiceUnavailable(
-    "The database is briefly unavailable. Nothing was changed; please try again in a moment."
+    "The service is briefly unavailable (a server it needs is restarting). "
+    "Please try again in a moment."
 )
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
