@@ -20,8 +20,9 @@ from rq.serializers import JSONSerializer
 
 from newsletter.extensions import db, get_redis
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
-from newsletter.tasks.queues import ALL_QUEUES
+from newsletter.tasks.queues import ALL_QUEUES, MAIL_WORK_QUEUES
 from newsletter.tasks.tick import scheduler_tick
+from newsletter.tasks.webhook_worker import start_webhook_runner
 
 log = logging.getLogger(__name__)
 
@@ -240,9 +241,12 @@ def _run_worker(app: Flask, *, burst: bool, with_scheduler: bool) -> None:
             hook()
     if not burst:
         Ticker(app).start()
+        start_webhook_runner(app, with_scheduler=with_scheduler)
+    # A burst drains every queue, mail first; otherwise webhooks run on their own thread.
+    queues = ALL_QUEUES if burst else MAIL_WORK_QUEUES
     incarnation = 0
     while True:
-        worker = build_worker(app, incarnation=incarnation)
+        worker = build_worker(app, queues, incarnation=incarnation)
         try:
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
         except Exception:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
@@ -25,6 +26,10 @@ METADATA_ADDRESSES = frozenset(
         ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
     }
 )
+
+
+# An editor's page waits no longer than this for the URL's host to resolve.
+REGISTRATION_LOOKUP = 10.0
 
 
 class Refused(Exception):
@@ -56,8 +61,38 @@ def forbidden(address: IPAddress) -> bool:
     )
 
 
-def resolve(host: str, port: int) -> list[IPAddress]:
-    """Return every address ``host`` resolves to, in the resolver's order; raise OSError."""
+def resolve(host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
+    """Return every address ``host`` resolves to, in the resolver's order; raise OSError.
+
+    Past ``timeout`` seconds, raise ``TimeoutError`` (the lookup itself may still be running).
+    """
+    try:
+        return [ipaddress.ip_address(host)]  # a literal needs no lookup, nor a thread
+    except ValueError:
+        pass
+    if timeout is None:
+        return _lookup(host, port)
+    # getaddrinfo takes no timeout and cannot be interrupted: it runs in a thread of its own so
+    # that the caller can stop waiting; the thread ends when the resolver gives up by itself.
+    outcome: list[list[IPAddress] | Exception] = []
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            outcome.append(_lookup(host, port))
+        except Exception as exc:
+            outcome.append(exc)
+        done.set()
+
+    threading.Thread(target=look_up, name=f"resolve {host}", daemon=True).start()
+    if not done.wait(timeout):
+        raise TimeoutError(f"{host} did not resolve within {timeout:.1f} s")
+    if isinstance(outcome[0], Exception):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _lookup(host: str, port: int) -> list[IPAddress]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     found: list[IPAddress] = []
     for _family, _type, _proto, _name, sockaddr in infos:
@@ -81,18 +116,20 @@ def target(url: str) -> tuple[str, int]:
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
-def checked_addresses(url: str, allow: Collection[str] = ()) -> tuple[str, int, list[IPAddress]]:
+def checked_addresses(
+    url: str, allow: Collection[str] = (), timeout: float | None = None
+) -> tuple[str, int, list[IPAddress]]:
     """Resolve the URL's host once and check every address; return host, port and addresses.
 
     Raise ``Refused`` for a host that resolves to an internal address (unless the host, as
     written in the URL, is on ``allow``) or to a metadata service, and ``OSError`` when it
-    does not resolve.
+    does not resolve (``TimeoutError`` when it does not within ``timeout`` seconds).
     """
     host, port = target(url)
     name = normalise_host(host)
     if name in METADATA_HOSTS:
         raise Refused(f"{host} is a cloud metadata service; webhooks may not be sent there.")
-    addresses = resolve(host, port)
+    addresses = resolve(host, port, timeout)
     allowed = name in {normalise_host(h) for h in allow}
     for address in addresses:
         if address in METADATA_ADDRESSES or (not allowed and forbidden(address)):
@@ -109,6 +146,6 @@ def check_registration(url: str, allow: Collection[str] = ()) -> None:
     if len(url) > 500 or any(ord(c) <= 32 for c in url):
         raise Refused("Enter an http:// or https:// URL (at most 500 characters, no spaces).")
     try:
-        checked_addresses(url, allow)
+        checked_addresses(url, allow, REGISTRATION_LOOKUP)
     except OSError:
         raise Refused(f"{target(url)[0]} does not resolve to an address.") from None

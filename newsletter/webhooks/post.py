@@ -18,8 +18,9 @@ from newsletter.webhooks.address import IPAddress, Refused, checked_addresses
 from newsletter.webhooks.events import sign
 
 MAX_ATTEMPTS = 6
-# The whole try, connect + send + the full answer, not each socket read: a receiver that
-# drips a byte at a time is cut off here, and a worker is never held longer.
+# The whole try, name lookup + connect + TLS handshake + send + the full answer, not each
+# socket read: a receiver that drips a byte at a time is cut off here, and a worker is never
+# held longer.
 DEADLINE = 10.0
 USER_AGENT = "TipOfTheWeek-Webhooks/1"
 MAX_ANSWER = 65536
@@ -123,8 +124,14 @@ class _PinnedHTTPS(_PinnedHTTP):
 
     def connect(self) -> None:
         context = ssl.create_default_context()
-        sock = context.wrap_socket(self._open(), server_hostname=self.host)
+        sock = context.wrap_socket(
+            self._open(), server_hostname=self.host, do_handshake_on_connect=False
+        )
+        # The TLS socket took over the plain one's descriptor: watch it before the handshake,
+        # so a receiver that stalls or drips its answer to the ClientHello is cut off too.
         self.deadline.watch(sock)
+        sock.settimeout(self.deadline.left())
+        sock.do_handshake()
         self.sock = sock
 
 
@@ -132,7 +139,8 @@ def _post(
     url: str, body: bytes, headers: dict[str, str], allow: Collection[str], deadline: _Deadline
 ) -> int:
     """POST to a checked address of the URL's host within the deadline; return the status."""
-    host, port, addresses = checked_addresses(url, allow)
+    # The lookup counts against the deadline too: a resolver that never answers is a timeout.
+    host, port, addresses = checked_addresses(url, allow, timeout=deadline.left())
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     kind = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
@@ -182,15 +190,23 @@ def attempt(session: Session, delivery_id: int, allow: Collection[str] = ()) -> 
         "X-Newsletter-Timestamp": str(int(time.time())),
         "X-Newsletter-Signature": sign(hook.secret, body),
     }
-    row.attempts += 1
+    url = hook.url
+    # No transaction stays open through the post: on SQLite each one holds the database's
+    # write lock from its first read (BEGIN IMMEDIATE), so a slow receiver would hold up
+    # every sign-up and every copy of a send for the whole deadline.
+    session.commit()
     error = ""
     code: int | None = None
     try:
-        code = post(hook.url, body, headers, allow)
+        code = post(url, body, headers, allow)
         if not 200 <= code < 300:
             error = f"HTTP {code}"
     except Failed as exc:
         error = str(exc)
+    row = session.get(WebhookDelivery, delivery_id)
+    if row is None or row.status != "pending":
+        return Attempt("skipped")  # erased, or recorded by another try meanwhile
+    row.attempts += 1
     row.response_code = code
     row.last_error = error
     if not error:
