@@ -93,6 +93,13 @@ class Subscriber(Model):
     confirm_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     confirm_sent_day: Mapped[date | None] = mapped_column(sa.Date())
     confirm_sent_count: Mapped[int] = mapped_column(default=0)
+    # Mail owed since this moment, cleared once the server took it (or refused it for good):
+    # the reconciler rebuilds from these whatever Redis lost. Both are NULL nearly always.
+    confirm_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    welcome_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The name typed in the newest sign-up for an address already known: it rides in the
+    # confirmation link and becomes the name only when that link is confirmed.
+    confirm_name: Mapped[str | None] = mapped_column(sa.String(100))
 
     events: Mapped[list[SubscriberEvent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -124,6 +131,20 @@ class SubscriberEvent(Model):
     detail: Mapped[str] = mapped_column(sa.String(200), default="")
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="events")
+
+
+class ConfirmLimit(Model):
+    """Confirmation mails counted per mailbox (all aliases of one inbox) and per domain.
+
+    ``key`` is a hash: the table must not become a second list of addresses.
+    """
+
+    __tablename__ = "confirm_limit"
+
+    key: Mapped[str] = mapped_column(sa.String(70), primary_key=True)
+    period: Mapped[datetime] = mapped_column(UTCDateTime())  # the counted day or window
+    count: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
 class DailyStat(Model):
@@ -263,6 +284,10 @@ class ImportJob(Model):
     added: Mapped[int] = mapped_column(default=0)
     errors_json: Mapped[str] = mapped_column(sa.Text(), default="[]")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Raised at each claim; a run whose number is no longer current was taken back and stops.
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Renewed at every progress commit: a running import silent for a lease lost its worker.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Webhook(Model):
@@ -291,3 +316,39 @@ class WebhookDelivery(Model):
     last_error: Mapped[str] = mapped_column(sa.String(300), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class BounceKind(enum.StrEnum):
+    HARD = "hard"  # the address is bad: the reader is bounced
+    SOFT = "soft"  # full or unreachable for now: counted, BOUNCE_SOFT_LIMIT in a row bounces
+    BLOCKED = "blocked"  # the reader's domain refused us: nobody's fault, nothing changes
+    COMPLAINT = "complaint"  # the reader pressed "this is spam": unsubscribed for good
+
+
+class Bounce(Model):
+    """One bounce or complaint about one copy: what came back, from where, and what it did."""
+
+    __tablename__ = "bounce"
+    __table_args__ = (
+        sa.Index("ix_bounce_subscriber_at", "subscriber_id", "at"),
+        sa.Index("ix_bounce_issue_kind", "issue_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # CASCADE on erase: an erased reader's bounces go with them (they name an address).
+    subscriber_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("subscriber.id", ondelete="CASCADE")
+    )
+    issue_id: Mapped[int | None] = mapped_column(sa.ForeignKey("issue.id", ondelete="SET NULL"))
+    delivery_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("delivery.id", ondelete="SET NULL"), index=True
+    )
+    kind: Mapped[BounceKind] = mapped_column(_enum(BounceKind, "bounce_kind"))
+    # Where it came from: smtp (the answer while sending), dsn, arf, or a provider's name.
+    source: Mapped[str] = mapped_column(sa.String(20), default="smtp")
+    status_code: Mapped[str] = mapped_column(sa.String(12), default="")  # RFC 3463, "5.1.1"
+    diagnostic: Mapped[str] = mapped_column(sa.String(500), default="")
+    raw: Mapped[str] = mapped_column(sa.Text(), default="")  # the notification, size-capped
+    undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    undone_by: Mapped[str] = mapped_column(sa.String(254), default="")

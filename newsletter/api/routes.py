@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from newsletter.api.openapi import build_document
 from newsletter.api.serialise import (
+    BOUNCE_KINDS,
     DEFAULT_LIMIT,
     ISSUE_STATUS,
     MAX_ID,
@@ -25,15 +26,18 @@ from newsletter.api.serialise import (
     MAX_QUERY,
     SETTABLE_STATUS,
     SUBSCRIBER_STATUS,
+    bounce_json,
     issue_json,
     subscriber_json,
 )
 from newsletter.auth.api_tokens import verify_token
+from newsletter.bounces import listing as bounce_listing
 from newsletter.errors import Conflict, Invalid, NewsletterError, NotFound
 from newsletter.extensions import csrf, db, get_redis
 from newsletter.issues import actions as issues
 from newsletter.models import (
     ISSUE_UNSENT,
+    BounceKind,
     EventKind,
     Issue,
     IssueStatus,
@@ -44,8 +48,8 @@ from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
 from newsletter.subscribers.state import bounce, erase, subscribe, unsubscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
-from newsletter.tasks import dispatch, jobs
-from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+from newsletter.tasks import dispatch
+from newsletter.tasks.mail import queue_confirmation
 
 API_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -250,11 +254,9 @@ def api_subscribe() -> ResponseReturnValue:
     name = clean_name(data.get("name"))
     result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
     db.session.commit()
-    if result.send_confirmation:
-        try:
-            enqueue(jobs.send_confirmation, result.subscriber_id, queue=MAIL_QUEUE)
-        except redis.RedisError:
-            log.error("could not queue the confirmation for subscriber %s", result.subscriber_id)
+    if result.send_confirmation and result.due_at is not None:
+        # Never raises for Redis: the reconciler sends a mail it could not queue.
+        queue_confirmation(result.subscriber_id, result.due_at)
     return jsonify(SUBSCRIBE_ANSWER), 202
 
 
@@ -373,6 +375,27 @@ def list_issues() -> ResponseReturnValue:
     return jsonify(
         {
             "data": [issue_json(i) for i in rows],
+            "next_cursor": str(rows[-1].id) if more and rows else None,
+        }
+    )
+
+
+@bp.get("/bounces")
+@token_required
+def list_bounces() -> ResponseReturnValue:
+    """List bounces and complaints newest first; pass next_cursor back as ?cursor=."""
+    raw_kind = request.args.get("kind") or None
+    if raw_kind is not None and raw_kind not in BOUNCE_KINDS:
+        raise ApiError(400, "invalid_parameter", "Unknown kind.", "kind")
+    limit = _int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
+    cursor = _int_arg("cursor", None, 1, MAX_ID)
+    kind = BounceKind(raw_kind) if raw_kind else None
+    rows = bounce_listing.recent(db.session(), kind=kind, before=cursor, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify(
+        {
+            "data": [bounce_json(b) for b in rows],
             "next_cursor": str(rows[-1].id) if more and rows else None,
         }
     )

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import with_appcontext
 
+from newsletter.bounces.record import reactivate
 from newsletter.cli.errors import fail
 from newsletter.errors import Invalid
 from newsletter.extensions import db
@@ -18,8 +19,7 @@ from newsletter.subscribers.export import write_csv
 from newsletter.subscribers.imports import ImportFormatError, import_csv
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.validate import normalize_email
-from newsletter.tasks.jobs import send_confirmation
-from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+from newsletter.tasks.mail import queue_confirmation
 
 STATUSES = click.Choice([s.value for s in SubscriberStatus])
 
@@ -54,7 +54,7 @@ def subscribers_import(csv_file: Path, confirmed: bool) -> None:
         raise click.ClickException(f"{csv_file}: {exc.message}") from None
     # import_csv reserved these confirmations (cooldown, daily cap): queue exactly those.
     for sid in report.to_confirm:
-        enqueue(send_confirmation, sid, queue=MAIL_QUEUE)
+        queue_confirmation(sid, report.reserved_at)
     for line, message in report.errors:
         click.echo(f"line {line}: {message}", err=True)
     click.echo(
@@ -97,3 +97,26 @@ def subscribers_remove(email: str) -> None:
         raise click.ClickException(f"no subscriber with the address {address}")
     db.session.commit()
     click.echo(f"erased {address}")
+
+
+@subscribers.command("reactivate")
+@click.argument("email")
+@with_appcontext
+def subscribers_reactivate(email: str) -> None:
+    """Undo a person's bounces; a bounced address is confirmed again (kept in the history)."""
+    try:
+        address = normalize_email(email)
+    except Invalid as exc:
+        raise fail(exc) from None
+    sub = db.session.scalar(sa.select(Subscriber).where(Subscriber.email == address))
+    done = None if sub is None else reactivate(db.session(), sub.id, by="cli")
+    if sub is None or done is None:
+        raise click.ClickException(f"no subscriber with the address {address}")
+    if not done.undone and not done.status_changed:
+        db.session.rollback()
+        if sub.confirmed_at is None:
+            why = "only their own sign-up can bring it back"
+            raise click.ClickException(f"{address} never confirmed; {why}")
+        raise click.ClickException(f"{address} is {sub.status.value} with no bounce to undo")
+    db.session.commit()
+    click.echo(f"reactivated {address}: {sub.status.value}, {done.undone} bounces undone")

@@ -1,9 +1,11 @@
 """CSV imports: read the rows, add or update each person, report bad rows by line number.
 
 Every import, from the command line or from the browser, goes through ``import_csv``: the
-same rows, the same rules, and the same reservation of each confirmation mail (the cooldown
-and daily cap a sign-up has). A browser import is an ImportJob row that holds the file; a
-worker runs it with ``run_import`` and reports progress.
+same rows, the same rules, and the same reservation of each confirmation mail (the mailbox
+limits a sign-up has). A browser import is an ImportJob row that holds the file; a worker
+runs it with ``run_import`` and reports progress. Rows, their confirmations and the progress
+are committed together, every PROGRESS_EVERY rows: an import whose worker died carries on
+from its last progress report, and nothing before it is done twice.
 """
 
 from __future__ import annotations
@@ -12,15 +14,17 @@ import csv
 import io
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from datetime import datetime
+from itertools import islice
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Invalid
-from newsletter.models import ImportJob, ImportStatus, SubscriberStatus, utcnow
+from newsletter.models import ImportJob, ImportStatus, SubscriberStatus, rowcount, utcnow
 from newsletter.subscribers.state import Action, get_or_create, reserve_confirmation, transition
 from newsletter.subscribers.validate import clean_name, normalize_email
 
@@ -29,8 +33,10 @@ S = SubscriberStatus
 log = logging.getLogger(__name__)
 
 MAX_REPORTED_ERRORS = 1000
-# Rows between two commits (and two progress reports).
+# Rows between two commits (and two progress reports), and the most seconds between two
+# progress reports: each is the heartbeat that tells the reconciler the worker is alive.
 PROGRESS_EVERY = 200
+PROGRESS_SECONDS = 1.0
 
 
 @dataclass
@@ -40,9 +46,21 @@ class ImportReport:
     unchanged: int = 0
     rows: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
-    # Pending subscribers whose confirmation mail was reserved (and committed): the caller
-    # hands exactly these to the mail queue.
+    # Pending subscribers whose confirmation mail this run reserved (and committed): the
+    # caller hands exactly these to the mail queue, with ``reserved_at``.
     to_confirm: list[int] = field(default_factory=list)
+    reserved_at: datetime = field(default_factory=utcnow)
+    # What an earlier, interrupted run of the same import did beyond the lists above.
+    earlier_errors: int = 0
+    earlier_confirmations: int = 0
+
+    @property
+    def error_count(self) -> int:
+        return len(self.errors) + self.earlier_errors
+
+    @property
+    def confirmations(self) -> int:
+        return len(self.to_confirm) + self.earlier_confirmations
 
 
 Progress = Callable[[ImportReport], None]
@@ -76,146 +94,208 @@ def count_rows(text: str) -> int:
 
 
 def import_csv(
-    session: Session, text: str, *, confirmed: bool, progress: Progress | None = None
+    session: Session,
+    text: str,
+    *,
+    confirmed: bool,
+    progress: Progress | None = None,
+    resume: ImportReport | None = None,
 ) -> ImportReport:
-    """Import CSV text: add or update each person, commit, and reserve the confirmation mails.
+    """Import CSV text: add or update each person and reserve the confirmation mails.
 
     Bad rows are reported by line and skipped. Re-importing is harmless: existing people keep
     their status, except that ``confirmed`` confirms a pending one; nobody who unsubscribed or
     bounced is brought back. Without ``confirmed``, each new person's confirmation is reserved
     as a sign-up's is (``reserve_confirmation``); ``report.to_confirm`` lists those reserved.
-    Raises ImportFormatError, having changed nothing, when the file as a whole is unusable.
+    ``progress`` is called every PROGRESS_EVERY rows and at the end, and must commit; without
+    it the rows are committed there. ``resume`` is the report of an interrupted run of the
+    same text: its rows are skipped. Raises ImportFormatError, having changed nothing, when
+    the file as a whole is unusable.
     """
-    report, new_pending = _import_rows(
-        session, read_csv_rows(text), confirmed=confirmed, progress=progress
+    report = resume or ImportReport()
+    rows = read_csv_rows(text)
+    _import_rows(
+        session,
+        islice(rows, report.rows, None) if report.rows else rows,
+        report,
+        confirmed=confirmed,
+        progress=progress or (lambda _report: session.commit()),
     )
-    now = utcnow()
-    report.to_confirm = [sid for sid in new_pending if reserve_confirmation(session, sid, now)]
-    session.commit()
     return report
 
 
 def _import_rows(
     session: Session,
     rows: Iterable[tuple[int, dict[str, str]]],
+    report: ImportReport,
     *,
     confirmed: bool,
-    progress: Progress | None,
-) -> tuple[ImportReport, list[int]]:
-    """Add or update subscribers from CSV rows; return the report and the new pending ids."""
-    report = ImportReport()
-    new_pending: list[int] = []
-    now = utcnow()
+    progress: Progress,
+) -> None:
+    """Add or update subscribers from CSV rows, counting them in ``report``."""
+    now = report.reserved_at = utcnow()
+    reported = time.monotonic()
     for line, row in rows:
-        report.rows += 1
-        try:
-            email = normalize_email(row.get("email"))
-            name = clean_name(row.get("name") or "")
-        except Invalid as exc:
-            report.errors.append((line, exc.message))
-            continue
-        sub, created = get_or_create(session, email, name, None, "import", now)
-        if created:
-            report.added += 1
-        if confirmed and sub.status is S.PENDING:
-            transition(session, sub, Action.IMPORT_CONFIRMED, detail="import", now=now)
-            report.confirmed += 1
-        elif not confirmed and sub.status is S.PENDING and created:
-            new_pending.append(sub.id)
-        elif not created:
-            report.unchanged += 1
-        if report.rows % PROGRESS_EVERY == 0:
-            session.commit()
-            if progress is not None:
-                progress(report)
-    session.commit()
-    if progress is not None:
-        progress(report)
-    return report, new_pending
+        _import_row(session, line, row, report, confirmed=confirmed, now=now)
+        if report.rows % PROGRESS_EVERY == 0 or time.monotonic() - reported >= PROGRESS_SECONDS:
+            progress(report)
+            reported = time.monotonic()
+    progress(report)
 
 
-def run_import(session: Session, import_id: int, notify: Callable[[int], None]) -> str:
+def _import_row(
+    session: Session,
+    line: int,
+    row: dict[str, str],
+    report: ImportReport,
+    *,
+    confirmed: bool,
+    now: datetime,
+) -> None:
+    report.rows += 1
+    try:
+        email = normalize_email(row.get("email"))
+        name = clean_name(row.get("name") or "")
+    except Invalid as exc:
+        report.errors.append((line, exc.message))
+        return
+    sub, created = get_or_create(session, email, name, None, "import", now)
+    if created:
+        report.added += 1
+    if confirmed and sub.status is S.PENDING:
+        transition(session, sub, Action.IMPORT_CONFIRMED, detail="import", now=now)
+        report.confirmed += 1
+    elif not confirmed and sub.status is S.PENDING and created:
+        # Editors' imports are no flood: only the mailbox limits apply, not the domain's.
+        sid = sub.id
+        if reserve_confirmation(session, sid, email, now, record=True, per_domain=False):
+            report.to_confirm.append(sid)
+    elif not created:
+        report.unchanged += 1
+
+
+class TakenBack(Exception):
+    """The reconciler handed this import to another run (its worker looked dead)."""
+
+
+def run_import(session: Session, import_id: int, notify: Callable[[int, datetime], None]) -> str:
     """Import the rows of one queued ImportJob, updating its progress as it goes.
 
-    ``notify`` is called, once everything is committed, with the id of each new pending
-    subscriber whose confirmation ``import_csv`` reserved (the caller queues the mail).
+    Each run claims the job with a conditional UPDATE that raises ``attempt``; every progress
+    commit is conditional on that attempt, so a run the reconciler took back stops at its
+    next commit, having committed nothing since its last report. A run after one that died
+    skips the rows that one committed. ``notify`` is called, once everything is committed,
+    with the id and reservation time of each new pending subscriber whose confirmation this
+    run reserved (the caller queues the mail; the reconciler queues any a dead run left).
     """
-    # Claim the job with a conditional UPDATE: a doubled or re-delivered job does nothing.
-    claimed = _update(
-        session,
-        sa.update(ImportJob)
-        .where(ImportJob.id == import_id, ImportJob.status == ImportStatus.QUEUED)
-        .values(status=ImportStatus.RUNNING),
+    claimed = rowcount(
+        session.execute(
+            sa.update(ImportJob)
+            .where(ImportJob.id == import_id, ImportJob.status == ImportStatus.QUEUED)
+            .values(
+                status=ImportStatus.RUNNING, attempt=ImportJob.attempt + 1, heartbeat_at=utcnow()
+            )
+        )
     )
     session.commit()
     if claimed != 1:
         return "skipped: not queued"
     job = session.get(ImportJob, import_id)
     assert job is not None
-    text, confirmed = job.csv_text or "", job.confirmed
-    this_job = sa.update(ImportJob).where(ImportJob.id == import_id)
-    try:
-        _update(session, this_job.values(total_rows=count_rows(text)))
+    text, confirmed, attempt = job.csv_text or "", job.confirmed, job.attempt
+    resume = _earlier_run(job) if job.done_rows else None
+    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
+    this_run = sa.update(ImportJob).where(
+        ImportJob.id == import_id,
+        ImportJob.status == ImportStatus.RUNNING,
+        ImportJob.attempt == attempt,
+    )
+
+    def write(**values: object) -> None:
+        if rowcount(session.execute(this_run.values(heartbeat_at=utcnow(), **values))) != 1:
+            raise TakenBack
         session.commit()
+
+    try:
+        write(total_rows=count_rows(text))
 
         def progress(report: ImportReport) -> None:
-            _update(session, this_job.values(done_rows=report.rows, added=report.added))
-            session.commit()
+            write(
+                done_rows=report.rows, added=report.added, errors_json=json.dumps(_details(report))
+            )
 
-        report = import_csv(session, text, confirmed=confirmed, progress=progress)
-        errors = [{"line": line, "message": msg} for line, msg in report.errors]
-        details = {
-            "errors": errors[:MAX_REPORTED_ERRORS],
-            "error_count": len(errors),
-            "confirmed": report.confirmed,
-            "unchanged": report.unchanged,
-            "confirmations": len(report.to_confirm),
-        }
-        _update(
-            session,
-            this_job.values(
-                status=ImportStatus.DONE,
-                done_rows=report.rows,
-                total_rows=report.rows,
-                added=report.added,
-                errors_json=json.dumps(details),
-                csv_text=None,  # the file holds addresses; keep it no longer than needed
-            ),
+        report = import_csv(session, text, confirmed=confirmed, progress=progress, resume=resume)
+        write(
+            status=ImportStatus.DONE,
+            done_rows=report.rows,
+            total_rows=report.rows,
+            errors_json=json.dumps(_details(report)),
+            csv_text=None,  # the file holds addresses; keep it no longer than needed
         )
-        session.commit()
+    except TakenBack:
+        session.rollback()
+        log.warning("import %s attempt %s was taken back; stopping", import_id, attempt)
+        return "stopped: taken back"
     except ImportFormatError as exc:
         session.rollback()
-        _fail(session, import_id, exc.message)
+        _fail(session, this_run, exc.message)
         return "failed"
     except Exception:
         session.rollback()
         log.exception("import %s failed", import_id)
         _fail(
             session,
-            import_id,
+            this_run,
             "The import stopped on an unexpected error; nothing after it was added.",
         )
         raise
     for sid in report.to_confirm:
-        notify(sid)
+        notify(sid, report.reserved_at)
     return f"imported {report.rows} rows"
 
 
-def _update(session: Session, statement: sa.Update) -> int:
-    """Run an UPDATE; return how many rows it changed."""
-    return cast("sa.CursorResult[Any]", session.execute(statement)).rowcount
+def _details(report: ImportReport) -> dict[str, object]:
+    errors = [{"line": line, "message": msg} for line, msg in report.errors]
+    return {
+        "errors": errors[:MAX_REPORTED_ERRORS],
+        "error_count": report.error_count,
+        "confirmed": report.confirmed,
+        "unchanged": report.unchanged,
+        "confirmations": report.confirmations,
+    }
 
 
-def _fail(session: Session, import_id: int, message: str) -> None:
-    _update(
-        session,
-        sa.update(ImportJob)
-        .where(ImportJob.id == import_id)
-        .values(
+def _earlier_run(job: ImportJob) -> ImportReport:
+    """Rebuild the report of the rows an interrupted run committed, from its last progress."""
+    try:
+        details = json.loads(job.errors_json or "{}")
+    except ValueError:
+        details = {}
+    if not isinstance(details, dict):
+        details = {}
+    errors = [
+        (int(e["line"]), str(e["message"]))
+        for e in details.get("errors", [])
+        if isinstance(e, dict) and "line" in e and "message" in e
+    ]
+    return ImportReport(
+        added=job.added,
+        confirmed=int(details.get("confirmed", 0)),
+        unchanged=int(details.get("unchanged", 0)),
+        rows=job.done_rows,
+        errors=errors,
+        earlier_errors=max(0, int(details.get("error_count", 0)) - len(errors)),
+        earlier_confirmations=int(details.get("confirmations", 0)),
+    )
+
+
+def _fail(session: Session, this_run: sa.Update, message: str) -> None:
+    session.execute(
+        this_run.values(
             status=ImportStatus.FAILED,
             errors_json=json.dumps({"errors": [], "error_count": 0, "failure": message}),
             csv_text=None,
-        ),
+        )
     )
     session.commit()
 

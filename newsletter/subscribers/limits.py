@@ -1,13 +1,40 @@
-"""Per-client limits kept in Redis: a fixed window counted with INCR and EXPIRE."""
+"""Limits against floods: sign-ups per client, and confirmation mails per mailbox and domain.
+
+Sign-ups per client address are counted in Redis (a fixed window, INCR and EXPIRE): losing
+those counts costs little. Confirmation mails are counted in the database, in the sign-up's
+own transaction, so that they hold while Redis is down and across every alias of one inbox.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import logging
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import redis
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from newsletter.models import ConfirmLimit, UTCDateTime, rowcount
+from newsletter.subscribers.validate import mailbox_domain, mailbox_key
 
 log = logging.getLogger(__name__)
+
+# One mailbox (all its aliases together) gets at most one confirmation mail per cooldown and
+# CONFIRM_PER_DAY a (UTC) day, as one address always did.
+CONFIRM_COOLDOWN = timedelta(minutes=10)
+CONFIRM_PER_DAY = 3
+# One domain gets at most DOMAIN_CONFIRMATIONS per DOMAIN_WINDOW: far above a room of
+# colleagues signing up together (45 in a minute), far below a flood at one company.
+DOMAIN_CONFIRMATIONS = 200
+DOMAIN_WINDOW = 600  # seconds
+# Rows older than this no longer limit anything: the day and the window are over.
+_KEEP = timedelta(days=2)
 
 DEFAULT_SUBSCRIBE_LIMIT = "10/600"
 
@@ -25,15 +52,35 @@ def parse_limit(raw: object, default: str = DEFAULT_SUBSCRIBE_LIMIT) -> tuple[in
     return hits, seconds
 
 
+def client_key(address: str) -> str:
+    """Return whom a client address counts as: IPv4 alone, IPv6 by its /64.
+
+    One IPv6 subscriber line is given a whole /64 and picks any address in it at will;
+    counting each address apart would give one machine 2**64 allowances.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped
+        if mapped is not None:
+            return str(mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def allow(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> bool:
-    """Count one hit for ``who`` under ``name``; return False once the window's limit is passed.
+    """Count one hit for a client under ``name``; return False once the window's limit is passed.
+
+    ``who`` is the client's address, counted as ``client_key`` says.
 
     When Redis does not answer the visitor is let through: losing a sign-up is worse than
     letting a few extra through while the queue is down anyway.
     """
     hits, seconds = limit
     window = int(time.time() // seconds)
-    key = f"ratelimit:{name}:{who}:{window}"
+    key = f"ratelimit:{name}:{client_key(who)}:{window}"
     try:
         pipe = client.pipeline(transaction=False)  # INCR and EXPIRE need no MULTI
         pipe.incr(key)
@@ -43,3 +90,106 @@ def allow(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> b
         log.warning("rate limit %s not checked: Redis did not answer", name)
         return True
     return int(count) <= hits
+
+
+@dataclass(frozen=True)
+class ConfirmQuota:
+    """Where one confirmation mail to an address is counted, and the limits it must fit."""
+
+    mailbox: str  # the ConfirmLimit key of the inbox
+    domain: str  # the ConfirmLimit key of its domain
+    day: datetime  # the mailbox's counted day
+    window: datetime  # the domain's counted window
+    cooled: datetime  # a mailbox last mailed at or before this may be mailed again
+
+
+def _key(kind: str, value: str) -> str:
+    return f"{kind}:{hashlib.sha256(value.encode()).hexdigest()}"
+
+
+def confirm_quota(email: str, now: datetime) -> ConfirmQuota:
+    """Return the counters and limits a confirmation mail to a normalised address falls under."""
+    now = now.astimezone(UTC)
+    epoch = int(now.timestamp())
+    return ConfirmQuota(
+        mailbox=_key("m", mailbox_key(email)),
+        domain=_key("d", mailbox_domain(email)),
+        day=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        window=datetime.fromtimestamp(epoch - epoch % DOMAIN_WINDOW, UTC),
+        cooled=now - CONFIRM_COOLDOWN,
+    )
+
+
+# Built once per dialect: the SQLite sign-up path runs it on every new address.
+_TAKE: dict[str, sa.Insert] = {}
+
+
+def _take_statement(dialect: str) -> sa.Insert:
+    """Count one mail under a key unless that breaks its limit; RETURNING says if it counted."""
+    stmt = _TAKE.get(dialect)
+    if stmt is None:
+        t = cast(sa.Table, ConfirmLimit.__table__)
+        when = UTCDateTime()
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
+            key=sa.bindparam("q_key"),
+            period=sa.bindparam("q_period", type_=when),
+            count=1,
+            last_at=sa.bindparam("q_at", type_=when),
+        )
+        stmt = _TAKE[dialect] = insert.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "count": sa.case(
+                    (t.c.period == insert.excluded.period, t.c.count + 1), else_=sa.literal(1)
+                ),
+                "period": insert.excluded.period,
+                "last_at": insert.excluded.last_at,
+            },
+            where=sa.and_(
+                t.c.last_at <= sa.bindparam("q_cooled", type_=when),
+                sa.or_(
+                    t.c.period != insert.excluded.period,
+                    t.c.count < sa.bindparam("q_cap", type_=sa.Integer()),
+                ),
+            ),
+        ).returning(t.c.key)
+    return stmt
+
+
+def take_confirmation(
+    session: Session, email: str, now: datetime, *, per_domain: bool = True
+) -> bool:
+    """Count one confirmation mail to the address's mailbox (and domain); False if over a limit.
+
+    Call it inside a transaction (a savepoint, if the caller must undo the count when its own
+    write fails): a refused domain undoes nothing itself, the caller's rollback does.
+    """
+    quota = confirm_quota(email, now)
+    conn = session.connection()
+    stmt = _take_statement(conn.dialect.name)
+    mailbox = {
+        "q_key": quota.mailbox,
+        "q_period": quota.day,
+        "q_at": now,
+        "q_cooled": quota.cooled,
+        "q_cap": CONFIRM_PER_DAY,
+    }
+    if conn.execute(stmt, mailbox).first() is None:
+        return False
+    if not per_domain:
+        return True
+    domain = {
+        "q_key": quota.domain,
+        "q_period": quota.window,
+        "q_at": now,
+        "q_cooled": now,  # no cooldown per domain, only the window's ceiling
+        "q_cap": DOMAIN_CONFIRMATIONS,
+    }
+    return conn.execute(stmt, domain).first() is not None
+
+
+def prune(session: Session, now: datetime) -> int:
+    """Delete counters whose day and window are long over; return how many went."""
+    return rowcount(
+        session.execute(sa.delete(ConfirmLimit).where(ConfirmLimit.last_at < now - _KEEP))
+    )

@@ -21,18 +21,21 @@ class TokenError(Exception):
     """The token is malformed, tampered with, for another purpose, or signed by an unknown key."""
 
 
-class TokenExpired(TokenError):
-    """The token was genuine but is too old; ``subscriber_id`` says whose it was."""
-
-    def __init__(self, subscriber_id: int | None) -> None:
-        super().__init__("expired")
-        self.subscriber_id = subscriber_id
-
-
 @dataclass(frozen=True)
 class ConfirmClaim:
     subscriber_id: int
     version: int
+    # The name typed at the sign-up this link answers; None keeps the stored one.
+    name: str | None = None
+
+
+class TokenExpired(TokenError):
+    """The token was genuine but is too old; ``claim`` says what it claimed (None if unreadable)."""
+
+    def __init__(self, claim: ConfirmClaim | None) -> None:
+        super().__init__("expired")
+        self.claim = claim
+        self.subscriber_id = None if claim is None else claim.subscriber_id
 
 
 def _keys(secret_key: str, fallbacks: list[str]) -> list[str]:
@@ -49,9 +52,12 @@ class Tokens:
         # Unsubscribe links live in every mail for years: no expiry, by design.
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
 
-    def confirm_token(self, subscriber_id: int, version: int) -> str:
-        """Sign a confirmation link bound to the subscriber's current state version."""
-        return self._confirm.dumps([subscriber_id, version])
+    def confirm_token(self, subscriber_id: int, version: int, name: str | None = None) -> str:
+        """Sign a confirmation link bound to the subscriber's state version (and a new name)."""
+        payload: list[int | str] = [subscriber_id, version]
+        if name:
+            payload.append(name)
+        return self._confirm.dumps(payload)
 
     def read_confirm(self, token: str, max_age: int) -> ConfirmClaim:
         """Return whose confirmation this is; raise TokenExpired or TokenError."""
@@ -63,11 +69,10 @@ class Tokens:
                 payload = None if exc.payload is None else self._confirm.load_payload(exc.payload)
             except (BadSignature, ValueError, TypeError):
                 payload = None
-            raise TokenExpired(_subscriber_of(payload)) from None
+            raise TokenExpired(_claim_or_none(payload)) from None
         except (BadSignature, ValueError, TypeError):
             raise TokenError("invalid") from None
-        sid, version = _pair(payload)
-        return ConfirmClaim(sid, version)
+        return _claim(payload)
 
     def unsubscribe_token(self, subscriber_id: int) -> str:
         """Sign an unsubscribe link for a subscriber."""
@@ -109,19 +114,22 @@ class Tokens:
         return payload
 
 
-def _pair(payload: Any) -> tuple[int, int]:
+def _claim(payload: Any) -> ConfirmClaim:
+    # [id, version] or, since names ride along, [id, version, name]: links already mailed
+    # keep working.
     if (
         isinstance(payload, list)
-        and len(payload) == 2
-        and all(isinstance(x, int) and not isinstance(x, bool) for x in payload)
+        and len(payload) in (2, 3)
+        and all(isinstance(x, int) and not isinstance(x, bool) for x in payload[:2])
+        and (len(payload) == 2 or (isinstance(payload[2], str) and payload[2]))
     ):
-        return payload[0], payload[1]
+        return ConfirmClaim(payload[0], payload[1], payload[2] if len(payload) == 3 else None)
     raise TokenError("invalid")
 
 
-def _subscriber_of(payload: Any) -> int | None:
+def _claim_or_none(payload: Any) -> ConfirmClaim | None:
     try:
-        return _pair(payload)[0]
+        return _claim(payload)
     except TokenError:
         return None
 

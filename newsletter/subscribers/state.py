@@ -2,42 +2,57 @@
 
 Every status change goes through ``transition``, checked against ``TRANSITIONS``. Functions
 take a SQLAlchemy session and plain values: no Flask request, no RQ.
+
+A sign-up for an address already on the list changes nothing stored about the person (status,
+name, version, history): anyone can type anyone's address. It may only reserve a confirmation
+mail, which records that the mail is owed (``confirm_due_at``) and the name typed
+(``confirm_name``, carried in the link); the person's own click on that link does the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, scoped_session
+from sqlalchemy.orm.util import identity_key
 
 from newsletter.models import (
+    ConfirmLimit,
     DailyStat,
     EventKind,
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
+    UTCDateTime,
     WebhookDelivery,
+    rowcount,
     utcnow,
+)
+from newsletter.subscribers.limits import (
+    CONFIRM_PER_DAY,
+    DOMAIN_CONFIRMATIONS,
+    confirm_quota,
+    take_confirmation,
 )
 
 S = SubscriberStatus
 
-CONFIRM_COOLDOWN = timedelta(minutes=10)
-CONFIRM_PER_DAY = 3
+# Who a sign-up may mail a confirmation link to: everyone not on the list right now.
+CONFIRMABLE = frozenset({S.PENDING, S.UNSUBSCRIBED, S.BOUNCED})
 
 
 class Action(StrEnum):
-    SUBSCRIBE = "subscribe"
     CONFIRM = "confirm"
     UNSUBSCRIBE = "unsubscribe"
     BOUNCE = "bounce"
     IMPORT_CONFIRMED = "import_confirmed"
+    REACTIVATE = "reactivate"  # an editor undoes a bounce
 
 
 # (from, action) -> to. Anything not listed is not a change.
@@ -48,14 +63,14 @@ TRANSITIONS: dict[tuple[SubscriberStatus, Action], SubscriberStatus] = {
     (S.PENDING, Action.IMPORT_CONFIRMED): S.CONFIRMED,
     (S.CONFIRMED, Action.UNSUBSCRIBE): S.UNSUBSCRIBED,
     (S.CONFIRMED, Action.BOUNCE): S.BOUNCED,
-    # Coming back always goes through confirmation again.
-    (S.UNSUBSCRIBED, Action.SUBSCRIBE): S.PENDING,
-    (S.BOUNCED, Action.SUBSCRIBE): S.PENDING,
+    # Coming back: the sign-up changed nothing; the link it mailed, once confirmed, does this.
+    (S.UNSUBSCRIBED, Action.CONFIRM): S.CONFIRMED,
+    (S.BOUNCED, Action.CONFIRM): S.CONFIRMED,
+    (S.BOUNCED, Action.REACTIVATE): S.CONFIRMED,
 }
 
 # What each arrival is counted as in the daily stats and the person's history.
 _EVENT_FOR = {
-    S.PENDING: EventKind.SUBSCRIBED,
     S.CONFIRMED: EventKind.CONFIRMED,
     S.UNSUBSCRIBED: EventKind.UNSUBSCRIBED,
     S.BOUNCED: EventKind.BOUNCED,
@@ -67,9 +82,10 @@ _STAMP_FOR = {
 }
 
 
-# Called as listener(session, subscriber, new_status) after every status change, inside the
-# same transaction (webhooks register here); keep them quick, they must not commit.
-LISTENERS: list[Callable[[Session, Subscriber, SubscriberStatus], None]] = []
+# Called as listener(session, subscriber, new_status, detail) after every status change,
+# inside the same transaction (webhooks register here); keep them quick, they must not commit.
+# ``detail`` is the history line's reason ("complaint" for a spam report).
+LISTENERS: list[Callable[[Session, Subscriber, SubscriberStatus, str], None]] = []
 
 
 def _upsert(dialect: str) -> Any:
@@ -104,14 +120,14 @@ def transition(
     sub.version += 1
     if stamp := _STAMP_FOR.get(target):
         setattr(sub, stamp, now)
-    if target is S.PENDING:
-        # A fresh start: the old confirm history no longer limits the new request.
-        sub.confirmed_at = None
+    # A request to come back made before this change is void: its link is stale anyway.
+    sub.confirm_due_at = None
+    sub.confirm_name = None
     kind = _EVENT_FOR[target]
     session.add(SubscriberEvent(subscriber=sub, kind=kind, at=now, ip=ip, detail=detail))
     bump_stat(session, kind.value, now.date())
     for listener in LISTENERS:
-        listener(session, sub, target)
+        listener(session, sub, target, detail)
     return True
 
 
@@ -119,6 +135,8 @@ def transition(
 class SubscribeResult:
     subscriber_id: int
     send_confirmation: bool
+    # The reservation the mail answers (names its job); None when no mail is to be sent.
+    due_at: datetime | None = None
 
 
 def get_or_create(
@@ -163,22 +181,24 @@ def subscribe(
 ) -> SubscribeResult:
     """Record a sign-up for an already-normalised address; say whether to mail a confirmation.
 
+    A new address is stored as pending. For one already known nothing stored about the person
+    changes: at most a confirmation mail is reserved, carrying ``name`` to the confirmation.
     The caller answers the visitor the same way whatever happened here.
     """
     now = now or utcnow()
-    new_id = _insert_new(session, email, name, ip, source, now)
-    if new_id is not None:
-        return SubscribeResult(new_id, True)
+    new = _insert_new(session, email, name, ip, source, now)
+    if new is not None:
+        new_id, reserved = new
+        return SubscribeResult(new_id, reserved, now if reserved else None)
     # Known address (or one another request inserted a moment ago): the general path.
-    sub, _created = get_or_create(session, email, name, ip, source, now)
-    if sub.status in (S.UNSUBSCRIBED, S.BOUNCED):
-        transition(session, sub, Action.SUBSCRIBE, ip=ip, detail=source, now=now)
-        if name:
-            sub.name = name
-    if sub.status is not S.PENDING:
+    sub, created = get_or_create(session, email, name, ip, source, now)
+    if sub.status not in CONFIRMABLE:
         return SubscribeResult(sub.id, False)
-    session.flush()
-    return SubscribeResult(sub.id, reserve_confirmation(session, sub.id, now))
+    sid = sub.id
+    reserved = reserve_confirmation(
+        session, sid, email, now, name=None if created else name or None, record=created
+    )
+    return SubscribeResult(sid, reserved, now if reserved else None)
 
 
 # Statements of the new-address path, built once per dialect: building and cache-keying an
@@ -186,16 +206,46 @@ def subscribe(
 _NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
 
 
-# The same three writes as _new_address_statements, as one statement (PostgreSQL only).
+# The new-address path as one statement (PostgreSQL only): count the confirmation mail under
+# the mailbox and domain limits (limits.take_confirmation), insert the subscriber with the
+# reservation if it counted, write the history and the day's count. The limits are counted
+# only for an address not yet stored, or its general path would find them used up.
 _PG_NEW_ADDRESS = sa.text(
     """
-    WITH new AS (
+    WITH fresh AS (
+        SELECT 1 AS one
+        WHERE NOT EXISTS (SELECT 1 FROM subscriber WHERE email = :email)
+          AND NOT EXISTS (
+              SELECT 1 FROM confirm_limit
+              WHERE key = :domain_key AND period = :window AND count >= :domain_cap)
+    ), mailbox AS (
+        INSERT INTO confirm_limit AS q (key, period, count, last_at)
+        SELECT :mailbox_key, :day_start, 1, :at FROM fresh
+        ON CONFLICT (key) DO UPDATE
+        SET count = CASE WHEN q.period = EXCLUDED.period THEN q.count + 1 ELSE 1 END,
+            period = EXCLUDED.period, last_at = EXCLUDED.last_at
+        WHERE q.last_at <= :cooled AND (q.period <> EXCLUDED.period OR q.count < :per_day)
+        RETURNING 1 AS one
+    ), domain AS (
+        INSERT INTO confirm_limit AS q (key, period, count, last_at)
+        SELECT :domain_key, :window, 1, :at FROM mailbox
+        ON CONFLICT (key) DO UPDATE
+        SET count = CASE WHEN q.period = EXCLUDED.period THEN q.count + 1 ELSE 1 END,
+            period = EXCLUDED.period, last_at = EXCLUDED.last_at
+        WHERE q.period <> EXCLUDED.period OR q.count < :domain_cap
+        RETURNING 1 AS one
+    ), reserved AS (
+        SELECT EXISTS (SELECT 1 FROM domain) AS yes
+    ), new AS (
         INSERT INTO subscriber (email, name, status, version, created_at, updated_at,
                                 signup_ip, source, confirm_sent_at, confirm_sent_day,
-                                confirm_sent_count)
-        VALUES (:email, :name, 'pending', 1, :at, :at, :ip, :source, :at, :day, 1)
+                                confirm_sent_count, confirm_due_at)
+        SELECT :email, :name, 'pending', 1, :at, :at, :ip, :source,
+               CASE WHEN yes THEN :at END, CASE WHEN yes THEN :day END,
+               CASE WHEN yes THEN 1 ELSE 0 END, CASE WHEN yes THEN :at END
+        FROM reserved
         ON CONFLICT (email) DO NOTHING
-        RETURNING id
+        RETURNING id, confirm_due_at IS NOT NULL AS reserved
     ), history AS (
         INSERT INTO subscriber_event (subscriber_id, kind, at, ip, detail)
         SELECT new.id, e.kind, :at, e.ip, e.detail
@@ -203,16 +253,17 @@ _PG_NEW_ADDRESS = sa.text(
             VALUES (1, 'subscribed', CAST(:ip AS VARCHAR), CAST(:source AS VARCHAR)),
                    (2, 'confirmation_sent', NULL, '')
         ) AS e(n, kind, ip, detail)
+        WHERE e.n = 1 OR new.reserved
         ORDER BY e.n
     ), stat AS (
         INSERT INTO daily_stat (day, kind, count)
         SELECT :day, 'subscribed', 1 FROM new
         ON CONFLICT (day, kind) DO UPDATE SET count = daily_stat.count + 1
     )
-    SELECT id FROM new
+    SELECT id, reserved FROM new
     """
 ).bindparams(
-    sa.bindparam("at", type_=Subscriber.__table__.c.created_at.type),
+    *(sa.bindparam(name, type_=UTCDateTime()) for name in ("at", "day_start", "window", "cooled")),
     sa.bindparam("day", type_=sa.Date()),
 )
 
@@ -241,30 +292,32 @@ def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Inse
 
 def _insert_new(
     session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
-) -> int | None:
-    """Insert a brand-new pending subscriber with its first confirmation reserved; return its id.
+) -> tuple[int, bool] | None:
+    """Insert a brand-new pending subscriber; return its id and whether its mail is reserved.
 
-    Return None, having changed nothing, when the address is already known. A new row has no
-    confirmation history, so the reservation ``reserve_confirmation`` would make always
-    succeeds: it is written in the INSERT itself. No ORM objects; webhooks are not told (a
-    new sign-up is no status change).
+    The first confirmation is reserved as ``reserve_confirmation`` would, within the mailbox
+    and domain limits. Return None, having changed nothing, when the address is already known.
+    No ORM objects; webhooks are not told (a new sign-up is no status change).
     """
     today = now.date()
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
-        # One statement (data-modifying CTEs; SQLite has none) does all three writes. When the
+        # One statement (data-modifying CTEs; SQLite has none) does every write. When the
         # caller holds no transaction it runs in autocommit: the statement is its own
         # transaction, one round trip instead of BEGIN, statement and COMMIT.
+        quota = confirm_quota(email, now)
         params = {"email": email, "name": name, "at": now, "day": today, "ip": ip}
-        params["source"] = source
+        params |= {"source": source, "mailbox_key": quota.mailbox, "domain_key": quota.domain}
+        params |= {"day_start": quota.day, "window": quota.window, "cooled": quota.cooled}
+        params |= {"per_day": CONFIRM_PER_DAY, "domain_cap": DOMAIN_CONFIRMATIONS}
         current = session() if isinstance(session, scoped_session) else session
         if current.in_transaction():
-            new_id = session.connection().execute(_PG_NEW_ADDRESS, params).scalar()
+            row = session.connection().execute(_PG_NEW_ADDRESS, params).first()
         else:
             autocommit = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             with autocommit as conn:
-                new_id = conn.execute(_PG_NEW_ADDRESS, params).scalar()
-        return None if new_id is None else int(new_id)
+                row = conn.execute(_PG_NEW_ADDRESS, params).first()
+        return None if row is None else (int(row[0]), bool(row[1]))
     conn = session.connection()
     add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
     new_id = conn.execute(
@@ -278,71 +331,100 @@ def _insert_new(
             "updated_at": now,
             "signup_ip": ip,
             "source": source,
-            "confirm_sent_at": now,
-            "confirm_sent_day": today,
-            "confirm_sent_count": 1,
         },
     ).scalar()
     if new_id is None:
         return None
-    conn.execute(
-        add_events,
-        [
-            {
-                "subscriber_id": new_id,
-                "kind": EventKind.SUBSCRIBED,
-                "at": now,
-                "ip": ip,
-                "detail": source,
-            },
+    # SQLite writes one transaction at a time (BEGIN IMMEDIATE): no other sign-up can come
+    # between the insert and the reservation.
+    reserved = reserve_confirmation(session, int(new_id), email, now)
+    history = [
+        {
+            "subscriber_id": new_id,
+            "kind": EventKind.SUBSCRIBED,
+            "at": now,
+            "ip": ip,
+            "detail": source,
+        }
+    ]
+    if reserved:
+        history.append(
             {
                 "subscriber_id": new_id,
                 "kind": EventKind.CONFIRMATION_SENT,
                 "at": now,
                 "ip": None,
                 "detail": "",
-            },
-        ],
-    )
+            }
+        )
+    conn.execute(add_events, history)
     conn.execute(bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1})
-    return int(new_id)
+    return int(new_id), reserved
 
 
-def reserve_confirmation(session: Session, subscriber_id: int, now: datetime) -> bool:
-    """Claim the right to send one confirmation mail now (10-minute cooldown, 3 a day).
-
-    A conditional UPDATE, so fifty simultaneous sign-ups of one address send one mail.
-    """
-    today = now.date()
-    t = cast(sa.Table, Subscriber.__table__)
-    stmt = (
-        sa.update(t)
-        .where(
-            t.c.id == subscriber_id,
-            t.c.status == S.PENDING.value,
-            sa.or_(t.c.confirm_sent_at.is_(None), t.c.confirm_sent_at <= now - CONFIRM_COOLDOWN),
-            sa.or_(
-                t.c.confirm_sent_day.is_(None),
-                t.c.confirm_sent_day != today,
-                t.c.confirm_sent_count < CONFIRM_PER_DAY,
-            ),
-        )
-        .values(
-            confirm_sent_at=now,
-            confirm_sent_count=sa.case(
-                (t.c.confirm_sent_day == today, t.c.confirm_sent_count + 1), else_=1
-            ),
-            confirm_sent_day=today,
-        )
-        .execution_options(synchronize_session=False)
+_SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
+_WHEN = _SUBSCRIBERS.c.created_at.type
+# Keeps updated_at as it was: reserving a mail is no change to the person.
+_RESERVE = (
+    sa.update(_SUBSCRIBERS)
+    .where(
+        _SUBSCRIBERS.c.id == sa.bindparam("r_id"),
+        _SUBSCRIBERS.c.status.in_([s.value for s in CONFIRMABLE]),
     )
-    reserved = cast("sa.CursorResult[Any]", session.execute(stmt)).rowcount == 1
-    if reserved:
+    .values(
+        confirm_sent_at=sa.bindparam("r_at", type_=_WHEN),
+        confirm_due_at=sa.bindparam("r_at", type_=_WHEN),
+        confirm_name=sa.bindparam("r_name", type_=sa.String()),
+        confirm_sent_count=sa.case(
+            (
+                _SUBSCRIBERS.c.confirm_sent_day == sa.bindparam("r_day", type_=sa.Date()),
+                _SUBSCRIBERS.c.confirm_sent_count + 1,
+            ),
+            else_=sa.literal(1),
+        ),
+        confirm_sent_day=sa.bindparam("r_day", type_=sa.Date()),
+        updated_at=_SUBSCRIBERS.c.updated_at,
+    )
+)
+
+
+def reserve_confirmation(
+    session: Session,
+    subscriber_id: int,
+    email: str,
+    now: datetime,
+    *,
+    name: str | None = None,
+    record: bool = False,
+    per_domain: bool = True,
+) -> bool:
+    """Claim the right to mail one confirmation now, within the mailbox and domain limits.
+
+    A conditional UPDATE and counters in the same savepoint, so fifty simultaneous sign-ups of
+    one address (or of fifty aliases of one inbox) send one mail, and a refusal leaves no
+    trace. ``name`` is what the mail's link will set on confirming (None: keep the name);
+    ``record`` adds the line to the person's history (new people only: a stranger's
+    sign-up writes nothing about someone already on the list). ``per_domain`` off is for
+    editors' imports, which are no flood.
+    """
+    savepoint = session.begin_nested()
+    updated = session.execute(
+        _RESERVE,
+        {"r_id": subscriber_id, "r_at": now, "r_name": name, "r_day": now.date()},
+        execution_options={"synchronize_session": False},
+    )
+    if rowcount(updated) != 1 or not take_confirmation(session, email, now, per_domain=per_domain):
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    if record:
         session.add(
             SubscriberEvent(subscriber_id=subscriber_id, kind=EventKind.CONFIRMATION_SENT, at=now)
         )
-    session.expire_all()
-    return reserved
+    held = session.identity_map.get(identity_key(Subscriber, subscriber_id))
+    if held is not None:
+        session.expire(held)
+    return True
 
 
 class ConfirmOutcome(StrEnum):
@@ -353,17 +435,30 @@ class ConfirmOutcome(StrEnum):
 
 
 def confirm(
-    session: Session, subscriber_id: int, version: int, *, ip: str | None = None
+    session: Session,
+    subscriber_id: int,
+    version: int,
+    *,
+    name: str | None = None,
+    ip: str | None = None,
+    now: datetime | None = None,
 ) -> ConfirmOutcome:
-    """Confirm the subscriber a confirm token names, if the token matches their current state."""
+    """Confirm the subscriber a confirm token names, if the token matches their current state.
+
+    ``name``, carried by the token, becomes their name. A welcome mail is then owed from ``now``.
+    """
     sub = session.get(Subscriber, subscriber_id, with_for_update=True)
     if sub is None:
         return ConfirmOutcome.UNKNOWN
     if sub.status is S.CONFIRMED:
         return ConfirmOutcome.ALREADY
-    if sub.version != version or sub.status is not S.PENDING:
+    if sub.version != version or sub.status not in CONFIRMABLE:
         return ConfirmOutcome.STALE
-    transition(session, sub, Action.CONFIRM, ip=ip)
+    now = now or utcnow()
+    if name:
+        sub.name = name
+    transition(session, sub, Action.CONFIRM, ip=ip, now=now)
+    sub.welcome_due_at = now
     return ConfirmOutcome.CONFIRMED
 
 
@@ -400,6 +495,10 @@ def erase(session: Session, email: str) -> bool:
                 WebhookDelivery.payload.contains(f'"subscriber_id": {sub.id}}}'),
             )
         )
+    )
+    # The mailbox's mail counter is keyed by a hash of the address: it goes as well.
+    session.execute(
+        sa.delete(ConfirmLimit).where(ConfirmLimit.key == confirm_quota(email, utcnow()).mailbox)
     )
     session.delete(sub)
     return True

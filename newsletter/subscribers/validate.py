@@ -7,6 +7,8 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.errors import Invalid
 
 MAX_NAME = 100
+# Providers that deliver "j.o.e@" to "joe@", and the domain each is another name of.
+DOTS_IGNORED = {"gmail.com": "gmail.com", "googlemail.com": "gmail.com"}
 
 
 def normalize_email(raw: object, *, check_dns: bool = False) -> str:
@@ -49,3 +51,22 @@ def clean_name(raw: object) -> str:
     if len(value) > MAX_NAME:
         raise Invalid("name", f"Please keep your name under {MAX_NAME} characters.")
     return value
+
+
+def mailbox_domain(email: str) -> str:
+    """Return the domain of a normalised address, googlemail.com counted as gmail.com."""
+    domain = email.rpartition("@")[2]
+    return DOTS_IGNORED.get(domain, domain)
+
+
+def mailbox_key(email: str) -> str:
+    """Return the mailbox a normalised address delivers to: ``+tags`` off, Gmail's dots off.
+
+    Every alias of one inbox (``ann+1@``, ``a.n.n@gmail.com``) has the same key, so limits
+    on confirmation mails hold per person rather than per spelling.
+    """
+    local, _, domain = email.rpartition("@")
+    base = local.split("+", 1)[0] or local  # "+only@" has no tag to strip
+    if domain in DOTS_IGNORED:
+        base = base.replace(".", "") or base
+    return f"{base}@{mailbox_domain(email)}"

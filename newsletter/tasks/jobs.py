@@ -6,65 +6,35 @@ directly from a test.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from flask import current_app
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
+from newsletter.bounces.record import record as record_bounce
 from newsletter.delivery.batch import SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
+from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
 from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPSender
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
-from newsletter.subscribers import imports
+from newsletter.mail.verp import verp_address
+from newsletter.models import Issue, IssueStatus
 from newsletter.subscribers.links import tokens
-from newsletter.subscribers.state import bounce
+
+# The mail and import jobs live in tasks.mail; their old names here keep jobs queued under
+# them (and their importers) working.
+from newsletter.tasks.mail import run_import, send_confirmation, send_welcome
 from newsletter.tasks.process import claim_owner, stop_requested
-from newsletter.tasks.queues import ALIVE_KEY, MAIL_QUEUE, enqueue
+from newsletter.tasks.queues import ALIVE_KEY
 from newsletter.tasks.throttle import SendRateLimiter, SharedStreak
 
 log = logging.getLogger(__name__)
 
-
-def send_confirmation(subscriber_id: int) -> str:
-    """Mail the confirmation link to a subscriber who is still pending."""
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None or sub.status is not SubscriberStatus.PENDING:
-        return "skipped: not pending"
-    config = current_app.config
-    token = tokens().confirm_token(sub.id, sub.version)
-    msg = mailer().build(
-        "confirm", {"confirm_url": f"{config['BASE_URL']}/confirm/{token}"}, sub.email
-    )
-    with SMTPSender(config) as smtp:
-        smtp.send(sub.email, mailer().to_bytes(msg))
-    log.info("confirmation mailed to subscriber %s", sub.id)
-    return "sent"
-
-
-def send_welcome(subscriber_id: int) -> str:
-    """Mail the welcome note, with safe-sender advice, to a subscriber who just confirmed."""
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None or sub.status is not SubscriberStatus.CONFIRMED:
-        return "skipped: not confirmed"
-    config = current_app.config
-    unsubscribe_url = f"{config['BASE_URL']}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
-    msg = mailer().build(
-        "welcome",
-        {"unsubscribe_url": unsubscribe_url, "name": sub.name},
-        sub.email,
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-    )
-    with SMTPSender(config) as smtp:
-        smtp.send(sub.email, mailer().to_bytes(msg))
-    log.info("welcome mailed to subscriber %s", sub.id)
-    return "sent"
+__all__ = ["bounce_address", "deliver_batch", "run_import", "send_confirmation", "send_welcome"]
 
 
 # --- issue delivery (the engine itself lives in newsletter.delivery) ---------------------------
@@ -128,6 +98,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 # SEND_RATE=0: no bucket, and no call per message either.
                 throttle=(lambda: _take_token(limiter)) if limiter.rate > 0 else None,
                 heartbeat=heartbeat,
+                envelope=_verp(config["BOUNCE_ADDRESS"], secret),
             )
     finally:
         try:
@@ -143,6 +114,13 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     )
 
 
+def _verp(bounce_address: str | None, secret: bytes) -> Callable[[int], str] | None:
+    """With BOUNCE_ADDRESS, give each copy its own signed envelope sender (VERP)."""
+    if not bounce_address:
+        return None
+    return functools.partial(verp_address, bounce_address, secret=secret)
+
+
 def _take_token(limiter: SendRateLimiter) -> None:
     """Wait for SEND_RATE's token; without Redis, end the batch (the rate cannot be kept).
 
@@ -156,15 +134,6 @@ def _take_token(limiter: SendRateLimiter) -> None:
         raise InterruptedError("Redis unavailable") from None
 
 
-def bounce_address(session: Session, subscriber_id: int, detail: str) -> None:
-    """Mark an address bounced after its server refused it for good."""
-    bounce(session, subscriber_id, detail=detail)
-
-
-def run_import(import_id: int) -> str:
-    """Run one browser CSV import; queue the confirmation mails the import reserved."""
-    return imports.run_import(
-        db.session(),
-        import_id,
-        notify=lambda sid: enqueue(send_confirmation, sid, queue=MAIL_QUEUE),
-    )
+def bounce_address(session: Session, report: BounceReport) -> None:
+    """Record what a refusal said about a reader, and bounce them if it calls for that."""
+    record_bounce(session, report, int(this_app().config["BOUNCE_SOFT_LIMIT"]))

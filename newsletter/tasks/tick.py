@@ -15,6 +15,7 @@ from newsletter.extensions import db
 from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.tasks.dispatch import dispatch
+from newsletter.tasks.mail import reconcile as reconcile_mail
 from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
 
@@ -26,6 +27,7 @@ def reconcile() -> str:
     found = reconcile_sends(db.session(), utcnow(), dead=owner_is_dead)
     db.session.commit()
     reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
+    reconcile_mail()  # owed confirmation and welcome mails, imports: the same
     per_issue: dict[int, list[int]] = {}
     for issue_id, batch in found.due:
         per_issue.setdefault(issue_id, []).append(batch)

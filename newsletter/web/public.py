@@ -13,7 +13,6 @@ import logging
 from email.utils import parseaddr
 from typing import Any
 
-import redis
 import sqlalchemy as sa
 from flask import (
     Blueprint,
@@ -30,17 +29,18 @@ from newsletter.errors import Invalid
 from newsletter.extensions import csrf, db, get_redis
 from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import limits as ratelimit
-from newsletter.subscribers.links import TokenError, TokenExpired, tokens
+from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.state import (
+    CONFIRMABLE,
     ConfirmOutcome,
+    SubscribeResult,
     confirm,
     reserve_confirmation,
     subscribe,
     unsubscribe,
 )
 from newsletter.subscribers.validate import clean_name, normalize_email
-from newsletter.tasks import jobs
-from newsletter.tasks.queues import MAIL_QUEUE, enqueue
+from newsletter.tasks.mail import queue_confirmation, queue_welcome
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ bp = Blueprint("public", __name__)
 
 HONEYPOT_FIELD = "website"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-MAX_TOKEN = 300  # ours are under 100 characters; anything longer is not worth verifying
+# Ours are under 100 characters, or ~600 with a 100-character name in non-Latin script;
+# anything longer is not worth verifying.
+MAX_TOKEN = 800
 LATEST_TIPS = 5
 _CHECK_INBOX = "public.check_inbox_page"
 
@@ -110,15 +112,13 @@ def _echo(typed: str) -> str:
     return typed if len(typed) <= 300 else ""
 
 
-def _queue_confirmation(subscriber_id: int) -> None:
-    try:
-        enqueue(jobs.send_confirmation, subscriber_id, queue=MAIL_QUEUE)
-    except redis.RedisError:
-        # The row is saved; the visitor can ask again once the cooldown has passed.
-        log.error("could not queue the confirmation for subscriber %s", subscriber_id)
+def _queue_confirmation(result: SubscribeResult) -> None:
+    # Redis down: the database says the mail is owed, and the reconciler sends it later.
+    if result.send_confirmation and result.due_at is not None:
+        queue_confirmation(result.subscriber_id, result.due_at)
 
 
-def _confirm_claim(token: str) -> Any:
+def _confirm_claim(token: str) -> ConfirmClaim:
     if len(token) > MAX_TOKEN:
         raise TokenError("too long")
     return tokens().read_confirm(token, current_app.config["CONFIRM_MAX_AGE"])
@@ -176,8 +176,7 @@ def subscribe_view() -> Any:
         db.session.rollback()
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source="form")
         db.session.commit()
-    if result.send_confirmation:
-        _queue_confirmation(result.subscriber_id)
+    _queue_confirmation(result)
     return _check_inbox()
 
 
@@ -198,7 +197,7 @@ def confirm_page(token: str) -> tuple[str, int]:
         return _bad_link(404, "unknown")
     if sub.status is SubscriberStatus.CONFIRMED:
         return _page("public/confirm.html", already=True, token=token)
-    if sub.status is not SubscriberStatus.PENDING or sub.version != claim.version:
+    if sub.status not in CONFIRMABLE or sub.version != claim.version:
         return _bad_link(400, "stale")
     return _page("public/confirm.html", already=False, token=token)
 
@@ -213,17 +212,22 @@ def confirm_submit(token: str) -> tuple[str, int]:
         return _page("public/confirm_expired.html", 410, token=token)
     except TokenError:
         return _bad_link()
-    outcome = confirm(db.session(), claim.subscriber_id, claim.version, ip=request.remote_addr)
+    now = utcnow()
+    outcome = confirm(
+        db.session(),
+        claim.subscriber_id,
+        claim.version,
+        name=claim.name,
+        ip=request.remote_addr,
+        now=now,
+    )
     db.session.commit()
     if outcome is ConfirmOutcome.UNKNOWN:
         return _bad_link(404, "unknown")
     if outcome is ConfirmOutcome.STALE:
         return _bad_link(400, "stale")
     if outcome is ConfirmOutcome.CONFIRMED:
-        try:
-            enqueue(jobs.send_welcome, claim.subscriber_id, queue=MAIL_QUEUE)
-        except redis.RedisError:
-            log.error("could not queue the welcome mail for subscriber %s", claim.subscriber_id)
+        queue_welcome(claim.subscriber_id, now)
     return _page("public/welcome.html")
 
 
@@ -232,20 +236,26 @@ def confirm_submit(token: str) -> tuple[str, int]:
 def confirm_resend() -> tuple[str, int]:
     """Send a fresh confirmation link to whoever an (expired) confirm token names."""
     token = request.form.get("token", "")
-    subscriber_id: int | None
+    claim: ConfirmClaim | None
     try:
-        subscriber_id = _confirm_claim(token).subscriber_id
+        claim = _confirm_claim(token)
     except TokenExpired as exc:
-        subscriber_id = exc.subscriber_id
+        claim = exc.claim
     except TokenError:
         return _bad_link()
-    sub = db.session.get(Subscriber, subscriber_id) if subscriber_id is not None else None
-    if sub is not None and sub.status is SubscriberStatus.PENDING:
-        sid = sub.id
-        reserved = reserve_confirmation(db.session(), sid, utcnow())
+    sub = db.session.get(Subscriber, claim.subscriber_id) if claim is not None else None
+    # A pending reader's old link may ask again; one of someone who left only while it is
+    # current, i.e. it answers the sign-up that asked them back.
+    if (
+        claim is not None
+        and sub is not None
+        and sub.status in CONFIRMABLE
+        and (sub.status is SubscriberStatus.PENDING or sub.version == claim.version)
+    ):
+        sid, email, now = sub.id, sub.email, utcnow()
+        reserved = reserve_confirmation(db.session(), sid, email, now, name=claim.name)
         db.session.commit()
-        if reserved:
-            _queue_confirmation(sid)
+        _queue_confirmation(SubscribeResult(sid, reserved, now))
     # The same answer whatever happened: the page must not tell who is on the list.
     return _page("public/check_inbox.html", resent=True)
 
@@ -300,8 +310,7 @@ def resubscribe(token: str) -> tuple[str, int]:
         return sub
     result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
     db.session.commit()
-    if result.send_confirmation:
-        _queue_confirmation(result.subscriber_id)
+    _queue_confirmation(result)
     return _page("public/check_inbox.html")
 
 

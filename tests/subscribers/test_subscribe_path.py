@@ -47,10 +47,10 @@ def test_a_new_address_is_stored_with_its_history_stats_and_one_confirmation(
     assert len(inbox.to("ann@example.com")) == 1 and len(inbox.to("bo@example.com")) == 1
 
 
-def test_coming_back_through_the_form_still_tells_the_listeners(app, client, make_subscriber):
+def test_coming_back_through_the_form_tells_the_listeners_nothing_yet(app, client, make_subscriber):
     seen: list[tuple[str, SubscriberStatus]] = []
 
-    def listener(session, sub, status):
+    def listener(session, sub, status, detail):
         seen.append((sub.email, status))
 
     make_subscriber("gone@example.com", status="unsubscribed")
@@ -60,10 +60,12 @@ def test_coming_back_through_the_form_still_tells_the_listeners(app, client, mak
         subscribe(client, "gone@example.com")
     finally:
         subscriptions.LISTENERS.remove(listener)
-    # A first sign-up is no status change; coming back is one.
-    assert seen == [("gone@example.com", SubscriberStatus.PENDING)]
+    # A first sign-up is no status change, and nor is asking to come back: that waits for
+    # the link in the mail.
+    assert seen == []
     back = subscriber("gone@example.com")
-    assert back is not None and back.status is SubscriberStatus.PENDING
+    assert back is not None and back.status is SubscriberStatus.UNSUBSCRIBED
+    assert back.confirm_due_at is not None
 
 
 def test_the_answer_page_is_the_same_every_time_and_still_shows_a_flash(app, client):

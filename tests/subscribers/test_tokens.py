@@ -8,7 +8,7 @@ import pytest
 
 from newsletter.extensions import db
 from newsletter.models import SubscriberStatus
-from newsletter.subscribers.links import TokenError, TokenExpired, Tokens
+from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, Tokens
 from tests.helpers.readers import subscriber
 
 OLD = "old-secret-key-that-is-long-enough-0123456789abcdef"
@@ -39,11 +39,25 @@ def test_tampered_and_truncated_tokens_are_refused(mangle):
 
 def test_an_expired_confirm_token_still_says_whose_it_was():
     t = Tokens(NEW)
-    token = t.confirm_token(42, 1)
+    token = t.confirm_token(42, 1, "Zoë Ünal")
     time.sleep(1.1)
     with pytest.raises(TokenExpired) as caught:
         t.read_confirm(token, max_age=0)
     assert caught.value.subscriber_id == 42
+    assert caught.value.claim == ConfirmClaim(42, 1, "Zoë Ünal")
+
+
+def test_a_confirm_token_carries_the_name_typed_and_refuses_anything_else_in_its_place():
+    t = Tokens(NEW)
+    assert t.read_confirm(t.confirm_token(7, 3, "Ann Lee"), 60) == ConfirmClaim(7, 3, "Ann Lee")
+    assert t.read_confirm(t.confirm_token(7, 3, ""), 60) == ConfirmClaim(7, 3, None)
+    varied = "".join(chr(0x1F300 + i * 37 % 700) for i in range(100))  # 400 bytes, barely zipped
+    longest = t.confirm_token(2**31 - 1, 2**31 - 1, varied)
+    assert len(longest) < 800  # public.MAX_TOKEN: the longest name still makes a usable link
+    # Signed by us, but not of our shape: refused like a forgery.
+    for payload in ([7, 3, 5], [7, 3, ""], [7, 3, "x", "y"], [7, True], ["7", 3]):
+        with pytest.raises(TokenError):
+            t.read_confirm(t._confirm.dumps(payload), 60)
 
 
 def test_tokens_signed_with_an_old_key_work_after_rotation_but_not_after_it_is_dropped():

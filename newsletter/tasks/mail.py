@@ -1,0 +1,391 @@
+"""Confirmation and welcome mails and browser imports: their jobs, and the rebuild of lost ones.
+
+The database says what is owed: a reader's ``confirm_due_at`` or ``welcome_due_at`` (set with
+the reservation, cleared once the server took the mail), an import ``queued`` or ``running``.
+Each job's id names what it does (whose mail, owed since when; which import, which attempt)
+and is enqueued with ``unique``, so the web request's enqueue and the reconciler's are one job
+in Redis, never two mails. A request that finds Redis down answers as usual: the reconciler
+enqueues what it could not, once Redis and a worker are back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+import sqlalchemy as sa
+from flask import Flask, current_app
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+from sqlalchemy.orm import Session
+
+from newsletter.extensions import db, get_redis
+from newsletter.mail import mailer
+from newsletter.mail.refusals import Verdict
+from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
+from newsletter.models import ImportJob, ImportStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers import imports, limits
+from newsletter.subscribers.links import tokens
+from newsletter.tasks.queues import DEFAULT_QUEUE, MAIL_QUEUE, enqueue, get_queue
+
+log = logging.getLogger(__name__)
+
+S = SubscriberStatus
+
+# RQ stops a mail job after this long; a job "started" longer ago than that (and a margin)
+# belongs to a worker that died, whatever Redis still says.
+MAIL_JOB_TIMEOUT = 120
+IMPORT_JOB_TIMEOUT = 3600
+_DEAD_AFTER = timedelta(seconds=30)
+# Owed mail older than this is given up: a confirmation link or a welcome that late is
+# more surprising than useful (and a confirmation link may not outlive CONFIRM_MAX_AGE).
+MAIL_OWED_FOR = timedelta(days=1)
+REBUILD_AT_ONCE = 1000
+# A mail refused for these reasons will never be taken: it is settled, not retried.
+_FOR_GOOD = frozenset({Verdict.HARD, Verdict.SOFT, Verdict.BLOCKED})
+
+
+def stamp(at: datetime) -> str:
+    """Spell a reservation time exactly (microseconds, UTC), for job ids and job arguments."""
+    return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def confirmation_job_id(subscriber_id: int, due_at: datetime) -> str:
+    """Name the job that mails the confirmation owed since ``due_at``."""
+    return f"confirm-{subscriber_id}-{stamp(due_at)}"
+
+
+def welcome_job_id(subscriber_id: int, due_at: datetime) -> str:
+    """Name the job that mails the welcome owed since ``due_at``."""
+    return f"welcome-{subscriber_id}-{stamp(due_at)}"
+
+
+def import_job_id(import_id: int, attempt: int) -> str:
+    """Name the job that makes claim number ``attempt + 1`` on an import."""
+    return f"import-{import_id}-{attempt}"
+
+
+# --- putting work on the queue -----------------------------------------------------------------
+
+
+def _enqueue_once(
+    func: Callable[..., Any],
+    args: Sequence[Any],
+    *,
+    job_id: str,
+    queue: str,
+    timeout: int,
+    app: Flask | None = None,
+) -> bool:
+    """Enqueue a job unless one of that id is in Redis; False also when Redis is down."""
+    try:
+        enqueue(func, *args, queue=queue, job_id=job_id, unique=True, job_timeout=timeout, app=app)
+    except DuplicateJobError:
+        return False  # the same job is there already: the other enqueue won
+    except redis.RedisError:
+        # The database says the work is owed: the reconciler enqueues it once Redis is back.
+        log.warning("could not enqueue %s: Redis did not answer", job_id)
+        return False
+    return True
+
+
+def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
+    """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
+    _enqueue_once(
+        send_confirmation,
+        (subscriber_id, stamp(due_at)),
+        job_id=confirmation_job_id(subscriber_id, due_at),
+        queue=MAIL_QUEUE,
+        timeout=MAIL_JOB_TIMEOUT,
+        app=app,
+    )
+
+
+def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
+    """Queue the welcome mail owed since ``due_at``; never raises for Redis."""
+    _enqueue_once(
+        send_welcome,
+        (subscriber_id, stamp(due_at)),
+        job_id=welcome_job_id(subscriber_id, due_at),
+        queue=MAIL_QUEUE,
+        timeout=MAIL_JOB_TIMEOUT,
+        app=app,
+    )
+
+
+def queue_import(import_id: int, attempt: int = 0, app: Flask | None = None) -> None:
+    """Queue a browser import's run; never raises for Redis."""
+    _enqueue_once(
+        run_import,
+        (import_id,),
+        job_id=import_job_id(import_id, attempt),
+        queue=DEFAULT_QUEUE,
+        timeout=IMPORT_JOB_TIMEOUT,
+        app=app,
+    )
+
+
+# --- the jobs ------------------------------------------------------------------------------------
+
+
+def _settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) -> None:
+    """Mark the mail owed since ``due`` as done, unless a newer one became owed meanwhile."""
+    if due is not None:
+        db.session.execute(
+            sa.update(Subscriber)
+            .where(Subscriber.id == subscriber_id, getattr(Subscriber, column) == due)
+            .values({column: None, "updated_at": Subscriber.updated_at, **also})
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
+
+
+def _send(to: str, data: bytes) -> Exception | None:
+    """Hand one mail to the server; return the refusal if it is for good, raise if not."""
+    try:
+        with SMTPSender(current_app.config) as smtp:
+            smtp.send(to, data)
+    except SMTPPermanentError as exc:
+        if exc.verdict not in _FOR_GOOD:
+            raise  # the relay refuses us: the mail stays owed and is tried again
+        return exc
+    return None
+
+
+def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
+    """Mail the confirmation link to a reader who asked for it and is not confirmed.
+
+    ``due`` names the reservation the job was queued for; a job without one (queued by hand)
+    mails a pending reader in any case.
+    """
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.status is S.CONFIRMED:
+        db.session.commit()
+        return "skipped: gone or confirmed"
+    owed = sub.confirm_due_at
+    if owed is None and (due is not None or sub.status is not S.PENDING):
+        db.session.commit()
+        return "skipped: nothing owed"
+    config = current_app.config
+    token = tokens().confirm_token(sub.id, sub.version, sub.confirm_name)
+    msg = mailer().build(
+        "confirm", {"confirm_url": f"{config['BASE_URL']}/confirm/{token}"}, sub.email
+    )
+    email = sub.email
+    db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
+    refused = _send(email, mailer().to_bytes(msg))
+    # The name has done its work: it is in the link now, and no longer kept.
+    _settle("confirm_due_at", subscriber_id, owed, confirm_name=None)
+    if refused is not None:
+        log.warning("confirmation to subscriber %s refused for good: %s", subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("confirmation mailed to subscriber %s", subscriber_id)
+    return "sent"
+
+
+def send_welcome(subscriber_id: int, due: str | None = None) -> str:
+    """Mail the welcome note, with safe-sender advice, to a reader who just confirmed."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.status is not S.CONFIRMED:
+        db.session.commit()
+        return "skipped: not confirmed"
+    owed = sub.welcome_due_at
+    if owed is None and due is not None:
+        db.session.commit()
+        return "skipped: already mailed"
+    config = current_app.config
+    unsubscribe_url = f"{config['BASE_URL']}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
+    msg = mailer().build(
+        "welcome",
+        {"unsubscribe_url": unsubscribe_url, "name": sub.name},
+        sub.email,
+        headers={
+            "List-Unsubscribe": f"<{unsubscribe_url}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    email = sub.email
+    db.session.commit()
+    refused = _send(email, mailer().to_bytes(msg))
+    _settle("welcome_due_at", subscriber_id, owed)
+    if refused is not None:
+        log.warning("welcome to subscriber %s refused for good: %s", subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("welcome mailed to subscriber %s", subscriber_id)
+    return "sent"
+
+
+def run_import(import_id: int) -> str:
+    """Run one browser CSV import; queue the confirmation mails it reserved."""
+    return imports.run_import(db.session(), import_id, notify=queue_confirmation)
+
+
+# --- the rebuild ---------------------------------------------------------------------------------
+
+
+def _grace() -> timedelta:
+    # A request enqueues its job right after its commit: a row one tick old whose job Redis
+    # does not have lost it.
+    return timedelta(seconds=float(current_app.config["RECONCILE_INTERVAL"]))
+
+
+def reconcile() -> None:
+    """Rebuild the confirmation and welcome mails and the browser imports Redis lost."""
+    reconcile_mail()
+    reconcile_imports()
+
+
+def reconcile_mail() -> int:
+    """Enqueue every confirmation and welcome mail the database owes and Redis lost."""
+    try:
+        return _rebuild_mail(db.session(), utcnow())
+    except Exception:  # never let this stop the rest of the reconciler
+        db.session.rollback()
+        log.exception("mail reconciliation failed")
+        return 0
+
+
+def _rebuild_mail(session: Session, now: datetime) -> int:
+    max_age = timedelta(seconds=int(current_app.config["CONFIRM_MAX_AGE"]))
+    keep_confirm = now - min(MAIL_OWED_FOR, max_age)
+    # Give up on mail owed too long; this also keeps the due indexes down to a few rows.
+    session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.confirm_due_at < keep_confirm)
+        .values(confirm_due_at=None, confirm_name=None, updated_at=Subscriber.updated_at)
+    )
+    session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.welcome_due_at < now - MAIL_OWED_FOR)
+        .values(welcome_due_at=None, updated_at=Subscriber.updated_at)
+    )
+    limits.prune(session, now)
+    cutoff = now - _grace()
+    confirmations = session.execute(
+        sa.select(Subscriber.id, Subscriber.confirm_due_at)
+        .where(Subscriber.confirm_due_at < cutoff, Subscriber.status != S.CONFIRMED)
+        .order_by(Subscriber.confirm_due_at)
+        .limit(REBUILD_AT_ONCE)
+    ).all()
+    welcomes = session.execute(
+        sa.select(Subscriber.id, Subscriber.welcome_due_at)
+        .where(Subscriber.welcome_due_at < cutoff, Subscriber.status == S.CONFIRMED)
+        .order_by(Subscriber.welcome_due_at)
+        .limit(REBUILD_AT_ONCE)
+    ).all()
+    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
+    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
+        (confirmation_job_id(sid, due), send_confirmation, (sid, stamp(due)))
+        for sid, due in confirmations
+        if due is not None
+    ]
+    wanted += [
+        (welcome_job_id(sid, due), send_welcome, (sid, stamp(due)))
+        for sid, due in welcomes
+        if due is not None
+    ]
+    enqueued = _enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    if enqueued:
+        log.info("reconciler: %s owed mails had lost their job; enqueued again", enqueued)
+    return enqueued
+
+
+def reconcile_imports() -> int:
+    """Hand back imports whose worker died and enqueue every waiting import Redis lost."""
+    try:
+        return _rebuild_imports(db.session(), utcnow())
+    except Exception:  # never let this stop the rest of the reconciler
+        db.session.rollback()
+        log.exception("import reconciliation failed")
+        return 0
+
+
+def _rebuild_imports(session: Session, now: datetime) -> int:
+    lease = timedelta(seconds=float(current_app.config["SEND_LEASE_SECONDS"]))
+    silent = session.execute(
+        sa.select(ImportJob.id, ImportJob.attempt).where(
+            ImportJob.status == ImportStatus.RUNNING,
+            sa.or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - lease),
+        )
+    ).all()
+    for import_id, attempt in silent:
+        # Conditional on the attempt: a run that reported meanwhile keeps its claim.
+        session.execute(
+            sa.update(ImportJob)
+            .where(
+                ImportJob.id == import_id,
+                ImportJob.status == ImportStatus.RUNNING,
+                ImportJob.attempt == attempt,
+                sa.or_(ImportJob.heartbeat_at.is_(None), ImportJob.heartbeat_at < now - lease),
+            )
+            .values(status=ImportStatus.QUEUED)
+        )
+        log.warning("import %s: its worker went silent; handed back", import_id)
+    waiting = session.execute(
+        sa.select(ImportJob.id, ImportJob.attempt).where(
+            ImportJob.status == ImportStatus.QUEUED,
+            sa.or_(ImportJob.attempt > 0, ImportJob.created_at < now - _grace()),
+        )
+    ).all()
+    session.commit()
+    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
+        (import_job_id(i, attempt), run_import, (i,)) for i, attempt in waiting
+    ]
+    return _enqueue_lost(DEFAULT_QUEUE, wanted, IMPORT_JOB_TIMEOUT, now)
+
+
+def _enqueue_lost(
+    queue_name: str,
+    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
+    timeout: int,
+    now: datetime,
+) -> int:
+    """Enqueue each wanted job that Redis has not got waiting or running; return how many."""
+    if not wanted:
+        return 0
+    queue = get_queue(queue_name)
+    found = Job.fetch_many(
+        [job_id for job_id, _f, _a in wanted], connection=get_redis(), serializer=queue.serializer
+    )
+    in_queue: list[set[str]] = []  # read once, and only if a job says "queued"
+
+    def waiting(job_id: str) -> bool:
+        if not in_queue:
+            in_queue.append(set(queue.get_job_ids()))
+        return job_id in in_queue[0]
+
+    enqueued = 0
+    for (job_id, func, args), job in zip(wanted, found, strict=True):
+        if job is not None:
+            if _alive(job, waiting, timeout, now):
+                continue
+            try:
+                job.delete()  # finished or failed with the work still owed, or dead: redo it
+            except (InvalidJobOperation, NoSuchJobError):
+                pass  # it expired or another reconciler removed it since the fetch
+        if _enqueue_once(func, args, job_id=job_id, queue=queue_name, timeout=timeout):
+            enqueued += 1
+    return enqueued
+
+
+def _alive(job: Job, waiting: Callable[[str], bool], timeout: int, now: datetime) -> bool:
+    """Say whether a job will still run, or is running in a live worker."""
+    status = job.get_status(refresh=False)
+    if status == JobStatus.QUEUED:
+        # "Queued" yet out of the list: popped by a worker that died before starting it.
+        return waiting(job.id)
+    if status == JobStatus.STARTED:
+        return not _dead(job, timeout, now)
+    return status in (JobStatus.SCHEDULED, JobStatus.DEFERRED)
+
+
+def _dead(job: Job, timeout: int, now: datetime) -> bool:
+    started = job.started_at
+    if started is None:
+        return False
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=UTC)
+    return started < now - timedelta(seconds=timeout) - _DEAD_AFTER

@@ -1,0 +1,151 @@
+"""Floods of confirmation mails: limits per mailbox (all aliases of one inbox), per domain,
+and per client, with IPv6 clients counted by their /64."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import g
+
+from newsletter.extensions import db
+from newsletter.models import ConfirmLimit, Subscriber
+from newsletter.subscribers.limits import DOMAIN_CONFIRMATIONS, client_key
+from newsletter.subscribers.state import erase
+from newsletter.subscribers.state import subscribe as subscribe_domain
+from newsletter.subscribers.validate import mailbox_domain, mailbox_key
+from tests.helpers.readers import subscribe, subscriber
+
+# The start of a ten-minute window, so that a test's minutes all fall in one.
+T0 = datetime(2030, 1, 7, 8, 0, tzinfo=UTC)
+
+
+def sign_up(app, address: str, email: str):
+    """Sign up through the form from a browser of its own at client ``address``."""
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    # The test's app context is shared by every request, and Flask-WTF caches the CSRF token
+    # on g: a new browser must not be handed another one's.
+    g.pop("csrf_token", None)
+    return subscribe(client, email)
+
+
+@pytest.mark.parametrize(
+    ("address", "mailbox"),
+    [
+        ("victim+1@example.com", "victim@example.com"),
+        ("victim+news+more@example.com", "victim@example.com"),
+        ("vic.tim@example.com", "vic.tim@example.com"),  # dots count outside Gmail
+        ("j.o.e+x@gmail.com", "joe@gmail.com"),
+        ("JOE@googlemail.com".lower(), "joe@gmail.com"),
+        ("+only@example.com", "+only@example.com"),
+        ("jörg+1@bücher.example", "jörg@bücher.example"),
+    ],
+)
+def test_every_alias_of_an_inbox_has_its_key(address, mailbox):
+    assert mailbox_key(address) == mailbox
+    assert mailbox_domain(address) == mailbox.rpartition("@")[2]
+
+
+def test_aliases_of_one_inbox_get_one_confirmation_between_them(app, run_jobs, inbox):
+    aliases = [
+        "victim+1@example.com",
+        "victim+2@example.com",
+        "Victim+news@Example.com",
+        "victim@example.com",
+        "j.o.e@gmail.com",
+        "joe+x@googlemail.com",
+        "JOE@gmail.com",
+        "jo.e+y@gmail.com",
+    ]
+    # Each from a client address of its own: it is not the per-client limit that holds.
+    answers = {sign_up(app, f"198.51.100.{n + 1}", alias).text for n, alias in enumerate(aliases)}
+    answers.add(sign_up(app, "198.51.100.99", "someone@gmail.com").text)
+    assert len(answers) == 1  # the same page whether a mail went or not
+    stored = db.session.scalar(sa.select(sa.func.count()).select_from(Subscriber))
+    db.session.commit()
+    assert stored == len(aliases) + 1  # each is a new address, pending
+    assert run_jobs() == 3
+    assert [m["To"] for m in inbox.wait_for(3)] == [
+        "victim+1@example.com",
+        "j.o.e@gmail.com",
+        "someone@gmail.com",
+    ]
+    assert subscriber("victim+2@example.com").confirm_due_at is None
+
+
+def test_one_inbox_gets_one_mail_per_ten_minutes_and_three_a_day_across_aliases(app):
+    def ask(alias: str, at: datetime) -> bool:
+        result = subscribe_domain(db.session, alias, now=at)
+        db.session.commit()
+        return result.send_confirmation
+
+    assert ask("ann+1@example.com", T0) is True
+    assert ask("ann+2@example.com", T0 + timedelta(minutes=1)) is False
+    assert ask("ann+1@example.com", T0 + timedelta(minutes=9)) is False
+    assert ask("ann+3@example.com", T0 + timedelta(minutes=10)) is True
+    assert ask("ann@example.com", T0 + timedelta(minutes=25)) is True
+    assert ask("ann+4@example.com", T0 + timedelta(hours=3)) is False  # the fourth of the day
+    assert ask("ann+5@example.com", T0 + timedelta(days=1)) is True  # a new day
+    assert ask("bob@example.com", T0 + timedelta(days=1, seconds=1)) is True  # someone else
+
+
+def test_a_room_of_colleagues_gets_its_mails_but_a_flood_at_one_domain_stops(app):
+    def ask(email: str, at: datetime) -> bool:
+        result = subscribe_domain(db.session, email, now=at)
+        db.session.commit()
+        return result.send_confirmation
+
+    # A workshop: 45 people at one company within a minute.
+    for n in range(45):
+        assert ask(f"person{n}@company.example", T0 + timedelta(seconds=n)) is True
+    # A flood keeps going: the domain's ceiling holds for the rest of the window.
+    sent = 45 + sum(
+        ask(f"flood{n}@company.example", T0 + timedelta(minutes=1, milliseconds=n))
+        for n in range(DOMAIN_CONFIRMATIONS)
+    )
+    assert sent == DOMAIN_CONFIRMATIONS
+    assert ask("late@company.example", T0 + timedelta(minutes=9)) is False
+    refused = subscriber("late@company.example")
+    assert refused.status.value == "pending" and refused.confirm_due_at is None
+    assert ask("someone@other.example", T0 + timedelta(minutes=9)) is True  # other domains
+    assert ask("next@company.example", T0 + timedelta(minutes=10)) is True  # the next window
+
+
+@pytest.mark.parametrize(
+    ("address", "counted_as"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::9", "2001:db8:1:2::/64"),
+        ("-", "-"),
+    ],
+)
+def test_a_client_counts_as_its_ipv4_address_or_its_ipv6_64(address, counted_as):
+    assert client_key(address) == counted_as
+
+
+def test_ipv6_clients_share_a_limit_per_64_and_mapped_ipv4_is_ipv4(app):
+    def status(address: str, n: int) -> int:
+        return sign_up(app, address, f"reader{n}@example.com").status_code
+
+    for n in range(10):
+        assert status(f"2001:db8:1:2::{n + 1:x}", n) == 200
+    assert status("2001:db8:1:2:ffff:ffff:ffff:ffff", 10) == 429  # the same /64
+    assert status("2001:db8:1:3::1", 11) == 200  # the neighbouring /64
+    for n in range(20, 30):
+        assert status("203.0.113.7" if n % 2 else "::ffff:203.0.113.7", n) == 200
+    assert status("::ffff:203.0.113.7", 30) == 429
+    assert status("203.0.113.8", 31) == 200
+
+
+def test_erasing_someone_drops_their_inbox_counter_too(app):
+    subscribe_domain(db.session, "gone@example.com", now=T0)
+    db.session.commit()
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConfirmLimit)) == 2
+    assert erase(db.session, "gone@example.com") is True
+    db.session.commit()
+    # The domain's count stays: it says nothing about anyone.
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ConfirmLimit)) == 1
