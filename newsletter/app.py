@@ -25,8 +25,8 @@ from newsletter.errors import NewsletterError
 from newsletter.extensions import csrf, db, migrate
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.tasks.webhooks import install as install_webhooks
-from newsletter.web import archive, dev, public
-from newsletter.web.editor import imports, stats, subscribers, tokens, webhooks
+from newsletter.web import archive, dev, hooks, public
+from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
 from newsletter.web.editor import issues as editor
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -175,6 +175,9 @@ def _tune_sqlite(engine: sa.Engine) -> None:
 
 
 UNAVAILABLE = ServiceUnavailable(
+    "The database is briefly unavailable. Nothing was changed; please try again in a moment."
+)
+QUEUE_UNAVAILABLE = ServiceUnavailable(
     "The service is briefly unavailable (a server it needs is restarting). "
     "Please try again in a moment."
 )
@@ -282,7 +285,7 @@ def _init_security(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
-    for module in pages:
+    for module in (*pages, doctor, bounces, hooks):
         module.register(app)
 
 
@@ -325,16 +328,16 @@ def _register_errors(app: Flask) -> None:
         # Redis restarting: whatever this request committed is in the database, and the
         # reconciler hands it to workers once Redis answers; the visitor may simply retry.
         logging.getLogger("newsletter").warning("Redis unavailable on %s: %s", request.path, exc)
-        return unavailable()
+        return unavailable(QUEUE_UNAVAILABLE)
 
-    def unavailable() -> Any:
+    def unavailable(page: HTTPException = UNAVAILABLE) -> Any:
         """Answer 503 'try again in a moment': a server we need is restarting."""
         db.session.rollback()
         headers = {"Retry-After": "5"}
         if wants_json():
             body = {"error": {"code": "unavailable", "message": "Please try again in a moment."}}
             return jsonify(body), 503, headers
-        return render_template("error.html", error=UNAVAILABLE), 503, headers
+        return render_template("error.html", error=page), 503, headers
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Any:

@@ -7,11 +7,12 @@ import os
 import re
 import secrets
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SMTP_SECURITY_CHOICES = ("none", "starttls", "tls")
@@ -232,10 +233,16 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1),
         "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
         "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
+        "BOUNCE_SOFT_LIMIT": _int(env, "BOUNCE_SOFT_LIMIT", 3, minimum=1),
         "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "10/600"),
         "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
         "WEBHOOK_ALLOW_HOSTS": _allow_hosts(env),
         "TRUSTED_PROXIES": _trusted_proxies(env),
+        "BOUNCE_ADDRESS": _bounce_address(env),
+        "BOUNCE_MAILBOX": parse_mailbox(env.get("BOUNCE_MAILBOX", "")),
+        "BOUNCE_POLL_INTERVAL": _float(env, "BOUNCE_POLL_INTERVAL", 60.0),
+        "DNS_NAMESERVER": parse_nameserver(env.get("DNS_NAMESERVER", "")),
+        **_provider_hooks(env),
         "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
         "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
         "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
@@ -301,6 +308,127 @@ def _trusted_proxies(env: Mapping[str, str]) -> int:
             f"(0 for none, 1 for one nginx …, at most 10), got {raw!r}"
         )
     return int(raw)
+
+
+# One line, no display name, no brackets: what goes after MAIL FROM: as it is.
+_ATOM = r"[^\s@<>()\[\],;:\"\\.]+"
+_PLAIN_ADDRESS = re.compile(rf"[^\s@<>()\[\],;:\"\\]+@{_ATOM}(\.{_ATOM})+")
+
+
+def _provider_hooks(env: Mapping[str, str]) -> dict[str, Any]:
+    """Read the settings of the mail providers' bounce webhooks (unset: that hook is off)."""
+    user = env.get("POSTMARK_WEBHOOK_USER", "").strip()
+    password = env.get("POSTMARK_WEBHOOK_PASSWORD", "").strip()
+    if bool(user) != bool(password):
+        raise ConfigError(
+            "POSTMARK_WEBHOOK_USER: Postmark's webhook needs both POSTMARK_WEBHOOK_USER and "
+            "POSTMARK_WEBHOOK_PASSWORD (the credentials you put in its URL)"
+        )
+    if ":" in user:
+        raise ConfigError("POSTMARK_WEBHOOK_USER: HTTP Basic user names cannot hold a ':'")
+    topics = frozenset(t.strip() for t in env.get("SNS_TOPIC_ARNS", "").split(",") if t.strip())
+    for topic in topics:
+        if not topic.startswith("arn:") or topic.count(":") < 5:
+            raise ConfigError(
+                "SNS_TOPIC_ARNS: expected topic ARNs like "
+                f"arn:aws:sns:eu-west-1:123456789012:bounces, got {topic!r}"
+            )
+    hosts = frozenset(
+        h.strip().lower() for h in env.get("SNS_CERT_HOSTS", "").split(",") if h.strip()
+    )
+    return {
+        "SNS_TOPIC_ARNS": topics,
+        "SNS_CERT_HOSTS": hosts,
+        "MAILGUN_WEBHOOK_KEY": env.get("MAILGUN_WEBHOOK_KEY", "").strip() or None,
+        "POSTMARK_WEBHOOK_USER": user or None,
+        "POSTMARK_WEBHOOK_PASSWORD": password or None,
+    }
+
+
+def _bounce_address(env: Mapping[str, str]) -> str | None:
+    """Read the envelope sender for issue copies (VERP adds +tag to its local part)."""
+    raw = env.get("BOUNCE_ADDRESS", "").strip()
+    if not raw:
+        return None
+    if not _PLAIN_ADDRESS.fullmatch(raw):
+        raise ConfigError(
+            f"BOUNCE_ADDRESS: expected a plain address like bounces@example.org, got {raw!r}"
+        )
+    return raw
+
+
+MAILBOX_PORTS = {"imaps": 993, "imap": 143, "pop3s": 995, "pop3": 110}
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    """Where the worker fetches bounces: ``imaps://user:pass@host[:port]/FOLDER?ca=FILE``."""
+
+    scheme: str  # imaps, imap (STARTTLS), pop3s, pop3 (STLS)
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    ca: str | None = None  # a PEM file of the CA to trust instead of the system's
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+def parse_mailbox(raw: str, name: str = "BOUNCE_MAILBOX") -> Mailbox | None:
+    """Parse a bounce mailbox URL; the error names the setting, never the password."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    shape = f"expected {'|'.join(MAILBOX_PORTS)}://USER:PASSWORD@HOST[:PORT]/FOLDER[?ca=FILE]"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port or MAILBOX_PORTS.get(parts.scheme.lower(), 0)
+    except ValueError:
+        raise ConfigError(f"{name}: {shape} (the port is not a number)") from None
+    scheme = parts.scheme.lower()
+    if scheme not in MAILBOX_PORTS or not parts.hostname:
+        raise ConfigError(f"{name}: {shape}")
+    if not parts.username or parts.password is None:
+        raise ConfigError(f"{name}: the URL needs a user name and a password ({shape})")
+    folder = unquote(parts.path.lstrip("/")) or "INBOX"
+    if not folder.isascii() or not folder.isprintable() or '"' in folder:
+        raise ConfigError(f"{name}: the folder must be printable ASCII without quotes")
+    if scheme.startswith("pop3") and folder.upper() != "INBOX":
+        raise ConfigError(f"{name}: POP3 has one mailbox and no folders, got /{folder}")
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    ca = query.pop("ca", None)
+    if query:
+        raise ConfigError(f"{name}: unknown parameter {next(iter(query))!r}; only ca= is known")
+    if ca is not None and not Path(ca).is_file():
+        raise ConfigError(f"{name}: ca={ca!r} is not a readable file of CA certificates")
+    return Mailbox(
+        scheme, parts.hostname, port, unquote(parts.username), unquote(parts.password), folder, ca
+    )
+
+
+def parse_nameserver(raw: str, name: str = "DNS_NAMESERVER") -> tuple[str, int] | None:
+    """Parse ``HOST[:PORT]`` (an IP address, IPv6 in brackets) of a DNS server to ask."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    host, port = raw, "53"
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ("" if rest else "53")
+    elif raw.count(":") == 1:
+        host, port = raw.split(":")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if address is None or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(
+            f"{name}: expected a DNS server's IP address with an optional port, like 127.0.0.1:53 "
+            f"or [::1]:5353, got {raw!r}"
+        )
+    return str(address), int(port)
 
 
 def _read_key(value: str) -> str:

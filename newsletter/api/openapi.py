@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from newsletter.api.serialise import (
+    BOUNCE_FIELDS,
+    BOUNCE_KINDS,
     DEFAULT_LIMIT,
     ISSUE_FIELDS,
     ISSUE_STATUS,
@@ -65,6 +67,20 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 def _body(name: str, required: bool = True) -> dict[str, Any]:
     return {"required": required, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+def _page(item: str) -> dict[str, Any]:
+    """Return the schema of a cursor-paged list of ``item``."""
+    return _obj(
+        {
+            "data": {"type": "array", "items": _ref(item)},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "pass as ?cursor= for the next page; null on the last",
+            },
+        },
+        ["data", "next_cursor"],
+    )
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -138,26 +154,10 @@ def build_document(base_url: str) -> dict[str, Any]:
             ["status", "message"],
         ),
         "Subscriber": _fields(SUBSCRIBER_FIELDS),
-        "SubscriberList": _obj(
-            {
-                "data": {"type": "array", "items": _ref("Subscriber")},
-                "next_cursor": {
-                    "type": ["string", "null"],
-                    "description": "pass as ?cursor= for the next page; null on the last",
-                },
-            },
-            ["data", "next_cursor"],
-        ),
-        "IssueList": _obj(
-            {
-                "data": {"type": "array", "items": _ref("Issue")},
-                "next_cursor": {
-                    "type": ["string", "null"],
-                    "description": "pass as ?cursor= for the next page; null on the last",
-                },
-            },
-            ["data", "next_cursor"],
-        ),
+        "SubscriberList": _page("Subscriber"),
+        "IssueList": _page("Issue"),
+        "Bounce": _fields(BOUNCE_FIELDS),
+        "BounceList": _page("Bounce"),
         "SubscriberPatch": _obj(
             {
                 "name": NAME,
@@ -299,6 +299,27 @@ def build_document(base_url: str) -> dict[str, Any]:
                 "tags": ["subscribers"],
                 "security": AUTH,
                 "responses": {"204": {"description": "Erased"}, **_errors(401, 404)},
+            },
+        },
+        "/bounces": {
+            "get": {
+                "operationId": "listBounces",
+                "summary": "Bounces and complaints, newest first (cursor paging)",
+                "tags": ["bounces"],
+                "security": AUTH,
+                "parameters": [
+                    {
+                        "name": "kind",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": list(BOUNCE_KINDS)},
+                    },
+                    LIMIT_PARAM,
+                    CURSOR_PARAM,
+                ],
+                "responses": {
+                    "200": _json(_ref("BounceList"), "A page of bounces"),
+                    **_errors(400, 401),
+                },
             },
         },
         "/issues": {

@@ -12,7 +12,8 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.bounces.listing import BounceRow
+from newsletter.models import BounceKind, Issue, IssueStatus, Subscriber, SubscriberStatus
 
 M = TypeVar("M")
 
@@ -24,6 +25,7 @@ MAX_LIMIT = 200
 MAX_QUERY = 100  # characters of a subscriber search
 SUBSCRIBER_STATUS = tuple(s.value for s in SubscriberStatus)
 ISSUE_STATUS = tuple(s.value for s in IssueStatus)
+BOUNCE_KINDS = tuple(k.value for k in BounceKind)
 # People confirm themselves: the API may only take someone off the list.
 SETTABLE_STATUS = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value)
 
@@ -86,6 +88,25 @@ ISSUE_FIELDS: tuple[Field[Issue], ...] = (
     Field("sent_at", "string", lambda i: i.sent_at, DATE_TIME, nullable=True),
     Field("audience", "integer", lambda i: i.audience),
 )
+
+
+BOUNCE_FIELDS: tuple[Field[BounceRow], ...] = (
+    Field("id", "integer", lambda b: b.id),
+    Field("at", "string", lambda b: b.at, DATE_TIME),
+    Field("kind", "string", lambda b: b.kind, enum=BOUNCE_KINDS),
+    Field("source", "string", lambda b: b.source),
+    Field("status_code", "string", lambda b: b.status_code),
+    Field("diagnostic", "string", lambda b: b.diagnostic),
+    Field("subscriber_id", "integer", lambda b: b.subscriber_id, nullable=True),
+    Field("email", "string", lambda b: b.email),
+    Field("issue_id", "integer", lambda b: b.issue_id, nullable=True),
+    Field("undone", "boolean", lambda b: b.undone),
+)
+
+
+def bounce_json(row: BounceRow) -> dict[str, Any]:
+    """Return the fields of a bounce."""
+    return {field.name: field.value(row) for field in BOUNCE_FIELDS}
 
 
 def subscriber_json(sub: Subscriber) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, cast
+from typing import NoReturn, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,13 +33,20 @@ from newsletter.delivery.lifecycle import (
 )
 from newsletter.delivery.message import IssueMessage
 from newsletter.delivery.outcomes import (
+    BounceReport,
     FailureStreak,
     LocalStreak,
     record_permanent,
     record_temporary,
 )
-from newsletter.mail.smtp import SMTPPermanentError, SMTPTemporaryError
-from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
+from newsletter.mail.refusals import Stage, Verdict
+from newsletter.mail.smtp import (
+    SMTPPermanentError,
+    SMTPRefusal,
+    SMTPRelayError,
+    SMTPTemporaryError,
+)
+from newsletter.models import BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 
 D = DeliveryStatus
 I = IssueStatus  # noqa: E741
@@ -48,7 +55,7 @@ RECHECK_SECONDS = 0.05
 
 
 class Sender(Protocol):
-    def send(self, to: str, data: bytes) -> None: ...
+    def send(self, to: str, data: bytes, sender: str | None = None) -> None: ...
 
 
 @dataclass
@@ -80,8 +87,14 @@ class BatchReport:
     lost_leases: int = 0
 
 
-# Records a permanent refusal of the reader's address: (session, subscriber_id, detail).
-Bounce = Callable[[Session, int, str], object]
+# Records what a refusal says about the reader (``bounces.record`` applies it).
+Bounce = Callable[[Session, BounceReport], object]
+_ABOUT_THE_READER = frozenset({Stage.RCPT, Stage.DATA, Stage.END})
+_KINDS = {
+    Verdict.HARD: BounceKind.HARD,
+    Verdict.SOFT: BounceKind.SOFT,
+    Verdict.BLOCKED: BounceKind.BLOCKED,
+}
 
 
 def run_batch(
@@ -99,11 +112,13 @@ def run_batch(
     should_stop: Callable[[], bool] = lambda: False,
     throttle: Callable[[], None] | None = None,
     heartbeat: Callable[[], None] = lambda: None,
+    envelope: Callable[[int], str] | None = None,
 ) -> BatchReport:
     """Send one batch of an issue: claim a chunk, send each message, commit each outcome.
 
     ``worker`` names the process on each claim (the reconciler frees a dead one's claims);
-    ``heartbeat`` is called with each lease renewal, from the renewing thread.
+    ``heartbeat`` is called with each lease renewal, from the renewing thread; ``envelope``
+    gives a copy's envelope sender from its delivery id (VERP), None for MAIL_FROM's.
     """
     session.commit()  # the Recorder writes on its own connection: hold no transaction here
     recorder = Recorder(session)
@@ -125,6 +140,7 @@ def run_batch(
             streak=streak if streak is not None else LocalStreak(),
             should_stop=should_stop,
             throttle=throttle,
+            envelope=envelope,
         )
         with keeper:
             return run.run()
@@ -153,6 +169,7 @@ class _BatchRun:
     streak: FailureStreak
     should_stop: Callable[[], bool]
     throttle: Callable[[], None] | None
+    envelope: Callable[[int], str] | None
     report: BatchReport = field(default_factory=BatchReport)
     built: IssueMessage | None = None
 
@@ -231,7 +248,10 @@ class _BatchRun:
                 checked_at = monotonic()
             if row.delivery_id in gone:
                 continue
-            streak = self._send_one(claim_id, row)
+            try:
+                streak = self._send_one(claim_id, row)
+            except SMTPRelayError as exc:
+                self._pause_for_relay(claim_id, rows[index:], exc)
             if streak >= settings.pause_after:
                 self._pause_for_streak(claim_id, row, rows[index + 1 :], streak)
 
@@ -267,10 +287,14 @@ class _BatchRun:
         session, report, issue_id = self.session, self.report, self.issue_id
         data = self.built.bytes_for(row.subscriber_id, row.email, self.token_for(row.subscriber_id))
         try:
-            self.smtp.send(row.email, data)
+            self.smtp.send(
+                row.email, data, self.envelope(row.delivery_id) if self.envelope else None
+            )
+        except SMTPRelayError:
+            raise  # about us, not this reader: the caller pauses the send
         except SMTPPermanentError as exc:
             record_permanent(session, row, claim_id, utcnow(), str(exc))
-            self.bounce(session, row.subscriber_id, f"issue delivery refused: {exc}")
+            self.bounce(session, self._report(row, _KINDS[exc.verdict], exc, str(exc)))
             session.commit()
             report.failed += 1
         except SMTPTemporaryError as exc:
@@ -283,6 +307,11 @@ class _BatchRun:
                 max_attempts=self.settings.max_attempts,
                 retry_base=self.settings.retry_base,
             )
+            # Only an answer about this reader's mailbox counts against them: a relay or
+            # network that stayed down through every retry is nobody's bounce.
+            if outcome is D.FAILED and exc.stage in _ABOUT_THE_READER:
+                detail = f"still refused after {self.settings.max_attempts} attempts: {exc}"
+                self.bounce(session, self._report(row, BounceKind.SOFT, exc, detail))
             session.commit()
             report.failed += outcome is D.FAILED
             report.retried += outcome is D.QUEUED
@@ -293,6 +322,27 @@ class _BatchRun:
             self.streak.succeeded(issue_id)
             return 0
         return self.streak.failed(issue_id)
+
+    def _report(
+        self, row: Claimed, kind: BounceKind, exc: SMTPRefusal, detail: str
+    ) -> BounceReport:
+        return BounceReport(
+            subscriber_id=row.subscriber_id,
+            kind=kind,
+            diagnostic=f"{exc.stage}: {detail}",
+            issue_id=self.issue_id,
+            delivery_id=row.delivery_id,
+            status_code=exc.enhanced,
+        )
+
+    def _pause_for_relay(self, claim_id: str, rest: list[Claimed], exc: SMTPRelayError) -> NoReturn:
+        """The relay refused us: pause at once; this copy and the rest go back untouched."""
+        reason = f"paused: the mail relay refused us at {exc.stage}: {exc}"
+        pause(self.session, self.issue_id, reason)
+        self._give_back(claim_id, rest)
+        self.streak.clear(self.issue_id)
+        self.report.paused = True
+        raise _Stop
 
     def _pause_for_streak(
         self, claim_id: str, row: Claimed, rest: list[Claimed], count: int

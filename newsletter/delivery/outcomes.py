@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -10,9 +11,23 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.claims import Claimed, held
-from newsletter.models import Delivery, DeliveryStatus, rowcount
+from newsletter.models import BounceKind, Delivery, DeliveryStatus, rowcount
 
 D = DeliveryStatus
+
+
+@dataclass(frozen=True)
+class BounceReport:
+    """What came back about one copy: from the SMTP answer now, or a notification later."""
+
+    subscriber_id: int
+    kind: BounceKind
+    diagnostic: str
+    issue_id: int | None = None
+    delivery_id: int | None = None
+    source: str = "smtp"
+    status_code: str = ""
+    raw: str = ""
 
 
 def retry_delay(attempts: int, base: float) -> float:

@@ -10,17 +10,46 @@ from typing import Any
 
 import idna
 
+from newsletter.mail.refusals import Stage, Verdict, enhanced_code, judge
 
-class SMTPTemporaryError(Exception):
+
+class SMTPRefusal(Exception):
+    """An SMTP answer other than success, read for what it means (``mail.refusals``)."""
+
+    verdict = Verdict.RETRY
+
+    def __init__(
+        self, text: str, *, code: int = 0, stage: Stage = Stage.CONNECT, why: str = ""
+    ) -> None:
+        super().__init__(f"{code} {text}" if code else text)
+        self.code, self.stage, self.why = code, stage, why
+        self.enhanced = enhanced_code(text)
+
+
+class SMTPTemporaryError(SMTPRefusal):
     """The server or the network said 'not now' (4xx, dropped connection, timeout): retry later."""
 
 
-class SMTPPermanentError(Exception):
-    """The server refused this recipient for good (5xx): do not retry; mark the address bounced."""
+class SMTPRelayError(SMTPTemporaryError):
+    """The relay refuses *us* (our sender, our quota, our host): no reader is at fault."""
 
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"{code} {message}")
-        self.code = code
+    verdict = Verdict.RELAY
+
+
+class SMTPPermanentError(SMTPRefusal):
+    """This copy is refused for good; ``verdict`` says whether the reader's address is why."""
+
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        stage: Stage = Stage.RCPT,
+        verdict: Verdict = Verdict.HARD,
+        why: str = "",
+    ) -> None:
+        super().__init__(message, code=code, stage=stage, why=why)
+        self.verdict = verdict
 
 
 class SMTPSender:
@@ -56,6 +85,7 @@ class SMTPSender:
     def _open(self) -> smtplib.SMTP:
         # Loading the CA store costs ~17 ms: only pay it when the session uses TLS.
         context = ssl.create_default_context() if self.security != "none" else None
+        stage = Stage.CONNECT
         try:
             if self.security == "tls":
                 conn: smtplib.SMTP = smtplib.SMTP_SSL(
@@ -63,17 +93,16 @@ class SMTPSender:
                 )
             else:
                 conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                stage = Stage.EHLO
                 if self.security == "starttls":
                     conn.starttls(context=context)
-            if self.username:
-                conn.login(self.username, self.password or "")
+            stage = Stage.EHLO
             conn.ehlo_or_helo_if_needed()
+            if self.username:
+                stage = Stage.AUTH
+                conn.login(self.username, self.password or "")
         except smtplib.SMTPResponseException as exc:
-            if 500 <= exc.smtp_code < 600 and exc.smtp_code != 552:
-                raise SMTPTemporaryError(
-                    f"server refused the session: {exc.smtp_code} {_text(exc.smtp_error)}"
-                ) from None
-            raise SMTPTemporaryError(f"{exc.smtp_code} {_text(exc.smtp_error)}") from None
+            raise classify(exc.smtp_code, exc.smtp_error, _session_stage(exc, stage)) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise SMTPTemporaryError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         self._pipelining = bool(conn.has_extn("pipelining"))
@@ -81,11 +110,14 @@ class SMTPSender:
         self._smtputf8 = bool(conn.has_extn("smtputf8"))
         return conn
 
-    def send(self, to: str, data: bytes) -> None:
-        """Hand one message to the server; raise SMTPTemporaryError or SMTPPermanentError."""
+    def send(self, to: str, data: bytes, sender: str | None = None) -> None:
+        """Hand one message to the server, from ``sender`` (default MAIL_FROM's address).
+
+        Raise an SMTPRefusal subclass that says what a refusal means (``mail.refusals``).
+        """
         if self._conn is None:
             self._conn = self._open()
-        sender, recipient, utf8 = envelope(self.envelope_from, to)
+        sender_b, recipient, utf8 = envelope(sender or self.envelope_from, to)
         if utf8 and not self._smtputf8:
             raise SMTPPermanentError(
                 553, "the mail server does not accept internationalised addresses (no SMTPUTF8)"
@@ -96,7 +128,7 @@ class SMTPSender:
         if utf8:
             options += b" SMTPUTF8"
         commands = (
-            b"MAIL FROM:<" + sender + b">" + options + b"\r\n",
+            b"MAIL FROM:<" + sender_b + b">" + options + b"\r\n",
             b"RCPT TO:<" + recipient + b">\r\n",
             b"DATA\r\n",
         )
@@ -112,9 +144,13 @@ class SMTPSender:
                     replies.append(reply := conn.getreply())
                     if reply[0] not in (250, 251, 354):
                         break
-            refusal = next((r for r in replies[:2] if r[0] not in (250, 251)), None)
+            stages = (Stage.MAIL, Stage.RCPT, Stage.DATA)
+            refusal = next(
+                ((r, stages[i]) for i, r in enumerate(replies[:2]) if r[0] not in (250, 251)),
+                None,
+            )
             if replies[-1][0] != 354 or len(replies) < 3:
-                refusal = refusal or replies[-1]
+                refusal = refusal or (replies[-1], stages[len(replies) - 1])
             elif refusal is not None:
                 # The server took DATA although the envelope failed: end the empty message.
                 conn.send(b".\r\n")
@@ -123,14 +159,14 @@ class SMTPSender:
                 conn.send(dot_stuffed(data))
                 code, message = conn.getreply()
                 if code != 250:
-                    refusal = (code, message)
+                    refusal = ((code, message), Stage.END)
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             raise SMTPTemporaryError(f"connection lost: {exc}") from None
         if refusal is not None:
-            code, message = refusal
+            (code, message), stage = refusal
             self._after_refusal(code)
-            raise classify(code, message)
+            raise classify(code, message, stage)
 
     def _after_refusal(self, code: int = 0) -> None:
         # After a refusal the session may be half-way through a transaction: reset it, or drop it.
@@ -198,12 +234,26 @@ def dot_stuffed(data: bytes) -> bytes:
     return data + b".\r\n"
 
 
-def classify(code: int, message: bytes | str) -> Exception:
-    """Map an SMTP reply to a temporary or permanent error (552 is treated as temporary)."""
+def classify(code: int, message: bytes | str, stage: Stage = Stage.RCPT) -> SMTPRefusal:
+    """Turn an SMTP refusal at ``stage`` into the error its verdict calls for."""
     text = _text(message)
-    if code == 552 or not 500 <= code < 600:
-        return SMTPTemporaryError(f"{code} {text}")
-    return SMTPPermanentError(code, text)
+    verdict, why = judge(stage, code, text)
+    if verdict is Verdict.RELAY:
+        return SMTPRelayError(text, code=code, stage=stage, why=why)
+    if verdict is Verdict.RETRY:
+        return SMTPTemporaryError(text, code=code, stage=stage, why=why)
+    return SMTPPermanentError(code, text, stage=stage, verdict=verdict, why=why)
+
+
+def _session_stage(exc: smtplib.SMTPResponseException, reached: Stage) -> Stage:
+    """Return where a session-opening refusal came: smtplib's error class says it best."""
+    if isinstance(exc, smtplib.SMTPConnectError):
+        return Stage.CONNECT
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return Stage.AUTH
+    if isinstance(exc, smtplib.SMTPHeloError):
+        return Stage.EHLO
+    return reached
 
 
 def _text(message: bytes | str) -> str:

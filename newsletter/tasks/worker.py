@@ -19,6 +19,7 @@ from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from newsletter.extensions import db, get_redis
+from newsletter.tasks.bounces import start_mailbox_poller
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
 from newsletter.tasks.queues import ALL_QUEUES, MAIL_WORK_QUEUES
 from newsletter.tasks.tick import scheduler_tick
@@ -242,6 +243,7 @@ def _run_worker(app: Flask, *, burst: bool, with_scheduler: bool) -> None:
     if not burst:
         Ticker(app).start()
         start_webhook_runner(app, with_scheduler=with_scheduler)
+        start_mailbox_poller(app)  # BOUNCE_MAILBOX, if set
     # A burst drains every queue, mail first; otherwise webhooks run on their own thread.
     queues = ALL_QUEUES if burst else MAIL_WORK_QUEUES
     incarnation = 0

@@ -20,7 +20,15 @@ from newsletter.delivery import lifecycle
 from newsletter.models import Issue, Subscriber, SubscriberStatus, Webhook, WebhookDelivery, utcnow
 from newsletter.subscribers import state
 
-EVENTS = ("subscriber.confirmed", "subscriber.unsubscribed", "subscriber.bounced", "issue.sent")
+EVENTS = (
+    "subscriber.confirmed",
+    "subscriber.unsubscribed",
+    "subscriber.bounced",
+    "subscriber.complained",
+    "issue.sent",
+)
+# The reason an unsubscribe carries when the reader reported the mail as spam.
+COMPLAINT = "complaint"
 PENDING_KEY = "webhook_deliveries_to_enqueue"
 _STATUS_EVENT = {
     SubscriberStatus.CONFIRMED: "subscriber.confirmed",
@@ -79,16 +87,25 @@ def _after_rollback(session: Session) -> None:
         session.info.pop(PENDING_KEY, None)
 
 
-def subscriber_changed(session: Session, sub: Subscriber, status: SubscriberStatus) -> None:
-    """Emit the webhook event for a subscriber's new status (a subscribers.state listener)."""
+def subscriber_changed(
+    session: Session, sub: Subscriber, status: SubscriberStatus, detail: str = ""
+) -> None:
+    """Emit the webhook event for a subscriber's new status (a subscribers.state listener).
+
+    A spam complaint also unsubscribes: it sends both events, ``subscriber.complained`` first.
+    """
     event = _STATUS_EVENT.get(status)
     if event is None:
         return
-    emit(
-        session,
-        event,
-        {"subscriber_id": sub.id, "email": sub.email, "name": sub.name, "status": status.value},
-    )
+    payload = {
+        "subscriber_id": sub.id,
+        "email": sub.email,
+        "name": sub.name,
+        "status": status.value,
+    }
+    if status is SubscriberStatus.UNSUBSCRIBED and detail == COMPLAINT:
+        emit(session, "subscriber.complained", {**payload, "reason": COMPLAINT})
+    emit(session, event, payload)
 
 
 def issue_sent(session: Session, issue_id: int) -> None:

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app
 
 from newsletter.extensions import db
 from newsletter.issues.actions import issue_status
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.tasks.worker import build_worker
 from tests.helpers import free_port, truncate_all
 from tests.helpers.smtp import start_sink
 
@@ -108,3 +110,58 @@ def world(
             proc.wait()
         db.session.remove()
     controller.stop()
+
+
+# --- one app with a sink that fails on demand, drained by an in-process worker ---------------
+
+FAST_RETRIES = {
+    "SEND_RETRY_BASE": "0.05",
+    "RECONCILE_INTERVAL": "1",
+    "SEND_MAX_ATTEMPTS": "4",
+    "SMTP_TIMEOUT": "1",
+}
+
+
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+def sink(request: Any) -> Iterator[Any]:
+    controller, handler = start_sink(free_port())
+    handler.port = controller.port
+    handler.pipelining = request.param
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def fault_app(make_app: Any, sink: Any) -> Iterator[Any]:
+    app = make_app(SMTP_PORT=str(sink.port), **FAST_RETRIES)
+    with app.app_context():
+        truncate_all()
+        yield app
+        db.session.rollback()
+
+
+@pytest.fixture
+def make_subscriber() -> Any:
+    """Insert a subscriber into the app in context (conftest's would push its own app)."""
+
+    def make(email: str, status: str = "confirmed") -> Subscriber:
+        sub = Subscriber(email=email, name="", status=SubscriberStatus(status))
+        db.session.add(sub)
+        db.session.commit()
+        return sub
+
+    return make
+
+
+@pytest.fixture
+def run_jobs(redis_client: Any) -> Any:
+    """Drain the queues with a real worker of the app in context (not conftest's default app)."""
+
+    def run() -> int:
+        db.session.commit()
+        worker = build_worker(current_app._get_current_object())
+        worker.work(burst=True, with_scheduler=False)
+        db.session.expire_all()
+        return worker.jobs_done
+
+    return run

@@ -3,111 +3,39 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Any
 
-import pytest
 import sqlalchemy as sa
-from flask import current_app
 
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue, issue_status
-from newsletter.models import Delivery, Subscriber, SubscriberStatus
+from newsletter.models import Bounce, BounceKind, Delivery, Subscriber, SubscriberStatus
 from newsletter.tasks.dispatch import send_issue
 from newsletter.tasks.tick import reconcile
-from newsletter.tasks.worker import build_worker
+from tests.delivery.conftest import FAST_RETRIES
 from tests.helpers import free_port, truncate_all
-from tests.helpers.smtp import SilentServer, start_sink
-
-FAST_RETRIES = {
-    "SEND_RETRY_BASE": "0.05",
-    "RECONCILE_INTERVAL": "1",
-    "SEND_MAX_ATTEMPTS": "4",
-    "SMTP_TIMEOUT": "1",
-}
-
-
-@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
-def sink(request: Any) -> Iterator[Any]:
-    controller, handler = start_sink(free_port())
-    handler.port = controller.port
-    handler.pipelining = request.param
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
-def fault_app(make_app: Any, sink: Any) -> Iterator[Any]:
-    app = make_app(SMTP_PORT=str(sink.port), **FAST_RETRIES)
-    with app.app_context():
-        truncate_all()
-        yield app
-        db.session.rollback()
-
-
-@pytest.fixture
-def make_subscriber() -> Any:
-    """Insert a subscriber into the app in context (conftest's would push its own app)."""
-
-    def make(email: str, status: str = "confirmed") -> Subscriber:
-        sub = Subscriber(email=email, name="", status=SubscriberStatus(status))
-        db.session.add(sub)
-        db.session.commit()
-        return sub
-
-    return make
-
-
-@pytest.fixture
-def run_jobs(redis_client: Any) -> Any:
-    """Drain the queues with a real worker of the app in context (not conftest's default app)."""
-
-    def run() -> int:
-        db.session.commit()
-        worker = build_worker(current_app._get_current_object())
-        worker.work(burst=True, with_scheduler=False)
-        db.session.expire_all()
-        return worker.jobs_done
-
-    return run
-
-
-def _send(n: int, make_subscriber: Any) -> tuple[int, list[Subscriber]]:
-    people = [make_subscriber(f"f{i}@example.com") for i in range(n)]
-    issue = create_issue("Faults", "Body")
-    send_issue(issue.id)
-    return issue.id, people
-
-
-def _deliveries(issue_id: int) -> dict[str, tuple[str, int, str]]:
-    rows = db.session.execute(
-        sa.select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error)
-        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-        .where(Delivery.issue_id == issue_id)
-    ).all()
-    db.session.commit()
-    return {r[0]: (r[1].value, r[2], r[3]) for r in rows}
+from tests.helpers.sending import deliveries, queue_issue
+from tests.helpers.smtp import SilentServer
 
 
 def test_451_twice_is_retried_then_accepted(fault_app, make_subscriber, run_jobs, sink):
     sink.script("f1@example.com", "451", "451")
-    issue_id, _ = _send(3, make_subscriber)
+    issue_id, _ = queue_issue(3, make_subscriber)
     run_jobs()
     sink.wait_for(3)
     assert len(sink.to("f1@example.com")) == 1
     assert sink.attempts["f1@example.com"] == 3
-    assert _deliveries(issue_id)["f1@example.com"][:2] == ("sent", 3)
+    assert deliveries(issue_id)["f1@example.com"][:2] == ("sent", 3)
     assert issue_status(issue_id)["status"] == "sent"
 
 
-def test_550_fails_for_good_bounces_and_is_left_out_of_the_next_send(
+def test_550_fails_for_good_bounces_and_is_left_out_of_the_nextqueue_issue(
     fault_app, make_subscriber, run_jobs, sink
 ):
     sink.script("f0@example.com", "550")
-    issue_id, people = _send(2, make_subscriber)
+    issue_id, people = queue_issue(2, make_subscriber)
     run_jobs()
     sink.wait_for(1)
-    status, attempts, error = _deliveries(issue_id)["f0@example.com"]
+    status, attempts, error = deliveries(issue_id)["f0@example.com"]
     assert (status, attempts) == ("failed", 1) and error.startswith("550")
     assert db.session.get(Subscriber, people[0].id).status is SubscriberStatus.BOUNCED
     found = issue_status(issue_id)
@@ -119,18 +47,21 @@ def test_550_fails_for_good_bounces_and_is_left_out_of_the_next_send(
     assert sink.attempts["f0@example.com"] == 1
 
 
-def test_552_is_temporary(fault_app, make_subscriber, run_jobs, sink):
+def test_552_mailbox_full_is_a_soft_bounce_not_a_bounced_reader(
+    fault_app, make_subscriber, run_jobs, sink
+):
     sink.script("f0@example.com", "552")
-    issue_id, people = _send(1, make_subscriber)
+    issue_id, people = queue_issue(1, make_subscriber)
     run_jobs()
-    sink.wait_for(1)
-    assert _deliveries(issue_id)["f0@example.com"][:2] == ("sent", 2)
+    assert deliveries(issue_id)["f0@example.com"][:2] == ("failed", 1)
     assert db.session.get(Subscriber, people[0].id).status is SubscriberStatus.CONFIRMED
+    kinds = db.session.scalars(sa.select(Bounce.kind).where(Bounce.issue_id == issue_id)).all()
+    assert kinds == [BounceKind.SOFT]
 
 
 def test_421_at_connect_for_a_while_is_waited_out(fault_app, make_subscriber, run_jobs, sink):
     sink.ehlo_failures = 4  # EHLO and the HELO fallback, twice
-    issue_id, _ = _send(2, make_subscriber)
+    issue_id, _ = queue_issue(2, make_subscriber)
     run_jobs()
     sink.wait_for(2)
     assert issue_status(issue_id)["status"] == "sent"
@@ -139,7 +70,7 @@ def test_421_at_connect_for_a_while_is_waited_out(fault_app, make_subscriber, ru
 
 def test_a_connection_dropped_during_rcpt_is_retried(fault_app, make_subscriber, run_jobs, sink):
     sink.script("f0@example.com", "drop-rcpt")
-    issue_id, _ = _send(3, make_subscriber)
+    issue_id, _ = queue_issue(3, make_subscriber)
     run_jobs()
     sink.wait_for(3)
     assert len(sink.to("f0@example.com")) == 1
@@ -150,7 +81,7 @@ def test_a_connection_dropped_after_data_resends_the_same_message(
     fault_app, make_subscriber, run_jobs, sink
 ):
     sink.script("f0@example.com", "drop-data")
-    issue_id, _ = _send(2, make_subscriber)
+    issue_id, _ = queue_issue(2, make_subscriber)
     run_jobs()
     sink.wait_for(3)
     copies = sink.to("f0@example.com")
@@ -166,7 +97,7 @@ def test_a_relay_refusing_everything_pauses_the_send_with_a_reason(
     with app.app_context():
         truncate_all()
         sink.reject_all = "451 relay not permitted right now"
-        issue_id, _ = _send(12, make_subscriber)
+        issue_id, _ = queue_issue(12, make_subscriber)
         run_jobs()
         found = issue_status(issue_id)
         assert found["status"] == "paused"
@@ -185,11 +116,11 @@ def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
         app = make_app(SMTP_PORT=str(silent.port), **settings)
         with app.app_context():
             truncate_all()
-            issue_id, _ = _send(1, make_subscriber)
+            issue_id, _ = queue_issue(1, make_subscriber)
             started = time.monotonic()
             run_jobs()  # returns: the client gave up after SMTP_TIMEOUT
             assert time.monotonic() - started < 20
-            status, attempts, error = _deliveries(issue_id)["f0@example.com"]
+            status, attempts, error = deliveries(issue_id)["f0@example.com"]
             assert (status, attempts) == ("queued", 1) and "timed out" in error
             # The relay comes back and the retry falls due: the reconciler hands the batch out.
             app.config["SMTP_PORT"] = sink.port

@@ -21,13 +21,18 @@ class Accepted:
     message_id: str
     at: float
     raw: bytes
+    mail_from: str = ""
 
 
 class FaultHandler:
     """Per-recipient scripts of answers: '451', '550', '552', 'drop-rcpt', 'drop-data'.
 
     Each recipient's script is consumed one step per attempt; once empty, mail is accepted.
+    A step may also be a whole answer to RCPT ("550 5.1.1 no such user") or, prefixed with
+    "end ", the answer after the message's final dot ("end 554 5.7.1 looks like spam").
     ``ehlo_failures`` answers that many EHLO/HELO commands with 421 (a busy server at connect).
+    ``mail_answer`` answers every MAIL FROM with that line (a relay refusing us), and
+    ``end_answer`` every message's final dot.
     """
 
     def __init__(self) -> None:
@@ -38,6 +43,8 @@ class FaultHandler:
         self.pipelining = False  # offer PIPELINING (RFC 2920) in the EHLO answer
         self.reject_all: str | None = None
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay, not a rate cap
+        self.mail_answer: str | None = None
+        self.end_answer: str | None = None
         self._lock = threading.Condition()
 
     def script(self, rcpt: str, *steps: str) -> None:
@@ -61,6 +68,15 @@ class FaultHandler:
         session.host_name = hostname
         return f"250 {server.hostname}"
 
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if self.mail_answer:
+            return self.mail_answer
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:  # noqa: E501
@@ -69,6 +85,9 @@ class FaultHandler:
             return self.reject_all
         steps = self.scripts.get(address)
         step = steps[0] if steps else ""
+        if step[:1].isdigit() and " " in step:
+            steps.popleft()  # type: ignore[union-attr]
+            return step
         if step in ("451", "550", "552", "drop-rcpt"):
             steps.popleft()  # type: ignore[union-attr]
             if step == "drop-rcpt":
@@ -85,8 +104,14 @@ class FaultHandler:
         rcpt = envelope.rcpt_tos[0]
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
+        steps = self.scripts.get(rcpt)
+        if steps and steps[0].startswith("end "):
+            return steps.popleft()[4:]
+        if self.end_answer:
+            return self.end_answer
         with self._lock:
-            self.accepted.append(Accepted(rcpt, str(msg["Message-ID"]), time.time(), data))
+            accepted = Accepted(rcpt, str(msg["Message-ID"]), time.time(), data, envelope.mail_from)
+            self.accepted.append(accepted)
             self._lock.notify_all()
         steps = self.scripts.get(rcpt)
         if steps and steps[0] == "drop-data":

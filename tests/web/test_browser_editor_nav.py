@@ -21,7 +21,7 @@ PAGES = [
     "/editor/tokens",
     "/editor/webhooks",
 ]
-LINKS = ["Issues", "Subscribers", "Import", "Stats", "API tokens", "Webhooks"]
+LINKS = ["Issues", "Subscribers", "Import", "Stats", "Bounces", "API tokens", "Webhooks"]
 
 
 def test_every_editor_page_has_one_nav_with_log_out(live_server, page, tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import free_port
+from tests.helpers import free_port, truncate_all
 from tests.helpers.editors import add_editor, login
 
 
@@ -10,6 +10,7 @@ def test_logging_in_while_redis_is_down_says_try_again(make_app):
     # Nothing listens on this port: every Redis call fails at once, as during a restart.
     app = make_app(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     with app.app_context():
+        truncate_all()
         add_editor()
         client = app.test_client()
         answer = login(client)

@@ -14,9 +14,21 @@ import pytest
 import sqlalchemy as sa
 from rq.registry import ScheduledJobRegistry
 
+from newsletter.bounces.intake import Notice, apply
 from newsletter.delivery import lifecycle
+from newsletter.delivery.message import MessageIds
 from newsletter.extensions import db
-from newsletter.models import Issue, IssueStatus, SubscriberStatus, WebhookDelivery, utcnow
+from newsletter.models import (
+    BounceKind,
+    Delivery,
+    DeliveryStatus,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    WebhookDelivery,
+    utcnow,
+)
 from newsletter.subscribers.state import bounce, confirm, subscribe, unsubscribe
 from newsletter.tasks.queues import WEBHOOK_QUEUE, get_queue
 from newsletter.tasks.tick import reconcile
@@ -252,3 +264,24 @@ def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make
 
 def test_a_worker_starting_up_re_enqueues_lost_deliveries(app):
     assert reconcile_webhooks in app.extensions["worker_start_hooks"]
+
+
+def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, make_subscriber):
+    register_webhook(db.session, receiver.url, ["subscriber.complained", "subscriber.unsubscribed"])
+    sub = make_subscriber("moaner@example.com", status="confirmed")
+    issue = Issue(slug="tip-10", subject="Tip 10", body_md="Body.", status=IssueStatus.SENT)
+    db.session.add(issue)
+    db.session.flush()
+    db.session.add(Delivery(issue_id=issue.id, subscriber_id=sub.id, status=DeliveryStatus.SENT))
+    db.session.commit()
+    domain = app.config["MAIL_FROM"].rpartition("@")[2].rstrip(">")
+    mid = MessageIds(issue.id, app.config["SECRET_KEY"].encode(), domain)(sub.id)
+    notice = Notice(kind=BounceKind.COMPLAINT, source="arf", message_id=mid)
+    assert apply(db.session(), notice, app.config).startswith("recorded complaint")
+    db.session.commit()
+    run_jobs()
+    payloads = [json.loads(b) for _h, b in receiver.requests]
+    assert [p["event"] for p in payloads] == ["subscriber.complained", "subscriber.unsubscribed"]
+    assert payloads[0]["data"]["email"] == "moaner@example.com"
+    assert payloads[0]["data"]["reason"] == "complaint"
+    assert db.session.get(Subscriber, sub.id).status is SubscriberStatus.UNSUBSCRIBED

@@ -23,6 +23,7 @@ from flask import (
 from newsletter.auth.passwords import authenticate
 from newsletter.auth.sessions import current_editor, log_in, log_out, login_required, safe_next
 from newsletter.auth.throttle import clear_failures, login_blocked, record_failure
+from newsletter.bounces.listing import issue_counts
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
@@ -177,6 +178,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         "editor/issue.html",
         issue=issue,
         progress=_progress(issue),
+        bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
         editable=issue.status in ISSUE_UNSENT,
         zones=time_zones(),
         editor=current_editor(),

@@ -20,6 +20,7 @@ from flask import (
 )
 
 from newsletter.auth.sessions import login_required
+from newsletter.bounces import listing
 from newsletter.extensions import db
 from newsletter.models import (
     Delivery,
@@ -139,7 +140,10 @@ def subscriber(subscriber_id: int) -> Any:
         .order_by(Delivery.id.desc())
         .limit(500)
     ).all()
-    return render_template("editor/subscriber.html", sub=sub, events=events, deliveries=deliveries)
+    bounced = listing.recent(db.session(), subscriber_id=sub.id, limit=100)
+    return render_template(
+        "editor/subscriber.html", sub=sub, events=events, deliveries=deliveries, bounces=bounced
+    )
 
 
 @bp.route("/subscribers/<id:subscriber_id>/erase", methods=["GET", "POST"])

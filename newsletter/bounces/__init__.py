@@ -1,0 +1,1 @@
+"""Bounces and complaints: recorded per copy, and what each does to its reader."""

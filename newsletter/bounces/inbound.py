@@ -1,0 +1,44 @@
+"""One raw notification in, one line per notice out: what every mail-borne path calls.
+
+`bounces receive`, `bounces serve` and the polled mailbox each hand the mail here; it is
+parsed, each notice goes through ``intake.apply``, and the whole is committed at once, so a
+caller may drop or delete the mail as soon as this returns. A database error propagates
+after a rollback: nothing was recorded and the mail should be tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from newsletter.bounces.intake import apply
+from newsletter.bounces.parse import MAX_INPUT, parse
+
+log = logging.getLogger(__name__)
+
+MAX_SIZE = MAX_INPUT
+
+
+def take_in(session: Session, raw: bytes, envelope_to: str, config: Mapping[str, Any]) -> list[str]:
+    """Parse one mail, apply each notice it holds and commit; return one line per notice."""
+    if len(raw) > MAX_SIZE:
+        log.warning("notification of %d bytes refused (over %d)", len(raw), MAX_SIZE)
+        return [f"refused: the message is over {MAX_SIZE} bytes; nothing recorded"]
+    notices = parse(raw, envelope_to)
+    if not notices:
+        log.info("mail of %d bytes is no bounce or complaint we can read; dropped", len(raw))
+        return ["ignored: not a bounce or complaint that can be read"]
+    lines = []
+    try:
+        for notice in notices:
+            line = apply(session, notice, config)
+            log.info("%s notification: %s", notice.source, line)
+            lines.append(line)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return lines

@@ -1,0 +1,41 @@
+"""Pre-send checks of the mail setup: settings, the SMTP relay, SPF, DKIM, DMARC, bounces.
+
+No Flask, no RQ: every check takes the settings mapping (and a Lookup for DNS) and returns a
+Check, so `newsletter doctor` and the editor's page show the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from newsletter.doctor.bounces import check_bounces
+from newsletter.doctor.dkim import check_dkim
+from newsletter.doctor.dmarc import check_dmarc
+from newsletter.doctor.lookup import DnsUnavailable, Lookup
+from newsletter.doctor.report import Check, Status, worst
+from newsletter.doctor.settings import check_settings
+from newsletter.doctor.smtp import check_smtp
+from newsletter.doctor.spf import check_spf
+
+__all__ = ["Check", "DnsUnavailable", "Lookup", "Status", "run_checks", "worst"]
+
+DNS_CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any], Lookup], Check]], ...] = (
+    ("spf", check_spf),
+    ("dkim", check_dkim),
+    ("dmarc", check_dmarc),
+    ("bounces", check_bounces),
+)
+
+
+def run_checks(
+    config: Mapping[str, Any], resolver: Lookup, smtp_timeout: float | None = None
+) -> list[Check]:
+    """Run every check, settings first; a DNS lookup that cannot be made is a warn."""
+    checks = [check_settings(config), check_smtp(config, smtp_timeout)]
+    for name, check in DNS_CHECKS:
+        try:
+            checks.append(check(config, resolver))
+        except DnsUnavailable as exc:
+            checks.append(Check(name, Status.WARN, f"DNS lookup could not be made: {exc}"))
+    return checks

@@ -1,0 +1,29 @@
+"""Queue an issue to a few readers and read back what became of each copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from newsletter.extensions import db
+from newsletter.issues.actions import create_issue
+from newsletter.models import Delivery, Subscriber
+from newsletter.tasks.dispatch import send_issue
+
+
+def queue_issue(n: int, make_subscriber: Any) -> tuple[int, list[Subscriber]]:
+    people = [make_subscriber(f"f{i}@example.com") for i in range(n)]
+    issue = create_issue("Faults", "Body")
+    send_issue(issue.id)
+    return issue.id, people
+
+
+def deliveries(issue_id: int) -> dict[str, tuple[str, int, str]]:
+    rows = db.session.execute(
+        sa.select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+        .where(Delivery.issue_id == issue_id)
+    ).all()
+    db.session.commit()
+    return {r[0]: (r[1].value, r[2], r[3]) for r in rows}
