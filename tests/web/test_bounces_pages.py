@@ -13,7 +13,7 @@ from newsletter.bounces.intake import Notice, apply
 from newsletter.delivery.message import MessageIds
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
-from newsletter.models import BounceKind, Delivery, Subscriber, SubscriberStatus
+from newsletter.models import BounceKind, Delivery, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.dispatch import send_issue
 from tests.helpers import truncate_all
 from tests.helpers.editors import PASSWORD, add_editor, bearer, editor_client
@@ -27,7 +27,12 @@ RAW = (
 def _sent_world(app: Any, drain: Any) -> tuple[int, list[Subscriber]]:
     """Two readers, one issue sent to them through the real worker path."""
     people = [
-        Subscriber(email=f"{n}@example.com", name=n, status=SubscriberStatus.CONFIRMED)
+        Subscriber(
+            email=f"{n}@example.com",
+            name=n,
+            status=SubscriberStatus.CONFIRMED,
+            confirmed_at=utcnow(),
+        )
         for n in ("ada", "bob")
     ]
     db.session.add_all(people)
@@ -148,6 +153,13 @@ def test_an_editor_opens_a_bounce_reads_it_and_reactivates_the_reader(live_serve
     assert "<script>alert('x')</script>" in page.locator("#raw").inner_text()
     page.get_by_role("button", name="Reactivate ada@example.com").click()
     page.get_by_text("Reactivated: the address is confirmed again").wait_for()
+    for name, path in (
+        ("bounce-issue", f"/editor/issues/{issue_id}"),
+        ("bounce-stats", "/editor/stats"),
+        ("bounce-person", f"/editor/subscribers/{ada_id}"),
+    ):
+        page.goto(live_server.url + path)
+        _shots(page, name)
     with app.app_context():
         assert db.session.get(Subscriber, ada_id).status is SubscriberStatus.CONFIRMED
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 2
