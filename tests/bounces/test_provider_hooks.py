@@ -30,7 +30,7 @@ from cryptography.x509.oid import NameOID
 from newsletter.bounces.providers import Unauthenticated, signing_key
 from newsletter.models import BounceKind
 from tests.bounces.conftest import BOUNCE_ADDRESS, FOREIGN_ID, Copy, bounce_rows, status_of
-from tests.doctor.relays import make_certificates
+from tests.helpers.tls import make_certificates
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"
 MAILGUN_KEY = "key-mailgun-webhook-signing-key"

@@ -12,8 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from newsletter.config import load_settings
 from newsletter.doctor import Lookup
 from tests.doctor.dns_server import DnsServer, SilentDns, Zone
-from tests.doctor.relays import Certificates, Relay, make_certificates
+from tests.doctor.relays import Relay
 from tests.doctor.world import private_pem
+from tests.helpers.tls import Certificates, make_certificates
 
 
 @pytest.fixture(scope="session")
