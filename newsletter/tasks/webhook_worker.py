@@ -21,31 +21,25 @@ from typing import Any
 
 import redis
 from flask import Flask
-from rq import SimpleWorker
-from rq.exceptions import DequeueTimeout, StopRequested
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 from rq.timeouts import TimerDeathPenalty
-from rq.worker import WorkerStatus
 
 from newsletter.extensions import db, get_redis
+from newsletter.tasks.polling import PollingWorker
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
 from newsletter.tasks.queues import WEBHOOK_QUEUE
 from newsletter.webhooks.post import DEADLINE
 
 log = logging.getLogger(__name__)
 
-# How long one wait for a job lasts: the longest a stop request waits while the runner idles.
-POLL = 1
-# A heartbeat every poll would be three Redis writes a second per process for nothing.
-HEARTBEAT_EVERY = 30.0
 FIRST_PAUSE = 0.5
 LONGEST_PAUSE = 10.0
 # Past this a thread counts as having run well, and its next pause starts short again.
 HEALTHY_RUN = 30.0
 
 
-class WebhookWorker(SimpleWorker):
+class WebhookWorker(PollingWorker):
     """An RQ worker for the webhooks queue, run in a thread beside the process's main worker."""
 
     # RQ's default job timeout uses SIGALRM, which only the main thread can receive.
@@ -54,7 +48,6 @@ class WebhookWorker(SimpleWorker):
     max_connection_wait_time = LONGEST_PAUSE
     app: Flask
     jobs_done = 0
-    _beat_at = 0.0
 
     def _install_signal_handlers(self) -> None:
         pass  # the main worker owns the signals, and only the main thread may install handlers
@@ -73,42 +66,6 @@ class WebhookWorker(SimpleWorker):
                 return bool(super().perform_job(job, queue, *args))
             finally:
                 db.session.remove()
-
-    def dequeue_job_and_maintain_ttl(
-        self, timeout: int | None, max_idle_time: int | None = None
-    ) -> tuple[Any, Any] | None:
-        """Wait for the next job in short polls; raise StopRequested once a stop is asked for."""
-        # RQ's own wait blocks for minutes, deaf to a stop request, and retries a lost Redis
-        # inside itself; this one lets a Redis error end the worker, and the runner starts a
-        # fresh one once Redis is back.
-        if timeout is None:  # burst: RQ's non-blocking pop
-            return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
-        self.set_state(WorkerStatus.IDLE)
-        while not stop_requested():
-            if time.monotonic() - self._beat_at > HEARTBEAT_EVERY:
-                self.heartbeat()
-                self._beat_at = time.monotonic()
-            if self.should_run_maintenance_tasks:
-                self.run_maintenance_tasks()
-            try:
-                result = self.queue_class.dequeue_any(
-                    self._ordered_queues,
-                    POLL,
-                    connection=self.connection,
-                    job_class=self.job_class,
-                    serializer=self.serializer,
-                    death_penalty_class=self.death_penalty_class,
-                )
-            except DequeueTimeout:
-                continue
-            if result is not None:
-                job, queue = result
-                job.redis_server_version = self.get_redis_server_version()
-                self.log.info("Worker %s: %s: %s", self.name, queue.name, job.id)
-                self.heartbeat()
-                self._beat_at = time.monotonic()
-                return result
-        raise StopRequested()
 
 
 def build_webhook_worker(app: Flask) -> WebhookWorker:

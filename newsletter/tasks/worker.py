@@ -14,12 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from flask import Flask
 from redis.exceptions import RedisError
-from rq import SimpleWorker
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
 from newsletter.extensions import db, get_redis
 from newsletter.tasks.bounces import start_mailbox_poller
+from newsletter.tasks.polling import PollingWorker
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
 from newsletter.tasks.queues import ALL_QUEUES, MAIL_WORK_QUEUES
 from newsletter.tasks.tick import scheduler_tick
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 TICK_LOCK = "newsletter:tick-lock"
 
 
-class AppWorker(SimpleWorker):
+class AppWorker(PollingWorker):
     """A non-forking worker (a job costs ~3 ms, not ~15 ms) that gives each job a fresh app context.
 
     Jobs never share a database session, and a job that raises leaves no transaction open.
@@ -239,7 +239,10 @@ def _run_worker(app: Flask, *, burst: bool, with_scheduler: bool) -> None:
     _reconcile_now(app, "start-up")
     for hook in app.extensions.get("worker_start_hooks", []):
         with app.app_context():
-            hook()
+            try:
+                hook()
+            except Exception:
+                log.exception("a worker start hook failed")
     if not burst:
         Ticker(app).start()
         start_webhook_runner(app, with_scheduler=with_scheduler)
@@ -248,13 +251,16 @@ def _run_worker(app: Flask, *, burst: bool, with_scheduler: bool) -> None:
     queues = ALL_QUEUES if burst else MAIL_WORK_QUEUES
     incarnation = 0
     while True:
-        worker = build_worker(app, queues, incarnation=incarnation)
+        worker = None
         try:
+            # Building the worker asks Redis too: a worker started while Redis is down waits.
+            worker = build_worker(app, queues, incarnation=incarnation)
             worker.work(burst=burst, with_scheduler=with_scheduler, logging_level="INFO")
         except Exception:
             # RQ's own bookkeeping (start-up, teardown) raises when Redis is away.
             log.warning("worker loop ended by an error", exc_info=True)
-        _stop_scheduler(worker)
+        if worker is not None:
+            _stop_scheduler(worker)
         if burst or stop_requested():
             return
         # RQ's loop returns on its own only when Redis failed under it: wait for Redis, then

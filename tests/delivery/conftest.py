@@ -141,8 +141,8 @@ def fault_app(make_app: Any, sink: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_subscriber() -> Any:
-    """Insert a subscriber into the app in context (conftest's would push its own app)."""
+def add_reader() -> Any:
+    """Insert a subscriber into the app in context (conftest's make_subscriber pushes its own)."""
 
     def make(email: str, status: str = "confirmed") -> Subscriber:
         sub = Subscriber(email=email, name="", status=SubscriberStatus(status))

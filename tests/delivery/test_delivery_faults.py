@@ -17,9 +17,9 @@ from tests.helpers.sending import deliveries, queue_issue
 from tests.helpers.smtp import SilentServer
 
 
-def test_451_twice_is_retried_then_accepted(fault_app, make_subscriber, run_jobs, sink):
+def test_451_twice_is_retried_then_accepted(fault_app, add_reader, run_jobs, sink):
     sink.script("f1@example.com", "451", "451")
-    issue_id, _ = queue_issue(3, make_subscriber)
+    issue_id, _ = queue_issue(3, add_reader)
     run_jobs()
     sink.wait_for(3)
     assert len(sink.to("f1@example.com")) == 1
@@ -29,10 +29,10 @@ def test_451_twice_is_retried_then_accepted(fault_app, make_subscriber, run_jobs
 
 
 def test_550_fails_for_good_bounces_and_is_left_out_of_the_nextqueue_issue(
-    fault_app, make_subscriber, run_jobs, sink
+    fault_app, add_reader, run_jobs, sink
 ):
     sink.script("f0@example.com", "550")
-    issue_id, people = queue_issue(2, make_subscriber)
+    issue_id, people = queue_issue(2, add_reader)
     run_jobs()
     sink.wait_for(1)
     status, attempts, error = deliveries(issue_id)["f0@example.com"]
@@ -48,10 +48,10 @@ def test_550_fails_for_good_bounces_and_is_left_out_of_the_nextqueue_issue(
 
 
 def test_552_mailbox_full_is_a_soft_bounce_not_a_bounced_reader(
-    fault_app, make_subscriber, run_jobs, sink
+    fault_app, add_reader, run_jobs, sink
 ):
     sink.script("f0@example.com", "552")
-    issue_id, people = queue_issue(1, make_subscriber)
+    issue_id, people = queue_issue(1, add_reader)
     run_jobs()
     assert deliveries(issue_id)["f0@example.com"][:2] == ("failed", 1)
     assert db.session.get(Subscriber, people[0].id).status is SubscriberStatus.CONFIRMED
@@ -59,18 +59,18 @@ def test_552_mailbox_full_is_a_soft_bounce_not_a_bounced_reader(
     assert kinds == [BounceKind.SOFT]
 
 
-def test_421_at_connect_for_a_while_is_waited_out(fault_app, make_subscriber, run_jobs, sink):
+def test_421_at_connect_for_a_while_is_waited_out(fault_app, add_reader, run_jobs, sink):
     sink.ehlo_failures = 4  # EHLO and the HELO fallback, twice
-    issue_id, _ = queue_issue(2, make_subscriber)
+    issue_id, _ = queue_issue(2, add_reader)
     run_jobs()
     sink.wait_for(2)
     assert issue_status(issue_id)["status"] == "sent"
     assert all(len(sink.to(f"f{i}@example.com")) == 1 for i in range(2))
 
 
-def test_a_connection_dropped_during_rcpt_is_retried(fault_app, make_subscriber, run_jobs, sink):
+def test_a_connection_dropped_during_rcpt_is_retried(fault_app, add_reader, run_jobs, sink):
     sink.script("f0@example.com", "drop-rcpt")
-    issue_id, _ = queue_issue(3, make_subscriber)
+    issue_id, _ = queue_issue(3, add_reader)
     run_jobs()
     sink.wait_for(3)
     assert len(sink.to("f0@example.com")) == 1
@@ -78,10 +78,10 @@ def test_a_connection_dropped_during_rcpt_is_retried(fault_app, make_subscriber,
 
 
 def test_a_connection_dropped_after_data_resends_the_same_message(
-    fault_app, make_subscriber, run_jobs, sink
+    fault_app, add_reader, run_jobs, sink
 ):
     sink.script("f0@example.com", "drop-data")
-    issue_id, _ = queue_issue(2, make_subscriber)
+    issue_id, _ = queue_issue(2, add_reader)
     run_jobs()
     sink.wait_for(3)
     copies = sink.to("f0@example.com")
@@ -91,13 +91,13 @@ def test_a_connection_dropped_after_data_resends_the_same_message(
 
 
 def test_a_relay_refusing_everything_pauses_the_send_with_a_reason(
-    make_app, make_subscriber, run_jobs, sink
+    make_app, add_reader, run_jobs, sink
 ):
     app = make_app(SMTP_PORT=str(sink.port), SEND_PAUSE_AFTER="5", **FAST_RETRIES)
     with app.app_context():
         truncate_all()
         sink.reject_all = "451 relay not permitted right now"
-        issue_id, _ = queue_issue(12, make_subscriber)
+        issue_id, _ = queue_issue(12, add_reader)
         run_jobs()
         found = issue_status(issue_id)
         assert found["status"] == "paused"
@@ -107,7 +107,7 @@ def test_a_relay_refusing_everything_pauses_the_send_with_a_reason(
 
 
 def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
-    make_app, make_subscriber, run_jobs, sink
+    make_app, add_reader, run_jobs, sink
 ):
     silent = SilentServer(free_port())
     try:
@@ -116,7 +116,7 @@ def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
         app = make_app(SMTP_PORT=str(silent.port), **settings)
         with app.app_context():
             truncate_all()
-            issue_id, _ = queue_issue(1, make_subscriber)
+            issue_id, _ = queue_issue(1, add_reader)
             started = time.monotonic()
             run_jobs()  # returns: the client gave up after SMTP_TIMEOUT
             assert time.monotonic() - started < 20

@@ -26,10 +26,10 @@ def _statuses(people):
     "answer", ["550 5.4.5 Daily sending quota exceeded", "554 5.7.1 client host blocked"]
 )
 def test_the_relay_refusing_us_pauses_and_bounces_nobody(
-    fault_app, make_subscriber, run_jobs, sink, answer
+    fault_app, add_reader, run_jobs, sink, answer
 ):
     sink.mail_answer = answer
-    issue_id, people = queue_issue(5, make_subscriber)
+    issue_id, people = queue_issue(5, add_reader)
     run_jobs()
     assert _statuses(people) == [SubscriberStatus.CONFIRMED] * 5
     found = issue_status(issue_id)
@@ -46,22 +46,20 @@ def test_the_relay_refusing_us_pauses_and_bounces_nobody(
     assert sorted(a.rcpt for a in sink.accepted) == sorted(p.email for p in people)
 
 
-def test_spam_refusal_after_data_pauses_without_bouncing(
-    fault_app, make_subscriber, run_jobs, sink
-):
+def test_spam_refusal_after_data_pauses_without_bouncing(fault_app, add_reader, run_jobs, sink):
     sink.end_answer = "554 5.7.1 message refused as spam"
-    issue_id, people = queue_issue(3, make_subscriber)
+    issue_id, people = queue_issue(3, add_reader)
     run_jobs()
     found = issue_status(issue_id)
     assert found["status"] == "paused" and "5.7.1 message refused as spam" in found["pause_reason"]
     assert _statuses(people) == [SubscriberStatus.CONFIRMED] * 3
 
 
-def test_each_rcpt_answer_does_what_it_says(fault_app, make_subscriber, run_jobs, sink):
+def test_each_rcpt_answer_does_what_it_says(fault_app, add_reader, run_jobs, sink):
     sink.script("f0@example.com", "550 5.1.1 no such user")
     sink.script("f1@example.com", "552 5.2.2 mailbox full")
     sink.script("f2@example.com", "550 5.7.1 your domain is not welcome here")
-    issue_id, people = queue_issue(4, make_subscriber)
+    issue_id, people = queue_issue(4, add_reader)
     run_jobs()
     rows = deliveries(issue_id)
     assert [rows[f"f{i}@example.com"][0] for i in range(4)] == ["failed"] * 3 + ["sent"]
@@ -81,10 +79,10 @@ def test_each_rcpt_answer_does_what_it_says(fault_app, make_subscriber, run_jobs
 
 
 def test_soft_bounces_in_a_row_over_issues_bounce_the_address(
-    fault_app, make_subscriber, run_jobs, sink
+    fault_app, add_reader, run_jobs, sink
 ):
-    full = make_subscriber("full@example.com")
-    recovers = make_subscriber("recovers@example.com")
+    full = add_reader("full@example.com")
+    recovers = add_reader("recovers@example.com")
     limit = fault_app.config["BOUNCE_SOFT_LIMIT"]
     assert limit == 3
     for week in range(limit):
@@ -99,11 +97,11 @@ def test_soft_bounces_in_a_row_over_issues_bounce_the_address(
 
 
 def test_a_temporary_answer_after_every_retry_is_a_soft_bounce(
-    fault_app, make_subscriber, run_jobs, sink
+    fault_app, add_reader, run_jobs, sink
 ):
     attempts = fault_app.config["SEND_MAX_ATTEMPTS"]
     sink.script("f0@example.com", *["451 4.4.1 no answer from host"] * attempts)
-    issue_id, people = queue_issue(1, make_subscriber)
+    issue_id, people = queue_issue(1, add_reader)
     while issue_status(issue_id)["status"] == "sending":
         run_jobs()
     assert deliveries(issue_id)["f0@example.com"][:2] == ("failed", attempts)
@@ -112,11 +110,9 @@ def test_a_temporary_answer_after_every_retry_is_a_soft_bounce(
     assert bounce.kind is BounceKind.SOFT and "after 4 attempts" in bounce.diagnostic
 
 
-def test_a_relay_down_through_every_retry_bounces_nobody(
-    fault_app, make_subscriber, run_jobs, sink
-):
+def test_a_relay_down_through_every_retry_bounces_nobody(fault_app, add_reader, run_jobs, sink):
     sink.mail_answer = "451 4.3.0 try again later"
-    issue_id, people = queue_issue(2, make_subscriber)
+    issue_id, people = queue_issue(2, add_reader)
     while issue_status(issue_id)["status"] == "sending":
         run_jobs()
     assert {s for s, _, _ in deliveries(issue_id).values()} == {"failed"}

@@ -23,8 +23,8 @@ def verp_app(make_app, sink):
         yield app
 
 
-def test_each_copy_goes_out_from_its_own_tagged_address(verp_app, make_subscriber, run_jobs, sink):
-    issue_id, _people = queue_issue(3, make_subscriber)
+def test_each_copy_goes_out_from_its_own_tagged_address(verp_app, add_reader, run_jobs, sink):
+    issue_id, _people = queue_issue(3, add_reader)
     run_jobs()
     ids = dict(
         db.session.execute(
@@ -42,10 +42,8 @@ def test_each_copy_goes_out_from_its_own_tagged_address(verp_app, make_subscribe
     assert all(b"From: Tip of the Week <tips@example.org>" in a.raw for a in sink.accepted)
 
 
-def test_without_bounce_address_copies_leave_from_mail_from(
-    fault_app, make_subscriber, run_jobs, sink
-):
-    queue_issue(2, make_subscriber)
+def test_without_bounce_address_copies_leave_from_mail_from(fault_app, add_reader, run_jobs, sink):
+    queue_issue(2, add_reader)
     run_jobs()
     assert {a.mail_from for a in sink.accepted} == {"tips@example.org"}
 
