@@ -29,6 +29,7 @@ from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import DEADLINE
 from tests.helpers import truncate_all
 from tests.helpers.editors import editor_client, page_token
+from tests.helpers.receivers import Dripper
 from tests.webhooks.test_webhooks import Receiver, verify
 
 FORBIDDEN_URLS = [
@@ -162,43 +163,6 @@ def _run(app: Any) -> int:
     worker.work(burst=True, with_scheduler=False)
     db.session.expire_all()
     return int(worker.jobs_done)
-
-
-class Dripper:
-    """A receiver that reads the request, then answers one byte every ``every`` seconds."""
-
-    def __init__(self, every: float = 5.0) -> None:
-        self.got_request = threading.Event()
-        self.stop = threading.Event()
-        self.cut_off_at: float | None = None
-        dripper = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                self.rfile.read(int(self.headers["Content-Length"]))
-                dripper.got_request.set()
-                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
-                try:
-                    for byte in answer:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        if dripper.stop.wait(every):
-                            return
-                except OSError:
-                    dripper.cut_off_at = time.monotonic()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_dripping_receiver_is_cut_off_at_the_deadline_and_retried(app, run_jobs, make_subscriber):

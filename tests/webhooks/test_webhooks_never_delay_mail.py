@@ -11,10 +11,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,51 +26,13 @@ from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import DEADLINE
 from tests.helpers import free_port, truncate_all
 from tests.helpers.readers import subscribe
+from tests.helpers.receivers import Dripper
 from tests.helpers.redis_server import RedisServer
 from tests.helpers.smtp import start_sink
 from tests.webhooks.test_webhooks import Receiver
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Dripper:
-    """A receiver that reads each POST, then answers one byte every ``every`` seconds.
-
-    ``began`` maps each delivery id to when its request arrived.
-    """
-
-    def __init__(self, every: float) -> None:
-        self.began: dict[int, float] = {}
-        self.stop = threading.Event()
-        dripper = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-                self.rfile.read(int(self.headers["Content-Length"]))
-                dripper.began[int(self.headers["X-Newsletter-Delivery"])] = time.monotonic()
-                answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100
-                try:
-                    for byte in answer:
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                        if dripper.stop.wait(every):
-                            return
-                except OSError:
-                    return  # cut off
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
