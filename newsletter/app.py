@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -22,7 +23,8 @@ from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
-from newsletter.extensions import csrf, db, migrate
+from newsletter.extensions import babel, csrf, db, migrate
+from newsletter.i18n import TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.tasks.webhooks import install as install_webhooks
 from newsletter.web import archive, dev, hooks, public
@@ -132,6 +134,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     _init_database(app)
     # Redis connects lazily (extensions.get_redis): a request that never needs it starts none.
     _init_security(app)
+    _init_languages(app)
     _register_blueprints(app)
     _register_errors(app)
 
@@ -281,6 +284,16 @@ def _init_security(app: Flask) -> None:
         if https:
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response
+
+
+def _init_languages(app: Flask) -> None:
+    """Pages speak NEWSLETTER_LANGUAGE (Flask-Babel), with the catalogues mail uses too."""
+    language = app.config["NEWSLETTER_LANGUAGE"]
+    app.config["BABEL_DEFAULT_LOCALE"] = language
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
+    babel.init_app(app, locale_selector=lambda: language)
+    app.jinja_env.globals["format_date"] = functools.partial(format_date, language=language)
+    app.jinja_env.globals["language"] = language
 
 
 def _register_blueprints(app: Flask) -> None:

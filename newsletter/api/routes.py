@@ -241,7 +241,7 @@ def openapi() -> ResponseReturnValue:
 def api_subscribe() -> ResponseReturnValue:
     """Sign someone up with double opt-in; the answer never says whether they were known."""
     config = current_app.config
-    limit = ratelimit.parse_limit(config.get("SUBSCRIBE_RATE_LIMIT"))
+    limit = config["SUBSCRIBE_RATE_LIMIT"]
     if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
         raise ApiError(
             429,

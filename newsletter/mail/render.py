@@ -6,6 +6,7 @@ Templates follow one naming rule: ``email/<name>.subject.txt``, ``email/<name>.t
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from newsletter.i18n import DEFAULT_LANGUAGE, format_date, translations
 from newsletter.mail.dkim import dkim_signer
 
 
@@ -28,16 +30,26 @@ class Rendered:
     html: str
 
 
-def make_jinja_env(templates_dir: str | os.PathLike[str]) -> jinja2.Environment:
-    """Return a Jinja environment that autoescapes HTML wherever it runs."""
-    return jinja2.Environment(
+def make_jinja_env(
+    templates_dir: str | os.PathLike[str], language: str = DEFAULT_LANGUAGE
+) -> jinja2.Environment:
+    """Return a Jinja environment that autoescapes HTML and speaks ``language``.
+
+    ``_()`` and ``{% trans %}`` behave as in the web app's templates (Flask-Babel installs the
+    same new-style gettext there), so one catalogue serves pages and mail.
+    """
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        extensions=["jinja2.ext.i18n"],
     )
+    env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["format_date"] = functools.partial(format_date, language=language)
+    return env
 
 
 class Mailer:
@@ -45,7 +57,8 @@ class Mailer:
 
     def __init__(self, config: Mapping[str, Any], templates_dir: str | os.PathLike[str]) -> None:
         self.config = config
-        self.jinja = make_jinja_env(templates_dir)
+        self.language = config.get("NEWSLETTER_LANGUAGE", DEFAULT_LANGUAGE)
+        self.jinja = make_jinja_env(templates_dir, self.language)
         self.mail_from = config["MAIL_FROM"]
         self.from_address = parseaddr(self.mail_from)[1]
         self.from_domain = self.from_address.rpartition("@")[2]

@@ -36,21 +36,6 @@ DOMAIN_WINDOW = 600  # seconds
 # Rows older than this no longer limit anything: the day and the window are over.
 _KEEP = timedelta(days=2)
 
-DEFAULT_SUBSCRIBE_LIMIT = "10/600"
-
-
-def parse_limit(raw: object, default: str = DEFAULT_SUBSCRIBE_LIMIT) -> tuple[int, int]:
-    """Turn '10/600' (hits per seconds) into (10, 600); fall back to ``default`` if unusable."""
-    text = str(raw or default)
-    try:
-        hits, seconds = (int(x) for x in text.split("/", 1))
-    except ValueError:
-        log.warning("ignoring a malformed rate limit %r, using %s", text, default)
-        return parse_limit(default)
-    if hits < 1 or seconds < 1:
-        return parse_limit(default)
-    return hits, seconds
-
 
 def client_key(address: str) -> str:
     """Return whom a client address counts as: IPv4 alone, IPv6 by its /64.

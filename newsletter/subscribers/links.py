@@ -15,6 +15,7 @@ from newsletter.extensions import this_app
 
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
+MANAGE_SALT = "newsletter.manage.v1"
 
 
 class TokenError(Exception):
@@ -51,6 +52,8 @@ class Tokens:
         self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
         # Unsubscribe links live in every mail for years: no expiry, by design.
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
+        # The reader's own page (/manage/<token>): linked from every issue, so no expiry either.
+        self._manage = URLSafeSerializer(keys, salt=MANAGE_SALT)
 
     def confirm_token(self, subscriber_id: int, version: int, name: str | None = None) -> str:
         """Sign a confirmation link bound to the subscriber's state version (and a new name)."""
@@ -79,39 +82,60 @@ class Tokens:
         return self._unsubscribe.dumps(subscriber_id)
 
     def unsubscribe_token_maker(self) -> Callable[[int], str]:
-        """Return a function making the same tokens as ``unsubscribe_token``, ~5x faster.
+        """Return a function making the same tokens as ``unsubscribe_token``, ~5x faster."""
+        return _fast_maker(self._unsubscribe)
 
-        The sender signs one token per message; itsdangerous re-derives the key and goes
-        through JSON each time. Here the derived key's HMAC state is made once and copied.
-        The output is byte-identical (tests/test_tokens.py checks it against itsdangerous).
-        """
-        signer = self._unsubscribe.make_signer()
-        base = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
-        sep = signer.sep if isinstance(signer.sep, bytes) else signer.sep.encode()
-        b64 = base64.urlsafe_b64encode
+    def manage_token(self, subscriber_id: int) -> str:
+        """Sign a link to the reader's own page."""
+        return self._manage.dumps(subscriber_id)
 
-        def make(subscriber_id: int) -> str:
-            text = str(subscriber_id).encode() if type(subscriber_id) is int else b""
-            # itsdangerous zlib-compresses a payload when that is shorter: never at 9 digits
-            # or fewer (zlib alone adds 8 bytes), so longer ones go the slow, exact way.
-            if not text or len(text) > 9:
-                return self.unsubscribe_token(subscriber_id)
-            payload = b64(text).rstrip(b"=")
-            mac = base.copy()
-            mac.update(payload)
-            return (payload + sep + b64(mac.digest()).rstrip(b"=")).decode()
+    def manage_token_maker(self) -> Callable[[int], str]:
+        """Return a function making the same tokens as ``manage_token``, ~5x faster."""
+        return _fast_maker(self._manage)
 
-        return make
+    def read_manage(self, token: str) -> int:
+        """Return the subscriber id in a manage token; raise TokenError if it is not ours."""
+        return _read_id(self._manage, token)
 
     def read_unsubscribe(self, token: str) -> int:
         """Return the subscriber id in an unsubscribe token; raise TokenError if it is not ours."""
-        try:
-            payload: Any = self._unsubscribe.loads(token)
-        except (BadSignature, ValueError, TypeError):
-            raise TokenError("invalid") from None
-        if not isinstance(payload, int) or isinstance(payload, bool):
-            raise TokenError("invalid")
-        return payload
+        return _read_id(self._unsubscribe, token)
+
+
+def _read_id(serializer: URLSafeSerializer, token: str) -> int:
+    try:
+        payload: Any = serializer.loads(token)
+    except (BadSignature, ValueError, TypeError):
+        raise TokenError("invalid") from None
+    if not isinstance(payload, int) or isinstance(payload, bool):
+        raise TokenError("invalid")
+    return payload
+
+
+def _fast_maker(serializer: URLSafeSerializer) -> Callable[[int], str]:
+    """Return a function making ``serializer.dumps(subscriber_id)``, byte for byte, ~5x faster.
+
+    The sender signs tokens for every message; itsdangerous re-derives the key and goes
+    through JSON each time. Here the derived key's HMAC state is made once and copied.
+    tests/subscribers/test_tokens.py checks the output against itsdangerous.
+    """
+    signer = serializer.make_signer()
+    base = hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+    sep = signer.sep if isinstance(signer.sep, bytes) else signer.sep.encode()
+    b64 = base64.urlsafe_b64encode
+
+    def make(subscriber_id: int) -> str:
+        text = str(subscriber_id).encode() if type(subscriber_id) is int else b""
+        # itsdangerous zlib-compresses a payload when that is shorter: never at 9 digits
+        # or fewer (zlib alone adds 8 bytes), so longer ones go the slow, exact way.
+        if not text or len(text) > 9:
+            return str(serializer.dumps(subscriber_id))
+        payload = b64(text).rstrip(b"=")
+        mac = base.copy()
+        mac.update(payload)
+        return (payload + sep + b64(mac.digest()).rstrip(b"=")).decode()
+
+    return make
 
 
 def _claim(payload: Any) -> ConfirmClaim:

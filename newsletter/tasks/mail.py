@@ -71,7 +71,7 @@ def import_job_id(import_id: int, attempt: int) -> str:
 # --- putting work on the queue -----------------------------------------------------------------
 
 
-def _enqueue_once(
+def enqueue_once(
     func: Callable[..., Any],
     args: Sequence[Any],
     *,
@@ -94,7 +94,7 @@ def _enqueue_once(
 
 def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
-    _enqueue_once(
+    enqueue_once(
         send_confirmation,
         (subscriber_id, stamp(due_at)),
         job_id=confirmation_job_id(subscriber_id, due_at),
@@ -106,7 +106,7 @@ def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None =
 
 def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the welcome mail owed since ``due_at``; never raises for Redis."""
-    _enqueue_once(
+    enqueue_once(
         send_welcome,
         (subscriber_id, stamp(due_at)),
         job_id=welcome_job_id(subscriber_id, due_at),
@@ -118,7 +118,7 @@ def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None
 
 def queue_import(import_id: int, attempt: int = 0, app: Flask | None = None) -> None:
     """Queue a browser import's run; never raises for Redis."""
-    _enqueue_once(
+    enqueue_once(
         run_import,
         (import_id,),
         job_id=import_job_id(import_id, attempt),
@@ -131,7 +131,7 @@ def queue_import(import_id: int, attempt: int = 0, app: Flask | None = None) -> 
 # --- the jobs ------------------------------------------------------------------------------------
 
 
-def _settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) -> None:
+def settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) -> None:
     """Mark the mail owed since ``due`` as done, unless a newer one became owed meanwhile."""
     if due is not None:
         db.session.execute(
@@ -143,7 +143,7 @@ def _settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) 
     db.session.commit()
 
 
-def _send(to: str, data: bytes) -> Exception | None:
+def send_mail(to: str, data: bytes) -> Exception | None:
     """Hand one mail to the server; return the refusal if it is for good, raise if not."""
     try:
         with SMTPSender(current_app.config) as smtp:
@@ -176,9 +176,9 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     )
     email = sub.email
     db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
-    refused = _send(email, mailer().to_bytes(msg))
+    refused = send_mail(email, mailer().to_bytes(msg))
     # The name has done its work: it is in the link now, and no longer kept.
-    _settle("confirm_due_at", subscriber_id, owed, confirm_name=None)
+    settle("confirm_due_at", subscriber_id, owed, confirm_name=None)
     if refused is not None:
         log.warning("confirmation to subscriber %s refused for good: %s", subscriber_id, refused)
         return f"refused: {refused}"
@@ -209,8 +209,8 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     )
     email = sub.email
     db.session.commit()
-    refused = _send(email, mailer().to_bytes(msg))
-    _settle("welcome_due_at", subscriber_id, owed)
+    refused = send_mail(email, mailer().to_bytes(msg))
+    settle("welcome_due_at", subscriber_id, owed)
     if refused is not None:
         log.warning("welcome to subscriber %s refused for good: %s", subscriber_id, refused)
         return f"refused: {refused}"
@@ -366,7 +366,7 @@ def _enqueue_lost(
                 job.delete()  # finished or failed with the work still owed, or dead: redo it
             except (InvalidJobOperation, NoSuchJobError):
                 pass  # it expired or another reconciler removed it since the fetch
-        if _enqueue_once(func, args, job_id=job_id, queue=queue_name, timeout=timeout):
+        if enqueue_once(func, args, job_id=job_id, queue=queue_name, timeout=timeout):
             enqueued += 1
     return enqueued
 

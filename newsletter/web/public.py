@@ -150,7 +150,7 @@ def subscribe_view() -> Any:
     if request.mimetype not in FORM_TYPES:
         return _page("public/form_expired.html", 415, wrong_type=True)
     config = current_app.config
-    limit = ratelimit.parse_limit(config.get("SUBSCRIBE_RATE_LIMIT"))
+    limit = config["SUBSCRIBE_RATE_LIMIT"]
     if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
         page = render_template("public/rate_limited.html", minutes=max(1, limit[1] // 60))
         return page, 429, {"Retry-After": str(limit[1])}

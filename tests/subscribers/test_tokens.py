@@ -109,3 +109,21 @@ def test_the_senders_fast_unsubscribe_tokens_are_the_same_tokens(fallbacks):
         token = make(sid)
         assert token == tokens.unsubscribe_token(sid)
         assert tokens.read_unsubscribe(token) == sid
+
+
+@pytest.mark.parametrize("fallbacks", [[], ["an-old-key"]])
+def test_the_senders_fast_manage_tokens_are_the_same_tokens(fallbacks):
+    tokens = Tokens("the-current-key", fallbacks)
+    make = tokens.manage_token_maker()
+    for sid in [0, 1, 42, 999_999_999, 1_000_000_000, *range(1000, 9000, 37)]:
+        token = make(sid)
+        assert token == tokens.manage_token(sid)
+        assert tokens.read_manage(token) == sid
+
+
+def test_a_manage_token_is_no_unsubscribe_token_and_the_reverse():
+    tokens = Tokens("the-current-key")
+    with pytest.raises(TokenError):
+        tokens.read_manage(tokens.unsubscribe_token(5))
+    with pytest.raises(TokenError):
+        tokens.read_unsubscribe(tokens.manage_token(5))
