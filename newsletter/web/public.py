@@ -8,9 +8,7 @@ comes from mail providers that have neither.
 
 from __future__ import annotations
 
-import functools
 import logging
-from email.utils import parseaddr
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +19,6 @@ from flask import (
     jsonify,
     render_template,
     request,
-    session,
 )
 from flask_wtf.csrf import CSRFError
 
@@ -41,6 +38,7 @@ from newsletter.subscribers.state import (
 )
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation, queue_welcome
+from newsletter.web.pages import MAX_TOKEN, bad_link, page
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +46,7 @@ bp = Blueprint("public", __name__)
 
 HONEYPOT_FIELD = "website"
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-# Ours are under 100 characters, or ~600 with a 100-character name in non-Latin script;
-# anything longer is not worth verifying.
-MAX_TOKEN = 800
 LATEST_TIPS = 5
-_CHECK_INBOX = "public.check_inbox_page"
 
 
 def register(app: Flask) -> None:
@@ -63,35 +57,9 @@ def register(app: Flask) -> None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
-    return render_template(template, from_address=_from_address(), **ctx), status
-
-
-def _from_address() -> str:
-    return _address_of(current_app.config["MAIL_FROM"])
-
-
-@functools.lru_cache(maxsize=8)
-def _address_of(mail_from: str) -> str:
-    return parseaddr(mail_from)[1]
-
-
 def _check_inbox() -> tuple[str, int]:
-    """The answer to every sign-up: rendered once per app, as it holds nothing per request.
-
-    A flashed message is the one thing that could differ: then it is rendered afresh.
-    """
-    if "_flashes" in session:
-        return _page("public/check_inbox.html")
-    page = current_app.extensions.get(_CHECK_INBOX)
-    if page is None:
-        page = current_app.extensions[_CHECK_INBOX] = _page("public/check_inbox.html")[0]
-    return page, 200
-
-
-def _bad_link(status: int = 400, reason: str = "invalid") -> tuple[str, int]:
-    """The one page for a link we cannot use; it never says whose link it was."""
-    return _page("public/bad_link.html", status, reason=reason)
+    """The answer to every sign-up."""
+    return page("public/check_inbox.html")
 
 
 def _latest_tips() -> list[Issue]:
@@ -105,7 +73,7 @@ def _latest_tips() -> list[Issue]:
 
 
 def _index(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
-    return _page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
+    return page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
 
 
 def _echo(typed: str) -> str:
@@ -132,7 +100,7 @@ def _unsubscribe_id(token: str) -> int:
 
 @bp.errorhandler(CSRFError)
 def csrf_failed(exc: CSRFError) -> tuple[str, int]:
-    return _page("public/form_expired.html", 400)
+    return page("public/form_expired.html", 400)
 
 
 # --- the front page and subscribing -----------------------------------------------------------
@@ -148,12 +116,12 @@ def index() -> tuple[str, int]:
 def subscribe_view() -> Any:
     """Record a sign-up and queue the confirmation mail; answer the same whatever happened."""
     if request.mimetype not in FORM_TYPES:
-        return _page("public/form_expired.html", 415, wrong_type=True)
+        return page("public/form_expired.html", 415, wrong_type=True)
     config = current_app.config
     limit = config["SUBSCRIBE_RATE_LIMIT"]
     if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
-        page = render_template("public/rate_limited.html", minutes=max(1, limit[1] // 60))
-        return page, 429, {"Retry-After": str(limit[1])}
+        html = render_template("public/rate_limited.html", minutes=max(1, limit[1] // 60))
+        return html, 429, {"Retry-After": str(limit[1])}
     if request.form.get(HONEYPOT_FIELD):
         # A bot filled the field people never see: answer as usual, keep nothing.
         return _check_inbox()
@@ -184,22 +152,22 @@ def subscribe_view() -> Any:
 
 
 @bp.get("/confirm/<token>")
-def confirm_page(token: str) -> tuple[str, int]:
+def confirmpage(token: str) -> tuple[str, int]:
     """Show one button that confirms; change nothing (mail scanners fetch every link)."""
     try:
         claim = _confirm_claim(token)
     except TokenExpired:
-        return _page("public/confirm_expired.html", 410, token=token)
+        return page("public/confirm_expired.html", 410, token=token)
     except TokenError:
-        return _bad_link()
+        return bad_link()
     sub = db.session.get(Subscriber, claim.subscriber_id)
     if sub is None:
-        return _bad_link(404, "unknown")
+        return bad_link(404, "unknown")
     if sub.status is SubscriberStatus.CONFIRMED:
-        return _page("public/confirm.html", already=True, token=token)
+        return page("public/confirm.html", already=True, token=token)
     if sub.status not in CONFIRMABLE or sub.version != claim.version:
-        return _bad_link(400, "stale")
-    return _page("public/confirm.html", already=False, token=token)
+        return bad_link(400, "stale")
+    return page("public/confirm.html", already=False, token=token)
 
 
 @bp.post("/confirm/<token>")
@@ -209,9 +177,9 @@ def confirm_submit(token: str) -> tuple[str, int]:
     try:
         claim = _confirm_claim(token)
     except TokenExpired:
-        return _page("public/confirm_expired.html", 410, token=token)
+        return page("public/confirm_expired.html", 410, token=token)
     except TokenError:
-        return _bad_link()
+        return bad_link()
     now = utcnow()
     outcome = confirm(
         db.session(),
@@ -223,12 +191,12 @@ def confirm_submit(token: str) -> tuple[str, int]:
     )
     db.session.commit()
     if outcome is ConfirmOutcome.UNKNOWN:
-        return _bad_link(404, "unknown")
+        return bad_link(404, "unknown")
     if outcome is ConfirmOutcome.STALE:
-        return _bad_link(400, "stale")
+        return bad_link(400, "stale")
     if outcome is ConfirmOutcome.CONFIRMED:
         queue_welcome(claim.subscriber_id, now)
-    return _page("public/welcome.html")
+    return page("public/welcome.html")
 
 
 @bp.post("/confirm/resend")
@@ -242,7 +210,7 @@ def confirm_resend() -> tuple[str, int]:
     except TokenExpired as exc:
         claim = exc.claim
     except TokenError:
-        return _bad_link()
+        return bad_link()
     sub = db.session.get(Subscriber, claim.subscriber_id) if claim is not None else None
     # A pending reader's old link may ask again; one of someone who left only while it is
     # current, i.e. it answers the sign-up that asked them back.
@@ -257,7 +225,7 @@ def confirm_resend() -> tuple[str, int]:
         db.session.commit()
         _queue_confirmation(SubscribeResult(sid, reserved, now))
     # The same answer whatever happened: the page must not tell who is on the list.
-    return _page("public/check_inbox.html", resent=True)
+    return page("public/check_inbox.html", resent=True)
 
 
 # --- unsubscribing -----------------------------------------------------------------------------
@@ -268,18 +236,18 @@ def _reader_of(token: str) -> Subscriber | tuple[str, int]:
     try:
         subscriber_id = _unsubscribe_id(token)
     except TokenError:
-        return _bad_link()
+        return bad_link()
     sub = db.session.get(Subscriber, subscriber_id)
-    return _bad_link(404, "unknown") if sub is None else sub
+    return bad_link(404, "unknown") if sub is None else sub
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> tuple[str, int]:
+def unsubscribepage(token: str) -> tuple[str, int]:
     """Show one button that unsubscribes; change nothing."""
     sub = _reader_of(token)
     if not isinstance(sub, Subscriber):
         return sub
-    return _page("public/unsubscribe.html", token=token, state=sub.status.value)
+    return page("public/unsubscribe.html", token=token, state=sub.status.value)
 
 
 @bp.post("/unsubscribe/<token>")
@@ -289,7 +257,7 @@ def unsubscribe_submit(token: str) -> tuple[str, int]:
     try:
         subscriber_id = _unsubscribe_id(token)
     except TokenError:
-        return _bad_link()
+        return bad_link()
     one_click = request.form.get("List-Unsubscribe") == "One-Click"
     sub = unsubscribe(
         db.session(),
@@ -298,7 +266,7 @@ def unsubscribe_submit(token: str) -> tuple[str, int]:
         detail="one-click" if one_click else "page",
     )
     db.session.commit()
-    return _page("public/unsubscribed.html", token=token, erased=sub is None)
+    return page("public/unsubscribed.html", token=token, erased=sub is None)
 
 
 @bp.post("/resubscribe/<token>")
@@ -311,7 +279,7 @@ def resubscribe(token: str) -> tuple[str, int]:
     result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
     db.session.commit()
     _queue_confirmation(result)
-    return _page("public/check_inbox.html")
+    return page("public/check_inbox.html")
 
 
 # --- the rest ----------------------------------------------------------------------------------
@@ -320,7 +288,7 @@ def resubscribe(token: str) -> tuple[str, int]:
 @bp.get("/safe-sender")
 def safe_sender() -> tuple[str, int]:
     """Explain, per mail provider, how to keep the tips out of spam."""
-    return _page("public/safe_sender.html")
+    return page("public/safe_sender.html")
 
 
 @bp.get("/healthz")
