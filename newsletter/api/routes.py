@@ -237,23 +237,40 @@ def openapi() -> ResponseReturnValue:
     return jsonify(build_document(current_app.config["BASE_URL"]))
 
 
+@bp.after_request
+def allow_embedding_origins(response: Response) -> Response:
+    """Let the pages of EMBED_ORIGINS call POST /api/v1/subscribe from a browser (CORS)."""
+    origin = request.headers.get("Origin", "")
+    if request.path == "/api/v1/subscribe" and origin in current_app.config["EMBED_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
 @bp.post("/subscribe")
 def api_subscribe() -> ResponseReturnValue:
     """Sign someone up with double opt-in; the answer never says whether they were known."""
     config = current_app.config
-    limit = config["SUBSCRIBE_RATE_LIMIT"]
-    if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
+    data = json_body({"email", "name"}, {"email"})
+    email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
+    name = clean_name(data.get("name"))
+    # Only accepted sign-ups count; past the limit a program is told when to come back (the
+    # web form asks a person's browser for proof of work instead).
+    limit, client = config["SUBSCRIBE_RATE_LIMIT"], request.remote_addr or "-"
+    if ratelimit.over_limit(get_redis(), "subscribe", client, limit):
         raise ApiError(
             429,
             "rate_limited",
             "Too many sign-ups from here; try again later.",
-            **{"Retry-After": str(limit[1])},
+            **{"Retry-After": str(ratelimit.retry_after(limit))},
         )
-    data = json_body({"email", "name"}, {"email"})
-    email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
-    name = clean_name(data.get("name"))
     result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
     db.session.commit()
+    ratelimit.count(get_redis(), "subscribe", client, limit)
     if result.send_confirmation and result.due_at is not None:
         # Never raises for Redis: the reconciler sends a mail it could not queue.
         queue_confirmation(result.subscriber_id, result.due_at)

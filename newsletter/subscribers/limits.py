@@ -1,7 +1,8 @@
 """Limits against floods: sign-ups per client, and confirmation mails per mailbox and domain.
 
-Sign-ups per client address are counted in Redis (a fixed window, INCR and EXPIRE): losing
-those counts costs little. Confirmation mails are counted in the database, in the sign-up's
+Accepted sign-ups per client address are counted in Redis (a fixed window, INCR and EXPIRE):
+losing those counts costs little, and past the limit a client is asked for proof of work
+(``proof.py``), not refused. Confirmation mails are counted in the database, in the sign-up's
 own transaction, so that they hold while Redis is down and across every alias of one inbox.
 """
 
@@ -55,26 +56,45 @@ def client_key(address: str) -> str:
     return str(ip)
 
 
-def allow(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> bool:
-    """Count one hit for a client under ``name``; return False once the window's limit is passed.
+def _window_key(name: str, who: str, seconds: int, now: float) -> str:
+    return f"ratelimit:{name}:{client_key(who)}:{int(now // seconds)}"
 
-    ``who`` is the client's address, counted as ``client_key`` says.
 
-    When Redis does not answer the visitor is let through: losing a sign-up is worse than
-    letting a few extra through while the queue is down anyway.
+def retry_after(limit: tuple[int, int], now: float | None = None) -> int:
+    """Return the seconds until the current window of ``limit`` ends (at least 1)."""
+    seconds = limit[1]
+    now = time.time() if now is None else now
+    return max(1, int(seconds - now % seconds))
+
+
+def over_limit(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> bool:
+    """Say whether a client has used up the window's allowance under ``name``.
+
+    Only what ``count`` counted is seen: refused input costs a client nothing. ``who`` is the
+    client's address, counted as ``client_key`` says. When Redis does not answer the visitor is
+    let through: losing a sign-up is worse than letting a few extra through while the queue is
+    down anyway (the per-mailbox and per-domain limits in the database still hold).
     """
     hits, seconds = limit
-    window = int(time.time() // seconds)
-    key = f"ratelimit:{name}:{client_key(who)}:{window}"
+    try:
+        used = client.get(_window_key(name, who, seconds, time.time()))
+    except redis.RedisError:
+        log.warning("rate limit %s not checked: Redis did not answer", name)
+        return False
+    return used is not None and int(used) >= hits
+
+
+def count(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> None:
+    """Count one accepted hit for a client under ``name`` (a fixed window, INCR and EXPIRE)."""
+    seconds = limit[1]
+    key = _window_key(name, who, seconds, time.time())
     try:
         pipe = client.pipeline(transaction=False)  # INCR and EXPIRE need no MULTI
         pipe.incr(key)
         pipe.expire(key, seconds + 1)
-        count = pipe.execute()[0]
+        pipe.execute()
     except redis.RedisError:
-        log.warning("rate limit %s not checked: Redis did not answer", name)
-        return True
-    return int(count) <= hits
+        log.warning("rate limit %s not counted: Redis did not answer", name)
 
 
 @dataclass(frozen=True)
@@ -142,9 +162,18 @@ def _take_statement(dialect: str) -> sa.Insert:
 
 
 def take_confirmation(
-    session: Session, email: str, now: datetime, *, per_domain: bool = True
+    session: Session,
+    email: str,
+    now: datetime,
+    *,
+    per_domain: bool = True,
+    since: datetime | None = None,
 ) -> bool:
     """Count one confirmation mail to the address's mailbox (and domain); False if over a limit.
+
+    ``since`` is when the reader left the list, if they did: a mail sent before that answered
+    an earlier sign-up, so the cooldown does not hold back the one that brings them back (the
+    daily cap still does).
 
     Call it inside a transaction (a savepoint, if the caller must undo the count when its own
     write fails): a refused domain undoes nothing itself, the caller's rollback does.
@@ -156,7 +185,7 @@ def take_confirmation(
         "q_key": quota.mailbox,
         "q_period": quota.day,
         "q_at": now,
-        "q_cooled": quota.cooled,
+        "q_cooled": quota.cooled if since is None else max(quota.cooled, since),
         "q_cap": CONFIRM_PER_DAY,
     }
     if conn.execute(stmt, mailbox).first() is None:

@@ -196,7 +196,13 @@ def subscribe(
         return SubscribeResult(sub.id, False)
     sid = sub.id
     reserved = reserve_confirmation(
-        session, sid, email, now, name=None if created else name or None, record=created
+        session,
+        sid,
+        email,
+        now,
+        name=None if created else name or None,
+        record=created,
+        since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
     )
     return SubscribeResult(sid, reserved, now if reserved else None)
 
@@ -397,6 +403,7 @@ def reserve_confirmation(
     name: str | None = None,
     record: bool = False,
     per_domain: bool = True,
+    since: datetime | None = None,
 ) -> bool:
     """Claim the right to mail one confirmation now, within the mailbox and domain limits.
 
@@ -405,7 +412,8 @@ def reserve_confirmation(
     trace. ``name`` is what the mail's link will set on confirming (None: keep the name);
     ``record`` adds the line to the person's history (new people only: a stranger's
     sign-up writes nothing about someone already on the list). ``per_domain`` off is for
-    editors' imports, which are no flood.
+    editors' imports, which are no flood. ``since``: when the reader left the list, if they
+    did (see ``limits.take_confirmation``).
     """
     savepoint = session.begin_nested()
     updated = session.execute(
@@ -413,7 +421,9 @@ def reserve_confirmation(
         {"r_id": subscriber_id, "r_at": now, "r_name": name, "r_day": now.date()},
         execution_options={"synchronize_session": False},
     )
-    if rowcount(updated) != 1 or not take_confirmation(session, email, now, per_domain=per_domain):
+    if rowcount(updated) != 1 or not take_confirmation(
+        session, email, now, per_domain=per_domain, since=since
+    ):
         savepoint.rollback()
         return False
     savepoint.commit()

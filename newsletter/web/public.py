@@ -1,6 +1,6 @@
-"""What a reader touches: the front page, subscribe, confirm, unsubscribe, health.
+"""What a reader touches: the front page, subscribe, confirm, the check-inbox page, health.
 
-Thin views: parse the request, call one function of ``subscriptions``, render a page.
+Thin views: parse the request, call one function of ``signup`` or ``state``, render a page.
 Token-authenticated POSTs (confirm, unsubscribe, resubscribe, resend) need no CSRF token and
 no cookie: the signed token in the URL is the proof, and one-click unsubscribe (RFC 8058)
 comes from mail providers that have neither.
@@ -9,23 +9,29 @@ comes from mail providers that have neither.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
+    Response,
     current_app,
+    flash,
     jsonify,
-    render_template,
+    make_response,
+    redirect,
     request,
 )
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from werkzeug.wrappers import Response as WerkzeugResponse
 
 from newsletter.errors import Invalid
 from newsletter.extensions import csrf, db, get_redis
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
-from newsletter.subscribers import limits as ratelimit
+from newsletter.models import Issue, IssueStatus, Subscriber, utcnow
+from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.state import (
     CONFIRMABLE,
@@ -36,17 +42,21 @@ from newsletter.subscribers.state import (
     subscribe,
     unsubscribe,
 )
-from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation, queue_welcome
+from newsletter.web import signup
 from newsletter.web.pages import MAX_TOKEN, bad_link, page
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("public", __name__)
 
-HONEYPOT_FIELD = "website"
-FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 LATEST_TIPS = 5
+SOLVER = Path(__file__).parent / "assets" / "proof-of-work.js"
+# The one page that runs a script: ours, from this host, nothing inline.
+CHALLENGE_POLICY = (
+    "default-src 'none'; script-src 'self'; img-src * data:; style-src 'unsafe-inline'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 
 
 def register(app: Flask) -> None:
@@ -55,11 +65,6 @@ def register(app: Flask) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def _check_inbox() -> tuple[str, int]:
-    """The answer to every sign-up."""
-    return page("public/check_inbox.html")
 
 
 def _latest_tips() -> list[Issue]:
@@ -74,10 +79,6 @@ def _latest_tips() -> list[Issue]:
 
 def _index(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
     return page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
-
-
-def _echo(typed: str) -> str:
-    return typed if len(typed) <= 300 else ""
 
 
 def _queue_confirmation(result: SubscribeResult) -> None:
@@ -98,6 +99,31 @@ def _unsubscribe_id(token: str) -> int:
     return tokens().read_unsubscribe(token)
 
 
+def challenge_page(answer: signup.Signup, action: str) -> Response:
+    """Ask the browser to solve a proof of work, then send the same sign-up to ``action``."""
+    html, status = page(
+        "public/challenge.html",
+        challenge=answer.challenge,
+        action=action,
+        email=answer.email,
+        name=answer.name,
+        minutes=max(1, limits.retry_after(current_app.config["SUBSCRIBE_RATE_LIMIT"]) // 60),
+    )
+    response = make_response(html, status)
+    response.headers["Content-Security-Policy"] = CHALLENGE_POLICY
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def accepted(answer: signup.Signup) -> WerkzeugResponse:
+    """Send the browser on to the check-inbox page, able to confirm in one click."""
+    response = redirect("/check-inbox", 303)
+    # A bot that filled the honeypot is answered the same way, to learn nothing from it.
+    signup.remember_address(answer.email)
+    signup.remember_pending(response, answer.email)
+    return response
+
+
 @bp.errorhandler(CSRFError)
 def csrf_failed(exc: CSRFError) -> tuple[str, int]:
     return page("public/form_expired.html", 400)
@@ -109,51 +135,77 @@ def csrf_failed(exc: CSRFError) -> tuple[str, int]:
 @bp.get("/")
 def index() -> tuple[str, int]:
     """Show what the newsletter is, the subscribe form and the latest tips."""
-    return _index()
+    email = request.args.get("email", "")
+    return _index(email=email if len(email) <= 254 else "")
 
 
 @bp.post("/subscribe")
 def subscribe_view() -> Any:
-    """Record a sign-up and queue the confirmation mail; answer the same whatever happened."""
-    if request.mimetype not in FORM_TYPES:
+    """Record a sign-up; answer the same whatever happened, by a redirect to check-inbox."""
+    if request.mimetype not in signup.FORM_TYPES:
         return page("public/form_expired.html", 415, wrong_type=True)
-    config = current_app.config
-    limit = config["SUBSCRIBE_RATE_LIMIT"]
-    if not ratelimit.allow(get_redis(), "subscribe", request.remote_addr or "-", limit):
-        html = render_template("public/rate_limited.html", minutes=max(1, limit[1] // 60))
-        return html, 429, {"Retry-After": str(limit[1])}
-    if request.form.get(HONEYPOT_FIELD):
-        # A bot filled the field people never see: answer as usual, keep nothing.
-        return _check_inbox()
-    raw_email = request.form.get("email", "")
-    raw_name = request.form.get("name", "")
-    try:
-        email = normalize_email(raw_email, check_dns=config["EMAIL_CHECK_DNS"])
-        name = clean_name(raw_name)
-    except Invalid as exc:
-        # Echo what was typed so it can be fixed, unless it is too long to be a typo.
-        return _index(400, exc, email=_echo(raw_email), name=_echo(raw_name))
-    try:
-        result = subscribe(db.session(), email, name, ip=request.remote_addr, source="form")
-        db.session.commit()
-    except sa.exc.DBAPIError as exc:
-        if not exc.connection_invalidated:
-            raise
-        # The database restarted since this worker's connection was last used: the pool has
-        # let go of the dead connections, and a sign-up is safe to try again once.
-        db.session.rollback()
-        result = subscribe(db.session(), email, name, ip=request.remote_addr, source="form")
-        db.session.commit()
-    _queue_confirmation(result)
-    return _check_inbox()
+    answer = signup.handle("form")
+    if answer.outcome is signup.Outcome.INVALID:
+        return _index(400, answer.error, **answer.typed)
+    if answer.outcome is signup.Outcome.CHALLENGE:
+        return challenge_page(answer, "/subscribe")
+    return accepted(answer)
+
+
+@bp.get("/check-inbox")
+def check_inbox() -> tuple[str, int]:
+    """Say where the confirmation went, with "wrong address?" and "send it again"."""
+    return page(
+        "public/check_inbox.html",
+        email=signup.remembered_address(),
+        wait_minutes=-(-signup.waiting_seconds() // 60),
+    )
+
+
+@bp.post("/check-inbox/resend")
+def check_inbox_resend() -> Any:
+    """Send the confirmation again to the address this browser signed up."""
+    email = signup.remembered_address()
+    if not email:
+        return redirect("/check-inbox", 303)
+    if signup.resend(email):
+        flash(_("We sent the link again."))
+    else:
+        flash(_("The link is on its way; you can ask again in a few minutes."))
+    return redirect("/check-inbox", 303)
+
+
+@bp.post("/check-inbox/change")
+def check_inbox_change() -> Any:
+    """Forget the address typed (it was wrong) and go back to the form, filled in."""
+    email = signup.remembered_address()
+    signup.forget_address()
+    return redirect(f"/?email={email}#subscribe" if email else "/#subscribe", 303)
+
+
+@bp.get("/proof-of-work.js")
+def proof_of_work_script() -> Response:
+    """Serve the script that solves the sign-up's proof-of-work challenge."""
+    response = make_response(SOLVER.read_bytes())
+    response.mimetype = "text/javascript"
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    return response
 
 
 # --- confirming --------------------------------------------------------------------------------
 
 
+def _welcome(subscriber_id: int) -> tuple[str, int]:
+    return page("public/welcome.html", manage_url=f"/manage/{tokens().manage_token(subscriber_id)}")
+
+
 @bp.get("/confirm/<token>")
-def confirmpage(token: str) -> tuple[str, int]:
-    """Show one button that confirms; change nothing (mail scanners fetch every link)."""
+def confirm_page(token: str) -> Any:
+    """Confirm at once in the browser that signed up; elsewhere show one button.
+
+    Mail scanners fetch every link without that browser's cookie: for them a GET changes
+    nothing.
+    """
     try:
         claim = _confirm_claim(token)
     except TokenExpired:
@@ -163,11 +215,35 @@ def confirmpage(token: str) -> tuple[str, int]:
     sub = db.session.get(Subscriber, claim.subscriber_id)
     if sub is None:
         return bad_link(404, "unknown")
-    if sub.status is SubscriberStatus.CONFIRMED:
+    if sub.status.value == "confirmed":
         return page("public/confirm.html", already=True, token=token)
     if sub.status not in CONFIRMABLE or sub.version != claim.version:
-        return bad_link(400, "stale")
-    return page("public/confirm.html", already=False, token=token)
+        return bad_link(400, "stale", token=token)
+    if not signup.is_pending_here(sub.email):
+        return page("public/confirm.html", already=False, token=token)
+    email = sub.email
+    outcome = _confirm(claim)
+    if outcome is not ConfirmOutcome.CONFIRMED:
+        return page("public/confirm.html", already=outcome is ConfirmOutcome.ALREADY, token=token)
+    response = make_response(_welcome(claim.subscriber_id))
+    signup.forget_pending(response, email)
+    return response
+
+
+def _confirm(claim: ConfirmClaim) -> ConfirmOutcome:
+    now = utcnow()
+    outcome = confirm(
+        db.session(),
+        claim.subscriber_id,
+        claim.version,
+        name=claim.name,
+        ip=request.remote_addr,
+        now=now,
+    )
+    db.session.commit()
+    if outcome is ConfirmOutcome.CONFIRMED:
+        queue_welcome(claim.subscriber_id, now)
+    return outcome
 
 
 @bp.post("/confirm/<token>")
@@ -180,29 +256,18 @@ def confirm_submit(token: str) -> tuple[str, int]:
         return page("public/confirm_expired.html", 410, token=token)
     except TokenError:
         return bad_link()
-    now = utcnow()
-    outcome = confirm(
-        db.session(),
-        claim.subscriber_id,
-        claim.version,
-        name=claim.name,
-        ip=request.remote_addr,
-        now=now,
-    )
-    db.session.commit()
+    outcome = _confirm(claim)
     if outcome is ConfirmOutcome.UNKNOWN:
         return bad_link(404, "unknown")
     if outcome is ConfirmOutcome.STALE:
-        return bad_link(400, "stale")
-    if outcome is ConfirmOutcome.CONFIRMED:
-        queue_welcome(claim.subscriber_id, now)
-    return page("public/welcome.html")
+        return bad_link(400, "stale", token=token)
+    return _welcome(claim.subscriber_id)
 
 
 @bp.post("/confirm/resend")
 @csrf.exempt
 def confirm_resend() -> tuple[str, int]:
-    """Send a fresh confirmation link to whoever an (expired) confirm token names."""
+    """Send a fresh confirmation link to whoever an (expired or old) confirm token names."""
     token = request.form.get("token", "")
     claim: ConfirmClaim | None
     try:
@@ -212,20 +277,21 @@ def confirm_resend() -> tuple[str, int]:
     except TokenError:
         return bad_link()
     sub = db.session.get(Subscriber, claim.subscriber_id) if claim is not None else None
-    # A pending reader's old link may ask again; one of someone who left only while it is
-    # current, i.e. it answers the sign-up that asked them back.
-    if (
-        claim is not None
-        and sub is not None
-        and sub.status in CONFIRMABLE
-        and (sub.status is SubscriberStatus.PENDING or sub.version == claim.version)
-    ):
+    # The token is ours, so it was mailed to this address: asking for a fresh one mails only
+    # that inbox again, within its limits, whatever happened to the old link since.
+    if claim is not None and sub is not None and sub.status in CONFIRMABLE:
         sid, email, now = sub.id, sub.email, utcnow()
-        reserved = reserve_confirmation(db.session(), sid, email, now, name=claim.name)
+        reserved = reserve_confirmation(
+            db.session(), sid, email, now, name=claim.name, since=_left_at(sub)
+        )
         db.session.commit()
         _queue_confirmation(SubscribeResult(sid, reserved, now))
     # The same answer whatever happened: the page must not tell who is on the list.
-    return page("public/check_inbox.html", resent=True)
+    return page("public/check_inbox.html", email="", resent=True, wait_minutes=0)
+
+
+def _left_at(sub: Subscriber) -> Any:
+    return sub.unsubscribed_at if sub.status.value == "unsubscribed" else None
 
 
 # --- unsubscribing -----------------------------------------------------------------------------
@@ -242,7 +308,7 @@ def _reader_of(token: str) -> Subscriber | tuple[str, int]:
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribepage(token: str) -> tuple[str, int]:
+def unsubscribe_page(token: str) -> tuple[str, int]:
     """Show one button that unsubscribes; change nothing."""
     sub = _reader_of(token)
     if not isinstance(sub, Subscriber):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email.message import EmailMessage
 from typing import Any
 
@@ -15,10 +16,12 @@ BASE_URL = "http://newsletter.test"
 
 
 def subscribe(client: Any, email: str, name: str = "", **extra: Any) -> Any:
-    """Open the front page and send its form, as a browser would."""
+    """Open the front page and send its form, as a browser would (following the redirect)."""
     token = csrf_from(client.get("/").get_data(as_text=True))
     return client.post(
-        "/subscribe", data={"email": email, "name": name, "csrf_token": token, **extra}
+        "/subscribe",
+        data={"email": email, "name": name, "csrf_token": token, **extra},
+        follow_redirects=True,
     )
 
 
@@ -51,3 +54,29 @@ def db_snapshot() -> tuple[Any, ...]:
     events = db.session.scalar(sa.select(sa.func.count()).select_from(SubscriberEvent))
     db.session.commit()
     return tuple(subs), events
+
+
+def post_form(client: Any, email: str, name: str = "", **extra: Any) -> Any:
+    """Send the front page's form and return the answer itself (a redirect when accepted)."""
+    token = csrf_from(client.get("/").get_data(as_text=True))
+    return client.post(
+        "/subscribe", data={"email": email, "name": name, "csrf_token": token, **extra}
+    )
+
+
+def outcome(answer: Any) -> str:
+    """Say what a sign-up's answer was: 'accepted', 'proof' (a challenge asked) or the status."""
+    if answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox"):
+        return "accepted"
+    if answer.status_code == 200 and "data-challenge=" in answer.get_data(as_text=True):
+        return "proof"
+    return str(answer.status_code)
+
+
+def without_address(page: str, email: str) -> str:
+    """Return a check-inbox page without the address it names and the form's CSRF tokens.
+
+    What is left must be the same for every sign-up, whoever is on the list.
+    """
+    page = page.replace(email.lower(), "ADDRESS")
+    return re.sub(r'name="csrf_token" value="[^"]*"', 'name="csrf_token"', page)

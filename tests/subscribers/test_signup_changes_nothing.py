@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from newsletter.extensions import db
 from newsletter.models import ConfirmLimit, SubscriberEvent, SubscriberStatus
 from newsletter.subscribers.state import bounce, unsubscribe
-from tests.helpers.readers import link_to, subscribe, subscriber
+from tests.helpers.readers import link_to, subscribe, subscriber, without_address
 
 S = SubscriberStatus
 
@@ -60,16 +60,18 @@ def test_a_sign_up_for_someone_who_left_changes_nothing_until_they_confirm(
 ):
     left(make_subscriber, "gone@example.com", how)
     before = stored("gone@example.com")
-    new_page = subscribe(client, "fresh@example.com").text
+    new_page = without_address(subscribe(client, "fresh@example.com").text, "fresh@example.com")
     answer = subscribe(client, "gone@example.com", "Typed By Anyone")
-    assert answer.status_code == 200 and answer.text == new_page  # nobody learns who reads
+    assert answer.status_code == 200
+    assert without_address(answer.text, "gone@example.com") == new_page  # nobody learns who reads
     assert stored("gone@example.com") == before
 
     assert run_jobs() == 2
     (mail,) = inbox.to("gone@example.com")
     link = link_to(mail, "/confirm/")
     assert "Typed" not in mail.as_string()
-    page = client.get(link)  # a mail scanner, or the reader looking: still nothing changes
+    scanner = app.test_client()  # a mail scanner, or another browser: still nothing changes
+    page = scanner.get(link)
     assert page.status_code == 200 and "<form" in page.text
     assert stored("gone@example.com") == before
 

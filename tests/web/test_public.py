@@ -21,8 +21,8 @@ from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, 
 from newsletter.subscribers.links import tokens
 from newsletter.tasks.worker import build_worker
 from tests.conftest import app_config
-from tests.helpers import csrf_from, free_port, html_part
-from tests.helpers.readers import BASE_URL, link_to, subscribe, subscriber
+from tests.helpers import free_port, html_part
+from tests.helpers.readers import BASE_URL, link_to, subscribe, subscriber, without_address
 
 
 def _form_action(html: str) -> str:
@@ -45,13 +45,16 @@ def test_a_reader_follows_the_links_in_the_mails_from_subscribe_to_one_click_uns
     confirm_path = link_to(confirmation, "/confirm/")
     assert BASE_URL + confirm_path in html_part(confirmation)
 
-    page = client.get(confirm_path)
+    # A mail scanner (or the reader on another device) fetching the link changes nothing.
+    scanner = app.test_client(use_cookies=False)
+    page = scanner.get(confirm_path)
     assert page.status_code == 200
     assert "Confirm my subscription" in page.get_data(as_text=True)
-    assert subscriber("ann@example.com").status is SubscriberStatus.PENDING  # a GET changes nothing
+    assert subscriber("ann@example.com").status is SubscriberStatus.PENDING
+    assert _form_action(page.get_data(as_text=True)) == confirm_path
 
-    action = _form_action(page.get_data(as_text=True))
-    welcome_page = client.post(action)
+    # The browser that signed up confirms with the one click in the mail.
+    welcome_page = client.get(confirm_path)
     assert welcome_page.status_code == 200
     body = welcome_page.get_data(as_text=True)
     assert "You're subscribed" in body
@@ -92,7 +95,9 @@ def test_the_answer_is_the_same_page_for_new_pending_and_confirmed_addresses(
         email: subscribe(client, email)
         for email in ("new@example.com", "pending@example.com", "confirmed@example.com")
     }
-    bodies = {e: (r.status_code, r.get_data()) for e, r in pages.items()}
+    bodies = {
+        e: (r.status_code, without_address(r.get_data(as_text=True), e)) for e, r in pages.items()
+    }
     assert len(set(bodies.values())) == 1
     assert bodies["new@example.com"][0] == 200
 
@@ -103,29 +108,6 @@ def test_the_honeypot_gets_the_usual_answer_and_stores_nothing(app, client, run_
     assert "Check your inbox" in answer.get_data(as_text=True)
     assert subscriber("bot@example.com") is None
     assert run_jobs() == 0
-
-
-def test_too_many_subscribes_from_one_address_get_a_friendly_429(make_app):
-    app = make_app(SUBSCRIBE_RATE_LIMIT="2/600")
-    client = app.test_client()
-    assert subscribe(client, "one@example.com").status_code == 200
-    assert subscribe(client, "two@example.com").status_code == 200
-    third = subscribe(client, "three@example.com")
-    assert third.status_code == 429
-    assert "Slow down" in third.get_data(as_text=True)
-    assert int(third.headers["Retry-After"]) > 0
-    # Another visitor is not affected.
-    other = app.test_client()
-    token = csrf_from(other.get("/").get_data(as_text=True))
-    ok = other.post(
-        "/subscribe",
-        data={"email": "four@example.com", "csrf_token": token},
-        environ_base={"REMOTE_ADDR": "192.0.2.7"},
-    )
-    assert ok.status_code == 200
-    with app.app_context():
-        assert subscriber("three@example.com") is None
-        assert subscriber("four@example.com") is not None
 
 
 def test_the_front_page_lists_the_latest_sent_tips_only(app, client):
@@ -172,7 +154,7 @@ def test_replaying_an_old_confirm_link_after_unsubscribing_changes_nothing(
     run_jobs()
     replay = client.post(old)
     assert replay.status_code == 400
-    assert "no longer valid" in replay.get_data(as_text=True)
+    assert "out of date" in replay.get_data(as_text=True)
     assert client.get(old).status_code == 400
     assert subscriber("cy@example.com").status is SubscriberStatus.UNSUBSCRIBED
     assert run_jobs() == 0

@@ -1,0 +1,230 @@
+"""One sign-up, from our form or a form embedded on another site: checks, limits, the answer.
+
+The order matters. Refused input (the honeypot, an address that is not one) is answered before
+anything is counted, so it costs the client nothing. Past SUBSCRIBE_RATE_LIMIT accepted
+sign-ups from one client address, a sign-up needs a solved proof-of-work challenge instead of
+being refused: a room of people behind one address gets in, a script pays for each try.
+
+The browser that signed up keeps a cookie naming the addresses it is waiting to confirm (as
+MACs: the cookie tells nothing to whoever reads it), so the link in the mail confirms at once
+when it is opened there. The check-inbox page is reached by a redirect and names the address
+from the session, never from the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from flask import current_app, request, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.wrappers import Response
+
+from newsletter.errors import Invalid
+from newsletter.extensions import db, get_redis
+from newsletter.subscribers import limits, proof
+from newsletter.subscribers.state import SubscribeResult, subscribe
+from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.mail import queue_confirmation
+
+HONEYPOT_FIELD = "website"
+PROOF_FIELD = "altcha"
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+LIMIT_NAME = "subscribe"
+
+PENDING_COOKIE = "signup_pending"
+PENDING_SALT = "newsletter.pending-signup.v1"
+PENDING_KEEP = 5  # addresses one browser waits for at once; the oldest make way
+_SESSION_KEY = "signup"
+
+
+class Outcome(enum.Enum):
+    ACCEPTED = "accepted"  # stored (or known) and answered "check your inbox"
+    IGNORED = "ignored"  # the honeypot was filled: answered as if accepted, nothing kept
+    INVALID = "invalid"  # the address or name is not acceptable: say what to fix
+    CHALLENGE = "challenge"  # over the limit: solve this proof of work, then send it again
+
+
+@dataclass
+class Signup:
+    outcome: Outcome
+    email: str = ""
+    name: str = ""
+    error: Invalid | None = None
+    # What was typed (echoed on the form again, unless too long to be a typo).
+    typed: dict[str, str] = field(default_factory=dict)
+    challenge: dict[str, object] | None = None
+
+
+def _echo(typed: str) -> str:
+    return typed if len(typed) <= 300 else ""
+
+
+def _client() -> str:
+    return request.remote_addr or "-"
+
+
+def handle(source: str) -> Signup:
+    """Run one posted sign-up through every check and, if it passes, record it."""
+    form = request.form
+    if form.get(HONEYPOT_FIELD):
+        # A bot filled the field people never see: answer as usual, keep and count nothing.
+        typed = form.get("email", "").strip().lower()
+        return Signup(Outcome.IGNORED, email=typed if len(typed) <= 254 else "")
+    config = current_app.config
+    raw_email, raw_name = form.get("email", ""), form.get("name", "")
+    typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
+    try:
+        email = normalize_email(raw_email, check_dns=config["EMAIL_CHECK_DNS"])
+        name = clean_name(raw_name)
+    except Invalid as exc:
+        return Signup(Outcome.INVALID, error=exc, typed=typed)
+    limit = config["SUBSCRIBE_RATE_LIMIT"]
+    redis_client = get_redis()
+    if limits.over_limit(redis_client, LIMIT_NAME, _client(), limit) and not proof.solved(
+        redis_client, form.get(PROOF_FIELD, ""), _secrets()
+    ):
+        return Signup(
+            Outcome.CHALLENGE,
+            email=email,
+            name=name,
+            typed={"email": email, "name": name},
+            challenge=proof.challenge(config["SECRET_KEY"]),
+        )
+    result = _record(email, name, source)
+    limits.count(redis_client, LIMIT_NAME, _client(), limit)
+    if result.send_confirmation and result.due_at is not None:
+        # Never raises for Redis: the database says the mail is owed, the reconciler sends it.
+        queue_confirmation(result.subscriber_id, result.due_at)
+    return Signup(Outcome.ACCEPTED, email=email, name=name)
+
+
+def _record(email: str, name: str, source: str) -> SubscribeResult:
+    try:
+        result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
+        db.session.commit()
+    except sa.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        # The database restarted since this worker's connection was last used: the pool has
+        # let go of the dead connections, and a sign-up is safe to try again once.
+        db.session.rollback()
+        result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
+        db.session.commit()
+    return result
+
+
+def resend(email: str) -> bool:
+    """Ask again for the address this browser signed up; False while the cooldown lasts.
+
+    The cooldown is judged from this browser's own sign-up time, never from the database, so
+    the answer cannot tell whether the address is on the list.
+    """
+    if waiting_seconds() > 0:
+        return False
+    result = _record(email, "", "form")  # a known address keeps its name: the link carries none
+    if result.send_confirmation and result.due_at is not None:
+        queue_confirmation(result.subscriber_id, result.due_at)
+    remember_address(email)
+    return True
+
+
+def _secrets() -> list[str]:
+    config = current_app.config
+    return [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+
+
+# --- the check-inbox page's memory (the session) -----------------------------------------------
+
+
+def remember_address(email: str) -> None:
+    """Keep the address just signed up, for the check-inbox page and its resend button."""
+    session[_SESSION_KEY] = {"email": email, "at": int(time.time())}
+
+
+def remembered_address() -> str:
+    """Return the address this browser last signed up, or ''."""
+    found = session.get(_SESSION_KEY)
+    return str(found.get("email", "")) if isinstance(found, dict) else ""
+
+
+def waiting_seconds() -> int:
+    """Return how long until this browser may ask for the confirmation mail again."""
+    found = session.get(_SESSION_KEY)
+    at = found.get("at") if isinstance(found, dict) else None
+    if not isinstance(at, int):
+        return 0
+    cooldown = int(limits.CONFIRM_COOLDOWN.total_seconds())
+    return max(0, at + cooldown - int(time.time()))
+
+
+def forget_address() -> None:
+    """Drop the remembered address ("wrong address?")."""
+    session.pop(_SESSION_KEY, None)
+
+
+# --- one-click confirm: the pending cookie ----------------------------------------------------
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    config = current_app.config
+    keys = [*reversed(config.get("SECRET_KEY_FALLBACKS", [])), config["SECRET_KEY"]]
+    return URLSafeTimedSerializer(keys, salt=PENDING_SALT)
+
+
+def _mark(email: str) -> str:
+    # A MAC of the address under the app's key: opaque to whoever reads the cookie, and the
+    # same for a new address and a known one.
+    key = hashlib.sha256(f"{PENDING_SALT}:{current_app.config['SECRET_KEY']}".encode()).digest()
+    digest = hmac.new(key, email.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _marks() -> list[str]:
+    raw = request.cookies.get(PENDING_COOKIE, "")
+    if not raw or len(raw) > 1000:
+        return []
+    try:
+        marks = _serializer().loads(raw, max_age=current_app.config["CONFIRM_MAX_AGE"])
+    except (BadSignature, ValueError, TypeError):
+        return []
+    return [m for m in marks if isinstance(m, str)] if isinstance(marks, list) else []
+
+
+def _set_marks(response: Response, marks: list[str]) -> None:
+    config = current_app.config
+    if not marks:
+        response.delete_cookie(PENDING_COOKIE, path="/confirm")
+        return
+    response.set_cookie(
+        PENDING_COOKIE,
+        _serializer().dumps(marks[-PENDING_KEEP:]),
+        max_age=config["CONFIRM_MAX_AGE"],
+        path="/confirm",
+        secure=config["BASE_URL"].startswith("https://"),
+        httponly=True,
+        samesite="Lax",  # sent when the reader opens the link in the mail: a top-level GET
+    )
+
+
+def remember_pending(response: Response, email: str) -> None:
+    """Let this browser confirm ``email`` with one click on the link in the mail."""
+    mark = _mark(email)
+    _set_marks(response, [m for m in _marks() if m != mark] + [mark])
+
+
+def is_pending_here(email: str) -> bool:
+    """Say whether this browser signed up ``email`` (and may confirm it on a GET)."""
+    mark = _mark(email)
+    return any(hmac.compare_digest(mark, m) for m in _marks())
+
+
+def forget_pending(response: Response, email: str) -> None:
+    """Stop treating ``email`` as waiting in this browser (it is confirmed now)."""
+    mark = _mark(email)
+    _set_marks(response, [m for m in _marks() if m != mark])
