@@ -46,7 +46,7 @@ from newsletter.models import (
 )
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
-from newsletter.subscribers.state import bounce, erase, subscribe, unsubscribe
+from newsletter.subscribers.state import SIGNUP_ANSWER, bounce, erase, subscribe, unsubscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks import dispatch
 from newsletter.tasks.mail import queue_confirmation
@@ -60,10 +60,7 @@ R = TypeVar("R")
 
 MAX_BODY = 256 * 1024  # bytes of request body, well above the largest issue body
 
-SUBSCRIBE_ANSWER = {
-    "status": "accepted",
-    "message": "If the address can receive mail, a confirmation link is on its way.",
-}
+SUBSCRIBE_ANSWER = SIGNUP_ANSWER
 
 
 def register(app: Flask) -> None:

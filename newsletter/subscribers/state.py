@@ -131,6 +131,14 @@ def transition(
     return True
 
 
+# What anyone who signs up is told, by the API and the embedded form alike: the same words
+# whether the address was new, pending or already on the list.
+SIGNUP_ANSWER = {
+    "status": "accepted",
+    "message": "If the address can receive mail, a confirmation link is on its way.",
+}
+
+
 @dataclass
 class SubscribeResult:
     subscriber_id: int

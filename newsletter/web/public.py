@@ -77,7 +77,8 @@ def _latest_tips() -> list[Issue]:
     return list(db.session.scalars(query))
 
 
-def _index(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
+def front_page(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
+    """Render the front page, its form filled in with ``form`` and ``error`` beside it."""
     return page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
 
 
@@ -136,7 +137,7 @@ def csrf_failed(exc: CSRFError) -> tuple[str, int]:
 def index() -> tuple[str, int]:
     """Show what the newsletter is, the subscribe form and the latest tips."""
     email = request.args.get("email", "")
-    return _index(email=email if len(email) <= 254 else "")
+    return front_page(email=email if len(email) <= 254 else "")
 
 
 @bp.post("/subscribe")
@@ -146,7 +147,7 @@ def subscribe_view() -> Any:
         return page("public/form_expired.html", 415, wrong_type=True)
     answer = signup.handle("form")
     if answer.outcome is signup.Outcome.INVALID:
-        return _index(400, answer.error, **answer.typed)
+        return front_page(400, answer.error, **answer.typed)
     if answer.outcome is signup.Outcome.CHALLENGE:
         return challenge_page(answer, "/subscribe")
     return accepted(answer)

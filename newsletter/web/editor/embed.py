@@ -1,0 +1,26 @@
+"""The embeddable form page: the snippet to paste on another site, shown live beside it."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, render_template
+
+from newsletter.auth.sessions import login_required
+
+bp = Blueprint("embed_page", __name__, url_prefix="/editor")
+
+
+def register(app: Flask) -> None:
+    """Attach this page to the app."""
+    app.register_blueprint(bp)
+
+
+@bp.get("/embed")
+@login_required
+def embed() -> str:
+    """Show the plain-HTML sign-up form to paste on a blog, and how it looks."""
+    config = current_app.config
+    return render_template(
+        "editor/embed.html",
+        action=f"{config['BASE_URL']}/embed/subscribe",
+        origins=config["EMBED_ORIGINS"],
+    )
