@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import sqlalchemy as sa
 from flask import (
@@ -39,8 +40,6 @@ from newsletter.subscribers.state import (
     SubscribeResult,
     confirm,
     reserve_confirmation,
-    subscribe,
-    unsubscribe,
 )
 from newsletter.tasks.mail import queue_confirmation, queue_welcome
 from newsletter.web import signup
@@ -92,12 +91,6 @@ def _confirm_claim(token: str) -> ConfirmClaim:
     if len(token) > MAX_TOKEN:
         raise TokenError("too long")
     return tokens().read_confirm(token, current_app.config["CONFIRM_MAX_AGE"])
-
-
-def _unsubscribe_id(token: str) -> int:
-    if len(token) > MAX_TOKEN:
-        raise TokenError("too long")
-    return tokens().read_unsubscribe(token)
 
 
 def challenge_page(answer: signup.Signup, action: str) -> Response:
@@ -181,7 +174,7 @@ def check_inbox_change() -> Any:
     """Forget the address typed (it was wrong) and go back to the form, filled in."""
     email = signup.remembered_address()
     signup.forget_address()
-    return redirect(f"/?email={email}#subscribe" if email else "/#subscribe", 303)
+    return redirect(f"/?email={quote(email)}#subscribe" if email else "/#subscribe", 303)
 
 
 @bp.get("/proof-of-work.js")
@@ -293,60 +286,6 @@ def confirm_resend() -> tuple[str, int]:
 
 def _left_at(sub: Subscriber) -> Any:
     return sub.unsubscribed_at if sub.status.value == "unsubscribed" else None
-
-
-# --- unsubscribing -----------------------------------------------------------------------------
-
-
-def _reader_of(token: str) -> Subscriber | tuple[str, int]:
-    """Return the reader an unsubscribe token names, or the page saying the link is bad."""
-    try:
-        subscriber_id = _unsubscribe_id(token)
-    except TokenError:
-        return bad_link()
-    sub = db.session.get(Subscriber, subscriber_id)
-    return bad_link(404, "unknown") if sub is None else sub
-
-
-@bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str) -> tuple[str, int]:
-    """Show one button that unsubscribes; change nothing."""
-    sub = _reader_of(token)
-    if not isinstance(sub, Subscriber):
-        return sub
-    return page("public/unsubscribe.html", token=token, state=sub.status.value)
-
-
-@bp.post("/unsubscribe/<token>")
-@csrf.exempt
-def unsubscribe_submit(token: str) -> tuple[str, int]:
-    """Unsubscribe at once (also RFC 8058 one-click); answer 200 with a page, never a redirect."""
-    try:
-        subscriber_id = _unsubscribe_id(token)
-    except TokenError:
-        return bad_link()
-    one_click = request.form.get("List-Unsubscribe") == "One-Click"
-    sub = unsubscribe(
-        db.session(),
-        subscriber_id,
-        ip=request.remote_addr,
-        detail="one-click" if one_click else "page",
-    )
-    db.session.commit()
-    return page("public/unsubscribed.html", token=token, erased=sub is None)
-
-
-@bp.post("/resubscribe/<token>")
-@csrf.exempt
-def resubscribe(token: str) -> tuple[str, int]:
-    """Put an unsubscribed reader back on the way in: through confirmation again."""
-    sub = _reader_of(token)
-    if not isinstance(sub, Subscriber):
-        return sub
-    result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
-    db.session.commit()
-    _queue_confirmation(result)
-    return page("public/check_inbox.html")
 
 
 # --- the rest ----------------------------------------------------------------------------------
