@@ -9,6 +9,7 @@ comes from mail providers that have neither.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -31,7 +32,7 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from newsletter.errors import Invalid
 from newsletter.extensions import csrf, db, get_redis
-from newsletter.models import Issue, IssueStatus, Subscriber, utcnow
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.state import (
@@ -209,7 +210,7 @@ def confirm_page(token: str) -> Any:
     sub = db.session.get(Subscriber, claim.subscriber_id)
     if sub is None:
         return bad_link(404, "unknown")
-    if sub.status.value == "confirmed":
+    if sub.status is SubscriberStatus.CONFIRMED:
         return page("public/confirm.html", already=True, token=token)
     if sub.status not in CONFIRMABLE or sub.version != claim.version:
         return bad_link(400, "stale", token=token)
@@ -284,8 +285,8 @@ def confirm_resend() -> tuple[str, int]:
     return page("public/check_inbox.html", email="", resent=True, wait_minutes=0)
 
 
-def _left_at(sub: Subscriber) -> Any:
-    return sub.unsubscribed_at if sub.status.value == "unsubscribed" else None
+def _left_at(sub: Subscriber) -> datetime | None:
+    return sub.unsubscribed_at if sub.status is SubscriberStatus.UNSUBSCRIBED else None
 
 
 # --- the rest ----------------------------------------------------------------------------------
