@@ -3,9 +3,15 @@
 Each error carries a message written for the person who caused it. The web pages, the JSON
 API and the CLI each map these classes once (``app.py``, ``api/routes.py``, ``cli/``): a
 caller never inspects ``args``.
+
+``message`` is English, its parts filled in (what the API, the CLI and logs show).
+``template`` and ``params`` are the same message before filling in: a page translates the
+template through the catalogue and fills in the parts after (``error_text`` in ``app.py``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 
 class NewsletterError(Exception):
@@ -16,9 +22,17 @@ class NewsletterError(Exception):
     #: Whether trying the same thing again later may succeed.
     retryable = False
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        params: Mapping[str, object] | None = None,
+    ) -> None:
+        self.template = message
+        self.params = dict(params or {})
+        self.message = message % self.params if self.params else message
+        super().__init__(self.message)
         self.field = field
 
 
@@ -30,13 +44,17 @@ class NotFound(NewsletterError):
 
 
 class Invalid(NewsletterError):
-    """Input that is not acceptable; ``field`` names the input at fault."""
+    """Input that is not acceptable; ``field`` names the input at fault.
+
+    A message with a variable part names it ``%(name)s`` and gets it as a keyword:
+    ``Invalid("name", N_("Please keep your name under %(limit)s characters."), limit=100)``.
+    """
 
     status = 422
     code = "invalid"
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message, field=field)
+    def __init__(self, field: str, message: str, **params: object) -> None:
+        super().__init__(message, field=field, params=params)
 
 
 class Conflict(NewsletterError):

@@ -21,6 +21,15 @@ DEFAULT_LANGUAGE = "en"
 LANGUAGES = ("en", "de")
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogue without translating it; it is translated where shown.
+
+    For code that must not know the reader's language (the domain layer, module constants):
+    the English text stays the message, and the page or mail translates it (``error_text``).
+    """
+    return message
+
+
 @functools.lru_cache(maxsize=len(LANGUAGES))
 def translations(language: str) -> NullTranslations:
     """Return the compiled catalogue of ``language`` (English: the messages as written)."""

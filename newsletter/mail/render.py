@@ -47,7 +47,10 @@ def make_jinja_env(
         keep_trailing_newline=True,
         extensions=["jinja2.ext.i18n"],
     )
+    # As babel.cfg extracts them: a multi-line {% trans %} block's whitespace is collapsed.
+    env.policies["ext.i18n.trimmed"] = True
     env.install_gettext_translations(translations(language), newstyle=True)  # type: ignore[attr-defined]
+    env.globals["language"] = language
     env.globals["format_date"] = functools.partial(format_date, language=language)
     return env
 

@@ -9,6 +9,7 @@ from xml.etree import ElementTree as ET
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
+from flask_babel import gettext as _
 from markupsafe import Markup
 
 from newsletter.extensions import db
@@ -23,6 +24,7 @@ FEED_ENTRIES = 20
 # Public once its send started: a reader's "view in the browser" link must work while the rest
 # of the list is still being sent.
 ATOM = "http://www.w3.org/2005/Atom"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 
 
 def register(app: Flask) -> None:
@@ -52,10 +54,10 @@ def index() -> Any:
     """List sent issues, newest first, a page at a time."""
     page = request.args.get("page", 1, type=int)
     if page < 1 or page > 100_000:
-        abort(404, description="There is no such page of the archive.")
+        abort(404, description=_("There is no such page of the archive."))
     rows = list(db.session.scalars(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
     if page > 1 and not rows:
-        abort(404, description="There is no such page of the archive.")
+        abort(404, description=_("There is no such page of the archive."))
     return render_template(
         "public/archive.html",
         issues=rows[:PER_PAGE],
@@ -81,7 +83,7 @@ def show(key: str) -> Any:
             sa.select(Issue).where(Issue.slug == key, Issue.status.in_(ISSUE_PUBLIC))
         )
     if issue is None:
-        abort(404, description="There is no sent issue at this address.")
+        abort(404, description=_("There is no sent issue at this address."))
     # Markup is safe here: markdown_to_html runs the result through nh3.
     body = Markup(markdown_to_html(issue.body_md, current_app.config["BASE_URL"]))
     return render_template(
@@ -99,7 +101,9 @@ def _tag(base_url: str, issue: Issue) -> str:
     return f"tag:{host},{issue.created_at:%Y-%m-%d}:issue:{issue.id}"
 
 
-def build_feed(base_url: str, title: str, issues: list[Issue]) -> bytes:
+def build_feed(
+    base_url: str, title: str, issues: list[Issue], *, language: str = "en", subtitle: str = ""
+) -> bytes:
     """Return an Atom document for ``issues`` (newest first), every URL absolute."""
     ET.register_namespace("", ATOM)
 
@@ -109,9 +113,11 @@ def build_feed(base_url: str, title: str, issues: list[Issue]) -> bytes:
             el.text = text
         return el
 
-    feed = ET.Element(f"{{{ATOM}}}feed")
+    feed = ET.Element(f"{{{ATOM}}}feed", {XML_LANG: language})
     sub(feed, "id", f"{base_url}/feed.xml")
     sub(feed, "title", title)
+    if subtitle:
+        sub(feed, "subtitle", subtitle)
     sub(feed, "updated", _iso(published_on(issues[0]) if issues else utcnow()))
     sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/feed.xml")
     sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/archive")
@@ -135,5 +141,12 @@ def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
     config = current_app.config
     issues = list(db.session.scalars(_published().limit(FEED_ENTRIES)))
-    body = build_feed(config["BASE_URL"], config["NEWSLETTER_NAME"], issues)
+    name = config["NEWSLETTER_NAME"]
+    body = build_feed(
+        config["BASE_URL"],
+        name,
+        issues,
+        language=config["NEWSLETTER_LANGUAGE"],
+        subtitle=_("Every tip of %(name)s, newest first.", name=name),
+    )
     return Response(body, content_type="application/atom+xml; charset=utf-8")

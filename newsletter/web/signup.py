@@ -74,8 +74,8 @@ def handle(source: str) -> Signup:
     form = request.form
     if form.get(HONEYPOT_FIELD):
         # A bot filled the field people never see: answer as usual, keep and count nothing.
-        typed = form.get("email", "").strip().lower()
-        return Signup(Outcome.IGNORED, email=typed if len(typed) <= 254 else "")
+        bot_email = form.get("email", "").strip().lower()
+        return Signup(Outcome.IGNORED, email=bot_email if len(bot_email) <= 254 else "")
     config = current_app.config
     raw_email, raw_name = form.get("email", ""), form.get("name", "")
     typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
