@@ -88,10 +88,16 @@ def write_issue_copies(folder: Path, count: int = 64) -> None:
             issue = create_issue("Tip for 10000 readers", issue_body())
             built = message.issue_message(mailer(), issue, app.config["SECRET_KEY"].encode())
             token_for = tokens_for(app.config).unsubscribe_token_maker()
+            manage_for = tokens_for(app.config).manage_token_maker()
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 sub_id = 1000 + i
-                data = built.bytes_for(sub_id, f"reader{sub_id}@example.com", token_for(sub_id))
+                data = built.bytes_for(
+                    sub_id,
+                    f"reader{sub_id}@example.com",
+                    token_for(sub_id),
+                    manage_token=manage_for(sub_id),
+                )
                 (folder / f"{i:03}.eml").write_bytes(data)
             db.session.remove()
             db.engine.dispose()

@@ -105,6 +105,7 @@ def run_batch(
     worker: str,
     message: Callable[[], IssueMessage],
     token_for: Callable[[int], str],
+    manage_token_for: Callable[[int], str],
     smtp: Sender,
     settings: SendSettings,
     bounce: Bounce,
@@ -117,6 +118,7 @@ def run_batch(
     """Send one batch of an issue: claim a chunk, send each message, commit each outcome.
 
     ``worker`` names the process on each claim (the reconciler frees a dead one's claims);
+    ``token_for`` and ``manage_token_for`` sign a reader's unsubscribe and manage links;
     ``heartbeat`` is called with each lease renewal, from the renewing thread; ``envelope``
     gives a copy's envelope sender from its delivery id (VERP), None for MAIL_FROM's.
     """
@@ -134,6 +136,7 @@ def run_batch(
             base=base,
             message=message,
             token_for=token_for,
+            manage_token_for=manage_token_for,
             smtp=smtp,
             settings=settings,
             bounce=bounce,
@@ -163,6 +166,7 @@ class _BatchRun:
     base: str
     message: Callable[[], IssueMessage]
     token_for: Callable[[int], str]
+    manage_token_for: Callable[[int], str]
     smtp: Sender
     settings: SendSettings
     bounce: Bounce
@@ -285,7 +289,10 @@ class _BatchRun:
         """Send one copy and record the answer; return the issue's failure streak."""
         assert self.built is not None
         session, report, issue_id = self.session, self.report, self.issue_id
-        data = self.built.bytes_for(row.subscriber_id, row.email, self.token_for(row.subscriber_id))
+        sid = row.subscriber_id
+        data = self.built.bytes_for(
+            sid, row.email, self.token_for(sid), manage_token=self.manage_token_for(sid)
+        )
         try:
             self.smtp.send(
                 row.email, data, self.envelope(row.delivery_id) if self.envelope else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from email.message import EmailMessage
@@ -18,6 +19,10 @@ from newsletter.mail.render import Mailer, Rendered
 from newsletter.models import Issue
 
 UNSUBSCRIBE_PLACEHOLDER = "UNSUBSCRIBExTOKENxPLACEHOLDER"
+MANAGE_PLACEHOLDER = "MANAGExTOKENxPLACEHOLDER"
+_UNSUBSCRIBE, _MANAGE = 0, 1  # which per-reader URL fills a slot of the encoded body
+# What a preview shows for the reader's links: clearly no one's, landing on the bad-link page.
+SAMPLE_TOKEN = "sample-token"
 
 
 class MessageIds:
@@ -57,23 +62,48 @@ class IssueMessage:
         *,
         issue_id: int,
         unsubscribe_base: str,
+        manage_base: str,
         secret: bytes,
         list_id: str,
     ) -> None:
         self.mailer = mailer
         self.issue_id = issue_id
         self.unsubscribe_base = unsubscribe_base  # BASE_URL + "/unsubscribe/"
+        self.manage_base = manage_base  # BASE_URL + "/manage/"
         self.secret = secret
         self.domain = mailer.from_domain
         self._message_id = MessageIds(issue_id, secret, self.domain)
-        placeholder = unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER
-        # The fixed text around each unsubscribe URL is quoted-printable encoded once here;
-        # only the URL is encoded per copy (see _qp_pieces).
-        self._text = _qp_pieces(_crlf(rendered.text).split(placeholder))
-        self._html = _qp_pieces(_crlf(rendered.html).split(placeholder))
+        self.boundary = "=_totw_" + secrets.token_hex(12)
+        b = self.boundary.encode()
+        text_open = (
+            b"\r\n--" + b + b'\r\nContent-Type: text/plain; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        html_open = (
+            b"\r\n--" + b + b'\r\nContent-Type: text/html; charset="utf-8"\r\n'
+            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+        )
+        # The whole body once, as bytes: the fixed text around each per-reader URL is
+        # quoted-printable encoded here, and each URL's place is a slot filled per copy (see
+        # _qp_pieces and bytes_for).
+        placeholders = {
+            unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER: _UNSUBSCRIBE,
+            manage_base + MANAGE_PLACEHOLDER: _MANAGE,
+        }
+        body: list[bytes] = [b"\r\nThis is a multi-part message in MIME format.\r\n"]
+        slots: list[tuple[int, int]] = []
+        for opening, part in ((text_open, rendered.text), (html_open, rendered.html)):
+            pieces, kinds = _split(_crlf(part), placeholders)
+            encoded = _qp_pieces(pieces)
+            body += (opening, encoded[0])
+            for kind, piece in zip(kinds, encoded[1:], strict=True):
+                slots.append((len(body), kind))
+                body += (b"", piece)
+        body.append(b"\r\n--" + b + b"--\r\n")
+        self._body = body
+        self._slots = tuple(slots)
         self._date_second = -1
         self._date = b""
-        self.boundary = "=_totw_" + secrets.token_hex(12)
         self._head = _header_block(
             [
                 ("From", mailer.mail_from),
@@ -84,16 +114,6 @@ class IssueMessage:
                 ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
             ]
         )
-        b = self.boundary.encode()
-        self._text_open = (
-            b"\r\n--" + b + b'\r\nContent-Type: text/plain; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
-        self._html_open = (
-            b"\r\n--" + b + b'\r\nContent-Type: text/html; charset="utf-8"\r\n'
-            b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
-        )
-        self._close = b"\r\n--" + b + b"--\r\n"
 
     def _date_header(self) -> bytes:
         second = int(time.time())
@@ -103,16 +123,30 @@ class IssueMessage:
         return self._date
 
     def bytes_for(
-        self, subscriber_id: int, email: str, token: str, *, message_id: str | None = None
+        self,
+        subscriber_id: int,
+        email: str,
+        token: str,
+        *,
+        manage_token: str | None = None,
+        message_id: str | None = None,
     ) -> bytes:
-        """Return the complete, signed-if-configured message for one subscriber."""
+        """Return the complete, signed-if-configured message for one subscriber.
+
+        ``token`` signs the unsubscribe link, ``manage_token`` the link to the reader's own
+        page; a copy for no reader (a test send) may pass one placeholder for both.
+        """
         url = (self.unsubscribe_base + token).encode()
+        manage = (self.manage_base + (token if manage_token is None else manage_token)).encode()
         try:
             to = email.encode("ascii")
         except UnicodeEncodeError:
             to = _header_block([("To", email)])[4:-2]
         mid = message_id or self._message_id(subscriber_id)
-        qp_url = b"=\r\n" + _qp(url) + b"=\r\n"
+        qp_urls = (b"=\r\n" + _qp(url) + b"=\r\n", b"=\r\n" + _qp(manage) + b"=\r\n")
+        body = self._body.copy()
+        for index, kind in self._slots:
+            body[index] = qp_urls[kind]
         data = b"".join(
             (
                 self._head,
@@ -120,21 +154,22 @@ class IssueMessage:
                 b"Date: ", self._date_header(), b"\r\n",
                 b"Message-ID: ", mid.encode(), b"\r\n",
                 b"List-Unsubscribe: <", url, b">\r\n",
-                b"\r\nThis is a multi-part message in MIME format.\r\n",
-                self._text_open,
-                qp_url.join(self._text),
-                self._html_open,
-                qp_url.join(self._html),
-                self._close,
+                *body,
             )
         )  # fmt: skip
         return self.mailer.sign(data)
 
 
+def _split(text: str, placeholders: dict[str, int]) -> tuple[list[str], list[int]]:
+    """Cut ``text`` at each placeholder URL: the pieces between, and which URL each cut was."""
+    found = re.split("(" + "|".join(map(re.escape, placeholders)) + ")", text)
+    return found[::2], [placeholders[p] for p in found[1::2]]
+
+
 def _qp_pieces(pieces: list[str]) -> list[bytes]:
     """Quoted-printable encode the text between URLs, each piece on its own.
 
-    The per-copy URL is joined in wrapped in soft line breaks (``=`` CRLF), which decode to
+    Each per-copy URL is joined in wrapped in soft line breaks (``=`` CRLF), which decode to
     nothing: the decoded body is the same as encoding the whole text at once, and no encoded
     line grows past 76 characters however the pieces and the URL fall on a line.
     """
@@ -149,9 +184,17 @@ def _qp(data: bytes) -> bytes:
 
 
 def render_issue(
-    mailer: Mailer, subject: str, body_md: str, slug: str, unsubscribe_url: str
+    mailer: Mailer,
+    subject: str,
+    body_md: str,
+    slug: str,
+    unsubscribe_url: str,
+    manage_url: str | None = None,
 ) -> Rendered:
-    """Render an issue's email (subject, text, HTML) around one unsubscribe URL."""
+    """Render an issue's email (subject, text, HTML) around one reader's two links.
+
+    Without ``manage_url`` (a preview) the link to the reader's own page is a sample one.
+    """
     base = mailer.config["BASE_URL"]
     body = render_body(body_md, base)
     return mailer.render(
@@ -162,6 +205,8 @@ def render_issue(
             "body_text": body.text,
             "view_url": f"{base}/archive/{slug}",
             "unsubscribe_url": unsubscribe_url,
+            "manage_url": manage_url or f"{base}/manage/{SAMPLE_TOKEN}",
+            "language": mailer.language,
         },
     )
 
@@ -175,19 +220,22 @@ def issue_message(
     mailer: Mailer, issue: Issue, secret: bytes, subject_prefix: str = ""
 ) -> IssueMessage:
     """Render ``issue`` once and return the per-recipient builder."""
-    unsubscribe_base = mailer.config["BASE_URL"] + "/unsubscribe/"
+    base = mailer.config["BASE_URL"]
+    unsubscribe_base, manage_base = base + "/unsubscribe/", base + "/manage/"
     rendered = render_issue(
         mailer,
         subject_prefix + issue.subject,
         issue.body_md,
         issue.slug,
         unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER,
+        manage_base + MANAGE_PLACEHOLDER,
     )
     return IssueMessage(
         mailer,
         rendered,
         issue_id=issue.id,
         unsubscribe_base=unsubscribe_base,
+        manage_base=manage_base,
         secret=secret,
         list_id=list_id(mailer.config["NEWSLETTER_NAME"], mailer.from_domain),
     )

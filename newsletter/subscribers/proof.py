@@ -14,9 +14,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
 
+import redis
 from altcha.v1 import ChallengeOptions, create_challenge
 from altcha.v1 import verify_solution as verify_solution_v1
-import redis
 
 log = logging.getLogger(__name__)
 

@@ -90,6 +90,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 worker=owner,
                 message=message,
                 token_for=tok.unsubscribe_token_maker(),
+                manage_token_for=tok.manage_token_maker(),
                 smtp=smtp,
                 settings=settings,
                 bounce=bounce_address,

@@ -10,6 +10,7 @@ enqueues what it could not, once Redis and a worker are back.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session
 
 from newsletter.extensions import db, get_redis
+from newsletter.i18n import format_date, weekday_name
 from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
@@ -171,8 +173,23 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
         return "skipped: nothing owed"
     config = current_app.config
     token = tokens().confirm_token(sub.id, sub.version, sub.confirm_name)
-    msg = mailer().build(
-        "confirm", {"confirm_url": f"{config['BASE_URL']}/confirm/{token}"}, sub.email
+    # How long the link works, said as a person would: "7 days", "36 hours", "90 minutes".
+    max_age = int(config["CONFIRM_MAX_AGE"])
+    units = (("days", 86400), ("hours", 3600), ("minutes", 60))
+    unit, size = next(((u, n) for u, n in units if max_age >= 2 * n), ("seconds", 1))
+    slot = config.get("WEEKLY_SLOT")  # the newsletter's own time zone, if it has one
+    until = (utcnow() + timedelta(seconds=max_age)).astimezone(slot[3] if slot else UTC)
+    m = mailer()
+    msg = m.build(
+        "confirm",
+        {
+            "confirm_url": f"{config['BASE_URL']}/confirm/{token}",
+            "valid_count": max_age // size,
+            "valid_unit": unit,
+            "valid_until": format_date(until.date(), m.language),
+            "language": m.language,
+        },
+        sub.email,
     )
     email = sub.email
     db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
@@ -197,10 +214,23 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
         db.session.commit()
         return "skipped: already mailed"
     config = current_app.config
-    unsubscribe_url = f"{config['BASE_URL']}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
-    msg = mailer().build(
+    base = config["BASE_URL"]
+    unsubscribe_url = f"{base}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
+    m = mailer()
+    # "Tips arrive every Tuesday morning": the day and the part of it, from WEEKLY_SLOT.
+    slot = config.get("WEEKLY_SLOT")
+    parts_of_day = ("early", "morning", "afternoon", "evening", "night")
+    day_part = parts_of_day[bisect.bisect_right((5, 12, 17, 22), slot[1] if slot else 9)]
+    msg = m.build(
         "welcome",
-        {"unsubscribe_url": unsubscribe_url, "name": sub.name},
+        {
+            "unsubscribe_url": unsubscribe_url,
+            "manage_url": f"{base}/manage/{tokens().manage_token(sub.id)}",
+            "name": sub.name or "",
+            "weekday": weekday_name(slot[0], m.language) if slot else "",
+            "day_part": day_part,
+            "language": m.language,
+        },
         sub.email,
         headers={
             "List-Unsubscribe": f"<{unsubscribe_url}>",

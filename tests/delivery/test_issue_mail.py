@@ -11,6 +11,7 @@ from newsletter.extensions import db
 from newsletter.issues.actions import create_issue, preview, send_test
 from newsletter.mail import mailer
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.links import tokens
 from newsletter.tasks.dispatch import send_issue
 from tests.helpers import html_part, links, text_part
 
@@ -96,10 +97,13 @@ def test_preview_and_test_copy_match_the_real_mail(app, inbox):
     assert shown.subject == "Preview me"
     assert "<strong>Bold</strong>" in shown.html and "Bold tip" in shown.text
     assert "http://newsletter.test/unsubscribe/" in shown.text
+    # No reader's page: a sample link, which lands on the harmless bad-link page.
+    assert "http://newsletter.test/manage/sample-token" in shown.text
     send_test(issue.id, "editor@example.com")
     (msg,) = inbox.wait_for(1)
     assert msg["Subject"] == "[Test] Preview me"
     assert "Bold tip" in text_part(msg)
+    assert "http://newsletter.test/manage/test" in text_part(msg)
 
 
 def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
@@ -108,12 +112,18 @@ def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
     body = "Word " * 40 + "\n\nÜnïcode and = signs, trailing space \n\n" + "x" * 150
     issue = create_issue("Encoding", body)
     m = message.issue_message(mailer(), issue, b"key")
-    base = app.config["BASE_URL"] + "/unsubscribe/"
+    base = app.config["BASE_URL"]
     rendered = message.render_issue(
-        mailer(), issue.subject, issue.body_md, issue.slug, base + "TOKEN-PLACEHOLDER"
+        mailer(),
+        issue.subject,
+        issue.body_md,
+        issue.slug,
+        base + "/unsubscribe/TOKEN-PLACEHOLDER",
+        base + "/manage/MANAGE-PLACEHOLDER",
     )
-    for token in ("abc.def", "NDI.Apra96592zcJNE6QtjexspU4PeE" * 3):
-        raw = m.bytes_for(42, "reader@example.com", token)
+    long = "NDI.Apra96592zcJNE6QtjexspU4PeE" * 3
+    for token, manage_token in (("abc.def", "ghi.jkl"), (long, long[::-1]), ("x", long)):
+        raw = m.bytes_for(42, "reader@example.com", token, manage_token=manage_token)
         # SMTP's canonical form, which the sender relies on: no bare CR or LF anywhere.
         assert raw.count(b"\n") == raw.count(b"\r\n") == raw.count(b"\r")
         body_lines = raw.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
@@ -121,6 +131,40 @@ def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
         msg = email.message_from_bytes(raw, policy=policy.SMTP)
         text = msg.get_body(("plain",)).get_content()
         html = msg.get_body(("html",)).get_content()
-        norm = lambda s: s.replace("\r\n", "\n")  # noqa: E731
-        assert norm(text) == norm(rendered.text.replace("TOKEN-PLACEHOLDER", token))
-        assert norm(html) == norm(rendered.html.replace("TOKEN-PLACEHOLDER", token))
+
+        def personal(s: str, token: str = token, manage_token: str = manage_token) -> str:
+            s = s.replace("TOKEN-PLACEHOLDER", token).replace("MANAGE-PLACEHOLDER", manage_token)
+            return s.replace("\r\n", "\n")
+
+        assert text.replace("\r\n", "\n") == personal(rendered.text)
+        assert html.replace("\r\n", "\n") == personal(rendered.html)
+        assert f"{base}/manage/{manage_token}" in text and f"{base}/manage/{manage_token}" in html
+
+
+def test_each_reader_gets_their_own_manage_link(app, make_subscriber, run_jobs, inbox):
+    subs = [make_subscriber(f"r{i}@example.com") for i in range(2)]
+    issue = create_issue("Yours", "Body")
+    send_issue(issue.id)
+    run_jobs()
+    found = {}
+    for msg in inbox.wait_for(2):
+        text, html = text_part(msg), html_part(msg)
+        (token,) = re.findall(r"http://newsletter\.test/manage/([\w.-]+)", text)
+        assert f'href="http://newsletter.test/manage/{token}"' in html
+        assert "Change your name or address, pause, or leave" in text
+        found[msg["To"]] = tokens().read_manage(token)
+    assert found == {s.email: s.id for s in subs}
+
+
+def test_the_forward_line_invites_a_friend_to_subscribe(app, make_subscriber, run_jobs, inbox):
+    _sub, _issue, msg = _send_one(make_subscriber, run_jobs, inbox)
+    text = text_part(msg)
+    assert "Forward it to a friend" in text
+    footer = text.replace("\r\n", "\n").split("\n--\n", 1)[1]
+    for line in footer.splitlines():  # prose wrapped for reading, URLs never broken
+        assert len(line) <= 72 or " " not in line, line
+    line = text.split("Forward it to a friend", 1)[1].split("\n\n", 1)[0]
+    assert "http://newsletter.test/" in line  # the subscribe link, right with it
+    assert re.search(
+        r"Forward it to a friend[^<]*<a [^>]*href=\"http://newsletter\.test/\"", html_part(msg)
+    )

@@ -253,6 +253,7 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
         worker="test",
         message=lambda: message.issue_message(mailer(), issue, b"key"),
         token_for=tokens_for(app.config).unsubscribe_token_maker(),
+        manage_token_for=tokens_for(app.config).manage_token_maker(),
         smtp=LeavesMidway(),
         settings=batch.SendSettings(recheck_seconds=0.0),
         bounce=bounce_address,
