@@ -12,7 +12,8 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, Response, abort, g, jsonify, render_template, request
+from flask import Flask, Response, abort, g, has_request_context, jsonify, render_template, request
+from flask_babel import gettext
 from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
@@ -24,11 +25,12 @@ from newsletter.cli import register as register_commands
 from newsletter.config import load_settings
 from newsletter.errors import NewsletterError
 from newsletter.extensions import babel, csrf, db, migrate
-from newsletter.i18n import TRANSLATIONS_DIR, format_date
+from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.tasks.webhooks import install as install_webhooks
-from newsletter.web import archive, dev, hooks, public
+from newsletter.web import archive, dev, embed, hooks, manage, public
 from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
+from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -68,7 +70,7 @@ class ReadableBody:
         except HTTPException:
             raise
         except Exception as exc:  # whatever the server's parser raises, the client sent it
-            raise BadRequest("The request body could not be read.") from exc
+            raise BadRequest(N_("The request body could not be read.")) from exc
 
     def read(self, *args: Any) -> bytes:
         """Read like the server's stream, a broken body raising BadRequest."""
@@ -177,12 +179,15 @@ def _tune_sqlite(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# English here, translated when the page is rendered (error pages look descriptions up).
 UNAVAILABLE = ServiceUnavailable(
-    "The database is briefly unavailable. Nothing was changed; please try again in a moment."
+    N_("The database is briefly unavailable. Nothing was changed; please try again in a moment.")
 )
 QUEUE_UNAVAILABLE = ServiceUnavailable(
-    "The service is briefly unavailable (a server it needs is restarting). "
-    "Please try again in a moment."
+    N_(
+        "The service is briefly unavailable (a server it needs is restarting). "
+        "Please try again in a moment."
+    )
 )
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
@@ -258,10 +263,10 @@ def _init_security(app: Flask) -> None:
         # refused before any view can put it in a query, and so is an editor's form. The public
         # sign-up form says what was wrong itself, beside the form.
         if "\0" in request.path or _has_nul(request.args):
-            abort(400, description="The address holds a NUL character, which no page takes.")
+            abort(400, description=N_("The address holds a NUL character, which no page takes."))
         editor_form = _is_editor_page(request.path) and request.method == "POST"
         if editor_form and _has_nul(request.form):
-            abort(400, description="The form holds a NUL character; please type it again.")
+            abort(400, description=N_("The form holds a NUL character; please type it again."))
 
     csrf.init_app(app)
     https = app.config["BASE_URL"].startswith("https://")
@@ -286,19 +291,94 @@ def _init_security(app: Flask) -> None:
         return response
 
 
+# The heading of each error page, and what it says when the code that refused gave no reason
+# of its own (Werkzeug's default descriptions are English only).
+ERROR_TITLES = {  # Werkzeug's names for them, which English pages have always shown
+    400: N_("Bad Request"),
+    403: N_("Forbidden"),
+    404: N_("Not Found"),
+    405: N_("Method Not Allowed"),
+    409: N_("Conflict"),
+    410: N_("Gone"),
+    413: N_("Request Entity Too Large"),
+    415: N_("Unsupported Media Type"),
+    422: N_("Unprocessable Entity"),
+    429: N_("Too Many Requests"),
+    500: N_("Internal Server Error"),
+    502: N_("Bad Gateway"),
+    503: N_("Service Unavailable"),
+}
+ERROR_DEFAULTS = {
+    400: N_("The request could not be understood. Nothing was changed."),
+    403: N_("You are not allowed to open this page."),
+    404: N_("There is nothing at this address. Please check the link for typos."),
+    405: N_("This address cannot be used like that. Please start again from the front page."),
+    409: N_("That cannot be done in the current state. Nothing was changed."),
+    410: N_("This page is no longer here."),
+    413: N_("What was sent is larger than this page accepts. Nothing was changed."),
+    415: N_("What was sent is not in a format this page accepts. Nothing was changed."),
+    422: N_("Something in the form is not right. Please check it and try again."),
+    429: N_("That was a lot of requests in a short time. Please wait a moment and try again."),
+    500: N_("We could not finish that. Nothing was changed; please try again in a moment."),
+    502: N_("A server we depend on did not do its part. Please try again later."),
+    503: N_("The service is briefly unavailable. Please try again in a moment."),
+}
+
+
+def error_page(error: HTTPException | None) -> tuple[str, str]:
+    """Return the heading and the explanation of an error page, in the page's language."""
+    if error is None:
+        return gettext("Something went wrong"), gettext(ERROR_DEFAULTS[500])
+    code = error.code or 500
+    title = gettext(ERROR_TITLES[code]) if code in ERROR_TITLES else error.name
+    description = str(error.description or "")
+    if not description or description == type(error).description:
+        # Werkzeug's own words; ours say the same in the reader's language.
+        description = ERROR_DEFAULTS.get(code, description)
+    return str(title), str(gettext(description)) if description else ""
+
+
+def error_text(error: NewsletterError | str | None) -> str:
+    """Return an error's message in the page's language, its variable parts filled in.
+
+    Templates call ``{{ error_text(error) }}`` with an ``Invalid`` (or any NewsletterError):
+    its English template is looked up in the catalogue, then ``params`` fill it. A message
+    the catalogue does not know is shown as written.
+    """
+    if error is None:
+        return ""
+    if isinstance(error, str):
+        return str(gettext(error))
+    if error.params:
+        return str(gettext(error.template, **error.params))
+    return str(gettext(error.template))
+
+
 def _init_languages(app: Flask) -> None:
     """Pages speak NEWSLETTER_LANGUAGE (Flask-Babel), with the catalogues mail uses too."""
     language = app.config["NEWSLETTER_LANGUAGE"]
     app.config["BABEL_DEFAULT_LOCALE"] = language
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
     babel.init_app(app, locale_selector=lambda: language)
+    # As the catalogue was extracted (translations/babel.cfg): a {% trans %} block's msgid is
+    # its text with the template's line breaks and indentation folded into single spaces.
+    app.jinja_env.policies["ext.i18n.trimmed"] = True
     app.jinja_env.globals["format_date"] = functools.partial(format_date, language=language)
     app.jinja_env.globals["language"] = language
+    app.jinja_env.globals["error_text"] = error_text
+
+    app.jinja_env.globals["error_page"] = error_page
+
+    @app.context_processor
+    def page_language() -> dict[str, Any]:
+        # Editor pages are written in English whatever the readers' language.
+        editor = has_request_context() and _is_editor_page(request.path)
+        return {"page_language": DEFAULT_LANGUAGE if editor else language}
 
 
 def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
-    for module in (*pages, doctor, bounces, hooks):
+    for module in (*pages, manage, doctor, bounces, hooks, embed, embed_page):
         module.register(app)
 
 
@@ -324,7 +404,7 @@ def _register_errors(app: Flask) -> None:
                 body["field"] = exc.field
             return jsonify({"error": body}), exc.status
         page = HTTPException(exc.message)
-        page.code, page.description = exc.status, exc.message
+        page.code, page.description = exc.status, error_text(exc)
         return render_template("error.html", error=page), exc.status
 
     @app.errorhandler(sa.exc.DBAPIError)

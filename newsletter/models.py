@@ -100,6 +100,14 @@ class Subscriber(Model):
     # The name typed in the newest sign-up for an address already known: it rides in the
     # confirmation link and becomes the name only when that link is confirmed.
     confirm_name: Mapped[str | None] = mapped_column(sa.String(100))
+    # The reader asked for a break: the sends skip them (as "skipped") until this moment.
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # An address change waits here until the new address confirms; its mail is owed since
+    # new_email_due_at. Once changed, the old address is kept only until it has been told.
+    new_email: Mapped[str | None] = mapped_column(sa.String(254))
+    new_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    old_email: Mapped[str | None] = mapped_column(sa.String(254))
+    old_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     events: Mapped[list[SubscriberEvent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -114,6 +122,11 @@ class EventKind(enum.StrEnum):
     BOUNCED = "bounced"
     IMPORTED = "imported"
     EDITED = "edited"
+    # The reader's own page: at most 20 characters, the column's length.
+    RENAMED = "renamed"
+    PAUSED = "paused"
+    RESUMED = "resumed"
+    ADDRESS_CHANGED = "address_changed"
 
 
 class SubscriberEvent(Model):

@@ -73,6 +73,8 @@ SUBSCRIBER_FIELDS: tuple[Field[Subscriber], ...] = (
     Field("confirmed_at", "string", lambda s: s.confirmed_at, DATE_TIME, nullable=True),
     Field("unsubscribed_at", "string", lambda s: s.unsubscribed_at, DATE_TIME, nullable=True),
     Field("bounced_at", "string", lambda s: s.bounced_at, DATE_TIME, nullable=True),
+    # Set while the reader has paused the tips from their own page (sends skip them till then).
+    Field("paused_until", "string", lambda s: s.paused_until, DATE_TIME, nullable=True),
 )
 
 ISSUE_FIELDS: tuple[Field[Issue], ...] = (

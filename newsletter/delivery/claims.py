@@ -43,19 +43,51 @@ class Claimed:
     attempts: int
 
 
-def skip_unsubscribed(session: Session, issue_id: int, batch: int | None = None) -> int:
-    """Mark queued deliveries whose subscriber is no longer confirmed (or erased) as skipped."""
-    confirmed = sa.exists().where(
-        Subscriber.id == Delivery.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED
+def paused_note(dialect: str) -> sa.ColumnElement[str]:
+    """SQL spelling a paused reader's skip reason, "paused until 2026-12-29" (the UTC day)."""
+    until = Subscriber.paused_until
+    if dialect == "postgresql":
+        day = sa.func.to_char(sa.func.timezone("UTC", until), "YYYY-MM-DD", type_=sa.String())
+    else:
+        # SQLite keeps the UTC time as text, "2026-12-29 10:00:00.000000".
+        day = sa.func.substr(until, 1, 10, type_=sa.String())
+    return sa.literal("paused until ", type_=sa.String()) + day
+
+
+def receiving(now: datetime) -> sa.ColumnElement[bool]:
+    """SQL saying that a delivery's subscriber is confirmed and not paused at ``now``."""
+    return sa.exists().where(
+        Subscriber.id == Delivery.subscriber_id,
+        Subscriber.status == SubscriberStatus.CONFIRMED,
+        sa.or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
     )
-    where = [Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, ~confirmed]
+
+
+def skip_unsubscribed(
+    session: Session, issue_id: int, batch: int | None = None, now: datetime | None = None
+) -> int:
+    """Skip queued deliveries whose subscriber left, was erased or paused; say why on each."""
+    now = now or utcnow()
+    where = [Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, ~receiving(now)]
     if batch is not None:
         where.append(Delivery.batch == batch)
+    # Still confirmed yet not receiving: paused. The reason names the day the pause ends.
+    paused = (
+        sa.select(paused_note(session.get_bind().dialect.name))
+        .where(
+            Subscriber.id == Delivery.subscriber_id,
+            Subscriber.status == SubscriberStatus.CONFIRMED,
+        )
+        .scalar_subquery()
+    )
     return rowcount(
         session.execute(
             sa.update(Delivery)
             .where(*where)
-            .values(status=D.SKIPPED, last_error="not subscribed at send time")
+            .values(
+                status=D.SKIPPED,
+                last_error=sa.func.coalesce(paused, sa.literal("not subscribed at send time")),
+            )
             .execution_options(synchronize_session=False)
         )
     )
@@ -73,17 +105,14 @@ def claim(
     """Lease up to ``limit`` due deliveries of a batch to ``claim_id``; return them.
 
     The UPDATE re-checks everything it depends on (issue still sending, delivery still queued
-    and due, subscriber still confirmed), so two workers never hold the same row.
+    and due, subscriber still confirmed and not paused), so two workers never hold the same row.
     """
-    skip_unsubscribed(session, issue_id, batch)
+    skip_unsubscribed(session, issue_id, batch, now)
     due = sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
-    confirmed = sa.exists().where(
-        Subscriber.id == Delivery.subscriber_id, Subscriber.status == SubscriberStatus.CONFIRMED
-    )
     candidates = (
         sa.select(Delivery.id)
         .where(Delivery.issue_id == issue_id, Delivery.batch == batch)
-        .where(Delivery.status == D.QUEUED, due, confirmed)
+        .where(Delivery.status == D.QUEUED, due, receiving(now))
         .order_by(Delivery.id)
         .limit(limit)
     )

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.claims import paused_note
 from newsletter.models import (
     ISSUE_UNSENT,
     Delivery,
@@ -34,6 +35,8 @@ class QueueResult:
 def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int) -> QueueResult:
     """Snapshot the confirmed subscribers into deliveries and mark the issue sending.
 
+    Readers paused at ``now`` are in the snapshot already skipped, with the reason.
+
     Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
     calls start one send. The caller commits (or rolls back, e.g. when nobody is confirmed).
     """
@@ -49,13 +52,16 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
         status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
         return QueueResult(False, 0, 0, status or I.CANCELLED)
     rank = sa.func.row_number().over(order_by=Subscriber.id)
+    # A paused reader is in the snapshot as skipped, the reason on the row: the send's
+    # counts show them, and nobody claims them.
+    paused = Subscriber.paused_until > now
     snapshot = sa.select(
         sa.literal(issue_id),
         Subscriber.id,
         (rank - 1) // batch_size,
-        sa.literal(D.QUEUED.value),
+        sa.case((paused, sa.literal(D.SKIPPED.value)), else_=sa.literal(D.QUEUED.value)),
         sa.literal(0),
-        sa.literal(""),
+        sa.case((paused, paused_note(session.get_bind().dialect.name)), else_=sa.literal("")),
     ).where(Subscriber.status == SubscriberStatus.CONFIRMED)
     session.execute(
         sa.insert(Delivery).from_select(

@@ -16,6 +16,7 @@ from newsletter.extensions import this_app
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
 MANAGE_SALT = "newsletter.manage.v1"
+ADDRESS_SALT = "newsletter.address.v1"
 
 
 class TokenError(Exception):
@@ -28,6 +29,15 @@ class ConfirmClaim:
     version: int
     # The name typed at the sign-up this link answers; None keeps the stored one.
     name: str | None = None
+
+
+@dataclass(frozen=True)
+class AddressClaim:
+    """What a link confirming a new address says: whose, at which state, which address."""
+
+    subscriber_id: int
+    version: int
+    email: str
 
 
 class TokenExpired(TokenError):
@@ -54,6 +64,8 @@ class Tokens:
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
         # The reader's own page (/manage/<token>): linked from every issue, so no expiry either.
         self._manage = URLSafeSerializer(keys, salt=MANAGE_SALT)
+        # Confirming a new address: timed like a sign-up's confirmation (CONFIRM_MAX_AGE).
+        self._address = URLSafeTimedSerializer(keys, salt=ADDRESS_SALT)
 
     def confirm_token(self, subscriber_id: int, version: int, name: str | None = None) -> str:
         """Sign a confirmation link bound to the subscriber's state version (and a new name)."""
@@ -100,6 +112,28 @@ class Tokens:
     def read_unsubscribe(self, token: str) -> int:
         """Return the subscriber id in an unsubscribe token; raise TokenError if it is not ours."""
         return _read_id(self._unsubscribe, token)
+
+    def address_token(self, subscriber_id: int, version: int, email: str) -> str:
+        """Sign a link that makes ``email`` the subscriber's address, bound to their state."""
+        return self._address.dumps([subscriber_id, version, email])
+
+    def read_address(self, token: str, max_age: int) -> AddressClaim:
+        """Return what an address link claims; raise TokenExpired or TokenError."""
+        try:
+            payload: Any = self._address.loads(token, max_age=max_age)
+        except SignatureExpired:
+            raise TokenExpired(None) from None
+        except (BadSignature, ValueError, TypeError):
+            raise TokenError("invalid") from None
+        if (
+            isinstance(payload, list)
+            and len(payload) == 3
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in payload[:2])
+            and isinstance(payload[2], str)
+            and payload[2]
+        ):
+            return AddressClaim(payload[0], payload[1], payload[2])
+        raise TokenError("invalid")
 
 
 def _read_id(serializer: URLSafeSerializer, token: str) -> int:

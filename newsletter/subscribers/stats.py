@@ -12,7 +12,8 @@ from datetime import date, datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import ISSUE_PUBLIC, DailyStat, Delivery, Issue
+from newsletter.models import ISSUE_PUBLIC, DailyStat, Delivery, DeliveryStatus, Issue
+from newsletter.subscribers.manage import REASON_STAT, Reason
 
 WEEK_KINDS = ("subscribed", "confirmed", "unsubscribed", "bounced")
 
@@ -69,6 +70,51 @@ def kind_totals(session: Session, since: date | None = None) -> dict[str, int]:
     if since is not None:
         query = query.where(DailyStat.day >= since)
     return {kind: int(n or 0) for kind, n in session.execute(query)}
+
+
+def leaving_reasons(session: Session, since: date | None = None) -> dict[Reason, int]:
+    """Return how often readers gave each unsubscribe reason, all time or since a day."""
+    query = (
+        sa.select(DailyStat.kind, sa.func.sum(DailyStat.count))
+        .where(DailyStat.kind.in_([REASON_STAT + r.value for r in Reason]))
+        .group_by(DailyStat.kind)
+    )
+    if since is not None:
+        query = query.where(DailyStat.day >= since)
+    found = {kind.removeprefix(REASON_STAT): int(n or 0) for kind, n in session.execute(query)}
+    return {reason: found.get(reason.value, 0) for reason in Reason}
+
+
+# A skipped copy's last_error says why; a pause names its day, counted here as one reason.
+PAUSED_NOTE = "paused until "
+
+
+def skip_reasons(session: Session, issue_ids: list[int]) -> dict[int, dict[str, int]]:
+    """Return, per issue, its skipped copies counted by reason ("paused" for every pause)."""
+    if not issue_ids:
+        return {}
+    # Grouped by the label of a subquery: PostgreSQL would not see two spellings of the CASE
+    # (each with its own parameters) as the same expression.
+    skipped = (
+        sa.select(
+            Delivery.issue_id,
+            sa.case(
+                (Delivery.last_error.startswith(PAUSED_NOTE, autoescape=True), "paused"),
+                else_=Delivery.last_error,
+            ).label("why"),
+        )
+        .where(Delivery.issue_id.in_(issue_ids), Delivery.status == DeliveryStatus.SKIPPED)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(skipped.c.issue_id, skipped.c.why, sa.func.count()).group_by(
+            skipped.c.issue_id, skipped.c.why
+        )
+    )
+    found: dict[int, dict[str, int]] = {i: {} for i in issue_ids}
+    for issue_id, reason, n in rows:
+        found[issue_id][reason or "unknown"] = int(n)
+    return found
 
 
 def recent_issues(session: Session, limit: int = 12) -> list[Issue]:

@@ -256,7 +256,7 @@ def run_import(import_id: int) -> str:
 # --- the rebuild ---------------------------------------------------------------------------------
 
 
-def _grace() -> timedelta:
+def grace() -> timedelta:
     # A request enqueues its job right after its commit: a row one tick old whose job Redis
     # does not have lost it.
     return timedelta(seconds=float(current_app.config["RECONCILE_INTERVAL"]))
@@ -293,7 +293,7 @@ def _rebuild_mail(session: Session, now: datetime) -> int:
         .values(welcome_due_at=None, updated_at=Subscriber.updated_at)
     )
     limits.prune(session, now)
-    cutoff = now - _grace()
+    cutoff = now - grace()
     confirmations = session.execute(
         sa.select(Subscriber.id, Subscriber.confirm_due_at)
         .where(Subscriber.confirm_due_at < cutoff, Subscriber.status != S.CONFIRMED)
@@ -317,7 +317,7 @@ def _rebuild_mail(session: Session, now: datetime) -> int:
         for sid, due in welcomes
         if due is not None
     ]
-    enqueued = _enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    enqueued = enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
     if enqueued:
         log.info("reconciler: %s owed mails had lost their job; enqueued again", enqueued)
     return enqueued
@@ -357,17 +357,17 @@ def _rebuild_imports(session: Session, now: datetime) -> int:
     waiting = session.execute(
         sa.select(ImportJob.id, ImportJob.attempt).where(
             ImportJob.status == ImportStatus.QUEUED,
-            sa.or_(ImportJob.attempt > 0, ImportJob.created_at < now - _grace()),
+            sa.or_(ImportJob.attempt > 0, ImportJob.created_at < now - grace()),
         )
     ).all()
     session.commit()
     wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
         (import_job_id(i, attempt), run_import, (i,)) for i, attempt in waiting
     ]
-    return _enqueue_lost(DEFAULT_QUEUE, wanted, IMPORT_JOB_TIMEOUT, now)
+    return enqueue_lost(DEFAULT_QUEUE, wanted, IMPORT_JOB_TIMEOUT, now)
 
 
-def _enqueue_lost(
+def enqueue_lost(
     queue_name: str,
     wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
     timeout: int,

@@ -16,6 +16,7 @@ from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.tasks.dispatch import dispatch
 from newsletter.tasks.mail import reconcile as reconcile_mail
+from newsletter.tasks.manage import reconcile as reconcile_address_mail
 from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
 
@@ -28,6 +29,7 @@ def reconcile() -> str:
     db.session.commit()
     reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
     reconcile_mail()  # owed confirmation and welcome mails, imports: the same
+    reconcile_address_mail()  # owed address-change links and notices: the same
     per_issue: dict[int, list[int]] = {}
     for issue_id, batch in found.due:
         per_issue.setdefault(issue_id, []).append(batch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -20,12 +21,21 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers import search, stats
+from newsletter.subscribers.manage import ERASED_STAT, PAUSED_STAT, Reason
 from newsletter.web.charts import bar_chart, line_chart
 
 log = logging.getLogger(__name__)
 bp = Blueprint("stats", __name__, url_prefix="/editor")
 
 COUNTS_TTL = 30  # per-issue delivery counts of a send in progress
+RECENT_REASONS = timedelta(days=90)
+# Editor pages are in English whatever the readers' language.
+REASON_LABELS = {
+    Reason.TOO_MANY: "Too many emails",
+    Reason.NOT_RELEVANT: "Not relevant to me",
+    Reason.NEVER_SIGNED_UP: "I never signed up",
+    Reason.OTHER: "Another reason",
+}
 
 
 def register(app: Flask) -> None:
@@ -92,8 +102,15 @@ def stats_page() -> Any:
     )
     all_time = stats.kind_totals(db.session())
     new, confirmed = all_time.get("subscribed", 0), all_time.get("confirmed", 0)
+    reasons = stats.leaving_reasons(db.session())
+    recent = stats.leaving_reasons(db.session(), utcnow().date() - RECENT_REASONS)
     return render_template(
         "editor/stats.html",
+        reasons=[(REASON_LABELS[r], recent[r], reasons[r]) for r in Reason],
+        unexplained=max(0, all_time.get("unsubscribed", 0) - sum(reasons.values())),
+        pauses=all_time.get(PAUSED_STAT, 0),
+        erasures=all_time.get(ERASED_STAT, 0),
+        skipped=stats.skip_reasons(db.session(), [f.id for f in figures]),
         counts=search.status_counts(db.session()),
         weekly_chart=weekly_chart,
         rate_chart=rate_chart,

@@ -1,0 +1,182 @@
+"""Mails of the reader's own page: the link to a new address, the notice to the old one.
+
+As with confirmation mails (``tasks.mail``), the database says what is owed: a reader's
+``new_email_due_at`` (the link to the new address) or ``old_email_due_at`` (the notice to the
+address just replaced), cleared once the server took the mail. Each job's id names whose mail
+owed since when, so the request's enqueue and the reconciler's are one job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Flask, current_app
+from sqlalchemy.orm import Session
+
+from newsletter.extensions import db
+from newsletter.mail import mailer
+from newsletter.models import Subscriber, utcnow
+from newsletter.subscribers.links import tokens
+from newsletter.tasks.mail import (
+    MAIL_JOB_TIMEOUT,
+    MAIL_OWED_FOR,
+    REBUILD_AT_ONCE,
+    enqueue_lost,
+    enqueue_once,
+    grace,
+    send_mail,
+    settle,
+    stamp,
+)
+from newsletter.tasks.queues import MAIL_QUEUE
+
+log = logging.getLogger(__name__)
+
+
+def address_job_id(subscriber_id: int, due_at: datetime) -> str:
+    """Name the job that mails the new address its confirmation link, owed since ``due_at``."""
+    return f"address-{subscriber_id}-{stamp(due_at)}"
+
+
+def notice_job_id(subscriber_id: int, due_at: datetime) -> str:
+    """Name the job that tells the old address it was replaced, owed since ``due_at``."""
+    return f"address-notice-{subscriber_id}-{stamp(due_at)}"
+
+
+def queue_address_confirmation(
+    subscriber_id: int, due_at: datetime, app: Flask | None = None
+) -> None:
+    """Queue the link to the new address reserved at ``due_at``; never raises for Redis."""
+    enqueue_once(
+        send_address_confirmation,
+        (subscriber_id, stamp(due_at)),
+        job_id=address_job_id(subscriber_id, due_at),
+        queue=MAIL_QUEUE,
+        timeout=MAIL_JOB_TIMEOUT,
+        app=app,
+    )
+
+
+def queue_address_notice(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
+    """Queue the notice to the replaced address owed since ``due_at``; never raises for Redis."""
+    enqueue_once(
+        send_address_notice,
+        (subscriber_id, stamp(due_at)),
+        job_id=notice_job_id(subscriber_id, due_at),
+        queue=MAIL_QUEUE,
+        timeout=MAIL_JOB_TIMEOUT,
+        app=app,
+    )
+
+
+def _owed(value: datetime | None, due: str | None) -> bool:
+    # A job queued for an earlier request than the newest one leaves the mail to the newer job.
+    return value is not None and (due is None or stamp(value) == due)
+
+
+def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str:
+    """Mail the link that makes the wanted address the reader's, to that address."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.new_email is None or not _owed(sub.new_email_due_at, due):
+        db.session.commit()
+        return "skipped: nothing owed"
+    owed, to = sub.new_email_due_at, sub.new_email
+    if db.session.scalar(sa.select(Subscriber.id).where(Subscriber.email == to)) is not None:
+        # Someone took the address since the request: they get nothing from another's page.
+        settle("new_email_due_at", subscriber_id, owed)
+        return "skipped: address taken meanwhile"
+    config = current_app.config
+    token = tokens().address_token(sub.id, sub.version, to)
+    msg = mailer().build(
+        "change_address",
+        {"confirm_url": f"{config['BASE_URL']}/manage/address/{token}", "name": sub.name},
+        to,
+    )
+    db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
+    refused = send_mail(to, mailer().to_bytes(msg))
+    settle("new_email_due_at", subscriber_id, owed)
+    if refused is not None:
+        log.warning("address link for subscriber %s refused for good: %s", subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("address link mailed for subscriber %s", subscriber_id)
+    return "sent"
+
+
+def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
+    """Tell the address a reader just replaced that it no longer gets the tips."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None or sub.old_email is None or not _owed(sub.old_email_due_at, due):
+        db.session.commit()
+        return "skipped: nothing owed"
+    owed, to = sub.old_email_due_at, sub.old_email
+    msg = mailer().build("address_changed", {"new_email": sub.email, "name": sub.name}, to)
+    db.session.commit()
+    refused = send_mail(to, mailer().to_bytes(msg))
+    # Told (or refused for good): the old address is kept no longer.
+    settle("old_email_due_at", subscriber_id, owed, old_email=None)
+    if refused is not None:
+        log.warning("address notice for subscriber %s refused for good: %s", subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("address notice mailed for subscriber %s", subscriber_id)
+    return "sent"
+
+
+# --- the rebuild ---------------------------------------------------------------------------------
+
+
+def reconcile() -> int:
+    """Enqueue every address-change mail the database owes and Redis lost."""
+    try:
+        return _rebuild(db.session(), utcnow())
+    except Exception:  # never let this stop the rest of the reconciler
+        db.session.rollback()
+        log.exception("address mail reconciliation failed")
+        return 0
+
+
+def _rebuild(session: Session, now: datetime) -> int:
+    max_age = timedelta(seconds=int(current_app.config["CONFIRM_MAX_AGE"]))
+    # Give up on mail owed too long (a link that late may not outlive CONFIRM_MAX_AGE); an
+    # old address nobody could tell is not kept either.
+    session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.new_email_due_at < now - min(MAIL_OWED_FOR, max_age))
+        .values(new_email_due_at=None, updated_at=Subscriber.updated_at)
+    )
+    session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.old_email_due_at < now - MAIL_OWED_FOR)
+        .values(old_email_due_at=None, old_email=None, updated_at=Subscriber.updated_at)
+    )
+    cutoff = now - grace()
+    links = session.execute(
+        sa.select(Subscriber.id, Subscriber.new_email_due_at)
+        .where(Subscriber.new_email_due_at < cutoff, Subscriber.new_email.is_not(None))
+        .order_by(Subscriber.new_email_due_at)
+        .limit(REBUILD_AT_ONCE)
+    ).all()
+    notices = session.execute(
+        sa.select(Subscriber.id, Subscriber.old_email_due_at)
+        .where(Subscriber.old_email_due_at < cutoff, Subscriber.old_email.is_not(None))
+        .order_by(Subscriber.old_email_due_at)
+        .limit(REBUILD_AT_ONCE)
+    ).all()
+    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
+    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
+        (address_job_id(sid, due), send_address_confirmation, (sid, stamp(due)))
+        for sid, due in links
+        if due is not None
+    ]
+    wanted += [
+        (notice_job_id(sid, due), send_address_notice, (sid, stamp(due)))
+        for sid, due in notices
+        if due is not None
+    ]
+    enqueued = enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    if enqueued:
+        log.info("reconciler: %s owed address mails had lost their job; enqueued again", enqueued)
+    return enqueued

@@ -1,0 +1,326 @@
+"""The reader's own page (/manage/<token>) and leaving (/unsubscribe/<token>).
+
+Thin views: read the token, call one function of ``subscribers.manage``, render or redirect.
+Changes on the reader's page are POSTs from its own forms, with CSRF tokens. The unsubscribe
+POST needs neither a CSRF token nor a cookie: mail providers' one-click unsubscribe
+(RFC 8058) has neither, and the signed token in the URL is the proof.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    request,
+    url_for,
+)
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from newsletter.errors import Conflict, Invalid, NewsletterError
+from newsletter.extensions import csrf, db
+from newsletter.i18n import format_date
+from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.subscribers import manage
+from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
+from newsletter.subscribers.state import subscribe
+from newsletter.tasks.mail import queue_confirmation
+from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice
+from newsletter.web.pages import MAX_TOKEN, bad_link, page
+
+bp = Blueprint("manage", __name__)
+
+# What a form field may echo back after an error; anything longer is no typo.
+ECHO_LIMIT = 300
+DEFAULT_PAUSE_WEEKS = 4
+
+
+def register(app: Flask) -> None:
+    """Attach the reader's own page and the unsubscribe pages to the app."""
+    app.register_blueprint(bp)
+
+
+class _NoReader(Exception):
+    """The link names nobody we can act for: a bad, stale or erased reader's token."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+@bp.errorhandler(_NoReader)
+def no_reader(exc: _NoReader) -> tuple[str, int]:
+    return bad_link(exc.status, exc.reason)
+
+
+@bp.errorhandler(CSRFError)
+def csrf_failed(exc: CSRFError) -> tuple[str, int]:
+    return page("public/form_expired.html", 400)
+
+
+@bp.after_request
+def private(response: Response) -> Response:
+    # Every page here shows a reader's address or acts for them: no cache keeps a copy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _read(token: str, read: Callable[[str], int]) -> int:
+    if len(token) > MAX_TOKEN:
+        raise _NoReader(400, "invalid")
+    try:
+        return read(token)
+    except TokenError:
+        raise _NoReader(400, "invalid") from None
+
+
+def _reader(subscriber_id: int) -> Subscriber:
+    sub = manage.reader(db.session(), subscriber_id, lock=request.method == "POST")
+    if sub is None:
+        raise _NoReader(404, "unknown")
+    return sub
+
+
+def _manage_reader(token: str) -> Subscriber:
+    return _reader(_read(token, tokens().read_manage))
+
+
+def _unsubscribe_reader(token: str) -> Subscriber:
+    return _reader(_read(token, tokens().read_unsubscribe))
+
+
+def _echo(typed: str) -> str:
+    return typed if len(typed) <= ECHO_LIMIT else ""
+
+
+def _back(token: str, message: str) -> WerkzeugResponse:
+    flash(message)
+    return redirect(url_for("manage.manage_page", token=token), 303)
+
+
+# --- the reader's own page ---------------------------------------------------------------------
+
+
+def _manage(
+    sub: Subscriber,
+    token: str,
+    status: int = 200,
+    error: NewsletterError | None = None,
+    **typed: str,
+) -> tuple[str, int]:
+    return page(
+        "public/manage.html",
+        status,
+        sub=sub,
+        token=token,
+        paused_until=manage.paused_until(sub, utcnow()),
+        subscribed=sub.status is SubscriberStatus.CONFIRMED,
+        unsubscribe_token=tokens().unsubscribe_token(sub.id),
+        weeks=manage.PAUSE_WEEKS,
+        default_weeks=DEFAULT_PAUSE_WEEKS,
+        error=error,
+        typed=typed,
+    )
+
+
+def _refused(sub: Subscriber, token: str, exc: NewsletterError, **typed: str) -> tuple[str, int]:
+    db.session.rollback()
+    return _manage(sub, token, 409 if isinstance(exc, Conflict) else 400, exc, **typed)
+
+
+@bp.get("/manage/<token>")
+def manage_page(token: str) -> tuple[str, int]:
+    """Show the reader what we hold and what they can change; change nothing."""
+    return _manage(_manage_reader(token), token)
+
+
+@bp.post("/manage/<token>/name")
+def rename(token: str) -> Any:
+    """Save the name the reader typed."""
+    sub = _manage_reader(token)
+    raw = request.form.get("name", "")
+    try:
+        manage.rename(db.session(), sub, raw)
+    except Invalid as exc:
+        return _refused(sub, token, exc, name=_echo(raw))
+    db.session.commit()
+    return _back(token, _("Your name is saved."))
+
+
+@bp.post("/manage/<token>/address")
+def change_address(token: str) -> Any:
+    """Mail a link to the new address; the same answer whether or not it is on the list."""
+    sub = _manage_reader(token)
+    raw = request.form.get("email", "")
+    try:
+        asked = manage.request_address_change(
+            db.session(), sub, raw, check_dns=current_app.config["EMAIL_CHECK_DNS"]
+        )
+    except Invalid as exc:
+        return _refused(sub, token, exc, email=_echo(raw))
+    db.session.commit()
+    if asked.due_at is not None:
+        queue_address_confirmation(asked.subscriber_id, asked.due_at)
+    return page("public/manage_address.html", state="asked", token=token)
+
+
+@bp.post("/manage/<token>/pause")
+def pause(token: str) -> Any:
+    """Pause the tips for the weeks the reader chose."""
+    sub = _manage_reader(token)
+    try:
+        until = manage.pause(db.session(), sub, manage.parse_weeks(request.form.get("weeks")))
+    except (Invalid, Conflict) as exc:
+        return _refused(sub, token, exc)
+    db.session.commit()
+    return _back(token, _("Paused. The tips start again on %(day)s.", day=_day(until)))
+
+
+@bp.post("/manage/<token>/resume")
+def resume(token: str) -> Any:
+    """End the reader's pause now."""
+    sub = _manage_reader(token)
+    manage.resume(db.session(), sub)
+    db.session.commit()
+    return _back(token, _("Welcome back: the next tip comes to you as usual."))
+
+
+@bp.post("/manage/<token>/data")
+def download(token: str) -> Response:
+    """Hand the reader everything stored about them, as a JSON file."""
+    sub = _manage_reader(token)
+    data = manage.export(db.session(), sub)
+    db.session.commit()
+    body = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="my-subscription-data.json"'},
+    )
+
+
+@bp.post("/manage/<token>/erase")
+def erase(token: str) -> Any:
+    """Erase the reader, once they typed their own address to say they mean it."""
+    sub = _manage_reader(token)
+    try:
+        manage.erase_reader(db.session(), sub, request.form.get("email", ""))
+    except Invalid as exc:
+        return _refused(sub, token, exc)
+    db.session.commit()
+    return page("public/erased.html")
+
+
+def _day(value: datetime) -> str:
+    return format_date(value, current_app.config["NEWSLETTER_LANGUAGE"])
+
+
+# --- confirming a new address ------------------------------------------------------------------
+
+
+def _address_claim(token: str) -> AddressClaim | None:
+    """Return what an address link claims, None once it expired; a bad one is no reader's."""
+    if len(token) > MAX_TOKEN:
+        raise _NoReader(400, "invalid")
+    try:
+        return tokens().read_address(token, current_app.config["CONFIRM_MAX_AGE"])
+    except TokenExpired:
+        return None
+    except TokenError:
+        raise _NoReader(400, "invalid") from None
+
+
+def _address_answer(outcome: manage.AddressOutcome | None, claim: AddressClaim) -> tuple[str, int]:
+    o = manage.AddressOutcome
+    if outcome is o.UNKNOWN:
+        return bad_link(404, "unknown")
+    if outcome is o.STALE:
+        return page("public/manage_address.html", 400, state="stale")
+    if outcome is o.TAKEN:
+        return page("public/manage_address.html", 409, state="taken", email=claim.email)
+    return page("public/manage_address.html", state="changed", email=claim.email)
+
+
+@bp.get("/manage/address/<token>")
+def address_page(token: str) -> tuple[str, int]:
+    """Show one button that makes the new address the reader's; change nothing."""
+    claim = _address_claim(token)
+    if claim is None:
+        return page("public/manage_address.html", 410, state="expired")
+    state = manage.address_link_state(db.session(), claim)
+    db.session.commit()
+    if state is not None:
+        return _address_answer(state, claim)
+    return page("public/manage_address.html", state="confirm", email=claim.email, token=token)
+
+
+@bp.post("/manage/address/<token>")
+def address_submit(token: str) -> tuple[str, int]:
+    """Make the new address the reader's, then tell the old one."""
+    claim = _address_claim(token)
+    if claim is None:
+        return page("public/manage_address.html", 410, state="expired")
+    change = manage.confirm_address_change(db.session(), claim, ip=request.remote_addr)
+    db.session.commit()
+    if change.notice_due_at is not None:
+        queue_address_notice(claim.subscriber_id, change.notice_due_at)
+    return _address_answer(change.outcome, claim)
+
+
+# --- leaving -------------------------------------------------------------------------------------
+
+
+def _leave_page(sub: Subscriber, token: str) -> tuple[str, int]:
+    return page(
+        "public/unsubscribe.html",
+        token=token,
+        state=sub.status.value,
+        manage_token=tokens().manage_token(sub.id),
+        paused_until=manage.paused_until(sub, utcnow()),
+        reasons=list(manage.Reason),
+    )
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str) -> tuple[str, int]:
+    """Show the one unsubscribe button, an optional reason, a way to pause; change nothing."""
+    return _leave_page(_unsubscribe_reader(token), token)
+
+
+@bp.post("/unsubscribe/<token>")
+@csrf.exempt
+def unsubscribe_submit(token: str) -> tuple[str, int]:
+    """Unsubscribe at once (also RFC 8058 one-click); answer 200 with a page, never a redirect."""
+    subscriber_id = _read(token, tokens().read_unsubscribe)
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
+    sub = manage.unsubscribe(
+        db.session(),
+        subscriber_id,
+        reason=manage.parse_reason(request.form.get("reason")),
+        ip=request.remote_addr,
+        detail="one-click" if one_click else "page",
+    )
+    db.session.commit()
+    return page("public/unsubscribed.html", token=token, erased=sub is None)
+
+
+@bp.post("/resubscribe/<token>")
+@csrf.exempt
+def resubscribe(token: str) -> tuple[str, int]:
+    """Put an unsubscribed reader back on the way in: through confirmation again."""
+    sub = _unsubscribe_reader(token)
+    result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
+    db.session.commit()
+    if result.send_confirmation and result.due_at is not None:
+        queue_confirmation(result.subscriber_id, result.due_at)
+    return page("public/check_inbox.html")
