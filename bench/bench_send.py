@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -61,6 +62,10 @@ PARAGRAPH = (
     "`ts2`. When a name needs a comment, the name is wrong; when a function needs a paragraph "
     "of comments, it is doing two things. Read your diff aloud before you commit it. "
 )
+
+
+# When the readers of the baseline's copies signed up: their manage links name it.
+SIGNED_UP = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def issue_body(size: int = 900) -> str:
@@ -96,7 +101,7 @@ def write_issue_copies(folder: Path, count: int = 64) -> None:
                     sub_id,
                     f"reader{sub_id}@example.com",
                     token_for(sub_id),
-                    manage_token=manage_for(sub_id),
+                    manage_token=manage_for(sub_id, SIGNED_UP),
                 )
                 (folder / f"{i:03}.eml").write_bytes(data)
             db.session.remove()

@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import NoReturn, Protocol, cast
 
 import sqlalchemy as sa
@@ -105,7 +106,7 @@ def run_batch(
     worker: str,
     message: Callable[[], IssueMessage],
     token_for: Callable[[int], str],
-    manage_token_for: Callable[[int], str],
+    manage_token_for: Callable[[int, datetime], str],
     smtp: Sender,
     settings: SendSettings,
     bounce: Bounce,
@@ -166,7 +167,7 @@ class _BatchRun:
     base: str
     message: Callable[[], IssueMessage]
     token_for: Callable[[int], str]
-    manage_token_for: Callable[[int], str]
+    manage_token_for: Callable[[int, datetime], str]
     smtp: Sender
     settings: SendSettings
     bounce: Bounce
@@ -291,7 +292,10 @@ class _BatchRun:
         session, report, issue_id = self.session, self.report, self.issue_id
         sid = row.subscriber_id
         data = self.built.bytes_for(
-            sid, row.email, self.token_for(sid), manage_token=self.manage_token_for(sid)
+            sid,
+            row.email,
+            self.token_for(sid),
+            manage_token=self.manage_token_for(sid, row.created_at),
         )
         try:
             self.smtp.send(

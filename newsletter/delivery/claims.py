@@ -41,6 +41,7 @@ class Claimed:
     subscriber_id: int
     email: str
     attempts: int
+    created_at: datetime  # when the reader's row was made: their manage link names it
 
 
 def paused_note(dialect: str) -> sa.ColumnElement[str]:
@@ -131,7 +132,9 @@ def claim(
     )
     # Subscriber.id is the delivery's subscriber_id, never NULL here (an inner join).
     rows = session.execute(
-        sa.select(Delivery.id, Subscriber.id, Subscriber.email, Delivery.attempts)
+        sa.select(
+            Delivery.id, Subscriber.id, Subscriber.email, Delivery.attempts, Subscriber.created_at
+        )
         .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
         .where(
             Delivery.issue_id == issue_id,
@@ -140,7 +143,7 @@ def claim(
         )
         .order_by(Delivery.id)
     ).all()
-    return [Claimed(r[0], r[1], r[2], r[3]) for r in rows]
+    return [Claimed(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
 
 def held(delivery_id: int, claim_id: str) -> tuple[Any, ...]:

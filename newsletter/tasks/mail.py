@@ -225,7 +225,7 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
         "welcome",
         {
             "unsubscribe_url": unsubscribe_url,
-            "manage_url": f"{base}/manage/{tokens().manage_token(sub.id)}",
+            "manage_url": f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
             "name": sub.name or "",
             "weekday": weekday_name(slot[0], m.language) if slot else "",
             "day_part": day_part,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import (
     Blueprint,
@@ -37,6 +37,8 @@ from newsletter.subscribers.state import subscribe
 from newsletter.tasks.mail import queue_confirmation
 from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice
 from newsletter.web.pages import MAX_TOKEN, bad_link, page
+
+T = TypeVar("T")
 
 bp = Blueprint("manage", __name__)
 
@@ -75,7 +77,7 @@ def private(response: Response) -> Response:
     return response
 
 
-def _read(token: str, read: Callable[[str], int]) -> int:
+def _read(token: str, read: Callable[[str], T]) -> T:
     if len(token) > MAX_TOKEN:
         raise _NoReader(400, "invalid")
     try:
@@ -92,7 +94,12 @@ def _reader(subscriber_id: int) -> Subscriber:
 
 
 def _manage_reader(token: str) -> Subscriber:
-    return _reader(_read(token, tokens().read_manage))
+    claim = _read(token, tokens().read_manage)
+    sub = _reader(claim.subscriber_id)
+    if not claim.names(sub):
+        # The id now belongs to someone else (SQLite reuses the newest erased id): not theirs.
+        raise _NoReader(404, "unknown")
+    return sub
 
 
 def _unsubscribe_reader(token: str) -> Subscriber:
@@ -285,7 +292,7 @@ def _leave_page(sub: Subscriber, token: str) -> tuple[str, int]:
         "public/unsubscribe.html",
         token=token,
         state=sub.status.value,
-        manage_token=tokens().manage_token(sub.id),
+        manage_token=tokens().manage_token(sub.id, sub.created_at),
         paused_until=manage.paused_until(sub, utcnow()),
         reasons=list(manage.Reason),
     )

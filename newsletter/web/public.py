@@ -191,7 +191,9 @@ def proof_of_work_script() -> Response:
 
 
 def _welcome(subscriber_id: int) -> tuple[str, int]:
-    return page("public/welcome.html", manage_url=f"/manage/{tokens().manage_token(subscriber_id)}")
+    sub = db.session.get(Subscriber, subscriber_id)
+    manage = f"/manage/{tokens().manage_token(sub.id, sub.created_at)}" if sub else ""
+    return page("public/welcome.html", manage_url=manage)
 
 
 @bp.get("/confirm/<token>")

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from newsletter.extensions import db
 from newsletter.models import SubscriberStatus
-from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, Tokens
+from newsletter.subscribers.links import (
+    ConfirmClaim,
+    TokenError,
+    TokenExpired,
+    Tokens,
+    link_stamp,
+)
 from tests.helpers.readers import subscriber
 
 OLD = "old-secret-key-that-is-long-enough-0123456789abcdef"
@@ -115,10 +122,13 @@ def test_the_senders_fast_unsubscribe_tokens_are_the_same_tokens(fallbacks):
 def test_the_senders_fast_manage_tokens_are_the_same_tokens(fallbacks):
     tokens = Tokens("the-current-key", fallbacks)
     make = tokens.manage_token_maker()
+    when = datetime(2026, 12, 1, 16, 58, 2, 123456, tzinfo=UTC)
     for sid in [0, 1, 42, 999_999_999, 1_000_000_000, *range(1000, 9000, 37)]:
-        token = make(sid)
-        assert token == tokens.manage_token(sid)
-        assert tokens.read_manage(token) == sid
+        at = when + timedelta(microseconds=sid * 7919)
+        token = make(sid, at)
+        assert token == tokens.manage_token(sid, at)
+        claim = tokens.read_manage(token)
+        assert (claim.subscriber_id, claim.stamp) == (sid, link_stamp(at))
 
 
 def test_a_manage_token_is_no_unsubscribe_token_and_the_reverse():
@@ -126,4 +136,4 @@ def test_a_manage_token_is_no_unsubscribe_token_and_the_reverse():
     with pytest.raises(TokenError):
         tokens.read_manage(tokens.unsubscribe_token(5))
     with pytest.raises(TokenError):
-        tokens.read_unsubscribe(tokens.manage_token(5))
+        tokens.read_unsubscribe(tokens.manage_token(5, datetime.now(UTC)))

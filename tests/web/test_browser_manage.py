@@ -24,7 +24,11 @@ def _reader(app: Any, email: str, name: str = "") -> tuple[int, str, str]:
         sub = Subscriber(email=email, name=name, status=SubscriberStatus.CONFIRMED)
         db.session.add(sub)
         db.session.commit()
-        made = sub.id, tokens().manage_token(sub.id), tokens().unsubscribe_token(sub.id)
+        made = (
+            sub.id,
+            tokens().manage_token(sub.id, sub.created_at),
+            tokens().unsubscribe_token(sub.id),
+        )
         db.session.remove()
         return made
 

@@ -22,6 +22,7 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers.links import Tokens, tokens
+from newsletter.subscribers.state import erase
 from newsletter.tasks.dispatch import send_issue
 from newsletter.tasks.mail import queue_welcome
 from tests.helpers import text_part
@@ -53,7 +54,7 @@ def _state() -> tuple[Any, ...]:
 
 
 def _manage_path(sub: Subscriber) -> str:
-    return f"/manage/{tokens().manage_token(sub.id)}"
+    return f"/manage/{tokens().manage_token(sub.id, sub.created_at)}"
 
 
 def _post(client: Any, page: str, action: str, **data: str) -> Any:
@@ -106,8 +107,9 @@ def test_the_links_in_an_issue_and_the_welcome_mail_open_the_page(
         assert page.status_code == 200 and "ann@example.com" in page.get_data(as_text=True)
 
 
-def _bad_manage_tokens(sub_id: int) -> dict[str, str]:
-    good = tokens().manage_token(sub_id)
+def _bad_manage_tokens(sub: Subscriber) -> dict[str, str]:
+    sub_id = sub.id
+    good = tokens().manage_token(sub_id, sub.created_at)
     i = len(good) - 5
     return {
         "tampered": good[:i] + ("A" if good[i] != "A" else "B") + good[i + 1 :],
@@ -115,7 +117,7 @@ def _bad_manage_tokens(sub_id: int) -> dict[str, str]:
         "cross-purpose": tokens().unsubscribe_token(sub_id),
         "address link": tokens().address_token(sub_id, 1, "x@example.com"),
         "another key": Tokens("another-secret-key-that-is-long-enough-0123456789").manage_token(
-            sub_id
+            sub_id, sub.created_at
         ),
         "garbage": "not-a-token",
         "huge": "A" * 10_000,
@@ -137,12 +139,12 @@ def test_forged_or_stale_manage_tokens_get_a_clear_page_and_change_nothing(
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
     gone = make_subscriber("gone@example.com")
-    stale = tokens().manage_token(gone.id)
+    stale = tokens().manage_token(gone.id, gone.created_at)
     db.session.delete(gone)
     db.session.commit()
     token = page_token(client, _manage_path(sub))
     before = _state()
-    for kind, bad in _bad_manage_tokens(sub.id).items():
+    for kind, bad in _bad_manage_tokens(sub).items():
         answer = client.get(f"/manage/{bad}")
         assert answer.status_code == 400, kind
         assert "not valid" in answer.get_data(as_text=True) and "ann@" not in answer.get_data(
@@ -159,6 +161,24 @@ def test_forged_or_stale_manage_tokens_get_a_clear_page_and_change_nothing(
         assert "We don't know this link" in answer.get_data(as_text=True)
     assert _state() == before
     assert run_jobs() == 0 and inbox.messages == []
+
+
+def test_an_erased_readers_old_link_never_opens_the_page_of_whoever_gets_their_id(
+    app, client, make_subscriber
+):
+    make_subscriber("older@example.com")
+    newest = make_subscriber("erased@example.com", name="Erased")
+    old_id, old_link = newest.id, _manage_path(newest)
+    erase(db.session, "erased@example.com")
+    db.session.commit()
+    # SQLite gives the next row the id of the erased newest one (PostgreSQL never does).
+    heir = make_subscriber("heir@example.com", name="Heir")
+    if db.engine.dialect.name == "sqlite":
+        assert heir.id == old_id  # the case this guards against
+    assert old_link != _manage_path(heir)
+    page = client.get(old_link)
+    assert page.status_code == 404 and "heir@" not in page.get_data(as_text=True)
+    assert client.get(_manage_path(heir)).status_code == 200
 
 
 def test_every_change_needs_the_pages_csrf_token(app, make_subscriber, run_jobs, inbox):
@@ -371,7 +391,7 @@ def test_stale_expired_and_forged_address_links_change_nothing(
         (expired, 410, "This link has expired"),
         (second[:-4] + "AAAA", 400, "not valid"),
         ("/manage/address/" + "A" * 5000, 400, "not valid"),
-        ("/manage/address/" + tokens().manage_token(sub.id), 400, "not valid"),
+        ("/manage/address/" + tokens().manage_token(sub.id, sub.created_at), 400, "not valid"),
     ):
         assert client.get(link).status_code == status, link
         answer = _post(client, second, link)
@@ -503,7 +523,7 @@ def test_editors_see_why_readers_left_and_who_was_skipped_for_a_pause(
 
 def test_the_manage_token_stays_out_of_the_logs(app, client, make_subscriber, caplog):
     sub = make_subscriber("ann@example.com")
-    token = tokens().manage_token(sub.id)
+    token = tokens().manage_token(sub.id, sub.created_at)
     address = tokens().address_token(sub.id, 1, "new@example.com")
     for line in (f"GET /manage/{token} HTTP/1.1", f"GET /manage/address/{address} HTTP/1.1"):
         assert token not in redact(line) and address not in redact(line)
