@@ -123,6 +123,9 @@ def transition(
     # A request to come back made before this change is void: its link is stale anyway.
     sub.confirm_due_at = None
     sub.confirm_name = None
+    # A pause belongs to one stretch on the list: whoever leaves (by any door: the page, a
+    # mail provider's button, a complaint, a bounce) and comes back gets mail again.
+    sub.paused_until = None
     kind = _EVENT_FOR[target]
     session.add(SubscriberEvent(subscriber=sub, kind=kind, at=now, ip=ip, detail=detail))
     bump_stat(session, kind.value, now.date())

@@ -18,7 +18,7 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.subscribers import manage
+from newsletter.subscribers import manage, state
 from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
 from newsletter.tasks import manage as jobs
 from tests.helpers import links
@@ -358,3 +358,15 @@ def test_no_link_goes_to_an_address_someone_took_after_the_request(
     assert run_jobs() == 1
     assert inbox.messages == []
     assert db.session.get(Subscriber, sub.id).new_email_due_at is None  # nothing owed any more
+
+
+def test_a_pause_ends_with_the_subscription_whichever_way_the_reader_left(app, make_subscriber):
+    for leave in ("unsubscribe", "bounce"):
+        sub = make_subscriber(f"{leave}@example.com")
+        manage.pause(db.session, sub, 4)
+        db.session.commit()
+        assert sub.paused_until is not None
+        getattr(state, leave)(db.session, sub.id)
+        db.session.commit()
+        db.session.refresh(sub)
+        assert sub.paused_until is None, leave
