@@ -94,28 +94,32 @@ def enqueue_once(
     return True
 
 
-def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
-    """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
+def queue_owed(
+    send: Callable[[int, str | None], str],
+    job_id: Callable[[int, datetime], str],
+    subscriber_id: int,
+    due_at: datetime,
+    app: Flask | None = None,
+) -> None:
+    """Queue ``send`` for the mail a reader is owed since ``due_at``; never raises for Redis."""
     enqueue_once(
-        send_confirmation,
+        send,
         (subscriber_id, stamp(due_at)),
-        job_id=confirmation_job_id(subscriber_id, due_at),
+        job_id=job_id(subscriber_id, due_at),
         queue=MAIL_QUEUE,
         timeout=MAIL_JOB_TIMEOUT,
         app=app,
     )
+
+
+def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
+    """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
+    queue_owed(send_confirmation, confirmation_job_id, subscriber_id, due_at, app)
 
 
 def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the welcome mail owed since ``due_at``; never raises for Redis."""
-    enqueue_once(
-        send_welcome,
-        (subscriber_id, stamp(due_at)),
-        job_id=welcome_job_id(subscriber_id, due_at),
-        queue=MAIL_QUEUE,
-        timeout=MAIL_JOB_TIMEOUT,
-        app=app,
-    )
+    queue_owed(send_welcome, welcome_job_id, subscriber_id, due_at, app)
 
 
 def queue_import(import_id: int, attempt: int = 0, app: Flask | None = None) -> None:

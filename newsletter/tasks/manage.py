@@ -26,8 +26,8 @@ from newsletter.tasks.mail import (
     MAIL_OWED_FOR,
     REBUILD_AT_ONCE,
     enqueue_lost,
-    enqueue_once,
     grace,
+    queue_owed,
     send_mail,
     settle,
     stamp,
@@ -51,26 +51,12 @@ def queue_address_confirmation(
     subscriber_id: int, due_at: datetime, app: Flask | None = None
 ) -> None:
     """Queue the link to the new address reserved at ``due_at``; never raises for Redis."""
-    enqueue_once(
-        send_address_confirmation,
-        (subscriber_id, stamp(due_at)),
-        job_id=address_job_id(subscriber_id, due_at),
-        queue=MAIL_QUEUE,
-        timeout=MAIL_JOB_TIMEOUT,
-        app=app,
-    )
+    queue_owed(send_address_confirmation, address_job_id, subscriber_id, due_at, app)
 
 
 def queue_address_notice(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the notice to the replaced address owed since ``due_at``; never raises for Redis."""
-    enqueue_once(
-        send_address_notice,
-        (subscriber_id, stamp(due_at)),
-        job_id=notice_job_id(subscriber_id, due_at),
-        queue=MAIL_QUEUE,
-        timeout=MAIL_JOB_TIMEOUT,
-        app=app,
-    )
+    queue_owed(send_address_notice, notice_job_id, subscriber_id, due_at, app)
 
 
 def _owed(value: datetime | None, due: str | None) -> bool:

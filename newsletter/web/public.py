@@ -94,6 +94,16 @@ def _confirm_claim(token: str) -> ConfirmClaim:
     return tokens().read_confirm(token, current_app.config["CONFIRM_MAX_AGE"])
 
 
+def _confirm_claim_or_page(token: str) -> ConfirmClaim | tuple[str, int]:
+    """Read a confirm token, or return the page that says why it cannot be used."""
+    try:
+        return _confirm_claim(token)
+    except TokenExpired:
+        return page("public/confirm_expired.html", 410, token=token)
+    except TokenError:
+        return bad_link()
+
+
 def challenge_page(answer: signup.Signup, action: str) -> Response:
     """Ask the browser to solve a proof of work, then send the same sign-up to ``action``."""
     html, status = page(
@@ -203,12 +213,9 @@ def confirm_page(token: str) -> Any:
     Mail scanners fetch every link without that browser's cookie: for them a GET changes
     nothing.
     """
-    try:
-        claim = _confirm_claim(token)
-    except TokenExpired:
-        return page("public/confirm_expired.html", 410, token=token)
-    except TokenError:
-        return bad_link()
+    claim = _confirm_claim_or_page(token)
+    if not isinstance(claim, ConfirmClaim):
+        return claim
     sub = db.session.get(Subscriber, claim.subscriber_id)
     if sub is None:
         return bad_link(404, "unknown")
@@ -247,12 +254,9 @@ def _confirm(claim: ConfirmClaim) -> ConfirmOutcome:
 @csrf.exempt
 def confirm_submit(token: str) -> tuple[str, int]:
     """Confirm the subscription the token names, then queue the welcome mail."""
-    try:
-        claim = _confirm_claim(token)
-    except TokenExpired:
-        return page("public/confirm_expired.html", 410, token=token)
-    except TokenError:
-        return bad_link()
+    claim = _confirm_claim_or_page(token)
+    if not isinstance(claim, ConfirmClaim):
+        return claim
     outcome = _confirm(claim)
     if outcome is ConfirmOutcome.UNKNOWN:
         return bad_link(404, "unknown")
