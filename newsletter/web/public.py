@@ -1,9 +1,8 @@
 """What a reader touches: the front page, subscribe, confirm, the check-inbox page, health.
 
 Thin views: parse the request, call one function of ``signup`` or ``state``, render a page.
-Token-authenticated POSTs (confirm, unsubscribe, resubscribe, resend) need no CSRF token and
-no cookie: the signed token in the URL is the proof, and one-click unsubscribe (RFC 8058)
-comes from mail providers that have neither.
+Token-authenticated POSTs (confirm, resend) need no CSRF token and no cookie: the signed token
+in the URL is the proof. Leaving and the reader's own page are in ``manage``.
 """
 
 from __future__ import annotations
