@@ -19,9 +19,10 @@ PAGES = [
     "/editor/import",
     "/editor/stats",
     "/editor/tokens",
+    "/editor/embed",
     "/editor/webhooks",
 ]
-LINKS = ["Issues", "Subscribers", "Import", "Stats", "Bounces", "API tokens", "Webhooks"]
+LINKS = ["Issues", "Subscribers", "Import", "Stats", "Bounces", "Embed", "API tokens", "Webhooks"]
 
 
 def test_every_editor_page_has_one_nav_with_log_out(live_server, page, tmp_path):

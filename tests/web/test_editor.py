@@ -104,7 +104,7 @@ def test_the_preview_shows_the_email_as_sent_with_script_and_handlers_removed(ed
     assert "http://newsletter.test/unsubscribe/" in mail_html
     text = unescape(re.search(r'<pre class="mail">(.*?)</pre>', page, re.S).group(1))
     assert "{{ 7*7 }}" in text
-    assert "View in the browser: http://newsletter.test/archive/safety-first" in text
+    assert "View it in your browser:\nhttp://newsletter.test/archive/safety-first" in text
     # The page itself runs only its own nonce-tagged scripts.
     assert (
         "script-src 'nonce-"
