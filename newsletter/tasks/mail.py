@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.extensions import db, get_redis
 from newsletter.i18n import format_date, weekday_name
@@ -297,34 +298,57 @@ def _rebuild_mail(session: Session, now: datetime) -> int:
         .values(welcome_due_at=None, updated_at=Subscriber.updated_at)
     )
     limits.prune(session, now)
-    cutoff = now - grace()
-    confirmations = session.execute(
-        sa.select(Subscriber.id, Subscriber.confirm_due_at)
-        .where(Subscriber.confirm_due_at < cutoff, Subscriber.status != S.CONFIRMED)
-        .order_by(Subscriber.confirm_due_at)
-        .limit(REBUILD_AT_ONCE)
-    ).all()
-    welcomes = session.execute(
-        sa.select(Subscriber.id, Subscriber.welcome_due_at)
-        .where(Subscriber.welcome_due_at < cutoff, Subscriber.status == S.CONFIRMED)
-        .order_by(Subscriber.welcome_due_at)
-        .limit(REBUILD_AT_ONCE)
-    ).all()
-    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
-    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
-        (confirmation_job_id(sid, due), send_confirmation, (sid, stamp(due)))
-        for sid, due in confirmations
-        if due is not None
-    ]
-    wanted += [
-        (welcome_job_id(sid, due), send_welcome, (sid, stamp(due)))
-        for sid, due in welcomes
-        if due is not None
-    ]
-    enqueued = enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    enqueued = rebuild_owed(
+        session,
+        now,
+        [
+            OwedMail(
+                Subscriber.confirm_due_at,
+                Subscriber.status != S.CONFIRMED,
+                send_confirmation,
+                confirmation_job_id,
+            ),
+            OwedMail(
+                Subscriber.welcome_due_at,
+                Subscriber.status == S.CONFIRMED,
+                send_welcome,
+                welcome_job_id,
+            ),
+        ],
+    )
     if enqueued:
         log.info("reconciler: %s owed mails had lost their job; enqueued again", enqueued)
     return enqueued
+
+
+@dataclass(frozen=True)
+class OwedMail:
+    """One kind of mail a reader can be owed: the column saying since when, and its job."""
+
+    due: InstrumentedAttribute[datetime | None]
+    still: sa.ColumnElement[bool]  # whom it is still owed to
+    send: Callable[..., str]
+    job_id: Callable[[int, datetime], str]
+
+
+def rebuild_owed(session: Session, now: datetime, kinds: Sequence[OwedMail]) -> int:
+    """Enqueue the owed mails of these kinds whose job Redis lost; return how many."""
+    cutoff = now - grace()
+    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+    for kind in kinds:
+        rows = session.execute(
+            sa.select(Subscriber.id, kind.due)
+            .where(kind.due < cutoff, kind.still)
+            .order_by(kind.due)
+            .limit(REBUILD_AT_ONCE)
+        ).all()
+        wanted += [
+            (kind.job_id(sid, due), kind.send, (sid, stamp(due)))
+            for sid, due in rows
+            if due is not None
+        ]
+    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
+    return enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
 
 
 def reconcile_imports() -> int:

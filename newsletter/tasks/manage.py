@@ -9,9 +9,7 @@ owed since when, so the request's enqueue and the reconciler's are one job.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app
@@ -22,17 +20,14 @@ from newsletter.mail import mailer
 from newsletter.models import Subscriber, utcnow
 from newsletter.subscribers.links import tokens
 from newsletter.tasks.mail import (
-    MAIL_JOB_TIMEOUT,
     MAIL_OWED_FOR,
-    REBUILD_AT_ONCE,
-    enqueue_lost,
-    grace,
+    OwedMail,
     queue_owed,
+    rebuild_owed,
     send_mail,
     settle,
     stamp,
 )
-from newsletter.tasks.queues import MAIL_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -138,31 +133,24 @@ def _rebuild(session: Session, now: datetime) -> int:
         .where(Subscriber.old_email_due_at < now - MAIL_OWED_FOR)
         .values(old_email_due_at=None, old_email=None, updated_at=Subscriber.updated_at)
     )
-    cutoff = now - grace()
-    links = session.execute(
-        sa.select(Subscriber.id, Subscriber.new_email_due_at)
-        .where(Subscriber.new_email_due_at < cutoff, Subscriber.new_email.is_not(None))
-        .order_by(Subscriber.new_email_due_at)
-        .limit(REBUILD_AT_ONCE)
-    ).all()
-    notices = session.execute(
-        sa.select(Subscriber.id, Subscriber.old_email_due_at)
-        .where(Subscriber.old_email_due_at < cutoff, Subscriber.old_email.is_not(None))
-        .order_by(Subscriber.old_email_due_at)
-        .limit(REBUILD_AT_ONCE)
-    ).all()
-    session.commit()  # end the read: SQLite holds its write lock for the whole transaction
-    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
-        (address_job_id(sid, due), send_address_confirmation, (sid, stamp(due)))
-        for sid, due in links
-        if due is not None
-    ]
-    wanted += [
-        (notice_job_id(sid, due), send_address_notice, (sid, stamp(due)))
-        for sid, due in notices
-        if due is not None
-    ]
-    enqueued = enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    enqueued = rebuild_owed(
+        session,
+        now,
+        [
+            OwedMail(
+                Subscriber.new_email_due_at,
+                Subscriber.new_email.is_not(None),
+                send_address_confirmation,
+                address_job_id,
+            ),
+            OwedMail(
+                Subscriber.old_email_due_at,
+                Subscriber.old_email.is_not(None),
+                send_address_notice,
+                notice_job_id,
+            ),
+        ],
+    )
     if enqueued:
         log.info("reconciler: %s owed address mails had lost their job; enqueued again", enqueued)
     return enqueued
