@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import redis
@@ -162,6 +163,29 @@ def send_mail(to: str, data: bytes) -> Exception | None:
     return None
 
 
+def mail_owed(
+    what: str,
+    to: str,
+    msg: EmailMessage,
+    column: str,
+    subscriber_id: int,
+    owed: datetime | None,
+    **also: Any,
+) -> str:
+    """Hand one owed mail to the server, mark it done (``column``, and ``also``), say how it went.
+
+    A refusal for good settles the mail too: asking again would get the same answer.
+    """
+    db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
+    refused = send_mail(to, mailer().to_bytes(msg))
+    settle(column, subscriber_id, owed, **also)
+    if refused is not None:
+        log.warning("%s for subscriber %s refused for good: %s", what, subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("%s mailed for subscriber %s", what, subscriber_id)
+    return "sent"
+
+
 def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     """Mail the confirmation link to a reader who asked for it and is not confirmed.
 
@@ -196,16 +220,10 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
         },
         sub.email,
     )
-    email = sub.email
-    db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
-    refused = send_mail(email, mailer().to_bytes(msg))
-    # The name has done its work: it is in the link now, and no longer kept.
-    settle("confirm_due_at", subscriber_id, owed, confirm_name=None)
-    if refused is not None:
-        log.warning("confirmation to subscriber %s refused for good: %s", subscriber_id, refused)
-        return f"refused: {refused}"
-    log.info("confirmation mailed to subscriber %s", subscriber_id)
-    return "sent"
+    # The name has done its work once mailed: it is in the link now, and no longer kept.
+    return mail_owed(
+        "confirmation", sub.email, msg, "confirm_due_at", subscriber_id, owed, confirm_name=None
+    )
 
 
 def send_welcome(subscriber_id: int, due: str | None = None) -> str:
@@ -242,15 +260,7 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         },
     )
-    email = sub.email
-    db.session.commit()
-    refused = send_mail(email, mailer().to_bytes(msg))
-    settle("welcome_due_at", subscriber_id, owed)
-    if refused is not None:
-        log.warning("welcome to subscriber %s refused for good: %s", subscriber_id, refused)
-        return f"refused: {refused}"
-    log.info("welcome mailed to subscriber %s", subscriber_id)
-    return "sent"
+    return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)
 
 
 def run_import(import_id: int) -> str:
@@ -273,14 +283,19 @@ def reconcile() -> None:
     reconcile_imports()
 
 
-def reconcile_mail() -> int:
-    """Enqueue every confirmation and welcome mail the database owes and Redis lost."""
+def guarded(what: str, rebuild: Callable[[Session, datetime], int]) -> int:
+    """Run one rebuild of the reconciler; a failure is logged and stops none of the others."""
     try:
-        return _rebuild_mail(db.session(), utcnow())
+        return rebuild(db.session(), utcnow())
     except Exception:  # never let this stop the rest of the reconciler
         db.session.rollback()
-        log.exception("mail reconciliation failed")
+        log.exception("%s reconciliation failed", what)
         return 0
+
+
+def reconcile_mail() -> int:
+    """Enqueue every confirmation and welcome mail the database owes and Redis lost."""
+    return guarded("mail", _rebuild_mail)
 
 
 def _rebuild_mail(session: Session, now: datetime) -> int:
@@ -353,12 +368,7 @@ def rebuild_owed(session: Session, now: datetime, kinds: Sequence[OwedMail]) -> 
 
 def reconcile_imports() -> int:
     """Hand back imports whose worker died and enqueue every waiting import Redis lost."""
-    try:
-        return _rebuild_imports(db.session(), utcnow())
-    except Exception:  # never let this stop the rest of the reconciler
-        db.session.rollback()
-        log.exception("import reconciliation failed")
-        return 0
+    return guarded("import", _rebuild_imports)
 
 
 def _rebuild_imports(session: Session, now: datetime) -> int:

@@ -17,14 +17,15 @@ from sqlalchemy.orm import Session
 
 from newsletter.extensions import db
 from newsletter.mail import mailer
-from newsletter.models import Subscriber, utcnow
+from newsletter.models import Subscriber
 from newsletter.subscribers.links import tokens
 from newsletter.tasks.mail import (
     MAIL_OWED_FOR,
     OwedMail,
+    guarded,
+    mail_owed,
     queue_owed,
     rebuild_owed,
-    send_mail,
     settle,
     stamp,
 )
@@ -77,14 +78,7 @@ def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str
         {"confirm_url": f"{config['BASE_URL']}/manage/address/{token}", "name": sub.name},
         to,
     )
-    db.session.commit()  # hold no transaction (on SQLite, no write lock) while SMTP talks
-    refused = send_mail(to, mailer().to_bytes(msg))
-    settle("new_email_due_at", subscriber_id, owed)
-    if refused is not None:
-        log.warning("address link for subscriber %s refused for good: %s", subscriber_id, refused)
-        return f"refused: {refused}"
-    log.info("address link mailed for subscriber %s", subscriber_id)
-    return "sent"
+    return mail_owed("address link", to, msg, "new_email_due_at", subscriber_id, owed)
 
 
 def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
@@ -95,15 +89,10 @@ def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
         return "skipped: nothing owed"
     owed, to = sub.old_email_due_at, sub.old_email
     msg = mailer().build("address_changed", {"new_email": sub.email, "name": sub.name}, to)
-    db.session.commit()
-    refused = send_mail(to, mailer().to_bytes(msg))
     # Told (or refused for good): the old address is kept no longer.
-    settle("old_email_due_at", subscriber_id, owed, old_email=None)
-    if refused is not None:
-        log.warning("address notice for subscriber %s refused for good: %s", subscriber_id, refused)
-        return f"refused: {refused}"
-    log.info("address notice mailed for subscriber %s", subscriber_id)
-    return "sent"
+    return mail_owed(
+        "address notice", to, msg, "old_email_due_at", subscriber_id, owed, old_email=None
+    )
 
 
 # --- the rebuild ---------------------------------------------------------------------------------
@@ -111,12 +100,7 @@ def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
 
 def reconcile() -> int:
     """Enqueue every address-change mail the database owes and Redis lost."""
-    try:
-        return _rebuild(db.session(), utcnow())
-    except Exception:  # never let this stop the rest of the reconciler
-        db.session.rollback()
-        log.exception("address mail reconciliation failed")
-        return 0
+    return guarded("address mail", _rebuild)
 
 
 def _rebuild(session: Session, now: datetime) -> int:
