@@ -126,11 +126,21 @@ def _shared_browser(config: pytest.Config) -> Any:
     return browser
 
 
-@pytest.fixture
-def page(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A fresh browser tab (own cookies) in headless Chromium."""
-    context = _shared_browser(request.config).new_context()
+def _fresh_tab(config: pytest.Config) -> Iterator[Any]:
+    context = _shared_browser(config).new_context()
     tab = context.new_page()
     tab.set_default_timeout(15_000)
     yield tab
     context.close()
+
+
+@pytest.fixture
+def page(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh browser tab (own cookies) in headless Chromium."""
+    yield from _fresh_tab(request.config)
+
+
+@pytest.fixture
+def other_page(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A second browser with cookies of its own: the reader's phone, or a mail scanner."""
+    yield from _fresh_tab(request.config)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -14,7 +13,7 @@ import pytest
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
 from tests.helpers import free_port, links
-from tests.helpers.browser import _shared_browser, live_server, page  # noqa: F401
+from tests.helpers.browser import live_server, other_page, page  # noqa: F401
 from tests.helpers.editors import PASSWORD, add_editor
 
 pytestmark = pytest.mark.browser
@@ -55,20 +54,10 @@ def _sign_up(tab: Any, base: str, email: str, name: str = "") -> None:
     tab.get_by_role("button", name="Subscribe").click()
 
 
-@pytest.fixture
-def other_browser(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """A second browser (its own cookies): the reader's phone, or a mail scanner."""
-    context = _shared_browser(request.config).new_context()
-    tab = context.new_page()
-    tab.set_default_timeout(15_000)
-    yield tab
-    context.close()
-
-
 def test_the_link_confirms_in_one_click_where_they_signed_up_and_asks_elsewhere(
     live_server,  # noqa: F811
     page,  # noqa: F811
-    other_browser,
+    other_page,  # noqa: F811
     inbox,
 ):
     base = live_server.url
@@ -85,10 +74,10 @@ def test_the_link_confirms_in_one_click_where_they_signed_up_and_asks_elsewhere(
     email = "reader.with.a.really.long.address+newsletter@example.com"
 
     # On the phone (or in a mail scanner) the link shows one button and changes nothing.
-    other_browser.goto(link)
-    other_browser.get_by_role("button", name="Confirm my subscription").wait_for()
+    other_page.goto(link)
+    other_page.get_by_role("button", name="Confirm my subscription").wait_for()
     assert _status(live_server.app, email) is S.PENDING
-    _shots(other_browser, "signup-confirm-button")
+    _shots(other_page, "signup-confirm-button")
 
     # In the browser that signed up, the click in the mail is all it takes.
     page.goto(link)
@@ -191,11 +180,11 @@ def _snippet_from_the_editor(tab: Any, base: str, app: Any) -> str:
 def test_the_snippet_pasted_into_another_site_signs_people_up(
     live_server,  # noqa: F811
     page,  # noqa: F811
-    other_browser,
+    other_page,  # noqa: F811
     inbox,
 ):
     base, app = live_server.url, live_server.app
-    snippet = _snippet_from_the_editor(other_browser, base, app)
+    snippet = _snippet_from_the_editor(other_page, base, app)
     blog = _Blog(
         "<!doctype html><html><head><title>My blog</title></head><body>"
         "<h1>A post about shell tricks</h1><p>Like this? Get a tip every week:</p>"
@@ -230,8 +219,8 @@ def test_the_snippet_pasted_into_another_site_signs_people_up(
         # ...and once it does not, the browser keeps the answer from the page. (Another
         # browser: this one may remember the first answer to its preflight for a while.)
         app.config["EMBED_ORIGINS"] = ("https://elsewhere.example",)
-        other_browser.goto(blog.origin + "/")
-        refused = other_browser.evaluate(
+        other_page.goto(blog.origin + "/")
+        refused = other_page.evaluate(
             """async (url) => {
                 try {
                     await fetch(url, {method: "POST",
