@@ -72,6 +72,8 @@ class SubscriberStatus(enum.StrEnum):
 
 class Subscriber(Model):
     __tablename__ = "subscriber"
+    # SQLite would give an erased newest reader's id to the next sign-up (migration 0007).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised by email-validator and lower-cased: case variants are one person.

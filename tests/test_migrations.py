@@ -15,7 +15,10 @@ from flask_migrate import downgrade, upgrade
 
 from newsletter.app import create_app
 from newsletter.extensions import db
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers import search
 from newsletter.subscribers.search import is_derived
+from newsletter.subscribers.state import erase
 from tests.helpers import TEST_DATABASE_URL
 
 
@@ -82,3 +85,119 @@ def test_there_is_one_migration_head():
     config = Config(os.path.join(directory, "alembic.ini"))
     config.set_main_option("script_location", directory)
     assert len(ScriptDirectory.from_config(config).get_heads()) == 1
+
+
+def _row(conn, table: str, **values) -> int:
+    names = ", ".join(values)
+    marks = ", ".join(f":{k}" for k in values)
+    return conn.execute(
+        sa.text(f"INSERT INTO {table} ({names}) VALUES ({marks}) RETURNING id"), values
+    ).scalar_one()
+
+
+def test_upgrading_a_list_with_readers_keeps_them_their_history_and_deliveries(
+    scratch_url, tmp_path, redis_url
+):
+    """0007 rebuilds SQLite's subscriber table: nothing pointing at it may be lost or cascade."""
+    app = create_app(
+        {
+            "DATABASE_URL": scratch_url,
+            "NEWSLETTER_ENV": "testing",
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "REDIS_URL": redis_url,
+        }
+    )
+    directory = app.config["MIGRATIONS_DIR"]
+    now = "2026-11-30 08:00:00"
+    with app.app_context():
+        upgrade(directory=directory, revision="0006")
+        with db.engine.begin() as conn:
+            people = {}
+            for email, status in [
+                ("ann@example.com", "confirmed"),
+                ("bob@example.com", "confirmed"),
+                ("cat@example.com", "pending"),
+            ]:
+                people[email] = _row(
+                    conn,
+                    "subscriber",
+                    email=email,
+                    name=email[:3].title(),
+                    status=status,
+                    version=1,
+                    created_at=now,
+                    updated_at=now,
+                    source="form",
+                    confirm_sent_count=0,
+                )
+                _row(
+                    conn,
+                    "subscriber_event",
+                    subscriber_id=people[email],
+                    kind="subscribed",
+                    at=now,
+                    detail="",
+                )
+            issue = _row(
+                conn,
+                "issue",
+                slug="tip-one",
+                subject="Tip one",
+                body_md="Body",
+                status="sent",
+                created_at=now,
+                updated_at=now,
+                audience=2,
+                batches=1,
+                pause_reason="",
+            )
+            for email in ("ann@example.com", "bob@example.com"):
+                _row(
+                    conn,
+                    "delivery",
+                    issue_id=issue,
+                    subscriber_id=people[email],
+                    batch=0,
+                    status="sent",
+                    attempts=1,
+                    last_error="",
+                )
+        # The newest reader is erased before the upgrade; the ids already given stay given.
+        with db.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM subscriber WHERE email = 'cat@example.com'"))
+
+        upgrade(directory=directory)
+
+        session = db.session
+        assert [(s.id, s.email, s.name) for s in search.page(session, "", "")] == [
+            (people["bob@example.com"], "bob@example.com", "Bob"),
+            (people["ann@example.com"], "ann@example.com", "Ann"),
+        ]
+        assert search.status_counts(session)["confirmed"] == 2
+        assert [s.email for s in search.page(session, "bob@exa", "")] == ["bob@example.com"]
+        kept = session.execute(sa.text("SELECT count(*) FROM subscriber_event")).scalar_one()
+        sent = session.execute(sa.text("SELECT count(*) FROM delivery")).scalar_one()
+        assert (kept, sent) == (2, 2)
+
+        # After the upgrade: a new reader gets a fresh id, and erasing still cascades.
+        erase(session, "bob@example.com")
+        dan = Subscriber(email="dan@example.com", name="Dan", status=SubscriberStatus.PENDING)
+        session.add(dan)
+        session.commit()
+        assert dan.id > people["bob@example.com"]
+        assert [s.email for s in search.page(session, "example", "")] == [
+            "dan@example.com",
+            "ann@example.com",
+        ]
+        assert search.status_counts(session) == {
+            **search.status_counts(session),
+            "confirmed": 1,
+            "pending": 1,
+        }
+        left = session.execute(sa.text("SELECT count(*) FROM subscriber_event")).scalar_one()
+        orphaned = session.execute(
+            sa.text("SELECT count(*) FROM delivery WHERE subscriber_id IS NULL")
+        ).scalar_one()
+        assert (left, orphaned) == (1, 1)  # Bob's history went; his delivery row is kept, unnamed
+        session.remove()
+        db.engine.dispose()

@@ -92,8 +92,8 @@ class Tokens:
         # Unsubscribe links live in every mail for years: no expiry, by design.
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)
         # The reader's own page (/manage/<token>): linked from every issue, so no expiry either.
-        # It names the row as well as the id: SQLite gives the id of an erased newest row to the
-        # next sign-up, and an old link must never open someone else's page.
+        # It names the row as well as the id: ids are never reused (on SQLite since migration
+        # 0007), but a page showing someone's address must not rest on that alone.
         self._manage = Signer(keys, salt=MANAGE_SALT)
         # Confirming a new address: timed like a sign-up's confirmation (CONFIRM_MAX_AGE).
         self._address = URLSafeTimedSerializer(keys, salt=ADDRESS_SALT)

@@ -97,7 +97,7 @@ def _manage_reader(token: str) -> Subscriber:
     claim = _read(token, tokens().read_manage)
     sub = _reader(claim.subscriber_id)
     if not claim.names(sub):
-        # The id now belongs to someone else (SQLite reuses the newest erased id): not theirs.
+        # A row with this id, but not the one the link was made for: not theirs.
         raise _NoReader(404, "unknown")
     return sub
 

@@ -6,6 +6,7 @@ import pytest
 from gunicorn.http.errors import InvalidChunkSize
 
 from newsletter.extensions import db
+from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.links import Tokens, tokens
 from newsletter.subscribers.state import erase
 from tests.helpers import csrf_from, links, text_part
@@ -236,6 +237,34 @@ def test_erased_subscribers_links_answer_404_and_change_nothing(world, app, run_
     assert client.post(f"/resubscribe/{unsub}").status_code == 404
     assert client.post(f"/unsubscribe/{unsub}").status_code == 200  # nothing left to receive mail
     _assert_nothing_happened(before, run_jobs, inbox)
+
+
+def test_an_erased_newest_readers_old_links_never_reach_the_next_reader(
+    app, make_subscriber, run_jobs, inbox
+):
+    make_subscriber("older@example.com")
+    gone = make_subscriber("gone@example.com")
+    t = tokens()
+    unsub = t.unsubscribe_token(gone.id)
+    gone_id = gone.id
+    erase(db.session, "gone@example.com")
+    db.session.commit()
+    # SQLite would give the next row the erased newest id (max + 1) without AUTOINCREMENT.
+    heir = make_subscriber("heir@example.com")
+    heir_id = heir.id
+    assert heir_id > gone_id
+    db.session.commit()
+    client = app.test_client()
+    one_click = client.post(
+        f"/unsubscribe/{unsub}",
+        data="List-Unsubscribe=One-Click",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert one_click.status_code == 200
+    assert client.get(f"/unsubscribe/{unsub}").status_code == 404
+    db.session.expire_all()
+    assert db.session.get(Subscriber, heir_id).status is SubscriberStatus.CONFIRMED
+    assert run_jobs() == 0 and inbox.messages == []
 
 
 # --- numbers and bytes the database cannot hold (PostgreSQL refuses them with an error) -------
