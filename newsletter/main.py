@@ -10,6 +10,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 from newsletter.app import create_app
+from newsletter.cli.errors import EX_TEMPFAIL
 from newsletter.config import ConfigError
 
 
@@ -20,7 +21,15 @@ def make_app() -> Flask:
         return create_app()
     except ConfigError as exc:
         click.echo(f"newsletter: bad setting: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(EX_TEMPFAIL if _piped_from_an_mta(sys.argv[1:]) else 2)
+
+
+def _piped_from_an_mta(args: list[str]) -> bool:
+    """Tell whether this is ``bounces receive``: an MTA bounces the bounce on any exit but 75.
+
+    A bad setting is the operator's to fix; the mail waits in the MTA's queue until then.
+    """
+    return any(a == "bounces" and b == "receive" for a, b in zip(args, args[1:], strict=False))
 
 
 def main() -> None:

@@ -22,12 +22,12 @@ from flask.cli import with_appcontext
 
 from newsletter.bounces.inbound import MAX_SIZE, take_in
 from newsletter.bounces.listener import start_listener
+from newsletter.cli.errors import EX_TEMPFAIL
 from newsletter.extensions import db, this_app
 from newsletter.models import Bounce, BounceKind, Subscriber
 
 log = logging.getLogger(__name__)
 
-EX_TEMPFAIL = 75  # sysexits.h: the MTA keeps the mail and runs the pipe again later
 # What `list` calls each kind: "refused" is the reader's domain refusing us, not the reader.
 SHOWN_AS = {
     BounceKind.HARD: "hard",

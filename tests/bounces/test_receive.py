@@ -299,3 +299,24 @@ def test_a_multi_megabyte_stdin_is_read_to_the_end_and_refused(bounce_app, sent)
     done = run_receive(process_env(bounce_app), raw)
     assert done.returncode == 0 and done.stdout.startswith(b"refused:")
     assert status_of(copy.subscriber_id) == "confirmed" and bounce_rows() == []
+
+
+def test_a_bad_setting_exits_75_so_the_mail_waits_for_the_operator(bounce_app, sent):
+    (copy,) = sent(1)
+    env = process_env(bounce_app, SUBSCRIBE_RATE_LIMIT="lots")
+    done = run_receive(env, filled("ses_dsn.eml", copy))
+    assert done.returncode == 75, done.stderr
+    assert done.stderr.decode().strip().splitlines() == [
+        "newsletter: bad setting: SUBSCRIBE_RATE_LIMIT: expected COUNT/SECONDS like 60/600, "
+        "got 'lots'"
+    ]
+    assert status_of(copy.subscriber_id) == "confirmed"
+    # Any other command still says "usage or setting error" the usual way.
+    other = subprocess.run(
+        [sys.executable, "-m", "newsletter.main", "bounces", "list"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=60,
+    )
+    assert other.returncode == 2 and b"bad setting" in other.stderr
