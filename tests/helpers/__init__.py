@@ -53,6 +53,8 @@ def truncate_all() -> None:
         else:
             for table in tables:
                 conn.execute(table.delete())
+            # Like RESTART IDENTITY: AUTOINCREMENT tables (subscriber) count from 1 again.
+            conn.execute(sa.text("DELETE FROM sqlite_sequence"))
 
 
 def csrf_from(html: str) -> str:
