@@ -54,10 +54,10 @@ def _modelled(name, type_, parent_names) -> bool:
     return not is_derived(name)
 
 
-def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
-    scratch_url, tmp_path, redis_url
-):
-    app = create_app(
+@pytest.fixture
+def scratch_app(scratch_url, tmp_path, redis_url):
+    """The app over that empty database, not yet migrated."""
+    return create_app(
         {
             "DATABASE_URL": scratch_url,
             "NEWSLETTER_ENV": "testing",
@@ -65,6 +65,10 @@ def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(
             "REDIS_URL": redis_url,
         }
     )
+
+
+def test_upgrade_downgrade_upgrade_leaves_the_schema_of_the_models(scratch_app):
+    app = scratch_app
     directory = app.config["MIGRATIONS_DIR"]
     with app.app_context():
         upgrade(directory=directory)
@@ -95,18 +99,9 @@ def _row(conn, table: str, **values) -> int:
     ).scalar_one()
 
 
-def test_upgrading_a_list_with_readers_keeps_them_their_history_and_deliveries(
-    scratch_url, tmp_path, redis_url
-):
+def test_upgrading_a_list_with_readers_keeps_them_their_history_and_deliveries(scratch_app):
     """0007 rebuilds SQLite's subscriber table: nothing pointing at it may be lost or cascade."""
-    app = create_app(
-        {
-            "DATABASE_URL": scratch_url,
-            "NEWSLETTER_ENV": "testing",
-            "INSTANCE_PATH": str(tmp_path / "instance"),
-            "REDIS_URL": redis_url,
-        }
-    )
+    app = scratch_app
     directory = app.config["MIGRATIONS_DIR"]
     now = "2026-11-30 08:00:00"
     with app.app_context():

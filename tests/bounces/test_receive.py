@@ -250,15 +250,21 @@ def test_a_multi_megabyte_message_is_refused_and_changes_nothing(bounce_app, sen
 # --- as a process, the way an MTA runs it -----------------------------------------------------
 
 
-def run_receive(env: dict[str, str], raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    env: dict[str, str], *args: str, raw: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [sys.executable, "-m", "newsletter.main", "bounces", "receive", *args],
+        [sys.executable, "-m", "newsletter.main", *args],
         input=raw,
         env=env,
         cwd=ROOT,
         capture_output=True,
         timeout=60,
     )
+
+
+def run_receive(env: dict[str, str], raw: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return run_cli(env, "bounces", "receive", *args, raw=raw)
 
 
 def test_the_pipe_command_records_a_bounce_in_its_own_process(bounce_app, sent):
@@ -312,11 +318,5 @@ def test_a_bad_setting_exits_75_so_the_mail_waits_for_the_operator(bounce_app, s
     ]
     assert status_of(copy.subscriber_id) == "confirmed"
     # Any other command still says "usage or setting error" the usual way.
-    other = subprocess.run(
-        [sys.executable, "-m", "newsletter.main", "bounces", "list"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        timeout=60,
-    )
+    other = run_cli(env, "bounces", "list")
     assert other.returncode == 2 and b"bad setting" in other.stderr
