@@ -55,18 +55,28 @@ def queue_address_notice(subscriber_id: int, due_at: datetime, app: Flask | None
     queue_owed(send_address_notice, notice_job_id, subscriber_id, due_at, app)
 
 
-def _owed(value: datetime | None, due: str | None) -> bool:
-    # A job queued for an earlier request than the newest one leaves the mail to the newer job.
-    return value is not None and (due is None or stamp(value) == due)
+def _owing(
+    subscriber_id: int, column: str, due: str | None
+) -> tuple[Subscriber, str, datetime] | None:
+    """Return the reader, the address in ``column`` ("new_email" or "old_email") and since when
+    its mail is owed, if it still is for the request ``due`` names; else None (work ended).
+
+    A job queued for an earlier request than the newest one leaves the mail to the newer job.
+    """
+    sub = db.session.get(Subscriber, subscriber_id)
+    to, owed = getattr(sub, column, None), getattr(sub, f"{column}_due_at", None)
+    if sub is None or to is None or owed is None or due not in (None, stamp(owed)):
+        db.session.commit()
+        return None
+    return sub, to, owed
 
 
 def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str:
     """Mail the link that makes the wanted address the reader's, to that address."""
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None or sub.new_email is None or not _owed(sub.new_email_due_at, due):
-        db.session.commit()
+    found = _owing(subscriber_id, "new_email", due)
+    if found is None:
         return "skipped: nothing owed"
-    owed, to = sub.new_email_due_at, sub.new_email
+    sub, to, owed = found
     if db.session.scalar(sa.select(Subscriber.id).where(Subscriber.email == to)) is not None:
         # Someone took the address since the request: they get nothing from another's page.
         settle("new_email_due_at", subscriber_id, owed)
@@ -83,11 +93,10 @@ def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str
 
 def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
     """Tell the address a reader just replaced that it no longer gets the tips."""
-    sub = db.session.get(Subscriber, subscriber_id)
-    if sub is None or sub.old_email is None or not _owed(sub.old_email_due_at, due):
-        db.session.commit()
+    found = _owing(subscriber_id, "old_email", due)
+    if found is None:
         return "skipped: nothing owed"
-    owed, to = sub.old_email_due_at, sub.old_email
+    sub, to, owed = found
     msg = mailer().build("address_changed", {"new_email": sub.email, "name": sub.name}, to)
     # Told (or refused for good): the old address is kept no longer.
     return mail_owed(

@@ -12,7 +12,7 @@ from newsletter.issues.actions import create_issue, issue_status
 from newsletter.models import Delivery, DeliveryStatus, Subscriber, utcnow
 from newsletter.subscribers import manage
 from newsletter.tasks.dispatch import send_issue
-from tests.helpers.sending import deliveries
+from tests.helpers.sending import deliveries, send_and_wait
 
 
 def _pause(email: str, weeks: int = 2) -> str:
@@ -64,10 +64,7 @@ def test_when_the_pause_is_over_the_reader_gets_the_tips_again(
     sub = make_subscriber("fay@example.com")
     sub.paused_until = utcnow() - timedelta(minutes=1)  # it ended a minute ago, by itself
     db.session.commit()
-    issue = create_issue("Welcome back", "Hello")
-    send_issue(issue.id)
-    run_jobs()
-    inbox.wait_for(1)
+    issue = send_and_wait("Welcome back", "Hello", run_jobs, inbox)
     assert deliveries(issue.id)["fay@example.com"][0] == "sent"
 
 
@@ -76,10 +73,7 @@ def test_resuming_early_brings_the_next_issue(app, make_subscriber, run_jobs, in
     _pause("gil@example.com", weeks=12)
     manage.resume(db.session(), db.session.get(Subscriber, sub.id))
     db.session.commit()
-    issue = create_issue("Back early", "Hello")
-    send_issue(issue.id)
-    run_jobs()
-    inbox.wait_for(1)
+    issue = send_and_wait("Back early", "Hello", run_jobs, inbox)
     assert deliveries(issue.id)["gil@example.com"][0] == "sent"
 
 

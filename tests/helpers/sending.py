@@ -19,6 +19,15 @@ def queue_issue(n: int, make_subscriber: Any) -> tuple[int, list[Subscriber]]:
     return issue.id, people
 
 
+def send_and_wait(subject: str, body: str, run_jobs: Any, inbox: Any, n: int = 1) -> Any:
+    """Send an issue to whoever is on the list, run the jobs, wait for ``n`` mails; the issue."""
+    issue = create_issue(subject, body)
+    send_issue(issue.id)
+    run_jobs()
+    inbox.wait_for(n)
+    return issue
+
+
 def deliveries(issue_id: int) -> dict[str, tuple[str, int, str]]:
     rows = db.session.execute(
         sa.select(Subscriber.email, Delivery.status, Delivery.attempts, Delivery.last_error)

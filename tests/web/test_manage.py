@@ -28,6 +28,7 @@ from newsletter.tasks.mail import queue_welcome
 from tests.helpers import text_part
 from tests.helpers.editors import editor_client, page_token
 from tests.helpers.readers import link_to, subscriber
+from tests.helpers.sending import send_and_wait
 
 S = SubscriberStatus
 
@@ -407,10 +408,7 @@ def test_the_download_holds_profile_history_and_deliveries(
     app, client, make_subscriber, run_jobs, inbox
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
-    issue = create_issue("Tip one: bisect", "Use **git bisect**.")
-    send_issue(issue.id)
-    run_jobs()
-    inbox.wait_for(1)
+    send_and_wait("Tip one: bisect", "Use **git bisect**.", run_jobs, inbox)
     path = _manage_path(sub)
     _post(client, path, f"{path}/pause", weeks="1")
     answer = _post(client, path, f"{path}/data")
@@ -429,10 +427,7 @@ def test_erasing_needs_the_address_typed_and_then_leaves_nothing(
     app, client, make_subscriber, run_jobs, inbox
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
-    issue = create_issue("Tip", "Body")
-    send_issue(issue.id)
-    run_jobs()
-    inbox.wait_for(1)
+    send_and_wait("Tip", "Body", run_jobs, inbox)
     path = _manage_path(sub)
     before = _state()
     for typed in ("", "bob@example.com", "ann@example", "x" * 10_000):
@@ -501,10 +496,7 @@ def test_editors_see_why_readers_left_and_who_was_skipped_for_a_pause(
     reader = app.test_client()
     path = _manage_path(readers[3])
     _post(reader, path, f"{path}/pause", weeks="2")
-    issue = create_issue("Paused send", "Body")
-    send_issue(issue.id)
-    run_jobs()
-    inbox.wait_for(1)
+    send_and_wait("Paused send", "Body", run_jobs, inbox)
     # The reasons outlive the readers who gave them.
     gone = readers[0]
     db.session.delete(db.session.get(Subscriber, gone.id))
