@@ -196,3 +196,36 @@ def test_upgrading_a_list_with_readers_keeps_them_their_history_and_deliveries(s
         assert (left, orphaned) == (1, 1)  # Bob's history went; his delivery row is kept, unnamed
         session.remove()
         db.engine.dispose()
+
+
+@pytest.mark.skipif(bool(TEST_DATABASE_URL), reason="SQLite only: PostgreSQL is not rebuilt")
+def test_a_row_pointing_at_no_reader_stops_the_rebuild_and_changes_nothing(scratch_app):
+    directory = scratch_app.config["MIGRATIONS_DIR"]
+    with scratch_app.app_context():
+        upgrade(directory=directory, revision="0006")
+        table = "SELECT sql FROM sqlite_master WHERE name = 'subscriber'"
+        with db.engine.connect() as conn:
+            before = conn.exec_driver_sql(table).scalar_one()
+        raw = db.engine.raw_connection()
+        try:
+            raw.execute("PRAGMA foreign_keys=OFF")  # how such a row could ever get in
+            raw.execute(
+                "INSERT INTO subscriber_event (subscriber_id, kind, at, detail)"
+                " VALUES (99, 'confirmed', '2026-11-30 08:00:00', '')"
+            )
+            raw.execute("PRAGMA foreign_keys=ON")
+        finally:
+            raw.close()
+        with pytest.raises(SystemExit):  # Flask-Migrate logs the error and exits 1
+            upgrade(directory=directory)
+        with db.engine.connect() as conn:
+            assert (
+                conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+            )
+            assert conn.exec_driver_sql(table).scalar_one() == before
+            conn.exec_driver_sql("DELETE FROM subscriber_event WHERE subscriber_id = 99")
+            conn.commit()
+        upgrade(directory=directory)
+        with db.engine.connect() as conn:
+            assert "AUTOINCREMENT" in conn.exec_driver_sql(table).scalar_one()
+        db.engine.dispose()

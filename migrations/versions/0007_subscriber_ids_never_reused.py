@@ -10,7 +10,8 @@ https://sqlite.org/lang_altertable.html#otheralter): a new table from the same C
 statement with the keyword added, the rows copied with their ids, the old table dropped, the
 new one renamed, then its indexes and triggers (status counts, search index) made again from
 their stored text. env.py switches foreign keys off around the migration (SQLite cannot do
-it inside a transaction) so the drop cascades to nothing, and checks them afterwards.
+it inside a transaction) so the drop cascades to nothing; the keys are checked before the
+migration's transaction commits.
 
 Revision ID: 0007
 Revises: 0006
@@ -92,3 +93,12 @@ def _rebuild(rewrite) -> None:
     bind.exec_driver_sql(f"ALTER TABLE {SCRATCH} RENAME TO {TABLE}")
     for statement in extras:
         bind.exec_driver_sql(statement)
+    # Every row that pointed at a reader still does. If one does not (it never could with
+    # foreign keys on), this migration's transaction rolls back: the database stays as it was.
+    broken = bind.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(
+            f"rows point at nothing (table, rowid, parent): {[b[:3] for b in broken[:5]]}; "
+            "nothing was changed. `PRAGMA foreign_key_check` lists them all; mend or delete "
+            "them, then upgrade again."
+        )
