@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 from newsletter.errors import Invalid
 from newsletter.extensions import db, get_redis
+from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
 from newsletter.subscribers.state import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
@@ -136,7 +137,7 @@ def resend(email: str) -> bool:
 
 def _secrets() -> list[str]:
     config = current_app.config
-    return [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+    return signing_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
 
 
 # --- the check-inbox page's memory (the session) -----------------------------------------------
@@ -173,7 +174,7 @@ def forget_address() -> None:
 
 def _serializer() -> URLSafeTimedSerializer:
     config = current_app.config
-    keys = [*reversed(config.get("SECRET_KEY_FALLBACKS", [])), config["SECRET_KEY"]]
+    keys = serializer_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
     return URLSafeTimedSerializer(keys, salt=PENDING_SALT)
 
 
