@@ -27,6 +27,7 @@ from werkzeug.wrappers import Response
 
 from newsletter.errors import Invalid
 from newsletter.extensions import db, get_redis
+from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
 from newsletter.subscribers.state import SubscribeResult, subscribe
@@ -76,7 +77,8 @@ def handle(source: str) -> Signup:
     if form.get(HONEYPOT_FIELD):
         # A bot filled the field people never see: answer as usual, keep and count nothing.
         bot_email = form.get("email", "").strip().lower()
-        return Signup(Outcome.IGNORED, email=bot_email if len(bot_email) <= 254 else "")
+        shown = bot_email if len(bot_email) <= MAX_EMAIL_LENGTH else ""
+        return Signup(Outcome.IGNORED, email=shown)
     config = current_app.config
     raw_email, raw_name = form.get("email", ""), form.get("name", "")
     typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
