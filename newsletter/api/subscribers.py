@@ -28,7 +28,8 @@ from newsletter.extensions import db, get_redis
 from newsletter.models import EventKind, Subscriber, SubscriberEvent
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
-from newsletter.subscribers.state import SIGNUP_ANSWER, bounce, erase, subscribe, unsubscribe
+from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
+from newsletter.subscribers.state import bounce, erase, unsubscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 

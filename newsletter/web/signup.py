@@ -28,7 +28,7 @@ from werkzeug.wrappers import Response
 from newsletter.errors import Invalid
 from newsletter.extensions import db, get_redis
 from newsletter.subscribers import limits, proof
-from newsletter.subscribers.state import SubscribeResult, subscribe
+from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 

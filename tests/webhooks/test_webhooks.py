@@ -29,7 +29,8 @@ from newsletter.models import (
     WebhookDelivery,
     utcnow,
 )
-from newsletter.subscribers.state import bounce, confirm, subscribe, unsubscribe
+from newsletter.subscribers.signup import subscribe
+from newsletter.subscribers.state import bounce, confirm, unsubscribe
 from newsletter.tasks.queues import WEBHOOK_QUEUE, get_queue
 from newsletter.tasks.tick import reconcile
 from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
