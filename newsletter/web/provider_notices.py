@@ -1,4 +1,6 @@
-"""Mail providers' bounce and complaint webhooks: ``POST /hooks/bounces/<provider>``.
+"""Incoming: mail providers' bounce and complaint notifications, ``POST /hooks/bounces/<provider>``.
+
+(Outgoing webhooks, the ones this service posts, are ``webhooks/`` and ``tasks/webhook_posts.py``.)
 
 Every answer is JSON and none is a 500: a provider retries what we did not answer 2xx,
 so a refusal says why (401 unauthenticated, 400 unreadable, 404 not set up, 413 too big).
