@@ -27,7 +27,7 @@ from newsletter.errors import NewsletterError
 from newsletter.extensions import babel, csrf, db, migrate
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
-from newsletter.tasks.webhooks import install as install_webhooks
+from newsletter.tasks.webhook_posts import install as install_webhooks
 from newsletter.web import archive, dev, embed, manage, provider_notices, public
 from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
 from newsletter.web.editor import embed as embed_page

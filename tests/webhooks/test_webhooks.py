@@ -33,7 +33,7 @@ from newsletter.subscribers.signup import subscribe
 from newsletter.subscribers.state import bounce, confirm, unsubscribe
 from newsletter.tasks.queues import WEBHOOK_QUEUE, get_queue
 from newsletter.tasks.tick import reconcile
-from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
+from newsletter.tasks.webhook_posts import reconcile as reconcile_webhooks
 from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import backoff
 from tests.helpers import csrf_from
