@@ -244,6 +244,25 @@ def test_a_delivery_whose_job_redis_lost_is_sent_after_reconcile(
     assert run_jobs() == 0
 
 
+def test_a_delivery_queued_under_the_jobs_old_module_name_still_goes_out(
+    app, receiver, run_jobs, redis_client
+):
+    register_webhook(db.session, receiver.url, ["subscriber.confirmed"])
+    db.session.commit()
+    result = subscribe(db.session, "old@example.com", "Old")
+    db.session.commit()
+    confirm(db.session, result.subscriber_id, 1)
+    db.session.commit()
+    redis_client.flushall()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    # As a worker from before the rename left it in Redis: the job named by its dotted path.
+    get_queue(WEBHOOK_QUEUE).enqueue("newsletter.tasks.webhooks.deliver", row.id)
+    run_jobs()
+    assert len(receiver.requests) == 1
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, row.id).status == "ok"
+
+
 def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make_subscriber):
     down = Receiver(fail_first=10)
     try:
