@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from rq.registry import ScheduledJobRegistry
 
-from newsletter.bounces.intake import Notice, apply
+from newsletter.bounces.intake import Notice, apply_notice
 from newsletter.delivery import lifecycle
 from newsletter.delivery.message import MessageIds
 from newsletter.extensions import db
@@ -297,7 +297,7 @@ def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, m
     domain = app.config["MAIL_FROM"].rpartition("@")[2].rstrip(">")
     mid = MessageIds(issue.id, app.config["SECRET_KEY"].encode(), domain)(sub.id)
     notice = Notice(kind=BounceKind.COMPLAINT, source="arf", message_id=mid)
-    assert apply(db.session(), notice, app.config).startswith("recorded complaint")
+    assert apply_notice(db.session(), notice, app.config).startswith("recorded complaint")
     db.session.commit()
     run_jobs()
     payloads = [json.loads(b) for _h, b in receiver.requests]
