@@ -28,8 +28,8 @@ from newsletter.extensions import babel, csrf, db, migrate
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
-from newsletter.tasks.webhooks import install as install_webhooks
-from newsletter.web import archive, dev, embed, hooks, manage, public
+from newsletter.tasks.webhook_posts import install as install_webhooks
+from newsletter.web import archive, dev, embed, manage, provider_notices, public
 from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
 from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
@@ -380,7 +380,7 @@ def _init_languages(app: Flask) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
-    for module in (*pages, manage, doctor, bounces, hooks, embed, embed_page):
+    for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
 
 

@@ -1,7 +1,7 @@
 """One error hierarchy for everything a user can get wrong or an upstream can refuse.
 
 Each error carries a message written for the person who caused it. The web pages, the JSON
-API and the CLI each map these classes once (``app.py``, ``api/routes.py``, ``cli/``): a
+API and the CLI each map these classes once (``app.py``, ``api/plumbing.py``, ``cli/``): a
 caller never inspects ``args``.
 
 ``message`` is English, its parts filled in (what the API, the CLI and logs show).

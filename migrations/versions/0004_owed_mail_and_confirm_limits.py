@@ -37,9 +37,7 @@ def upgrade():
             batch_op.f("ix_subscriber_welcome_due_at"), ["welcome_due_at"], unique=False
         )
     with op.batch_alter_table("import_job", recreate="never") as batch_op:
-        batch_op.add_column(
-            sa.Column("attempt", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch_op.add_column(sa.Column("attempt", sa.Integer(), nullable=False, server_default="0"))
         batch_op.add_column(sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=True))
 
 

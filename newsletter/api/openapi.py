@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document for /api/v1, kept beside the routes it describes (routes.py).
+"""The OpenAPI 3.1 document for /api/v1, kept beside the routes it describes (subscribers.py,
+issues.py, bounces.py).
 
 Fields, statuses and limits are imported from where the code enforces them (serialise.py,
 the models, the validators), never restated here.

@@ -1,7 +1,7 @@
 """One raw notification in, one line per notice out: what every mail-borne path calls.
 
 `bounces receive`, `bounces serve` and the polled mailbox each hand the mail here; it is
-parsed, each notice goes through ``intake.apply``, and the whole is committed at once, so a
+parsed, each notice goes through ``intake.apply_notice``, and the whole is committed at once, so a
 caller may drop or delete the mail as soon as this returns. A database error propagates
 after a rollback: nothing was recorded and the mail should be tried again.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from newsletter.bounces.intake import apply
+from newsletter.bounces.intake import apply_notice
 from newsletter.bounces.parse import MAX_INPUT, parse
 
 log = logging.getLogger(__name__)
@@ -22,7 +22,9 @@ log = logging.getLogger(__name__)
 MAX_SIZE = MAX_INPUT
 
 
-def take_in(session: Session, raw: bytes, envelope_to: str, config: Mapping[str, Any]) -> list[str]:
+def apply_mail(
+    session: Session, raw: bytes, envelope_to: str, config: Mapping[str, Any]
+) -> list[str]:
     """Parse one mail, apply each notice it holds and commit; return one line per notice."""
     if len(raw) > MAX_SIZE:
         log.warning("notification of %d bytes refused (over %d)", len(raw), MAX_SIZE)
@@ -34,7 +36,7 @@ def take_in(session: Session, raw: bytes, envelope_to: str, config: Mapping[str,
     lines = []
     try:
         for notice in notices:
-            line = apply(session, notice, config)
+            line = apply_notice(session, notice, config)
             log.info("%s notification: %s", notice.source, line)
             lines.append(line)
         session.commit()

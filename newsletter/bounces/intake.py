@@ -1,7 +1,7 @@
 """Take in one notification about one copy: match it, record it once, apply it.
 
 Every way a bounce or complaint arrives (an MTA pipe, the SMTP listener, the polled mailbox,
-a provider's webhook) parses into ``Notice`` objects and ends in ``apply``. A notice that
+a provider's webhook) parses into ``Notice`` objects and ends in ``apply_notice``. A notice that
 matches no copy of ours, names a reader since erased, says only "delayed", or repeats one
 already taken in is logged and changes nothing.
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.bounces import match
-from newsletter.bounces.record import BounceReport, record
+from newsletter.bounces.record import BounceReport, record_bounce
 from newsletter.models import Bounce, BounceKind, Subscriber
 from newsletter.signing import signing_keys
 from newsletter.subscribers.state import unsubscribe
@@ -56,7 +56,7 @@ def find_copy(session: Session, notice: Notice, config: Mapping[str, Any]) -> ma
     return copy
 
 
-def apply(session: Session, notice: Notice, config: Mapping[str, Any]) -> str:
+def apply_notice(session: Session, notice: Notice, config: Mapping[str, Any]) -> str:
     """Match, record and apply one notice; return a line saying what happened."""
     if notice.kind is None:
         return f"ignored: {notice.source} says nothing to act on ({notice.status_code or '-'})"
@@ -88,7 +88,7 @@ def apply(session: Session, notice: Notice, config: Mapping[str, Any]) -> str:
         status_code=notice.status_code,
         raw=notice.raw,
     )
-    changed = record(session, report, int(config["BOUNCE_SOFT_LIMIT"]))
+    changed = record_bounce(session, report, int(config["BOUNCE_SOFT_LIMIT"]))
     if notice.kind is BounceKind.COMPLAINT:
         unsubscribe(session, copy.subscriber_id, detail="complaint")
         changed = True

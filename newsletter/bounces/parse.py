@@ -6,7 +6,7 @@ bounces, old Postfix, Yahoo, Microsoft) goes to flufl.bounce, Mailman's detector
 know the non-standard formats; the copy's Message-ID is then looked for in the quoted text.
 
 Nothing here trusts what it reads: the notices only say what the mail claims, and
-``intake.apply`` believes them only for a copy named by a signed VERP tag or Message-ID.
+``intake.apply_notice`` believes them only for a copy named by a signed VERP tag or Message-ID.
 Bad input of any kind (empty, binary, truncated, a few megabytes) gives no notice at all.
 """
 

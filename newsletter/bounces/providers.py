@@ -3,7 +3,7 @@
 Amazon SES posts through SNS, whose messages are signed with a certificate fetched from an
 amazonaws.com host; Mailgun signs a timestamp and a one-time token with the account's webhook
 key; Postmark sends HTTP Basic credentials that the operator put in the webhook URL. What a
-payload says becomes ``Notice`` objects for ``intake.apply``, which still matches each one by
+payload says becomes ``Notice`` objects for ``intake.apply_notice``, which still matches each one by
 our signed Message-ID or VERP tag: a genuine provider message about mail we never sent
 changes nothing.
 """

@@ -29,10 +29,10 @@ from newsletter.subscribers.state import bounce as mark_bounced
 
 RAW_LIMIT = 64 * 1024  # what is kept of a notification for editors to read
 
-__all__ = ["BounceReport", "Reactivated", "reactivate", "record", "soft_in_a_row"]
+__all__ = ["BounceReport", "Reactivated", "reactivate", "record_bounce", "soft_in_a_row"]
 
 
-def record(session: Session, report: BounceReport, soft_limit: int) -> bool:
+def record_bounce(session: Session, report: BounceReport, soft_limit: int) -> bool:
     """Store the bounce and apply it; return whether the reader is now bounced by it."""
     session.add(
         Bounce(

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.cli import with_appcontext
 
-from newsletter.bounces.inbound import MAX_SIZE, take_in
+from newsletter.bounces.inbound import MAX_SIZE, apply_mail
 from newsletter.bounces.listener import start_listener
 from newsletter.cli.errors import EX_TEMPFAIL
 from newsletter.extensions import db, this_app
@@ -56,7 +56,7 @@ def bounce_address(config: Any) -> str:
 def _take(app: Flask, raw: bytes, envelope_to: str) -> list[str]:
     with app.app_context():
         try:
-            return take_in(db.session(), raw, envelope_to, app.config)
+            return apply_mail(db.session(), raw, envelope_to, app.config)
         finally:
             db.session.remove()
 
@@ -86,7 +86,7 @@ def bounces_receive(recipient: str) -> None:
         click.echo(f"refused: the message is {total} bytes, over {MAX_SIZE}; nothing recorded")
         return
     try:
-        lines = take_in(db.session(), raw, recipient.strip(), this_app().config)
+        lines = apply_mail(db.session(), raw, recipient.strip(), this_app().config)
     except sa.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).splitlines()
         click.echo(

@@ -25,7 +25,8 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import Invalid
 from newsletter.models import ImportJob, ImportStatus, SubscriberStatus, rowcount, utcnow
-from newsletter.subscribers.state import Action, get_or_create, reserve_confirmation, transition
+from newsletter.subscribers.signup import get_or_create, reserve_confirmation
+from newsletter.subscribers.state import Action, transition
 from newsletter.subscribers.validate import clean_name, normalize_email
 
 S = SubscriberStatus

@@ -1,26 +1,20 @@
-"""The subscription state machine: subscribe, confirm, unsubscribe, bounce, erase.
+"""The subscription state machine: the transition table, and confirm, unsubscribe, bounce, erase.
 
 Every status change goes through ``transition``, checked against ``TRANSITIONS``. Functions
-take a SQLAlchemy session and plain values: no Flask request, no RQ.
-
-A sign-up for an address already on the list changes nothing stored about the person (status,
-name, version, history): anyone can type anyone's address. It may only reserve a confirmation
-mail, which records that the mail is owed (``confirm_due_at``) and the name typed
-(``confirm_name``, carried in the link); the person's own click on that link does the rest.
+take a SQLAlchemy session and plain values: no Flask request, no RQ. A sign-up, which changes
+no one's status, is in ``signup.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, scoped_session
-from sqlalchemy.orm.util import identity_key
+from sqlalchemy.orm import Session
 
 from newsletter.models import (
     ConfirmLimit,
@@ -29,17 +23,10 @@ from newsletter.models import (
     Subscriber,
     SubscriberEvent,
     SubscriberStatus,
-    UTCDateTime,
     WebhookDelivery,
-    rowcount,
     utcnow,
 )
-from newsletter.subscribers.limits import (
-    CONFIRM_PER_DAY,
-    DOMAIN_CONFIRMATIONS,
-    confirm_quota,
-    take_confirmation,
-)
+from newsletter.subscribers.limits import confirm_quota
 
 S = SubscriberStatus
 
@@ -88,14 +75,16 @@ _STAMP_FOR = {
 LISTENERS: list[Callable[[Session, Subscriber, SubscriberStatus, str], None]] = []
 
 
-def _upsert(dialect: str) -> Any:
+def dialect_insert(dialect: str) -> Any:
     """Return the dialect's INSERT, the one with ON CONFLICT."""
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def bump_stat(session: Session, kind: str, day: date, n: int = 1) -> None:
     """Add ``n`` to the day's count of ``kind``, in one upsert that concurrent writers can share."""
-    stmt = _upsert(session.get_bind().dialect.name)(DailyStat).values(day=day, kind=kind, count=n)
+    stmt = dialect_insert(session.get_bind().dialect.name)(DailyStat).values(
+        day=day, kind=kind, count=n
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=["day", "kind"], set_={"count": DailyStat.count + n}
     )
@@ -131,320 +120,6 @@ def transition(
     bump_stat(session, kind.value, now.date())
     for listener in LISTENERS:
         listener(session, sub, target, detail)
-    return True
-
-
-# What anyone who signs up is told, by the API and the embedded form alike: the same words
-# whether the address was new, pending or already on the list.
-SIGNUP_ANSWER = {
-    "status": "accepted",
-    "message": "If the address can receive mail, a confirmation link is on its way.",
-}
-
-
-@dataclass
-class SubscribeResult:
-    subscriber_id: int
-    send_confirmation: bool
-    # The reservation the mail answers (names its job); None when no mail is to be sent.
-    due_at: datetime | None = None
-
-
-def get_or_create(
-    session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
-) -> tuple[Subscriber, bool]:
-    sub = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
-    if sub is not None:
-        return sub, False
-    try:
-        with session.begin_nested():
-            sub = Subscriber(
-                email=email,
-                name=name,
-                status=S.PENDING,
-                signup_ip=ip,
-                source=source,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(sub)
-            session.flush()
-    except sa.exc.IntegrityError:
-        # Another request inserted the same address a moment ago: use that row.
-        sub = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
-        assert sub is not None
-        return sub, False
-    session.add(
-        SubscriberEvent(subscriber=sub, kind=EventKind.SUBSCRIBED, at=now, ip=ip, detail=source)
-    )
-    bump_stat(session, EventKind.SUBSCRIBED.value, now.date())
-    return sub, True
-
-
-def subscribe(
-    session: Session,
-    email: str,
-    name: str = "",
-    *,
-    ip: str | None = None,
-    source: str = "form",
-    now: datetime | None = None,
-) -> SubscribeResult:
-    """Record a sign-up for an already-normalised address; say whether to mail a confirmation.
-
-    A new address is stored as pending. For one already known nothing stored about the person
-    changes: at most a confirmation mail is reserved, carrying ``name`` to the confirmation.
-    The caller answers the visitor the same way whatever happened here.
-    """
-    now = now or utcnow()
-    new = _insert_new(session, email, name, ip, source, now)
-    if new is not None:
-        new_id, reserved = new
-        return SubscribeResult(new_id, reserved, now if reserved else None)
-    # Known address (or one another request inserted a moment ago): the general path.
-    sub, created = get_or_create(session, email, name, ip, source, now)
-    if sub.status not in CONFIRMABLE:
-        return SubscribeResult(sub.id, False)
-    sid = sub.id
-    reserved = reserve_confirmation(
-        session,
-        sid,
-        email,
-        now,
-        name=None if created else name or None,
-        record=created,
-        since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
-    )
-    return SubscribeResult(sid, reserved, now if reserved else None)
-
-
-# Statements of the new-address path, built once per dialect: building and cache-keying an
-# insert per sign-up cost more than running it.
-_NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
-
-
-# The new-address path as one statement (PostgreSQL only): count the confirmation mail under
-# the mailbox and domain limits (limits.take_confirmation), insert the subscriber with the
-# reservation if it counted, write the history and the day's count. The limits are counted
-# only for an address not yet stored, or its general path would find them used up.
-_PG_NEW_ADDRESS = sa.text(
-    """
-    WITH fresh AS (
-        SELECT 1 AS one
-        WHERE NOT EXISTS (SELECT 1 FROM subscriber WHERE email = :email)
-          AND NOT EXISTS (
-              SELECT 1 FROM confirm_limit
-              WHERE key = :domain_key AND period = :window AND count >= :domain_cap)
-    ), mailbox AS (
-        INSERT INTO confirm_limit AS q (key, period, count, last_at)
-        SELECT :mailbox_key, :day_start, 1, :at FROM fresh
-        ON CONFLICT (key) DO UPDATE
-        SET count = CASE WHEN q.period = EXCLUDED.period THEN q.count + 1 ELSE 1 END,
-            period = EXCLUDED.period, last_at = EXCLUDED.last_at
-        WHERE q.last_at <= :cooled AND (q.period <> EXCLUDED.period OR q.count < :per_day)
-        RETURNING 1 AS one
-    ), domain AS (
-        INSERT INTO confirm_limit AS q (key, period, count, last_at)
-        SELECT :domain_key, :window, 1, :at FROM mailbox
-        ON CONFLICT (key) DO UPDATE
-        SET count = CASE WHEN q.period = EXCLUDED.period THEN q.count + 1 ELSE 1 END,
-            period = EXCLUDED.period, last_at = EXCLUDED.last_at
-        WHERE q.period <> EXCLUDED.period OR q.count < :domain_cap
-        RETURNING 1 AS one
-    ), reserved AS (
-        SELECT EXISTS (SELECT 1 FROM domain) AS yes
-    ), new AS (
-        INSERT INTO subscriber (email, name, status, version, created_at, updated_at,
-                                signup_ip, source, confirm_sent_at, confirm_sent_day,
-                                confirm_sent_count, confirm_due_at)
-        SELECT :email, :name, 'pending', 1, :at, :at, :ip, :source,
-               CASE WHEN yes THEN :at END, CASE WHEN yes THEN :day END,
-               CASE WHEN yes THEN 1 ELSE 0 END, CASE WHEN yes THEN :at END
-        FROM reserved
-        ON CONFLICT (email) DO NOTHING
-        RETURNING id, confirm_due_at IS NOT NULL AS reserved
-    ), history AS (
-        INSERT INTO subscriber_event (subscriber_id, kind, at, ip, detail)
-        SELECT new.id, e.kind, :at, e.ip, e.detail
-        FROM new CROSS JOIN (
-            VALUES (1, 'subscribed', CAST(:ip AS VARCHAR), CAST(:source AS VARCHAR)),
-                   (2, 'confirmation_sent', NULL, '')
-        ) AS e(n, kind, ip, detail)
-        WHERE e.n = 1 OR new.reserved
-        ORDER BY e.n
-    ), stat AS (
-        INSERT INTO daily_stat (day, kind, count)
-        SELECT :day, 'subscribed', 1 FROM new
-        ON CONFLICT (day, kind) DO UPDATE SET count = daily_stat.count + 1
-    )
-    SELECT id, reserved FROM new
-    """
-).bindparams(
-    *(sa.bindparam(name, type_=UTCDateTime()) for name in ("at", "day_start", "window", "cooled")),
-    sa.bindparam("day", type_=sa.Date()),
-)
-
-
-def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
-    stmts = _NEW_ADDRESS_STATEMENTS.get(dialect)
-    if stmts is None:
-        insert = _upsert(dialect)
-        subs, events, stats = (
-            cast(sa.Table, Subscriber.__table__),
-            cast(sa.Table, SubscriberEvent.__table__),
-            cast(sa.Table, DailyStat.__table__),
-        )
-        add_subscriber = (
-            insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
-        )
-        # Both history lines go in one executemany: a multi-row VALUES is not cacheable.
-        add_events = sa.insert(events)
-        bump = insert(stats).on_conflict_do_update(
-            index_elements=[stats.c.day, stats.c.kind],
-            set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
-        )
-        stmts = _NEW_ADDRESS_STATEMENTS[dialect] = (add_subscriber, add_events, bump)
-    return stmts
-
-
-def _insert_new(
-    session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
-) -> tuple[int, bool] | None:
-    """Insert a brand-new pending subscriber; return its id and whether its mail is reserved.
-
-    The first confirmation is reserved as ``reserve_confirmation`` would, within the mailbox
-    and domain limits. Return None, having changed nothing, when the address is already known.
-    No ORM objects; webhooks are not told (a new sign-up is no status change).
-    """
-    today = now.date()
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        # One statement (data-modifying CTEs; SQLite has none) does every write. When the
-        # caller holds no transaction it runs in autocommit: the statement is its own
-        # transaction, one round trip instead of BEGIN, statement and COMMIT.
-        quota = confirm_quota(email, now)
-        params = {"email": email, "name": name, "at": now, "day": today, "ip": ip}
-        params |= {"source": source, "mailbox_key": quota.mailbox, "domain_key": quota.domain}
-        params |= {"day_start": quota.day, "window": quota.window, "cooled": quota.cooled}
-        params |= {"per_day": CONFIRM_PER_DAY, "domain_cap": DOMAIN_CONFIRMATIONS}
-        current = session() if isinstance(session, scoped_session) else session
-        if current.in_transaction():
-            row = session.connection().execute(_PG_NEW_ADDRESS, params).first()
-        else:
-            autocommit = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            with autocommit as conn:
-                row = conn.execute(_PG_NEW_ADDRESS, params).first()
-        return None if row is None else (int(row[0]), bool(row[1]))
-    conn = session.connection()
-    add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
-    new_id = conn.execute(
-        add_subscriber,
-        {
-            "email": email,
-            "name": name,
-            "status": S.PENDING,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "signup_ip": ip,
-            "source": source,
-        },
-    ).scalar()
-    if new_id is None:
-        return None
-    # SQLite writes one transaction at a time (BEGIN IMMEDIATE): no other sign-up can come
-    # between the insert and the reservation.
-    reserved = reserve_confirmation(session, int(new_id), email, now)
-    history = [
-        {
-            "subscriber_id": new_id,
-            "kind": EventKind.SUBSCRIBED,
-            "at": now,
-            "ip": ip,
-            "detail": source,
-        }
-    ]
-    if reserved:
-        history.append(
-            {
-                "subscriber_id": new_id,
-                "kind": EventKind.CONFIRMATION_SENT,
-                "at": now,
-                "ip": None,
-                "detail": "",
-            }
-        )
-    conn.execute(add_events, history)
-    conn.execute(bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1})
-    return int(new_id), reserved
-
-
-_SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
-_WHEN = _SUBSCRIBERS.c.created_at.type
-# Keeps updated_at as it was: reserving a mail is no change to the person.
-_RESERVE = (
-    sa.update(_SUBSCRIBERS)
-    .where(
-        _SUBSCRIBERS.c.id == sa.bindparam("r_id"),
-        _SUBSCRIBERS.c.status.in_([s.value for s in CONFIRMABLE]),
-    )
-    .values(
-        confirm_sent_at=sa.bindparam("r_at", type_=_WHEN),
-        confirm_due_at=sa.bindparam("r_at", type_=_WHEN),
-        confirm_name=sa.bindparam("r_name", type_=sa.String()),
-        confirm_sent_count=sa.case(
-            (
-                _SUBSCRIBERS.c.confirm_sent_day == sa.bindparam("r_day", type_=sa.Date()),
-                _SUBSCRIBERS.c.confirm_sent_count + 1,
-            ),
-            else_=sa.literal(1),
-        ),
-        confirm_sent_day=sa.bindparam("r_day", type_=sa.Date()),
-        updated_at=_SUBSCRIBERS.c.updated_at,
-    )
-)
-
-
-def reserve_confirmation(
-    session: Session,
-    subscriber_id: int,
-    email: str,
-    now: datetime,
-    *,
-    name: str | None = None,
-    record: bool = False,
-    per_domain: bool = True,
-    since: datetime | None = None,
-) -> bool:
-    """Claim the right to mail one confirmation now, within the mailbox and domain limits.
-
-    A conditional UPDATE and counters in the same savepoint, so fifty simultaneous sign-ups of
-    one address (or of fifty aliases of one inbox) send one mail, and a refusal leaves no
-    trace. ``name`` is what the mail's link will set on confirming (None: keep the name);
-    ``record`` adds the line to the person's history (new people only: a stranger's
-    sign-up writes nothing about someone already on the list). ``per_domain`` off is for
-    editors' imports, which are no flood. ``since``: when the reader left the list, if they
-    did (see ``limits.take_confirmation``).
-    """
-    savepoint = session.begin_nested()
-    updated = session.execute(
-        _RESERVE,
-        {"r_id": subscriber_id, "r_at": now, "r_name": name, "r_day": now.date()},
-        execution_options={"synchronize_session": False},
-    )
-    if rowcount(updated) != 1 or not take_confirmation(
-        session, email, now, per_domain=per_domain, since=since
-    ):
-        savepoint.rollback()
-        return False
-    savepoint.commit()
-    if record:
-        session.add(
-            SubscriberEvent(subscriber_id=subscriber_id, kind=EventKind.CONFIRMATION_SENT, at=now)
-        )
-    held = session.identity_map.get(identity_key(Subscriber, subscriber_id))
-    if held is not None:
-        session.expire(held)
     return True
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from flask import Flask
 
-from newsletter.bounces.inbound import take_in
+from newsletter.bounces.inbound import apply_mail
 from newsletter.bounces.mailbox import Polled, poll
 from newsletter.extensions import db, get_redis
 from newsletter.tasks.process import stop_requested, wait_for_stop, worker_name
@@ -32,7 +32,7 @@ def poll_mailbox(app: Flask, go_on: Callable[[], bool] = lambda: not stop_reques
     def take(raw: bytes, envelope_to: str) -> list[str]:
         with app.app_context():
             try:
-                return take_in(db.session(), raw, envelope_to, app.config)
+                return apply_mail(db.session(), raw, envelope_to, app.config)
             finally:
                 db.session.remove()
 

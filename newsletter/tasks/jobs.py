@@ -14,7 +14,7 @@ from typing import Any
 from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
-from newsletter.bounces.record import record as record_bounce
+from newsletter.bounces.record import record_bounce
 from newsletter.delivery.batch import SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport

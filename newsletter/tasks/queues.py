@@ -20,7 +20,7 @@ DEFAULT_QUEUE = "default"
 WEBHOOK_QUEUE = "webhooks"
 ALL_QUEUES = (MAIL_QUEUE, SEND_QUEUE, DEFAULT_QUEUE, WEBHOOK_QUEUE)
 # What a worker process's main worker takes; webhooks have a thread of their own beside it
-# (tasks/webhook_worker.py), so no webhook post ever waits in front of a mail.
+# (tasks/webhook_thread.py), so no webhook post ever waits in front of a mail.
 MAIL_WORK_QUEUES = (MAIL_QUEUE, SEND_QUEUE, DEFAULT_QUEUE)
 # Set while a worker runs a batch: a dispatcher leaves that batch alone.
 ALIVE_KEY = "newsletter:send-alive:{issue}:{batch}"

@@ -18,7 +18,7 @@ from newsletter.tasks.dispatch import dispatch
 from newsletter.tasks.mail import reconcile as reconcile_mail
 from newsletter.tasks.manage import reconcile as reconcile_address_mail
 from newsletter.tasks.process import owner_is_dead
-from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
+from newsletter.tasks.webhook_posts import reconcile as reconcile_webhooks
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from newsletter.tasks.polling import PollingWorker
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
 from newsletter.tasks.queues import ALL_QUEUES, MAIL_WORK_QUEUES
 from newsletter.tasks.tick import scheduler_tick
-from newsletter.tasks.webhook_worker import start_webhook_runner
+from newsletter.tasks.webhook_thread import start_webhook_runner
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from newsletter.extensions import csrf
 from newsletter.subscribers import limits
-from newsletter.subscribers.state import SIGNUP_ANSWER
+from newsletter.subscribers.signup import SIGNUP_ANSWER
 from newsletter.web import public, signup
 from newsletter.web.pages import page
 

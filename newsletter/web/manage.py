@@ -33,7 +33,7 @@ from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import manage
 from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
-from newsletter.subscribers.state import subscribe
+from newsletter.subscribers.signup import subscribe
 from newsletter.tasks.mail import queue_confirmation
 from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice
 from newsletter.web.pages import MAX_TOKEN, bad_link, page

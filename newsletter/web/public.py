@@ -41,13 +41,8 @@ from newsletter.models import (
 )
 from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
-from newsletter.subscribers.state import (
-    CONFIRMABLE,
-    ConfirmOutcome,
-    SubscribeResult,
-    confirm,
-    reserve_confirmation,
-)
+from newsletter.subscribers.signup import SubscribeResult, reserve_confirmation
+from newsletter.subscribers.state import CONFIRMABLE, ConfirmOutcome, confirm
 from newsletter.tasks.mail import queue_confirmation, queue_welcome
 from newsletter.web import signup
 from newsletter.web.pages import MAX_TOKEN, bad_link, page

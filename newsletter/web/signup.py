@@ -30,7 +30,7 @@ from newsletter.extensions import db, get_redis
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
-from newsletter.subscribers.state import SubscribeResult, subscribe
+from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 

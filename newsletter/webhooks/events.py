@@ -2,7 +2,7 @@
 
 The body is JSON; ``X-Newsletter-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body
 bytes keyed with the webhook's secret, and ``X-Newsletter-Timestamp`` says when it was signed.
-Rows are handed to workers once the transaction that made them commits (``tasks.webhooks``).
+Rows are handed to workers once the transaction that made them commits (``tasks.webhook_posts``).
 """
 
 from __future__ import annotations

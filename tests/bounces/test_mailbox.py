@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from newsletter.bounces.inbound import take_in
+from newsletter.bounces.inbound import apply_mail
 from newsletter.bounces.mailbox import MailboxError, poll
 from newsletter.config import ConfigError, parse_mailbox
 from newsletter.extensions import db
@@ -128,7 +128,7 @@ def test_a_message_over_the_cap_is_removed_unread(
     app = mailbox_app(make_app, sink, server.url(scheme, user))
 
     def take(raw: bytes, envelope_to: str) -> list[str]:
-        return take_in(db.session(), raw, envelope_to, app.config)
+        return apply_mail(db.session(), raw, envelope_to, app.config)
 
     done = poll(app.config["BOUNCE_MAILBOX"], take, max_size=50_000)
     assert done.handled == 1 and done.lines[0].startswith("refused: the message is over")

@@ -12,8 +12,8 @@ from flask import g
 from newsletter.extensions import db
 from newsletter.models import ConfirmLimit, Subscriber
 from newsletter.subscribers.limits import DOMAIN_CONFIRMATIONS, client_key
+from newsletter.subscribers.signup import subscribe as subscribe_domain
 from newsletter.subscribers.state import erase
-from newsletter.subscribers.state import subscribe as subscribe_domain
 from newsletter.subscribers.validate import mailbox_domain, mailbox_key
 from tests.helpers.readers import outcome, post_form, subscribe, subscriber, without_address
 

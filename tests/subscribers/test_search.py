@@ -10,7 +10,8 @@ from newsletter.extensions import db
 from newsletter.models import Subscriber
 from newsletter.subscribers import search
 from newsletter.subscribers.imports import import_csv
-from newsletter.subscribers.state import bounce, confirm, erase, subscribe, unsubscribe
+from newsletter.subscribers.signup import subscribe
+from newsletter.subscribers.state import bounce, confirm, erase, unsubscribe
 from newsletter.web.editor import subscribers as people
 from tests.helpers import emails_on
 from tests.helpers.editors import editor_client

@@ -12,6 +12,7 @@ from newsletter.errors import Invalid
 from newsletter.extensions import db
 from newsletter.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
 from newsletter.subscribers.imports import import_csv
+from newsletter.subscribers.signup import subscribe as subscribe_domain
 from newsletter.subscribers.state import (
     TRANSITIONS,
     Action,
@@ -21,7 +22,6 @@ from newsletter.subscribers.state import (
     erase,
     unsubscribe,
 )
-from newsletter.subscribers.state import subscribe as subscribe_domain
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.worker import build_worker
 from tests.helpers import html_part, text_part

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from newsletter.bounces.intake import Notice, apply
+from newsletter.bounces.intake import Notice, apply_notice
 from newsletter.delivery.message import MessageIds
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
@@ -50,7 +50,7 @@ def _bounce(app: Any, issue_id: int, sub: Subscriber, kind: BounceKind, raw: str
         kind=kind, source="dsn", diagnostic="user unknown", status_code="5.1.1",
         message_id=mid, raw=raw,
     )  # fmt: skip
-    said = apply(db.session(), notice, app.config)
+    said = apply_notice(db.session(), notice, app.config)
     db.session.commit()
     return said
 

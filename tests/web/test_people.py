@@ -20,7 +20,8 @@ from newsletter.models import (
     WebhookDelivery,
     utcnow,
 )
-from newsletter.subscribers.state import subscribe, unsubscribe
+from newsletter.subscribers.signup import subscribe
+from newsletter.subscribers.state import unsubscribe
 from newsletter.webhooks.events import emit
 from tests.helpers import csrf_from, emails_on
 from tests.helpers.editors import editor_client

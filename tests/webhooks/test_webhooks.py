@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from rq.registry import ScheduledJobRegistry
 
-from newsletter.bounces.intake import Notice, apply
+from newsletter.bounces.intake import Notice, apply_notice
 from newsletter.delivery import lifecycle
 from newsletter.delivery.message import MessageIds
 from newsletter.extensions import db
@@ -29,10 +29,11 @@ from newsletter.models import (
     WebhookDelivery,
     utcnow,
 )
-from newsletter.subscribers.state import bounce, confirm, subscribe, unsubscribe
+from newsletter.subscribers.signup import subscribe
+from newsletter.subscribers.state import bounce, confirm, unsubscribe
 from newsletter.tasks.queues import WEBHOOK_QUEUE, get_queue
 from newsletter.tasks.tick import reconcile
-from newsletter.tasks.webhooks import reconcile as reconcile_webhooks
+from newsletter.tasks.webhook_posts import reconcile as reconcile_webhooks
 from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import backoff
 from tests.helpers import csrf_from
@@ -243,6 +244,25 @@ def test_a_delivery_whose_job_redis_lost_is_sent_after_reconcile(
     assert run_jobs() == 0
 
 
+def test_a_delivery_queued_under_the_jobs_old_module_name_still_goes_out(
+    app, receiver, run_jobs, redis_client
+):
+    register_webhook(db.session, receiver.url, ["subscriber.confirmed"])
+    db.session.commit()
+    result = subscribe(db.session, "old@example.com", "Old")
+    db.session.commit()
+    confirm(db.session, result.subscriber_id, 1)
+    db.session.commit()
+    redis_client.flushall()
+    row = db.session.scalar(sa.select(WebhookDelivery))
+    # As a worker from before the rename left it in Redis: the job named by its dotted path.
+    get_queue(WEBHOOK_QUEUE).enqueue("newsletter.tasks.webhooks.deliver", row.id)
+    run_jobs()
+    assert len(receiver.requests) == 1
+    db.session.expire_all()
+    assert db.session.get(WebhookDelivery, row.id).status == "ok"
+
+
 def test_a_waiting_retry_is_not_sent_early_by_the_reconciler(app, run_jobs, make_subscriber):
     down = Receiver(fail_first=10)
     try:
@@ -277,7 +297,7 @@ def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, m
     domain = app.config["MAIL_FROM"].rpartition("@")[2].rstrip(">")
     mid = MessageIds(issue.id, app.config["SECRET_KEY"].encode(), domain)(sub.id)
     notice = Notice(kind=BounceKind.COMPLAINT, source="arf", message_id=mid)
-    assert apply(db.session(), notice, app.config).startswith("recorded complaint")
+    assert apply_notice(db.session(), notice, app.config).startswith("recorded complaint")
     db.session.commit()
     run_jobs()
     payloads = [json.loads(b) for _h, b in receiver.requests]

@@ -1,4 +1,6 @@
-"""Mail providers' bounce and complaint webhooks: ``POST /hooks/bounces/<provider>``.
+"""Incoming: mail providers' bounce and complaint notifications, ``POST /hooks/bounces/<provider>``.
+
+(Outgoing webhooks, the ones this service posts, are ``webhooks/`` and ``tasks/webhook_posts.py``.)
 
 Every answer is JSON and none is a 500: a provider retries what we did not answer 2xx,
 so a refusal says why (401 unauthenticated, 400 unreadable, 404 not set up, 413 too big).
@@ -15,7 +17,7 @@ import redis
 from flask import Blueprint, Flask, current_app, jsonify, request
 
 from newsletter.bounces import providers
-from newsletter.bounces.intake import apply
+from newsletter.bounces.intake import apply_notice
 from newsletter.extensions import csrf, db, get_redis
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
@@ -60,7 +62,7 @@ def bounces(provider: str) -> Any:
     if hook.replay_key and not _first_time(hook.replay_key):
         return jsonify({"results": ["duplicate: this notification was already taken in"]})
     try:
-        results = [apply(db.session(), notice, config) for notice in hook.notices]
+        results = [apply_notice(db.session(), notice, config) for notice in hook.notices]
         db.session.commit()
     except BaseException:
         db.session.rollback()

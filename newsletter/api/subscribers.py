@@ -1,0 +1,162 @@
+"""Subscribers over the API: the public sign-up (with CORS for embedding pages), then list, read,
+change and erase."""
+
+from __future__ import annotations
+
+from flask import Response, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from newsletter.api.plumbing import (
+    ApiError,
+    bp,
+    int_arg,
+    json_body,
+    string_field,
+    token_required,
+)
+from newsletter.api.serialise import (
+    DEFAULT_LIMIT,
+    MAX_ID,
+    MAX_LIMIT,
+    MAX_QUERY,
+    SETTABLE_STATUS,
+    SUBSCRIBER_STATUS,
+    subscriber_json,
+)
+from newsletter.errors import NotFound
+from newsletter.extensions import db, get_redis
+from newsletter.models import EventKind, Subscriber, SubscriberEvent
+from newsletter.subscribers import limits as ratelimit
+from newsletter.subscribers import search
+from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
+from newsletter.subscribers.state import bounce, erase, unsubscribe
+from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.mail import queue_confirmation
+
+SUBSCRIBE_ANSWER = SIGNUP_ANSWER
+
+
+@bp.after_request
+def allow_embedding_origins(response: Response) -> Response:
+    """Let the pages of EMBED_ORIGINS call POST /api/v1/subscribe from a browser (CORS)."""
+    origin = request.headers.get("Origin", "")
+    if request.path == "/api/v1/subscribe" and origin in current_app.config["EMBED_ORIGINS"]:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers.add("Vary", "Origin")
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.post("/subscribe")
+def api_subscribe() -> ResponseReturnValue:
+    """Sign someone up with double opt-in; the answer never says whether they were known."""
+    config = current_app.config
+    data = json_body({"email", "name"}, {"email"})
+    email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
+    name = clean_name(data.get("name"))
+    # Only accepted sign-ups count; past the limit a program is told when to come back (the
+    # web form asks a person's browser for proof of work instead).
+    limit, client = config["SUBSCRIBE_RATE_LIMIT"], request.remote_addr or "-"
+    if ratelimit.over_limit(get_redis(), "subscribe", client, limit):
+        raise ApiError(
+            429,
+            "rate_limited",
+            "Too many sign-ups from here; try again later.",
+            **{"Retry-After": str(ratelimit.retry_after(limit))},
+        )
+    result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
+    db.session.commit()
+    ratelimit.count(get_redis(), "subscribe", client, limit)
+    if result.send_confirmation and result.due_at is not None:
+        # Never raises for Redis: the reconciler sends a mail it could not queue.
+        queue_confirmation(result.subscriber_id, result.due_at)
+    return jsonify(SUBSCRIBE_ANSWER), 202
+
+
+def _subscriber(subscriber_id: int) -> Subscriber:
+    # Beyond the column's range the database would refuse the query: simply not found.
+    sub = db.session.get(Subscriber, subscriber_id) if 0 < subscriber_id <= MAX_ID else None
+    if sub is None:
+        raise NotFound(f"No subscriber with id {subscriber_id}.")
+    return sub
+
+
+@bp.get("/subscribers")
+@token_required
+def list_subscribers() -> ResponseReturnValue:
+    """List subscribers newest first; pass next_cursor back as ?cursor= for the next page."""
+    status = request.args.get("status") or None
+    if status is not None and status not in SUBSCRIBER_STATUS:
+        raise ApiError(400, "invalid_parameter", "Unknown status.", "status")
+    q = (request.args.get("q") or "").strip()
+    if len(q) > MAX_QUERY or "\0" in q:
+        raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
+    limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
+    cursor = int_arg("cursor", None, 1, MAX_ID)
+    # The editor page's search: trigram indexes on both databases, never a full scan.
+    rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify(
+        {
+            "data": [subscriber_json(s) for s in rows],
+            "next_cursor": str(rows[-1].id) if more and rows else None,
+        }
+    )
+
+
+@bp.get("/subscribers/<id:subscriber_id>")
+@token_required
+def get_subscriber(subscriber_id: int) -> ResponseReturnValue:
+    """Return one subscriber."""
+    return jsonify(subscriber_json(_subscriber(subscriber_id)))
+
+
+@bp.patch("/subscribers/<id:subscriber_id>")
+@token_required
+def patch_subscriber(subscriber_id: int) -> ResponseReturnValue:
+    """Change a name, or unsubscribe / mark bounced (the only status changes allowed here)."""
+    sub = _subscriber(subscriber_id)
+    data = json_body({"name", "status"})
+    if "name" in data:
+        name = clean_name(string_field(data, "name"))
+    if "status" in data:
+        target = string_field(data, "status", 20)
+        if target not in SETTABLE_STATUS:
+            raise ApiError(
+                422,
+                "invalid_status",
+                "Status can only be set to unsubscribed or bounced; people confirm themselves.",
+                "status",
+            )
+        if sub.status.value != target and sub.status.value not in ("pending", "confirmed"):
+            raise ApiError(
+                409,
+                "invalid_transition",
+                f"A subscriber who is {sub.status.value} cannot become {target}.",
+                "status",
+            )
+    if "name" in data and name != sub.name:
+        sub.name = name
+        db.session.add(SubscriberEvent(subscriber=sub, kind=EventKind.EDITED, detail="name (api)"))
+    if "status" in data and sub.status.value != target:
+        if target == "unsubscribed":
+            unsubscribe(db.session(), sub.id, detail="api")
+        else:
+            bounce(db.session(), sub.id, detail="marked bounced via the api")
+    db.session.commit()
+    db.session.refresh(sub)
+    return jsonify(subscriber_json(sub))
+
+
+@bp.delete("/subscribers/<id:subscriber_id>")
+@token_required
+def delete_subscriber(subscriber_id: int) -> ResponseReturnValue:
+    """Erase a person: every row with their address or name."""
+    sub = _subscriber(subscriber_id)
+    erase(db.session(), sub.email)
+    db.session.commit()
+    return "", 204
