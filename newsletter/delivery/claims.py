@@ -28,7 +28,6 @@ from newsletter.models import (
 )
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741
 
 # Rows claimed at a time: big enough that claiming costs little per message; unsubscribes are
 # still seen quickly because the claimed rows are re-checked every RECHECK_SECONDS.
@@ -119,7 +118,7 @@ def claim(
     )
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    sending = sa.exists().where(Issue.id == issue_id, Issue.status == I.SENDING)
+    sending = sa.exists().where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
     session.execute(
         sa.update(Delivery)
         .where(Delivery.id.in_(candidates.scalar_subquery()), Delivery.status == D.QUEUED, sending)

@@ -9,19 +9,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.delivery.claims import paused_note
+from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.models import (
-    ISSUE_UNSENT,
     Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
     Subscriber,
     SubscriberStatus,
-    rowcount,
 )
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741 - reads as a table of states below
 
 
 @dataclass(frozen=True)
@@ -40,17 +38,9 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
     Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
     calls start one send. The caller commits (or rolls back, e.g. when nobody is confirmed).
     """
-    moved = rowcount(
-        session.execute(
-            sa.update(Issue)
-            .where(Issue.id == issue_id, Issue.status.in_(ISSUE_UNSENT))
-            .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if moved != 1:
+    if not move_issue(session, issue_id, IssueMove.QUEUE, now):
         status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
-        return QueueResult(False, 0, 0, status or I.CANCELLED)
+        return QueueResult(False, 0, 0, status or IssueStatus.CANCELLED)
     rank = sa.func.row_number().over(order_by=Subscriber.id)
     # A paused reader is in the snapshot as skipped, the reason on the row: the send's
     # counts show them, and nobody claims them.
@@ -77,4 +67,4 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
         .values(audience=audience, batches=batches)
         .execution_options(synchronize_session=False)
     )
-    return QueueResult(True, audience, batches, I.SENDING)
+    return QueueResult(True, audience, batches, IssueStatus.SENDING)

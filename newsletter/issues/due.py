@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.delivery.plan import queue_issue
 from newsletter.issues.schedule import due_slot
 from newsletter.models import Issue, IssueStatus, rowcount
@@ -49,17 +50,7 @@ def _start_scheduled(session: Session, now: datetime, batch_size: int) -> list[t
             # Like `issues send`: nobody confirmed means no send. Back to draft, with the
             # reason shown, so the editor sees it and the tick does not retry it forever.
             session.rollback()
-            session.execute(
-                sa.update(Issue)
-                .where(Issue.id == issue_id, Issue.status == IssueStatus.SCHEDULED)
-                .values(
-                    status=IssueStatus.DRAFT,
-                    scheduled_at=None,
-                    pause_reason=NOBODY_SCHEDULED,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+            move_issue(session, issue_id, IssueMove.UNSCHEDULE, now, pause_reason=NOBODY_SCHEDULED)
             session.commit()
             log.warning("scheduled issue %s not sent: no confirmed subscribers", issue_id)
             continue
