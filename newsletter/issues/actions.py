@@ -31,8 +31,6 @@ from newsletter.models import (
     ISSUE_UNSENT,
     Issue,
     IssueStatus,
-    Subscriber,
-    SubscriberStatus,
     rowcount,
     utcnow,
 )
@@ -169,15 +167,6 @@ def mark_ready(issue_id: int) -> str:
     return f"Issue {issue_id} is ready, but no WEEKLY_SLOT is set: send it with `issues send`."
 
 
-def _recipients() -> int:
-    return (
-        db.session.scalar(
-            sa.select(sa.func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
-        )
-        or 0
-    )
-
-
 @_unit
 def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
     """Queue an issue now, or schedule it at an aware datetime; repeating it changes nothing."""
@@ -200,9 +189,9 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
         return Outcome(
             f"Issue {issue_id} is scheduled for {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
         )
-    if _recipients() == 0:
-        raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
     result = plan.queue_issue(db.session(), issue.id, now, this_app().config["BATCH_SIZE"])
+    if result.nobody:
+        raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
     db.session.commit()
     db.session.refresh(issue)
     if not result.started:
