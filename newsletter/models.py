@@ -320,6 +320,12 @@ class Webhook(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    OK = "ok"
+    FAILED = "failed"
+
+
 class WebhookDelivery(Model):
     __tablename__ = "webhook_delivery"
 
@@ -329,7 +335,11 @@ class WebhookDelivery(Model):
     )
     event: Mapped[str] = mapped_column(sa.String(50))
     payload: Mapped[str] = mapped_column(sa.Text())
-    status: Mapped[str] = mapped_column(sa.String(20), default="pending")  # pending, ok, failed
+    # The same VARCHAR(20) as before it was an enum: no CHECK constraint, so no migration.
+    status: Mapped[WebhookDeliveryStatus] = mapped_column(
+        _enum(WebhookDeliveryStatus, "webhook_delivery_status"),
+        default=WebhookDeliveryStatus.PENDING,
+    )
     attempts: Mapped[int] = mapped_column(default=0)
     response_code: Mapped[int | None] = mapped_column()
     last_error: Mapped[str] = mapped_column(sa.String(300), default="")

@@ -50,7 +50,6 @@ from newsletter.mail.smtp import (
 from newsletter.models import BounceKind, Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741
 
 RECHECK_SECONDS = 0.05
 
@@ -218,7 +217,7 @@ class _BatchRun:
         wait_until = next_retry_at(session, self.issue_id, self.batch)
         status = session.scalar(sa.select(Issue.status).where(Issue.id == self.issue_id))
         session.commit()
-        if wait_until is None or status is not I.SENDING:
+        if wait_until is None or status is not IssueStatus.SENDING:
             return False
         wait = (wait_until - utcnow()).total_seconds()
         if wait > self.settings.short_wait:
@@ -265,7 +264,7 @@ class _BatchRun:
 
         A paused or cancelled issue ends the batch here: the unsent rest goes back.
         """
-        if self.recorder.issue_status(self.issue_id) is not I.SENDING:
+        if self.recorder.issue_status(self.issue_id) is not IssueStatus.SENDING:
             self._halt(claim_id, rest)
         return self._skip_departed(claim_id)
 
@@ -372,7 +371,7 @@ class _BatchRun:
 
 def _queued_and_due(session: Session, issue_id: int, batch: int) -> bool:
     due = sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= utcnow())
-    sending = sa.exists().where(Issue.id == issue_id, Issue.status == I.SENDING)
+    sending = sa.exists().where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
     return bool(
         session.scalar(
             sa.select(

@@ -16,19 +16,18 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from newsletter.delivery.audience import in_audience, paused_note, receiving
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
     Issue,
     IssueStatus,
     Subscriber,
-    SubscriberStatus,
     rowcount,
     utcnow,
 )
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741
 
 # Rows claimed at a time: big enough that claiming costs little per message; unsubscribes are
 # still seen quickly because the claimed rows are re-checked every RECHECK_SECONDS.
@@ -44,26 +43,6 @@ class Claimed:
     created_at: datetime  # when the reader's row was made: their manage link names it
 
 
-def paused_note(dialect: str) -> sa.ColumnElement[str]:
-    """SQL spelling a paused reader's skip reason, "paused until 2026-12-29" (the UTC day)."""
-    until = Subscriber.paused_until
-    if dialect == "postgresql":
-        day = sa.func.to_char(sa.func.timezone("UTC", until), "YYYY-MM-DD", type_=sa.String())
-    else:
-        # SQLite keeps the UTC time as text, "2026-12-29 10:00:00.000000".
-        day = sa.func.substr(until, 1, 10, type_=sa.String())
-    return sa.literal("paused until ", type_=sa.String()) + day
-
-
-def receiving(now: datetime) -> sa.ColumnElement[bool]:
-    """SQL saying that a delivery's subscriber is confirmed and not paused at ``now``."""
-    return sa.exists().where(
-        Subscriber.id == Delivery.subscriber_id,
-        Subscriber.status == SubscriberStatus.CONFIRMED,
-        sa.or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now),
-    )
-
-
 def skip_unsubscribed(
     session: Session, issue_id: int, batch: int | None = None, now: datetime | None = None
 ) -> int:
@@ -72,13 +51,10 @@ def skip_unsubscribed(
     where = [Delivery.issue_id == issue_id, Delivery.status == D.QUEUED, ~receiving(now)]
     if batch is not None:
         where.append(Delivery.batch == batch)
-    # Still confirmed yet not receiving: paused. The reason names the day the pause ends.
+    # Still in the audience yet not receiving: paused. The reason names the day the pause ends.
     paused = (
         sa.select(paused_note(session.get_bind().dialect.name))
-        .where(
-            Subscriber.id == Delivery.subscriber_id,
-            Subscriber.status == SubscriberStatus.CONFIRMED,
-        )
+        .where(Subscriber.id == Delivery.subscriber_id, in_audience())
         .scalar_subquery()
     )
     return rowcount(
@@ -119,7 +95,7 @@ def claim(
     )
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True)
-    sending = sa.exists().where(Issue.id == issue_id, Issue.status == I.SENDING)
+    sending = sa.exists().where(Issue.id == issue_id, Issue.status == IssueStatus.SENDING)
     session.execute(
         sa.update(Delivery)
         .where(Delivery.id.in_(candidates.scalar_subquery()), Delivery.status == D.QUEUED, sending)
@@ -231,10 +207,8 @@ _NO_LONGER_CONFIRMED = sa.select(_DELIVERY.c.id).where(
     _DELIVERY.c.batch == sa.bindparam("batch"),
     _DELIVERY.c.claimed_by == sa.bindparam("claim_id"),
     _DELIVERY.c.status == D.SENDING,
-    ~sa.exists().where(
-        _SUBSCRIBER.c.id == _DELIVERY.c.subscriber_id,
-        _SUBSCRIBER.c.status == SubscriberStatus.CONFIRMED,
-    ),
+    # Only leaving the audience is checked here; a reader's own pause is seen at the next claim.
+    ~sa.exists().where(_SUBSCRIBER.c.id == _DELIVERY.c.subscriber_id, in_audience()),
 )
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.models import (
     ISSUE_ACTIVE,
-    ISSUE_UNSENT,
     Delivery,
     DeliveryStatus,
     Issue,
@@ -22,7 +22,6 @@ from newsletter.models import (
 )
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741
 
 LEASE_EXPIRED = "lease expired; may have been sent"
 OWNER_DIED = "its worker died; may have been sent"
@@ -36,57 +35,27 @@ def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     open_work = sa.exists().where(
         Delivery.issue_id == issue_id, Delivery.status.in_((D.QUEUED, D.SENDING))
     )
-    finished = (
-        rowcount(
-            session.execute(
-                sa.update(Issue)
-                .where(Issue.id == issue_id, Issue.status == I.SENDING, ~open_work)
-                .values(status=I.SENT, sent_at=now, updated_at=now)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        == 1
-    )
+    finished = move_issue(session, issue_id, IssueMove.FINISH, now, where=[~open_work])
     if finished:
         for listener in ISSUE_SENT_LISTENERS:  # e.g. webhooks; same transaction
             listener(session, issue_id)
     return finished
 
 
-def _move(session: Session, issue_id: int, frm: tuple[IssueStatus, ...], **values: Any) -> bool:
-    return (
-        rowcount(
-            session.execute(
-                sa.update(Issue)
-                .where(Issue.id == issue_id, Issue.status.in_(frm))
-                .values(updated_at=utcnow(), **values)
-                .execution_options(synchronize_session=False)
-            )
-        )
-        == 1
-    )
-
-
 def pause(session: Session, issue_id: int, reason: str = "paused by an editor") -> bool:
     """Stop handing out deliveries of a sending issue; what is in flight finishes."""
-    return _move(session, issue_id, (I.SENDING,), status=I.PAUSED, pause_reason=reason[:300])
+    return move_issue(session, issue_id, IssueMove.PAUSE, utcnow(), pause_reason=reason[:300])
 
 
 def resume(session: Session, issue_id: int) -> bool:
     """Let a paused issue's deliveries be claimed again (the caller re-dispatches batches)."""
     # A retry that was waiting keeps its time; nothing else changes, so nobody is skipped.
-    return _move(session, issue_id, (I.PAUSED,), status=I.SENDING, pause_reason="")
+    return move_issue(session, issue_id, IssueMove.RESUME, utcnow())
 
 
 def cancel(session: Session, issue_id: int) -> bool:
     """Cancel an issue: queued deliveries become skipped ('cancelled'); in-flight ones finish."""
-    moved = _move(
-        session,
-        issue_id,
-        (*ISSUE_UNSENT, *ISSUE_ACTIVE),
-        status=I.CANCELLED,
-        scheduled_at=None,
-    )
+    moved = move_issue(session, issue_id, IssueMove.CANCEL, utcnow())
     if moved:
         _skip_cancelled(session, issue_id)
     return moved
@@ -110,7 +79,7 @@ def skip_if_cancelled(session: Session, issue_id: int) -> int:
     after committing the give-back, so copies released after the cancel's own skip are not
     left queued until the reconciler's next sweep.
     """
-    cancelled = sa.exists().where(Issue.id == issue_id, Issue.status == I.CANCELLED)
+    cancelled = sa.exists().where(Issue.id == issue_id, Issue.status == IssueStatus.CANCELLED)
     return _skip_cancelled(session, issue_id, cancelled)
 
 
@@ -165,7 +134,7 @@ def reconcile(
     report = Reconciliation()
     live = session.execute(
         sa.select(Issue.id, Issue.status).where(
-            Issue.status.in_((*ISSUE_ACTIVE, I.CANCELLED)), Issue.queued_at.is_not(None)
+            Issue.status.in_((*ISSUE_ACTIVE, IssueStatus.CANCELLED)), Issue.queued_at.is_not(None)
         )
     ).all()
     for issue_id, status in live:
@@ -184,10 +153,10 @@ def reconcile(
                 .execution_options(synchronize_session=False)
             )
         )
-        if status is I.CANCELLED:
+        if status is IssueStatus.CANCELLED:
             _skip_cancelled(session, issue_id)
             continue
-        if status is not I.SENDING:
+        if status is not IssueStatus.SENDING:
             continue
         if finish_if_done(session, issue_id, now):
             report.finished.append(issue_id)

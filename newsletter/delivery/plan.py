@@ -1,4 +1,4 @@
-"""Plan a send: snapshot the confirmed subscribers into one delivery row each, once per issue."""
+"""Plan a send: snapshot the issue's audience into one delivery row each, once per issue."""
 
 from __future__ import annotations
 
@@ -8,20 +8,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.claims import paused_note
-from newsletter.models import (
-    ISSUE_UNSENT,
-    Delivery,
-    DeliveryStatus,
-    Issue,
-    IssueStatus,
-    Subscriber,
-    SubscriberStatus,
-    rowcount,
-)
+from newsletter.delivery.audience import audience, paused, paused_note
+from newsletter.delivery.issue_state import IssueMove, move_issue
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber
 
 D = DeliveryStatus
-I = IssueStatus  # noqa: E741 - reads as a table of states below
 
 
 @dataclass(frozen=True)
@@ -30,51 +21,54 @@ class QueueResult:
     audience: int
     batches: int
     status: IssueStatus
+    # Nobody to send to: the plan changed nothing, and the issue keeps ``status``.
+    nobody: bool = False
 
 
 def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int) -> QueueResult:
-    """Snapshot the confirmed subscribers into deliveries and mark the issue sending.
+    """Snapshot the issue's audience into deliveries and mark the issue sending.
 
-    Readers paused at ``now`` are in the snapshot already skipped, with the reason.
+    Readers paused at ``now`` are in the snapshot already skipped, with the reason. With
+    nobody in the audience the issue is left as it was and the result says ``nobody``.
 
     Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
-    calls start one send. The caller commits (or rolls back, e.g. when nobody is confirmed).
+    calls start one send. The caller commits.
     """
-    moved = rowcount(
-        session.execute(
-            sa.update(Issue)
-            .where(Issue.id == issue_id, Issue.status.in_(ISSUE_UNSENT))
-            .values(status=I.SENDING, queued_at=now, pause_reason="", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    if moved != 1:
+    # A savepoint, so that "nobody to send to" undoes the move and leaves the issue as it was.
+    snapshot = session.begin_nested()
+    if not move_issue(session, issue_id, IssueMove.QUEUE, now):
+        snapshot.rollback()
         status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
-        return QueueResult(False, 0, 0, status or I.CANCELLED)
+        return QueueResult(False, 0, 0, status or IssueStatus.CANCELLED)
     rank = sa.func.row_number().over(order_by=Subscriber.id)
     # A paused reader is in the snapshot as skipped, the reason on the row: the send's
     # counts show them, and nobody claims them.
-    paused = Subscriber.paused_until > now
-    snapshot = sa.select(
+    skipped = paused(now)
+    rows = audience(
         sa.literal(issue_id),
         Subscriber.id,
         (rank - 1) // batch_size,
-        sa.case((paused, sa.literal(D.SKIPPED.value)), else_=sa.literal(D.QUEUED.value)),
+        sa.case((skipped, sa.literal(D.SKIPPED.value)), else_=sa.literal(D.QUEUED.value)),
         sa.literal(0),
-        sa.case((paused, paused_note(session.get_bind().dialect.name)), else_=sa.literal("")),
-    ).where(Subscriber.status == SubscriberStatus.CONFIRMED)
+        sa.case((skipped, paused_note(session.get_bind().dialect.name)), else_=sa.literal("")),
+    )
     session.execute(
         sa.insert(Delivery).from_select(
-            ["issue_id", "subscriber_id", "batch", "status", "attempts", "last_error"], snapshot
+            ["issue_id", "subscriber_id", "batch", "status", "attempts", "last_error"], rows
         )
     )
     # Counted, not taken from rowcount: drivers disagree on it for INSERT ... SELECT.
-    audience = session.scalar(sa.select(sa.func.count()).where(Delivery.issue_id == issue_id)) or 0
-    batches = -(-audience // batch_size)
+    count = session.scalar(sa.select(sa.func.count()).where(Delivery.issue_id == issue_id)) or 0
+    if not count:
+        snapshot.rollback()
+        status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
+        return QueueResult(False, 0, 0, status or IssueStatus.CANCELLED, nobody=True)
+    batches = -(-count // batch_size)
     session.execute(
         sa.update(Issue)
         .where(Issue.id == issue_id)
-        .values(audience=audience, batches=batches)
+        .values(audience=count, batches=batches)
         .execution_options(synchronize_session=False)
     )
-    return QueueResult(True, audience, batches, I.SENDING)
+    snapshot.commit()
+    return QueueResult(True, count, batches, IssueStatus.SENDING)

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from newsletter.delivery import lifecycle, message, plan, progress
+from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.errors import Conflict, Invalid, NotFound, Upstream
 from newsletter.extensions import db, this_app
 from newsletter.issues.schedule import next_slot
@@ -30,8 +31,6 @@ from newsletter.models import (
     ISSUE_UNSENT,
     Issue,
     IssueStatus,
-    Subscriber,
-    SubscriberStatus,
     rowcount,
     utcnow,
 )
@@ -151,16 +150,7 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
 def mark_ready(issue_id: int) -> str:
     """Mark a draft ready for the next weekly slot."""
     issue = _get(issue_id)
-    moved = rowcount(
-        db.session.execute(
-            sa.update(Issue)
-            .where(
-                Issue.id == issue.id, Issue.status.in_((IssueStatus.DRAFT, IssueStatus.SCHEDULED))
-            )
-            .values(status=IssueStatus.READY, scheduled_at=None, updated_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-    )
+    moved = move_issue(db.session(), issue.id, IssueMove.MARK_READY, utcnow())
     db.session.commit()
     if not moved:
         db.session.refresh(issue)
@@ -177,15 +167,6 @@ def mark_ready(issue_id: int) -> str:
     return f"Issue {issue_id} is ready, but no WEEKLY_SLOT is set: send it with `issues send`."
 
 
-def _recipients() -> int:
-    return (
-        db.session.scalar(
-            sa.select(sa.func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
-        )
-        or 0
-    )
-
-
 @_unit
 def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
     """Queue an issue now, or schedule it at an aware datetime; repeating it changes nothing."""
@@ -198,15 +179,8 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
     if issue.status in ISSUE_PUBLIC:
         return Outcome(_already(issue))
     if at is not None and at > now:
-        moved = rowcount(
-            db.session.execute(
-                sa.update(Issue)
-                .where(Issue.id == issue.id, Issue.status.in_(ISSUE_UNSENT))
-                .values(
-                    status=IssueStatus.SCHEDULED, scheduled_at=at.astimezone(UTC), updated_at=now
-                )
-                .execution_options(synchronize_session=False)
-            )
+        moved = move_issue(
+            db.session(), issue.id, IssueMove.SCHEDULE, now, scheduled_at=at.astimezone(UTC)
         )
         db.session.commit()
         db.session.refresh(issue)
@@ -215,9 +189,9 @@ def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
         return Outcome(
             f"Issue {issue_id} is scheduled for {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
         )
-    if _recipients() == 0:
-        raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
     result = plan.queue_issue(db.session(), issue.id, now, this_app().config["BATCH_SIZE"])
+    if result.nobody:
+        raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
     db.session.commit()
     db.session.refresh(issue)
     if not result.started:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.delivery.plan import queue_issue
 from newsletter.issues.schedule import due_slot
 from newsletter.models import Issue, IssueStatus, rowcount
@@ -45,21 +46,10 @@ def _start_scheduled(session: Session, now: datetime, batch_size: int) -> list[t
     session.commit()
     for issue_id in due_ids:
         result = queue_issue(session, issue_id, now, batch_size)
-        if result.started and not result.audience:
+        if result.nobody:
             # Like `issues send`: nobody confirmed means no send. Back to draft, with the
             # reason shown, so the editor sees it and the tick does not retry it forever.
-            session.rollback()
-            session.execute(
-                sa.update(Issue)
-                .where(Issue.id == issue_id, Issue.status == IssueStatus.SCHEDULED)
-                .values(
-                    status=IssueStatus.DRAFT,
-                    scheduled_at=None,
-                    pause_reason=NOBODY_SCHEDULED,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+            move_issue(session, issue_id, IssueMove.UNSCHEDULE, now, pause_reason=NOBODY_SCHEDULED)
             session.commit()
             log.warning("scheduled issue %s not sent: no confirmed subscribers", issue_id)
             continue
@@ -94,9 +84,10 @@ def _start_slot(
             )
         )
         result = queue_issue(session, ready, now, batch_size)
-        if took and result.started and not result.audience:
+        if took and result.nobody:
             # Nobody to send to: the issue stays ready (for this slot while its grace
-            # lasts, then the next one), as `issues send` would leave it.
+            # lasts, then the next one), as `issues send` would leave it. The rollback
+            # gives the slot back.
             session.rollback()
             log.warning("weekly slot: issue %s not sent: no confirmed subscribers", ready)
         elif took and result.started:

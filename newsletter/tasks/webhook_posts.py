@@ -13,7 +13,7 @@ from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session
 
 from newsletter.extensions import db, get_redis
-from newsletter.models import WebhookDelivery, utcnow
+from newsletter.models import WebhookDelivery, WebhookDeliveryStatus, utcnow
 from newsletter.tasks.queues import FAILURE_TTL, RESULT_TTL, WEBHOOK_QUEUE, enqueue, get_queue
 from newsletter.webhooks import events
 from newsletter.webhooks.post import attempt, backoff
@@ -89,7 +89,10 @@ def retry_pending(
     cutoff = utcnow() - older_than
     rows = session.execute(
         sa.select(WebhookDelivery.id, WebhookDelivery.attempts)
-        .where(WebhookDelivery.status == "pending", WebhookDelivery.created_at < cutoff)
+        .where(
+            WebhookDelivery.status == WebhookDeliveryStatus.PENDING,
+            WebhookDelivery.created_at < cutoff,
+        )
         .order_by(WebhookDelivery.id)
         .limit(limit)
     ).all()

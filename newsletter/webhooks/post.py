@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from newsletter.models import Webhook, WebhookDelivery, utcnow
+from newsletter.models import Webhook, WebhookDelivery, WebhookDeliveryStatus, utcnow
 from newsletter.webhooks.address import IPAddress, Refused, checked_addresses
 from newsletter.webhooks.events import sign
 
@@ -173,11 +173,11 @@ def post(url: str, body: bytes, headers: dict[str, str], allow: Collection[str] 
 def attempt(session: Session, delivery_id: int, allow: Collection[str] = ()) -> Attempt:
     """POST one pending delivery and record the answer; say whether to try again."""
     row = session.get(WebhookDelivery, delivery_id)
-    if row is None or row.status != "pending":
+    if row is None or row.status != WebhookDeliveryStatus.PENDING:
         return Attempt("skipped")
     hook = session.get(Webhook, row.webhook_id)
     if hook is None or not hook.active:
-        row.status = "failed"
+        row.status = WebhookDeliveryStatus.FAILED
         row.last_error = "webhook removed or disabled"
         session.commit()
         return Attempt("skipped")
@@ -204,18 +204,18 @@ def attempt(session: Session, delivery_id: int, allow: Collection[str] = ()) -> 
     except Failed as exc:
         error = str(exc)
     row = session.get(WebhookDelivery, delivery_id)
-    if row is None or row.status != "pending":
+    if row is None or row.status != WebhookDeliveryStatus.PENDING:
         return Attempt("skipped")  # erased, or recorded by another try meanwhile
     row.attempts += 1
     row.response_code = code
     row.last_error = error
     if not error:
-        row.status = "ok"
+        row.status = WebhookDeliveryStatus.OK
         row.delivered_at = utcnow()
         session.commit()
         return Attempt("delivered")
     if row.attempts >= MAX_ATTEMPTS:
-        row.status = "failed"
+        row.status = WebhookDeliveryStatus.FAILED
         session.commit()
         return Attempt("failed for good")
     session.commit()

@@ -24,6 +24,7 @@ from newsletter.auth.passwords import authenticate
 from newsletter.auth.sessions import current_editor, log_in, log_out, login_required, safe_next
 from newsletter.auth.throttle import clear_failures, login_blocked, record_failure
 from newsletter.bounces.listing import issue_counts
+from newsletter.delivery.audience import count_audience
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
@@ -33,8 +34,6 @@ from newsletter.models import (
     MAX_EMAIL_LENGTH,
     Issue,
     IssueStatus,
-    Subscriber,
-    SubscriberStatus,
 )
 from newsletter.tasks import dispatch
 
@@ -166,12 +165,7 @@ def new_issue() -> Any:
 
 
 def _confirmed_count() -> int:
-    return int(
-        db.session.scalar(
-            sa.select(sa.func.count()).where(Subscriber.status == SubscriberStatus.CONFIRMED)
-        )
-        or 0
-    )
+    return count_audience(db.session())
 
 
 def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:

@@ -1,0 +1,65 @@
+"""Who receives an issue: the one definition the plan, the claims, the editor and the API share.
+
+Today an issue's audience is every confirmed subscriber. A reader who paused is still in it:
+the snapshot keeps them as a skipped copy with the reason, and nobody claims it. Segments
+will be one more argument to ``audience``; everything that asks "who gets it" asks here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.models import Delivery, Subscriber, SubscriberStatus
+
+
+def in_audience() -> sa.ColumnElement[bool]:
+    """SQL saying that a subscriber row is in an issue's audience (paused or not)."""
+    return Subscriber.status == SubscriberStatus.CONFIRMED
+
+
+def paused(now: datetime) -> sa.ColumnElement[bool]:
+    """SQL saying that a subscriber row is paused at ``now``: in the snapshot, but skipped."""
+    return Subscriber.paused_until > now
+
+
+def not_paused(now: datetime) -> sa.ColumnElement[bool]:
+    """SQL saying that a subscriber row is not paused at ``now`` (a NULL pause is none)."""
+    return sa.or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now)
+
+
+def paused_note(dialect: str) -> sa.ColumnElement[str]:
+    """SQL spelling a paused reader's skip reason, "paused until 2026-12-29" (the UTC day)."""
+    until = Subscriber.paused_until
+    if dialect == "postgresql":
+        day = sa.func.to_char(sa.func.timezone("UTC", until), "YYYY-MM-DD", type_=sa.String())
+    else:
+        # SQLite keeps the UTC time as text, "2026-12-29 10:00:00.000000".
+        day = sa.func.substr(until, 1, 10, type_=sa.String())
+    return sa.literal("paused until ", type_=sa.String()) + day
+
+
+def audience(*columns: Any) -> sa.Select[Any]:
+    """Return the SELECT of ``columns`` (default: the id) over the readers who receive an issue."""
+    return sa.select(*(columns or (Subscriber.id,))).where(in_audience())
+
+
+def count_audience(session: Session) -> int:
+    """Return how many readers an issue sent now would be snapshotted for (paused ones too)."""
+    query = sa.select(sa.func.count()).select_from(Subscriber).where(in_audience())
+    return session.scalar(query) or 0
+
+
+def still_in_audience() -> sa.Exists:
+    """SQL saying that a delivery's subscriber is still in the audience (paused or not)."""
+    return sa.exists().where(Subscriber.id == Delivery.subscriber_id, in_audience())
+
+
+def receiving(now: datetime) -> sa.Exists:
+    """SQL saying that a delivery's subscriber is in the audience and not paused at ``now``."""
+    return sa.exists().where(
+        Subscriber.id == Delivery.subscriber_id, in_audience(), not_paused(now)
+    )
