@@ -49,7 +49,7 @@ from newsletter.subscribers import search
 from newsletter.subscribers.state import SIGNUP_ANSWER, bounce, erase, subscribe, unsubscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks import dispatch
-from newsletter.tasks.mail import queue_confirmation
+from newsletter.tasks.mail import queue_owed_confirmation
 
 API_PREFIX = "/api/v1"
 bp = Blueprint("api", __name__, url_prefix=API_PREFIX)
@@ -268,9 +268,7 @@ def api_subscribe() -> ResponseReturnValue:
     result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
     db.session.commit()
     ratelimit.count(get_redis(), "subscribe", client, limit)
-    if result.send_confirmation and result.due_at is not None:
-        # Never raises for Redis: the reconciler sends a mail it could not queue.
-        queue_confirmation(result.subscriber_id, result.due_at)
+    queue_owed_confirmation(result)  # never raises for Redis
     return jsonify(SUBSCRIBE_ANSWER), 202
 
 
@@ -466,7 +464,7 @@ def test_issue(issue_id: int) -> ResponseReturnValue:
         address = normalize_email(_string(data, "to", 300))
     except Invalid as exc:  # the validator names its input "email"; here it is "to"
         raise ApiError(422, "invalid_email", exc.message, "to") from None
-    issues.send_test(issue_id, address)
+    dispatch.send_test(issue_id, address)
     return jsonify({"message": f"A test copy went to {address}."}), 202
 
 
@@ -496,9 +494,9 @@ def send_issue(issue_id: int) -> ResponseReturnValue:
 
 
 _ACTIONS: dict[str, Callable[[int], str]] = {
-    "pause_issue": issues.pause_issue,
+    "pause_issue": dispatch.pause_issue,
     "resume_issue": dispatch.resume_issue,
-    "cancel_issue": issues.cancel_issue,
+    "cancel_issue": dispatch.cancel_issue,
 }
 
 

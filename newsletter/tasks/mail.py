@@ -33,6 +33,7 @@ from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
 from newsletter.models import ImportJob, ImportStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import imports, limits
 from newsletter.subscribers.links import tokens
+from newsletter.subscribers.state import SubscribeResult
 from newsletter.tasks.queues import DEFAULT_QUEUE, MAIL_QUEUE, enqueue, get_queue
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,15 @@ def queue_owed(
 def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
     queue_owed(send_confirmation, confirmation_job_id, subscriber_id, due_at, app)
+
+
+def queue_owed_confirmation(result: SubscribeResult, app: Flask | None = None) -> None:
+    """Queue the confirmation a sign-up reserved, if it reserved one; never raises for Redis.
+
+    With Redis down the database still says the mail is owed: the reconciler sends it later.
+    """
+    if result.send_confirmation and result.due_at is not None:
+        queue_confirmation(result.subscriber_id, result.due_at, app)
 
 
 def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
