@@ -10,7 +10,6 @@ enqueues what it could not, once Redis and a worker are back.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from rq.job import Job, JobStatus
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.extensions import db, get_redis
-from newsletter.i18n import format_date, weekday_name
 from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
 from newsletter.models import ImportJob, ImportStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import imports, limits
 from newsletter.subscribers.links import tokens
+from newsletter.subscribers.mails import confirmation_mail, welcome_mail
 from newsletter.subscribers.state import SubscribeResult
 from newsletter.tasks.queues import DEFAULT_QUEUE, MAIL_QUEUE, enqueue, get_queue
 
@@ -212,23 +211,13 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
         return "skipped: nothing owed"
     config = current_app.config
     token = tokens().confirm_token(sub.id, sub.version, sub.confirm_name)
-    # How long the link works, said as a person would: "7 days", "36 hours", "90 minutes".
-    max_age = int(config["CONFIRM_MAX_AGE"])
-    units = (("days", 86400), ("hours", 3600), ("minutes", 60))
-    unit, size = next(((u, n) for u, n in units if max_age >= 2 * n), ("seconds", 1))
-    slot = config.get("WEEKLY_SLOT")  # the newsletter's own time zone, if it has one
-    until = (utcnow() + timedelta(seconds=max_age)).astimezone(slot[3] if slot else UTC)
-    m = mailer()
-    msg = m.build(
-        "confirm",
-        {
-            "confirm_url": f"{config['BASE_URL']}/confirm/{token}",
-            "valid_count": max_age // size,
-            "valid_unit": unit,
-            "valid_until": format_date(until.date(), m.language),
-            "language": m.language,
-        },
+    msg = confirmation_mail(
+        mailer(),
         sub.email,
+        f"{config['BASE_URL']}/confirm/{token}",
+        max_age=int(config["CONFIRM_MAX_AGE"]),
+        slot=config.get("WEEKLY_SLOT"),
+        now=utcnow(),
     )
     # The name has done its work once mailed: it is in the link now, and no longer kept.
     return mail_owed(
@@ -246,29 +235,14 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and due is not None:
         db.session.commit()
         return "skipped: already mailed"
-    config = current_app.config
-    base = config["BASE_URL"]
-    unsubscribe_url = f"{base}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
-    m = mailer()
-    # "Tips arrive every Tuesday morning": the day and the part of it, from WEEKLY_SLOT.
-    slot = config.get("WEEKLY_SLOT")
-    parts_of_day = ("early", "morning", "afternoon", "evening", "night")
-    day_part = parts_of_day[bisect.bisect_right((5, 12, 17, 22), slot[1] if slot else 9)]
-    msg = m.build(
-        "welcome",
-        {
-            "unsubscribe_url": unsubscribe_url,
-            "manage_url": f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
-            "name": sub.name or "",
-            "weekday": weekday_name(slot[0], m.language) if slot else "",
-            "day_part": day_part,
-            "language": m.language,
-        },
+    base = current_app.config["BASE_URL"]
+    msg = welcome_mail(
+        mailer(),
         sub.email,
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        sub.name,
+        unsubscribe_url=f"{base}/unsubscribe/{tokens().unsubscribe_token(sub.id)}",
+        manage_url=f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
+        slot=current_app.config.get("WEEKLY_SLOT"),
     )
     return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)
 

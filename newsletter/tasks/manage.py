@@ -19,6 +19,7 @@ from newsletter.extensions import db
 from newsletter.mail import mailer
 from newsletter.models import Subscriber
 from newsletter.subscribers.links import tokens
+from newsletter.subscribers.mails import address_link_mail, address_notice_mail
 from newsletter.tasks.mail import (
     MAIL_OWED_FOR,
     OwedMail,
@@ -81,13 +82,9 @@ def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str
         # Someone took the address since the request: they get nothing from another's page.
         settle("new_email_due_at", subscriber_id, owed)
         return "skipped: address taken meanwhile"
-    config = current_app.config
     token = tokens().address_token(sub.id, sub.version, to)
-    msg = mailer().build(
-        "change_address",
-        {"confirm_url": f"{config['BASE_URL']}/manage/address/{token}", "name": sub.name},
-        to,
-    )
+    link = f"{current_app.config['BASE_URL']}/manage/address/{token}"
+    msg = address_link_mail(mailer(), to, sub.name, link)
     return mail_owed("address link", to, msg, "new_email_due_at", subscriber_id, owed)
 
 
@@ -97,7 +94,7 @@ def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
     if found is None:
         return "skipped: nothing owed"
     sub, to, owed = found
-    msg = mailer().build("address_changed", {"new_email": sub.email, "name": sub.name}, to)
+    msg = address_notice_mail(mailer(), to, sub.name, sub.email)
     # Told (or refused for good): the old address is kept no longer.
     return mail_owed(
         "address notice", to, msg, "old_email_due_at", subscriber_id, owed, old_email=None
