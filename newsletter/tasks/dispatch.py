@@ -23,7 +23,7 @@ from newsletter.issues import actions
 from newsletter.issues.actions import cancel_issue, pause_issue, send_test
 from newsletter.tasks.jobs import deliver_batch
 from newsletter.tasks.process import owner_is_dead
-from newsletter.tasks.queues import ALIVE_KEY, FAILURE_TTL, RESULT_TTL, SEND_QUEUE, get_queue
+from newsletter.tasks.queues import ALIVE_KEY, SEND_QUEUE, enqueue_each, get_queue, name_job
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +67,10 @@ def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None)
     redis = get_redis(app)
     queue = get_queue(SEND_QUEUE, app)
     waiting = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
-    datas = []
+    due: list[tuple[int, int]] = []
     in_queue: set[str] | None = None
     for batch in batches:
-        job_id = f"send-{issue_id}-{batch}"
+        job_id = name_job(deliver_batch, issue_id, batch)
         alive = redis.get(ALIVE_KEY.format(issue=issue_id, batch=batch))
         if alive is not None and not owner_is_dead(alive.decode(errors="replace")):
             continue  # a live worker is on it right now
@@ -91,16 +91,5 @@ def dispatch(issue_id: int, batches: Iterable[int], *, app: Flask | None = None)
                 job.delete()
             except (InvalidJobOperation, NoSuchJobError):
                 pass  # it expired or another dispatcher removed it since the fetch: room made
-        datas.append(
-            queue.prepare_data(
-                deliver_batch,
-                args=(issue_id, batch),
-                job_id=job_id,
-                timeout=6 * 3600,
-                result_ttl=RESULT_TTL,
-                failure_ttl=FAILURE_TTL,
-            )
-        )
-    if datas:
-        queue.enqueue_many(datas)
-    return len(datas)
+        due.append((issue_id, batch))
+    return enqueue_each(deliver_batch, due, app)
