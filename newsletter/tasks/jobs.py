@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces.record import record as record_bounce
-from newsletter.delivery.batch import SendSettings, run_batch
+from newsletter.delivery.batch import BatchContext, SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
@@ -91,10 +91,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
 
     try:
         with SMTPSender(config) as smtp:
-            report = run_batch(
-                db.session(),
-                issue_id,
-                batch,
+            context = BatchContext(
                 worker=owner,
                 message=message,
                 token_for=tok.unsubscribe_token_maker(),
@@ -109,6 +106,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 heartbeat=heartbeat,
                 envelope=_verp(config["BOUNCE_ADDRESS"], secret),
             )
+            report = run_batch(db.session(), issue_id, batch, context)
     finally:
         try:
             redis.delete(alive)
