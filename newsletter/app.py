@@ -27,6 +27,7 @@ from newsletter.errors import NewsletterError
 from newsletter.extensions import babel, csrf, db, migrate
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
+from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.tasks.webhooks import install as install_webhooks
 from newsletter.web import archive, dev, embed, hooks, manage, public
 from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
@@ -366,6 +367,7 @@ def _init_languages(app: Flask) -> None:
     app.jinja_env.globals["format_date"] = functools.partial(format_date, language=language)
     app.jinja_env.globals["language"] = language
     app.jinja_env.globals["error_text"] = error_text
+    app.jinja_env.globals["max_email_length"] = MAX_EMAIL_LENGTH
 
     app.jinja_env.globals["error_page"] = error_page
 

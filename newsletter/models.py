@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 else:
     Model = db.Model
 
+# The longest email address there is (RFC 5321's path limit less its angle brackets): every
+# address column, form field, and check that cuts or refuses a longer one uses this.
+MAX_EMAIL_LENGTH = 254
+
 
 def utcnow() -> datetime:
     """Return the current time as an aware UTC datetime."""
@@ -77,7 +81,7 @@ class Subscriber(Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # Normalised by email-validator and lower-cased: case variants are one person.
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(MAX_EMAIL_LENGTH), unique=True)
     name: Mapped[str] = mapped_column(sa.String(100), default="")
     status: Mapped[SubscriberStatus] = mapped_column(
         _enum(SubscriberStatus, "subscriber_status"), default=SubscriberStatus.PENDING, index=True
@@ -106,9 +110,9 @@ class Subscriber(Model):
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # An address change waits here until the new address confirms; its mail is owed since
     # new_email_due_at. Once changed, the old address is kept only until it has been told.
-    new_email: Mapped[str | None] = mapped_column(sa.String(254))
+    new_email: Mapped[str | None] = mapped_column(sa.String(MAX_EMAIL_LENGTH))
     new_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-    old_email: Mapped[str | None] = mapped_column(sa.String(254))
+    old_email: Mapped[str | None] = mapped_column(sa.String(MAX_EMAIL_LENGTH))
     old_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     events: Mapped[list[SubscriberEvent]] = relationship(
@@ -176,7 +180,7 @@ class Editor(Model):
     __tablename__ = "editor"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254), unique=True)
+    email: Mapped[str] = mapped_column(sa.String(MAX_EMAIL_LENGTH), unique=True)
     password_hash: Mapped[str] = mapped_column(sa.String(200))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -366,4 +370,4 @@ class Bounce(Model):
     diagnostic: Mapped[str] = mapped_column(sa.String(500), default="")
     raw: Mapped[str] = mapped_column(sa.Text(), default="")  # the notification, size-capped
     undone_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    undone_by: Mapped[str] = mapped_column(sa.String(254), default="")
+    undone_by: Mapped[str] = mapped_column(sa.String(MAX_EMAIL_LENGTH), default="")

@@ -23,12 +23,12 @@ from newsletter.api.serialise import (
     Field,
 )
 from newsletter.issues.actions import MAX_BODY, MAX_SUBJECT
+from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.subscribers.validate import MAX_NAME
 
 STR = {"type": "string"}
 INT = {"type": "integer"}
-# normalize_email's bound (RFC 5321); validate.py has no constant for it to import yet.
-EMAIL = {**STR, "format": "email", "maxLength": 254}
+EMAIL = {**STR, "format": "email", "maxLength": MAX_EMAIL_LENGTH}
 NAME = {**STR, "maxLength": MAX_NAME}
 # issues.actions refuses a subject or body that is empty once trimmed.
 SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT}

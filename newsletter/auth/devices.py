@@ -10,6 +10,7 @@ from itsdangerous import BadData, URLSafeTimedSerializer
 
 from newsletter.auth.passwords import account_hash
 from newsletter.models import Editor
+from newsletter.signing import serializer_keys
 
 COOKIE = "editor_device"
 MAX_AGE = 365 * 24 * 3600
@@ -17,8 +18,9 @@ _SALT = "editor-known-device"  # one salt per kind of signed value
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    # Keys oldest first, the current one last: a rotation keeps known devices known.
-    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.secret_key]
+    # Signed with the current key, read with any fallback: a rotation keeps devices known.
+    config = current_app.config
+    keys = serializer_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
     return URLSafeTimedSerializer(keys, salt=_SALT)
 
 

@@ -13,7 +13,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Invalid
-from newsletter.models import Editor, utcnow
+from newsletter.models import MAX_EMAIL_LENGTH, Editor, utcnow
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024  # argon2 accepts more, but nobody types this; keeps hashing cheap
@@ -52,7 +52,7 @@ def verify_password(password_hash: str, password: str) -> bool:
 
 def normalize_login(raw: object) -> str:
     """Return the account name as stored: trimmed and lower-cased (bounded length)."""
-    return str(raw or "").strip().lower()[:254]
+    return str(raw or "").strip().lower()[:MAX_EMAIL_LENGTH]
 
 
 def account_hash(email: str) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from newsletter.bounces import match
 from newsletter.bounces.record import BounceReport, record
 from newsletter.models import Bounce, BounceKind, Subscriber
+from newsletter.signing import signing_keys
 from newsletter.subscribers.state import unsubscribe
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class Notice:
 
 def secrets_of(config: Mapping[str, Any]) -> list[bytes]:
     """Return the keys that may have signed a tag or Message-ID (current first)."""
-    keys = [config["SECRET_KEY"], *(config.get("SECRET_KEY_FALLBACKS") or [])]
+    keys = signing_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
     return [k.encode() if isinstance(k, str) else k for k in keys]
 
 

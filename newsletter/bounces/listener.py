@@ -19,6 +19,8 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 
+from newsletter.models import MAX_EMAIL_LENGTH
+
 log = logging.getLogger(__name__)
 
 Take = Callable[[bytes, str], list[str]]
@@ -48,7 +50,7 @@ class BounceHandler:
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
     ) -> str:
         if not accepts(address, self.bounce_address):
-            return f"550 5.1.1 <{address[:254]}>: no such mailbox here"
+            return f"550 5.1.1 <{address[:MAX_EMAIL_LENGTH]}>: no such mailbox here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 

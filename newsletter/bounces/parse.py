@@ -25,7 +25,7 @@ from email.utils import getaddresses, parseaddr
 from flufl.bounce import all_failures
 
 from newsletter.bounces.intake import Notice
-from newsletter.models import BounceKind
+from newsletter.models import MAX_EMAIL_LENGTH, BounceKind
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def envelope_recipient(msg: Message) -> str:
         values = [str(v) for v in msg.get_all(header, [])]
         found += [addr for _name, addr in getaddresses(values) if "@" in addr]
     tagged = [addr for addr in found if "+" in addr.partition("@")[0]]
-    return (tagged or found or [""])[0][:254]
+    return (tagged or found or [""])[0][:MAX_EMAIL_LENGTH]
 
 
 def kind_for(status: str, diagnostic: str = "") -> BounceKind | None:
@@ -197,7 +197,7 @@ def _typed_value(value: str) -> str:
 
 def _address_field(block: Message, name: str) -> str:
     value = _typed_value(_field(block, name))
-    return parseaddr(value)[1][:254] if "@" in value else ""
+    return parseaddr(value)[1][:MAX_EMAIL_LENGTH] if "@" in value else ""
 
 
 # --- RFC 5965 (ARF) ---------------------------------------------------------------------------
@@ -244,7 +244,7 @@ def _flufl(msg: Message, raw: bytes) -> Iterator[Notice]:
                 source="flufl",
                 diagnostic=diagnostic[:500],
                 status_code=status,
-                recipient=address.decode("ascii", errors="replace")[:254],
+                recipient=address.decode("ascii", errors="replace")[:MAX_EMAIL_LENGTH],
                 message_id=message_id,
             )
 

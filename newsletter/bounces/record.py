@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.models import (
+    MAX_EMAIL_LENGTH,
     Bounce,
     BounceKind,
     Delivery,
@@ -114,7 +115,7 @@ def reactivate(session: Session, subscriber_id: int, by: str) -> Reactivated | N
             Bounce.undone_at.is_(None),
             Bounce.kind != BounceKind.COMPLAINT,
         )
-        .values(undone_at=utcnow(), undone_by=by[:254]),
+        .values(undone_at=utcnow(), undone_by=by[:MAX_EMAIL_LENGTH]),
         execution_options={"synchronize_session": False},
     )
     count = rowcount(undone)

@@ -16,13 +16,14 @@ from markupsafe import Markup
 
 from newsletter.mail.body import render_body, slugify
 from newsletter.mail.render import Mailer, Rendered
+from newsletter.mail.urls import LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK
 from newsletter.models import Issue
 
 UNSUBSCRIBE_PLACEHOLDER = "UNSUBSCRIBExTOKENxPLACEHOLDER"
 MANAGE_PLACEHOLDER = "MANAGExTOKENxPLACEHOLDER"
 _UNSUBSCRIBE, _MANAGE = 0, 1  # which per-reader URL fills a slot of the encoded body
-# What a preview shows for the reader's links: clearly no one's, landing on the bad-link page.
-SAMPLE_TOKEN = "sample-token"
+# The one header spliced per copy: as ReaderLinks.list_unsubscribe_headers spells it.
+_LIST_UNSUBSCRIBE = LIST_UNSUBSCRIBE.encode() + b": <"
 
 
 class MessageIds:
@@ -68,8 +69,8 @@ class IssueMessage:
     ) -> None:
         self.mailer = mailer
         self.issue_id = issue_id
-        self.unsubscribe_base = unsubscribe_base  # BASE_URL + "/unsubscribe/"
-        self.manage_base = manage_base  # BASE_URL + "/manage/"
+        self.unsubscribe_base = unsubscribe_base  # ReaderLinks.unsubscribe_prefix
+        self.manage_base = manage_base  # ReaderLinks.manage_prefix
         self.secret = secret
         self.domain = mailer.from_domain
         self._message_id = MessageIds(issue_id, secret, self.domain)
@@ -110,7 +111,7 @@ class IssueMessage:
                 ("Subject", rendered.subject),
                 ("MIME-Version", "1.0"),
                 ("List-Id", list_id),
-                ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+                (LIST_UNSUBSCRIBE_POST, ONE_CLICK),
                 ("Content-Type", f'multipart/alternative; boundary="{self.boundary}"'),
             ]
         )
@@ -153,7 +154,7 @@ class IssueMessage:
                 b"To: ", to, b"\r\n",
                 b"Date: ", self._date_header(), b"\r\n",
                 b"Message-ID: ", mid.encode(), b"\r\n",
-                b"List-Unsubscribe: <", url, b">\r\n",
+                _LIST_UNSUBSCRIBE, url, b">\r\n",
                 *body,
             )
         )  # fmt: skip
@@ -195,17 +196,17 @@ def render_issue(
 
     Without ``manage_url`` (a preview) the link to the reader's own page is a sample one.
     """
-    base = mailer.config["BASE_URL"]
-    body = render_body(body_md, base)
+    links = mailer.links
+    body = render_body(body_md, links.base_url)
     return mailer.render(
         "issue",
         {
             "subject": subject,
             "body_html": Markup(body.html),  # already sanitised; never a template
             "body_text": body.text,
-            "view_url": f"{base}/archive/{slug}",
+            "view_url": links.issue(slug),
             "unsubscribe_url": unsubscribe_url,
-            "manage_url": manage_url or f"{base}/manage/{SAMPLE_TOKEN}",
+            "manage_url": manage_url or links.sample_manage,
             "language": mailer.language,
         },
     )
@@ -220,8 +221,8 @@ def issue_message(
     mailer: Mailer, issue: Issue, secret: bytes, subject_prefix: str = ""
 ) -> IssueMessage:
     """Render ``issue`` once and return the per-recipient builder."""
-    base = mailer.config["BASE_URL"]
-    unsubscribe_base, manage_base = base + "/unsubscribe/", base + "/manage/"
+    links = mailer.links
+    unsubscribe_base, manage_base = links.unsubscribe_prefix, links.manage_prefix
     rendered = render_issue(
         mailer,
         subject_prefix + issue.subject,

@@ -276,7 +276,7 @@ def preview(issue_id: int) -> Rendered:
         issue.subject,
         issue.body_md,
         issue.slug,
-        m.config["BASE_URL"] + "/unsubscribe/sample-token",
+        m.links.sample_unsubscribe,
     )
 
 

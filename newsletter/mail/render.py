@@ -21,6 +21,7 @@ import jinja2
 
 from newsletter.i18n import DEFAULT_LANGUAGE, format_date, translations
 from newsletter.mail.dkim import dkim_signer
+from newsletter.mail.urls import ReaderLinks
 
 
 @dataclass(frozen=True)
@@ -68,17 +69,22 @@ class Mailer:
         self._inliner = css_inline.CSSInliner(keep_style_tags=False)
         self._dkim = dkim_signer(config)
 
+    @property
+    def links(self) -> ReaderLinks:
+        """Return the builder of every URL a mail links a reader to, from BASE_URL."""
+        return ReaderLinks(self.config["BASE_URL"])
+
     def site_context(self) -> dict[str, Any]:
         """Return what every email template may use: names, addresses, absolute URLs."""
-        base = self.config["BASE_URL"]
+        links = self.links
         return {
             "newsletter_name": self.config["NEWSLETTER_NAME"],
             "postal_address": self.config["POSTAL_ADDRESS"],
             "mail_from": self.mail_from,
             "from_address": self.from_address,
-            "base_url": base,
-            "subscribe_url": base + "/",
-            "archive_url": base + "/archive",
+            "base_url": links.base_url,
+            "subscribe_url": links.home,
+            "archive_url": links.archive,
         }
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:

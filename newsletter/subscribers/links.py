@@ -19,6 +19,7 @@ from itsdangerous import (
 )
 
 from newsletter.extensions import this_app
+from newsletter.signing import serializer_keys
 
 CONFIRM_SALT = "newsletter.confirm.v1"
 UNSUBSCRIBE_SALT = "newsletter.unsubscribe.v1"
@@ -78,16 +79,11 @@ class TokenExpired(TokenError):
         self.subscriber_id = None if claim is None else claim.subscriber_id
 
 
-def _keys(secret_key: str, fallbacks: list[str]) -> list[str]:
-    # itsdangerous signs with the last key and verifies with any.
-    return [*reversed(fallbacks), secret_key]
-
-
 class Tokens:
     """Make and read the signed tokens in confirmation and unsubscribe links."""
 
     def __init__(self, secret_key: str, fallbacks: list[str] | None = None) -> None:
-        keys = _keys(secret_key, fallbacks or [])
+        keys = serializer_keys(secret_key, fallbacks)
         self._confirm = URLSafeTimedSerializer(keys, salt=CONFIRM_SALT)
         # Unsubscribe links live in every mail for years: no expiry, by design.
         self._unsubscribe = URLSafeSerializer(keys, salt=UNSUBSCRIBE_SALT)

@@ -10,6 +10,7 @@ from email_validator import EmailNotValidError, EmailUndeliverableError, validat
 
 from newsletter.errors import Invalid
 from newsletter.i18n import N_
+from newsletter.models import MAX_EMAIL_LENGTH
 
 MAX_NAME = 100
 # Providers that deliver "j.o.e@" to "joe@", and the domain each is another name of.
@@ -21,7 +22,7 @@ def normalize_email(raw: object, *, check_dns: bool = False) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise Invalid("email", N_("Please enter your email address."))
     value = raw.strip()
-    if len(value) > 254:
+    if len(value) > MAX_EMAIL_LENGTH:
         raise Invalid("email", N_("That email address is too long."))
     # U+FFFD and "%XX" are what undecodable bytes become in a form (werkzeug keeps the escape
     # as typed); "%" in a local part is legal but only ever seen in source routing and abuse.
@@ -39,7 +40,7 @@ def normalize_email(raw: object, *, check_dns: bool = False) -> str:
     except EmailNotValidError as exc:
         raise _not_valid(value, exc) from None
     normalized = result.normalized.lower()
-    if len(normalized) > 254:
+    if len(normalized) > MAX_EMAIL_LENGTH:
         raise Invalid("email", N_("That email address is too long."))
     return normalized
 

@@ -31,7 +31,14 @@ from werkzeug.wrappers import Response as WerkzeugResponse
 
 from newsletter.errors import Invalid
 from newsletter.extensions import csrf, db, get_redis
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import (
+    MAX_EMAIL_LENGTH,
+    Issue,
+    IssueStatus,
+    Subscriber,
+    SubscriberStatus,
+    utcnow,
+)
 from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.state import (
@@ -134,7 +141,7 @@ def csrf_failed(exc: CSRFError) -> tuple[str, int]:
 def index() -> tuple[str, int]:
     """Show what the newsletter is, the subscribe form and the latest tips."""
     email = request.args.get("email", "")
-    return front_page(email=email if len(email) <= 254 else "")
+    return front_page(email=email if len(email) <= MAX_EMAIL_LENGTH else "")
 
 
 @bp.post("/subscribe")

@@ -27,6 +27,8 @@ from werkzeug.wrappers import Response
 
 from newsletter.errors import Invalid
 from newsletter.extensions import db, get_redis
+from newsletter.models import MAX_EMAIL_LENGTH
+from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
 from newsletter.subscribers.state import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
@@ -75,7 +77,8 @@ def handle(source: str) -> Signup:
     if form.get(HONEYPOT_FIELD):
         # A bot filled the field people never see: answer as usual, keep and count nothing.
         bot_email = form.get("email", "").strip().lower()
-        return Signup(Outcome.IGNORED, email=bot_email if len(bot_email) <= 254 else "")
+        shown = bot_email if len(bot_email) <= MAX_EMAIL_LENGTH else ""
+        return Signup(Outcome.IGNORED, email=shown)
     config = current_app.config
     raw_email, raw_name = form.get("email", ""), form.get("name", "")
     typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
@@ -133,7 +136,7 @@ def resend(email: str) -> bool:
 
 def _secrets() -> list[str]:
     config = current_app.config
-    return [config["SECRET_KEY"], *config.get("SECRET_KEY_FALLBACKS", [])]
+    return signing_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
 
 
 # --- the check-inbox page's memory (the session) -----------------------------------------------
@@ -170,7 +173,7 @@ def forget_address() -> None:
 
 def _serializer() -> URLSafeTimedSerializer:
     config = current_app.config
-    keys = [*reversed(config.get("SECRET_KEY_FALLBACKS", [])), config["SECRET_KEY"]]
+    keys = serializer_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
     return URLSafeTimedSerializer(keys, salt=PENDING_SALT)
 
 

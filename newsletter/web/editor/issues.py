@@ -30,6 +30,7 @@ from newsletter.issues import actions as issues
 from newsletter.models import (
     ISSUE_STARTED,
     ISSUE_UNSENT,
+    MAX_EMAIL_LENGTH,
     Issue,
     IssueStatus,
     Subscriber,
@@ -77,7 +78,7 @@ def login() -> Any:
         if current_editor() is not None:
             return redirect(target)
         return render_template("editor/login.html", next=target, email="")
-    email = request.form.get("email", "")[:254]
+    email = request.form.get("email", "")[:MAX_EMAIL_LENGTH]
     password = request.form.get("password", "")
     blocked = login_blocked(email, _client_ip())
     if blocked is not None:
