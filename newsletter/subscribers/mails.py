@@ -1,10 +1,11 @@
 """The mails a reader gets about their own subscription, one function per mail.
 
-Each takes the reader's few fields, the links already made for them and the settings values
-it needs, and returns the message, rendered by the app's Mailer (its templates, and the
-newsletter's language through the same catalogue as the pages). No Flask and no RQ here:
-the jobs in ``tasks/`` reload the reader, check the mail is still owed, sign the links, call
-one of these, send and settle.
+Each takes the reader's few fields, their signed link tokens, the links builder
+(``mail.urls.ReaderLinks``, which spells every URL) and the settings values it needs, and
+returns the message, rendered by the app's Mailer (its templates, and the newsletter's
+language through the same catalogue as the pages). No Flask and no RQ here: the jobs in
+``tasks/`` reload the reader, check the mail is still owed, sign the tokens, call one of
+these, send and settle.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from newsletter.i18n import format_date, weekday_name
 from newsletter.mail.render import Mailer
+from newsletter.mail.urls import ReaderLinks
 
 # WEEKLY_SLOT, parsed: (weekday 0 = Monday, hour, minute, the newsletter's time zone).
 WeeklySlot = tuple[int, int, int, ZoneInfo]
@@ -25,13 +27,13 @@ _UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60))
 # "Tips arrive every Tuesday morning": the part of the day a slot's hour falls in.
 _PARTS_OF_DAY = ("early", "morning", "afternoon", "evening", "night")
 _PART_STARTS = (5, 12, 17, 22)
-_ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
 def confirmation_mail(
     mailer: Mailer,
+    links: ReaderLinks,
     to: str,
-    confirm_url: str,
+    confirm_token: str,
     *,
     max_age: int,
     slot: WeeklySlot | None,
@@ -46,7 +48,7 @@ def confirmation_mail(
     return mailer.build(
         "confirm",
         {
-            "confirm_url": confirm_url,
+            "confirm_url": links.confirm(confirm_token),
             "valid_count": max_age // size,
             "valid_unit": unit,
             "valid_until": format_date(until.date(), mailer.language),
@@ -58,11 +60,12 @@ def confirmation_mail(
 
 def welcome_mail(
     mailer: Mailer,
+    links: ReaderLinks,
     to: str,
     name: str | None,
     *,
-    unsubscribe_url: str,
-    manage_url: str,
+    unsubscribe_token: str,
+    manage_token: str,
     slot: WeeklySlot | None,
 ) -> EmailMessage:
     """Build the welcome note, with safe-sender advice and the day the tips arrive."""
@@ -70,23 +73,23 @@ def welcome_mail(
     return mailer.build(
         "welcome",
         {
-            "unsubscribe_url": unsubscribe_url,
-            "manage_url": manage_url,
+            "unsubscribe_url": links.unsubscribe(unsubscribe_token),
+            "manage_url": links.manage(manage_token),
             "name": name or "",
             "weekday": weekday_name(slot[0], mailer.language) if slot else "",
             "day_part": day_part,
             "language": mailer.language,
         },
         to,
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": _ONE_CLICK,
-        },
+        headers=links.list_unsubscribe_headers(unsubscribe_token),
     )
 
 
-def address_link_mail(mailer: Mailer, to: str, name: str | None, confirm_url: str) -> EmailMessage:
+def address_link_mail(
+    mailer: Mailer, links: ReaderLinks, to: str, name: str | None, address_token: str
+) -> EmailMessage:
     """Build the mail to a wanted new address with the link that makes it the reader's."""
+    confirm_url = links.manage_address(address_token)
     return mailer.build("change_address", {"confirm_url": confirm_url, "name": name}, to)
 
 

@@ -183,12 +183,12 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and (due is not None or sub.status is not S.PENDING):
         db.session.commit()
         return "skipped: nothing owed"
-    config = current_app.config
-    token = tokens().confirm_token(sub.id, sub.version, sub.confirm_name)
+    config, m = current_app.config, mailer()
     msg = confirmation_mail(
-        mailer(),
+        m,
+        m.links,
         sub.email,
-        f"{config['BASE_URL']}/confirm/{token}",
+        tokens().confirm_token(sub.id, sub.version, sub.confirm_name),
         max_age=int(config["CONFIRM_MAX_AGE"]),
         slot=config.get("WEEKLY_SLOT"),
         now=utcnow(),
@@ -215,13 +215,14 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and due is not None:
         db.session.commit()
         return "skipped: already mailed"
-    base = current_app.config["BASE_URL"]
+    m, tok = mailer(), tokens()
     msg = welcome_mail(
-        mailer(),
+        m,
+        m.links,
         sub.email,
         sub.name,
-        unsubscribe_url=f"{base}/unsubscribe/{tokens().unsubscribe_token(sub.id)}",
-        manage_url=f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
+        unsubscribe_token=tok.unsubscribe_token(sub.id),
+        manage_token=tok.manage_token(sub.id, sub.created_at),
         slot=current_app.config.get("WEEKLY_SLOT"),
     )
     return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)

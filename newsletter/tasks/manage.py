@@ -80,9 +80,9 @@ def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str
         # Someone took the address since the request: they get nothing from another's page.
         settle("new_email_due_at", subscriber_id, owed)
         return "skipped: address taken meanwhile"
+    m = mailer()
     token = tokens().address_token(sub.id, sub.version, to)
-    link = f"{current_app.config['BASE_URL']}/manage/address/{token}"
-    msg = address_link_mail(mailer(), to, sub.name, link)
+    msg = address_link_mail(m, m.links, to, sub.name, token)
     return mail_owed("address link", to, msg, "new_email_due_at", subscriber_id, owed)
 
 
