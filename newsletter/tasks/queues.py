@@ -135,9 +135,9 @@ def enqueue(
             return q.enqueue(func, *args, **settings)
         # One pipeline, so the job costs one round trip to Redis instead of two.
         pipe = q.connection.pipeline()
-        job = q.enqueue(func, *args, pipeline=pipe, **settings)
+        queued = q.enqueue(func, *args, pipeline=pipe, **settings)
         pipe.execute()
-        return job
+        return queued
     except DuplicateJobError:
         return None  # the same job is there already: the other enqueue won
 
@@ -145,8 +145,10 @@ def enqueue(
 def enqueue_each(
     func: Callable[..., Any], each_args: Iterable[tuple[Any, ...]], app: Flask | None = None
 ) -> int:
-    """Enqueue the declared ``func`` once per argument tuple, each named by its rule from
-    those arguments, in one round trip to Redis; return how many."""
+    """Enqueue the declared ``func`` once per argument tuple, in one round trip; return how many.
+
+    Each job is named by the declaration's rule from its own arguments.
+    """
     kind = kind_of(func)
     if kind is None:
         raise LookupError(f"{_path(func)} is not declared with @job")
