@@ -98,7 +98,7 @@ def test_issue(issue_id: int) -> ResponseReturnValue:
         address = normalize_email(string_field(data, "to", 300))
     except Invalid as exc:  # the validator names its input "email"; here it is "to"
         raise ApiError(422, "invalid_email", exc.message, "to") from None
-    issues.send_test(issue_id, address)
+    dispatch.send_test(issue_id, address)
     return jsonify({"message": f"A test copy went to {address}."}), 202
 
 
@@ -128,9 +128,9 @@ def send_issue(issue_id: int) -> ResponseReturnValue:
 
 
 _ACTIONS: dict[str, Callable[[int], str]] = {
-    "pause_issue": issues.pause_issue,
+    "pause_issue": dispatch.pause_issue,
     "resume_issue": dispatch.resume_issue,
-    "cancel_issue": issues.cancel_issue,
+    "cancel_issue": dispatch.cancel_issue,
 }
 
 

@@ -31,7 +31,7 @@ from newsletter.subscribers import search
 from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
 from newsletter.subscribers.state import bounce, erase, unsubscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
-from newsletter.tasks.mail import queue_confirmation
+from newsletter.tasks.mail import queue_owed_confirmation
 
 SUBSCRIBE_ANSWER = SIGNUP_ANSWER
 
@@ -70,9 +70,7 @@ def api_subscribe() -> ResponseReturnValue:
     result = subscribe(db.session(), email, name, ip=request.remote_addr, source="api")
     db.session.commit()
     ratelimit.count(get_redis(), "subscribe", client, limit)
-    if result.send_confirmation and result.due_at is not None:
-        # Never raises for Redis: the reconciler sends a mail it could not queue.
-        queue_confirmation(result.subscriber_id, result.due_at)
+    queue_owed_confirmation(result)  # never raises for Redis
     return jsonify(SUBSCRIBE_ANSWER), 202
 
 

@@ -16,17 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from newsletter.cli.errors import fail
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
-from newsletter.issues.actions import (
-    cancel_issue,
-    create_issue,
-    each_issue,
-    issue_status,
-    mark_ready,
-    pause_issue,
-    send_test,
-)
+from newsletter.issues.actions import create_issue, each_issue, issue_status, mark_ready
 from newsletter.models import IssueStatus
-from newsletter.tasks.dispatch import resume_issue, send_issue
+from newsletter.tasks.dispatch import cancel_issue, pause_issue, resume_issue, send_issue, send_test
 
 COUNTS = ("queued", "sent", "failed", "skipped")
 STATUSES = click.Choice([s.value for s in IssueStatus])

@@ -97,53 +97,59 @@ _KINDS = {
 }
 
 
-def run_batch(
-    session: Session,
-    issue_id: int,
-    batch: int,
-    *,
-    worker: str,
-    message: Callable[[], IssueMessage],
-    token_for: Callable[[int], str],
-    manage_token_for: Callable[[int, datetime], str],
-    smtp: Sender,
-    settings: SendSettings,
-    bounce: Bounce,
-    streak: FailureStreak | None = None,
-    should_stop: Callable[[], bool] = lambda: False,
-    throttle: Callable[[], None] | None = None,
-    heartbeat: Callable[[], None] = lambda: None,
-    envelope: Callable[[int], str] | None = None,
-) -> BatchReport:
-    """Send one batch of an issue: claim a chunk, send each message, commit each outcome.
+def _never() -> bool:
+    return False
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """What a batch works with, from the worker that runs it: one per batch.
 
     ``worker`` names the process on each claim (the reconciler frees a dead one's claims);
+    ``message`` builds the issue's message (once per batch, on its first claimed chunk);
     ``token_for`` and ``manage_token_for`` sign a reader's unsubscribe and manage links;
-    ``heartbeat`` is called with each lease renewal, from the renewing thread; ``envelope``
-    gives a copy's envelope sender from its delivery id (VERP), None for MAIL_FROM's.
+    ``bounce`` records what a refusal says about a reader; ``streak`` counts failures in a
+    row (per process unless shared); ``should_stop`` says the worker is asked to stop;
+    ``throttle`` waits for the send rate's next token (None: no rate); ``heartbeat`` is
+    called with each lease renewal, from the renewing thread; ``envelope`` gives a copy's
+    envelope sender from its delivery id (VERP), None for MAIL_FROM's.
     """
+
+    worker: str
+    message: Callable[[], IssueMessage]
+    token_for: Callable[[int], str]
+    manage_token_for: Callable[[int, datetime], str]
+    smtp: Sender
+    settings: SendSettings
+    bounce: Bounce
+    streak: FailureStreak | None = None
+    should_stop: Callable[[], bool] = _never
+    throttle: Callable[[], None] | None = None
+    heartbeat: Callable[[], None] = _nothing
+    envelope: Callable[[int], str] | None = None
+
+
+def run_batch(session: Session, issue_id: int, batch: int, ctx: BatchContext) -> BatchReport:
+    """Send one batch of an issue: claim a chunk, send each message, commit each outcome."""
     session.commit()  # the Recorder writes on its own connection: hold no transaction here
     recorder = Recorder(session)
-    base = f"{worker}:{secrets.token_hex(4)}"
+    base = f"{ctx.worker}:{secrets.token_hex(4)}"
     engine = cast(sa.Engine, session.get_bind())
-    keeper = LeaseKeeper(engine, issue_id, batch, base, settings.lease_seconds, heartbeat)
+    lease_seconds = ctx.settings.lease_seconds
+    keeper = LeaseKeeper(engine, issue_id, batch, base, lease_seconds, ctx.heartbeat)
     try:
         run = _BatchRun(
+            ctx=ctx,
             session=session,
             recorder=recorder,
             issue_id=issue_id,
             batch=batch,
             base=base,
-            message=message,
-            token_for=token_for,
-            manage_token_for=manage_token_for,
-            smtp=smtp,
-            settings=settings,
-            bounce=bounce,
-            streak=streak if streak is not None else LocalStreak(),
-            should_stop=should_stop,
-            throttle=throttle,
-            envelope=envelope,
+            streak=ctx.streak if ctx.streak is not None else LocalStreak(),
         )
         with keeper:
             return run.run()
@@ -155,47 +161,46 @@ class _Stop(Exception):
     """The chunk in hand ends here: the report says why (stopped, paused or halted)."""
 
 
+# Sends one claimed copy and records the answer; returns the issue's failure streak.
+_SendOne = Callable[[str, Claimed], int]
+
+
 @dataclass
 class _BatchRun:
-    """One batch in progress: what it needs, and what it has done so far."""
+    """One batch in progress: its context, its claims, and what it has done so far."""
 
+    ctx: BatchContext
     session: Session
     recorder: Recorder
     issue_id: int
     batch: int
     base: str
-    message: Callable[[], IssueMessage]
-    token_for: Callable[[int], str]
-    manage_token_for: Callable[[int, datetime], str]
-    smtp: Sender
-    settings: SendSettings
-    bounce: Bounce
     streak: FailureStreak
-    should_stop: Callable[[], bool]
-    throttle: Callable[[], None] | None
-    envelope: Callable[[int], str] | None
     report: BatchReport = field(default_factory=BatchReport)
-    built: IssueMessage | None = None
 
     def run(self) -> BatchReport:
+        ctx = self.ctx
+        should_stop, settings = ctx.should_stop, ctx.settings
+        send_one: _SendOne | None = None
         chunk_no = 0
-        while not self.should_stop():
+        while not should_stop():
             chunk_no += 1
             claim_id = f"{self.base}:{chunk_no}"[:64]
             rows = claim(
                 self.session, self.issue_id, self.batch, claim_id, utcnow(),
-                self.settings.lease_seconds, self.settings.claim_chunk,
+                settings.lease_seconds, settings.claim_chunk,
             )  # fmt: skip
             self.session.commit()
             if not rows:
                 if self._wait_for_work():
                     continue
                 break
-            if self.built is None:
-                self.built = self.message()
+            if send_one is None:
+                built = ctx.message()
                 self.session.commit()  # building may have loaded the issue: end that transaction
+                send_one = self._sender(built)
             try:
-                self._send_chunk(claim_id, rows)
+                self._send_chunk(claim_id, rows, send_one)
             except _Stop:
                 return self.report
         else:
@@ -212,7 +217,7 @@ class _BatchRun:
             # held them, or a subscriber changed under the claim): look again shortly
             # rather than leave them to the reconciler.
             session.commit()
-            _sleep(0.05, self.should_stop)
+            _sleep(0.05, self.ctx.should_stop)
             return True
         wait_until = next_retry_at(session, self.issue_id, self.batch)
         status = session.scalar(sa.select(Issue.status).where(Issue.id == self.issue_id))
@@ -220,43 +225,45 @@ class _BatchRun:
         if wait_until is None or status is not IssueStatus.SENDING:
             return False
         wait = (wait_until - utcnow()).total_seconds()
-        if wait > self.settings.short_wait:
+        if wait > self.ctx.settings.short_wait:
             return False  # the reconciler re-dispatches the batch when the retry is due
-        _sleep(max(wait, 0.01), self.should_stop)
+        _sleep(max(wait, 0.01), self.ctx.should_stop)
         return True
 
     def _give_back(self, claim_id: str, rows: list[Claimed]) -> None:
         self.report.released += release(self.session, claim_id, [r.delivery_id for r in rows])
         self.session.commit()
 
-    def _send_chunk(self, claim_id: str, rows: list[Claimed]) -> None:
-        settings, monotonic = self.settings, time.monotonic
+    def _send_chunk(self, claim_id: str, rows: list[Claimed], send_one: _SendOne) -> None:
+        ctx, monotonic = self.ctx, time.monotonic
+        should_stop, throttle = ctx.should_stop, ctx.throttle
+        recheck_seconds, pause_after = ctx.settings.recheck_seconds, ctx.settings.pause_after
         checked_at = monotonic()
         gone: set[int] = set()
         for index, row in enumerate(rows):
-            if self.should_stop():
+            if should_stop():
                 self.report.stopped = True
                 self._give_back(claim_id, rows[index:])
                 raise _Stop
             now_m = monotonic()
-            if self.throttle is not None:
+            if throttle is not None:
                 try:
-                    self.throttle()
+                    throttle()
                 except InterruptedError:
                     self.report.stopped = True
                     self._give_back(claim_id, rows[index:])
                     raise _Stop from None
                 now_m = monotonic()
-            if now_m - checked_at >= settings.recheck_seconds:
+            if now_m - checked_at >= recheck_seconds:
                 gone |= self._recheck(claim_id, rows[index:])
                 checked_at = monotonic()
             if row.delivery_id in gone:
                 continue
             try:
-                streak = self._send_one(claim_id, row)
+                streak = send_one(claim_id, row)
             except SMTPRelayError as exc:
                 self._pause_for_relay(claim_id, rows[index:], exc)
-            if streak >= settings.pause_after:
+            if streak >= pause_after:
                 self._pause_for_streak(claim_id, row, rows[index + 1 :], streak)
 
     def _recheck(self, claim_id: str, rest: list[Claimed]) -> set[int]:
@@ -285,53 +292,68 @@ class _BatchRun:
             self.session.commit()
         return left
 
-    def _send_one(self, claim_id: str, row: Claimed) -> int:
-        """Send one copy and record the answer; return the issue's failure streak."""
-        assert self.built is not None
-        session, report, issue_id = self.session, self.report, self.issue_id
-        sid = row.subscriber_id
-        data = self.built.bytes_for(
-            sid,
-            row.email,
-            self.token_for(sid),
-            manage_token=self.manage_token_for(sid, row.created_at),
+    def _sender(self, built: IssueMessage) -> _SendOne:
+        """Return the send of one copy, with everything it calls bound once for the batch."""
+        ctx, report, issue_id = self.ctx, self.report, self.issue_id
+        bytes_for, token_for, manage_token_for = (
+            built.bytes_for,
+            ctx.token_for,
+            ctx.manage_token_for,
         )
-        try:
-            self.smtp.send(
-                row.email, data, self.envelope(row.delivery_id) if self.envelope else None
+        send, envelope, sent = ctx.smtp.send, ctx.envelope, self.recorder.sent
+        succeeded, failed = self.streak.succeeded, self.streak.failed
+
+        def send_one(claim_id: str, row: Claimed) -> int:
+            sid = row.subscriber_id
+            data = bytes_for(
+                sid, row.email, token_for(sid), manage_token=manage_token_for(sid, row.created_at)
             )
-        except SMTPRelayError:
-            raise  # about us, not this reader: the caller pauses the send
-        except SMTPPermanentError as exc:
-            record_permanent(session, row, claim_id, utcnow(), str(exc))
-            self.bounce(session, self._report(row, _KINDS[exc.verdict], exc, str(exc)))
-            session.commit()
-            report.failed += 1
-        except SMTPTemporaryError as exc:
-            outcome = record_temporary(
-                session,
-                row,
-                claim_id,
-                utcnow(),
-                str(exc),
-                max_attempts=self.settings.max_attempts,
-                retry_base=self.settings.retry_base,
-            )
-            # Only an answer about this reader's mailbox counts against them: a relay or
-            # network that stayed down through every retry is nobody's bounce.
-            if outcome is D.FAILED and exc.stage in _ABOUT_THE_READER:
-                detail = f"still refused after {self.settings.max_attempts} attempts: {exc}"
-                self.bounce(session, self._report(row, BounceKind.SOFT, exc, detail))
-            session.commit()
-            report.failed += outcome is D.FAILED
-            report.retried += outcome is D.QUEUED
-        else:
-            if not self.recorder.sent(row.delivery_id, claim_id, utcnow()):
+            try:
+                send(row.email, data, envelope(row.delivery_id) if envelope else None)
+            except SMTPRelayError:
+                raise  # about us, not this reader: the caller pauses the send
+            except SMTPPermanentError as exc:
+                self._refused(claim_id, row, exc)
+                return failed(issue_id)
+            except SMTPTemporaryError as exc:
+                self._deferred(claim_id, row, exc)
+                return failed(issue_id)
+            if not sent(row.delivery_id, claim_id, utcnow()):
                 report.lost_leases += 1
             report.sent += 1
-            self.streak.succeeded(issue_id)
+            succeeded(issue_id)
             return 0
-        return self.streak.failed(issue_id)
+
+        return send_one
+
+    def _refused(self, claim_id: str, row: Claimed, exc: SMTPPermanentError) -> None:
+        """Record a copy refused for good, and what the refusal says about the reader."""
+        session = self.session
+        record_permanent(session, row, claim_id, utcnow(), str(exc))
+        self.ctx.bounce(session, self._report(row, _KINDS[exc.verdict], exc, str(exc)))
+        session.commit()
+        self.report.failed += 1
+
+    def _deferred(self, claim_id: str, row: Claimed, exc: SMTPTemporaryError) -> None:
+        """Record a copy refused for now: retried later, or failed after the last attempt."""
+        session, settings = self.session, self.ctx.settings
+        outcome = record_temporary(
+            session,
+            row,
+            claim_id,
+            utcnow(),
+            str(exc),
+            max_attempts=settings.max_attempts,
+            retry_base=settings.retry_base,
+        )
+        # Only an answer about this reader's mailbox counts against them: a relay or
+        # network that stayed down through every retry is nobody's bounce.
+        if outcome is D.FAILED and exc.stage in _ABOUT_THE_READER:
+            detail = f"still refused after {settings.max_attempts} attempts: {exc}"
+            self.ctx.bounce(session, self._report(row, BounceKind.SOFT, exc, detail))
+        session.commit()
+        self.report.failed += outcome is D.FAILED
+        self.report.retried += outcome is D.QUEUED
 
     def _report(
         self, row: Claimed, kind: BounceKind, exc: SMTPRefusal, detail: str

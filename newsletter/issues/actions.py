@@ -168,8 +168,12 @@ def mark_ready(issue_id: int) -> str:
 
 
 @_unit
-def send_issue(issue_id: int, at: datetime | None = None) -> Outcome:
-    """Queue an issue now, or schedule it at an aware datetime; repeating it changes nothing."""
+def plan_send(issue_id: int, at: datetime | None = None) -> Outcome:
+    """Plan an issue's send now, or schedule it at an aware datetime; repeating it changes nothing.
+
+    This only writes the plan and says which batches are due: ``tasks.dispatch.send_issue``
+    also hands them to workers, and is what the edges call.
+    """
     issue = _get(issue_id)
     now = utcnow()
     if at is not None and at.tzinfo is None:
@@ -265,8 +269,12 @@ def pause_issue(issue_id: int) -> str:
 
 
 @_unit
-def resume_issue(issue_id: int) -> Outcome:
-    """Resume a paused send where it stopped: nobody skipped, nobody sent twice."""
+def plan_resume(issue_id: int) -> Outcome:
+    """Mark a paused send as sending again and say which batches still have work.
+
+    Nobody is skipped, nobody sent twice; ``tasks.dispatch.resume_issue`` also hands the
+    batches to workers, and is what the edges call.
+    """
     issue = _get(issue_id)
     moved = lifecycle.resume(db.session(), issue.id)
     db.session.commit()

@@ -1,7 +1,12 @@
-"""The only functions RQ calls: ids in, reload, re-check, one unit of work.
+"""Issue delivery's job, and the names of every function RQ calls.
 
-Each runs inside the app context that ``tasks.worker`` (or a test) provides, and can be called
-directly from a test.
+RQ calls functions in four modules, each declared with ``tasks.queues.job`` (queue, time
+limit, job name) right above it: ``deliver_batch`` here (one batch of an issue);
+``send_confirmation``, ``send_welcome`` and ``run_import`` in ``tasks.mail``;
+``send_address_confirmation`` and ``send_address_notice`` in ``tasks.manage``; ``deliver``
+(one webhook post) in ``tasks.webhooks``. Each takes ids, reloads and re-checks, and does one
+unit of work, inside the app context that ``tasks.worker`` (or a test) provides; each can be
+called directly from a test.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces.record import record_bounce
-from newsletter.delivery.batch import SendSettings, run_batch
+from newsletter.delivery.batch import BatchContext, SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
@@ -26,10 +31,11 @@ from newsletter.models import Issue, IssueStatus
 from newsletter.subscribers.links import tokens
 
 # The mail and import jobs live in tasks.mail; their old names here keep jobs queued under
-# them (and their importers) working.
+# them (and their importers) working: RQ imports a job's function by the name it was queued
+# under.
 from newsletter.tasks.mail import run_import, send_confirmation, send_welcome
 from newsletter.tasks.process import claim_owner, stop_requested
-from newsletter.tasks.queues import ALIVE_KEY
+from newsletter.tasks.queues import ALIVE_KEY, SEND_QUEUE, job
 from newsletter.tasks.throttle import SendRateLimiter, SharedStreak
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,8 @@ def _send_settings(config: Any) -> SendSettings:
     )
 
 
+# Six hours: the longest one batch may hold a worker, at the slowest SEND_RATE.
+@job(queue=SEND_QUEUE, timeout=6 * 3600, name=lambda issue, batch: f"send-{issue}-{batch}")
 def deliver_batch(issue_id: int, batch: int) -> str:
     """Send one batch of an issue over one SMTP connection; safe to run twice or concurrently."""
     issue = db.session.get(Issue, issue_id)
@@ -83,10 +91,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
 
     try:
         with SMTPSender(config) as smtp:
-            report = run_batch(
-                db.session(),
-                issue_id,
-                batch,
+            context = BatchContext(
                 worker=owner,
                 message=message,
                 token_for=tok.unsubscribe_token_maker(),
@@ -101,6 +106,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 heartbeat=heartbeat,
                 envelope=_verp(config["BOUNCE_ADDRESS"], secret),
             )
+            report = run_batch(db.session(), issue_id, batch, context)
     finally:
         try:
             redis.delete(alive)

@@ -10,7 +10,6 @@ enqueues what it could not, once Redis and a worker are back.
 
 from __future__ import annotations
 
-import bisect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,19 +20,28 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 from flask import Flask, current_app
-from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.extensions import db, get_redis
-from newsletter.i18n import format_date, weekday_name
 from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
 from newsletter.models import ImportJob, ImportStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import imports, limits
 from newsletter.subscribers.links import tokens
-from newsletter.tasks.queues import DEFAULT_QUEUE, MAIL_QUEUE, enqueue, get_queue
+from newsletter.subscribers.mails import confirmation_mail, welcome_mail
+from newsletter.subscribers.signup import SubscribeResult
+from newsletter.tasks.queues import (
+    DEFAULT_QUEUE,
+    MAIL_QUEUE,
+    enqueue,
+    get_queue,
+    job,
+    kind_of,
+    name_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,83 +65,52 @@ def stamp(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
-def confirmation_job_id(subscriber_id: int, due_at: datetime) -> str:
-    """Name the job that mails the confirmation owed since ``due_at``."""
-    return f"confirm-{subscriber_id}-{stamp(due_at)}"
-
-
-def welcome_job_id(subscriber_id: int, due_at: datetime) -> str:
-    """Name the job that mails the welcome owed since ``due_at``."""
-    return f"welcome-{subscriber_id}-{stamp(due_at)}"
-
-
-def import_job_id(import_id: int, attempt: int) -> str:
-    """Name the job that makes claim number ``attempt + 1`` on an import."""
-    return f"import-{import_id}-{attempt}"
-
-
 # --- putting work on the queue -----------------------------------------------------------------
 
 
-def enqueue_once(
-    func: Callable[..., Any],
-    args: Sequence[Any],
-    *,
-    job_id: str,
-    queue: str,
-    timeout: int,
-    app: Flask | None = None,
-) -> bool:
-    """Enqueue a job unless one of that id is in Redis; False also when Redis is down."""
+def enqueued(func: Callable[..., Any], *args: Any, job_id: str, app: Flask | None = None) -> bool:
+    """Enqueue a declared job unless one of that id is in Redis; False also when Redis is down."""
     try:
-        enqueue(func, *args, queue=queue, job_id=job_id, unique=True, job_timeout=timeout, app=app)
-    except DuplicateJobError:
-        return False  # the same job is there already: the other enqueue won
+        return enqueue(func, *args, job_id=job_id, app=app) is not None
     except redis.RedisError:
         # The database says the work is owed: the reconciler enqueues it once Redis is back.
         log.warning("could not enqueue %s: Redis did not answer", job_id)
         return False
-    return True
 
 
 def queue_owed(
     send: Callable[[int, str | None], str],
-    job_id: Callable[[int, datetime], str],
     subscriber_id: int,
     due_at: datetime,
     app: Flask | None = None,
 ) -> None:
     """Queue ``send`` for the mail a reader is owed since ``due_at``; never raises for Redis."""
-    enqueue_once(
-        send,
-        (subscriber_id, stamp(due_at)),
-        job_id=job_id(subscriber_id, due_at),
-        queue=MAIL_QUEUE,
-        timeout=MAIL_JOB_TIMEOUT,
-        app=app,
-    )
+    job_id = name_job(send, subscriber_id, due_at)
+    enqueued(send, subscriber_id, stamp(due_at), job_id=job_id, app=app)
 
 
 def queue_confirmation(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the confirmation mail reserved at ``due_at``; never raises for Redis."""
-    queue_owed(send_confirmation, confirmation_job_id, subscriber_id, due_at, app)
+    queue_owed(send_confirmation, subscriber_id, due_at, app)
+
+
+def queue_owed_confirmation(result: SubscribeResult, app: Flask | None = None) -> None:
+    """Queue the confirmation a sign-up reserved, if it reserved one; never raises for Redis.
+
+    With Redis down the database still says the mail is owed: the reconciler sends it later.
+    """
+    if result.send_confirmation and result.due_at is not None:
+        queue_confirmation(result.subscriber_id, result.due_at, app)
 
 
 def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the welcome mail owed since ``due_at``; never raises for Redis."""
-    queue_owed(send_welcome, welcome_job_id, subscriber_id, due_at, app)
+    queue_owed(send_welcome, subscriber_id, due_at, app)
 
 
 def queue_import(import_id: int, attempt: int = 0, app: Flask | None = None) -> None:
     """Queue a browser import's run; never raises for Redis."""
-    enqueue_once(
-        run_import,
-        (import_id,),
-        job_id=import_job_id(import_id, attempt),
-        queue=DEFAULT_QUEUE,
-        timeout=IMPORT_JOB_TIMEOUT,
-        app=app,
-    )
+    enqueued(run_import, import_id, job_id=name_job(run_import, import_id, attempt), app=app)
 
 
 # --- the jobs ------------------------------------------------------------------------------------
@@ -186,6 +163,12 @@ def mail_owed(
     return "sent"
 
 
+@job(
+    queue=MAIL_QUEUE,
+    timeout=MAIL_JOB_TIMEOUT,
+    unique=True,
+    name=lambda subscriber_id, due_at: f"confirm-{subscriber_id}-{stamp(due_at)}",
+)
 def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     """Mail the confirmation link to a reader who asked for it and is not confirmed.
 
@@ -200,25 +183,15 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and (due is not None or sub.status is not S.PENDING):
         db.session.commit()
         return "skipped: nothing owed"
-    config = current_app.config
-    token = tokens().confirm_token(sub.id, sub.version, sub.confirm_name)
-    # How long the link works, said as a person would: "7 days", "36 hours", "90 minutes".
-    max_age = int(config["CONFIRM_MAX_AGE"])
-    units = (("days", 86400), ("hours", 3600), ("minutes", 60))
-    unit, size = next(((u, n) for u, n in units if max_age >= 2 * n), ("seconds", 1))
-    slot = config.get("WEEKLY_SLOT")  # the newsletter's own time zone, if it has one
-    until = (utcnow() + timedelta(seconds=max_age)).astimezone(slot[3] if slot else UTC)
-    m = mailer()
-    msg = m.build(
-        "confirm",
-        {
-            "confirm_url": f"{config['BASE_URL']}/confirm/{token}",
-            "valid_count": max_age // size,
-            "valid_unit": unit,
-            "valid_until": format_date(until.date(), m.language),
-            "language": m.language,
-        },
+    config, m = current_app.config, mailer()
+    msg = confirmation_mail(
+        m,
+        m.links,
         sub.email,
+        tokens().confirm_token(sub.id, sub.version, sub.confirm_name),
+        max_age=int(config["CONFIRM_MAX_AGE"]),
+        slot=config.get("WEEKLY_SLOT"),
+        now=utcnow(),
     )
     # The name has done its work once mailed: it is in the link now, and no longer kept.
     return mail_owed(
@@ -226,6 +199,12 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     )
 
 
+@job(
+    queue=MAIL_QUEUE,
+    timeout=MAIL_JOB_TIMEOUT,
+    unique=True,
+    name=lambda subscriber_id, due_at: f"welcome-{subscriber_id}-{stamp(due_at)}",
+)
 def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     """Mail the welcome note, with safe-sender advice, to a reader who just confirmed."""
     sub = db.session.get(Subscriber, subscriber_id)
@@ -236,33 +215,26 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and due is not None:
         db.session.commit()
         return "skipped: already mailed"
-    config = current_app.config
-    base = config["BASE_URL"]
-    unsubscribe_url = f"{base}/unsubscribe/{tokens().unsubscribe_token(sub.id)}"
-    m = mailer()
-    # "Tips arrive every Tuesday morning": the day and the part of it, from WEEKLY_SLOT.
-    slot = config.get("WEEKLY_SLOT")
-    parts_of_day = ("early", "morning", "afternoon", "evening", "night")
-    day_part = parts_of_day[bisect.bisect_right((5, 12, 17, 22), slot[1] if slot else 9)]
-    msg = m.build(
-        "welcome",
-        {
-            "unsubscribe_url": unsubscribe_url,
-            "manage_url": f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
-            "name": sub.name or "",
-            "weekday": weekday_name(slot[0], m.language) if slot else "",
-            "day_part": day_part,
-            "language": m.language,
-        },
+    m, tok = mailer(), tokens()
+    msg = welcome_mail(
+        m,
+        m.links,
         sub.email,
-        headers={
-            "List-Unsubscribe": f"<{unsubscribe_url}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
+        sub.name,
+        unsubscribe_token=tok.unsubscribe_token(sub.id),
+        manage_token=tok.manage_token(sub.id, sub.created_at),
+        slot=current_app.config.get("WEEKLY_SLOT"),
     )
     return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)
 
 
+# Named by the claim it makes on the import: number ``attempt + 1``.
+@job(
+    queue=DEFAULT_QUEUE,
+    timeout=IMPORT_JOB_TIMEOUT,
+    unique=True,
+    name=lambda import_id, attempt: f"import-{import_id}-{attempt}",
+)
 def run_import(import_id: int) -> str:
     """Run one browser CSV import; queue the confirmation mails it reserved."""
     return imports.run_import(db.session(), import_id, notify=queue_confirmation)
@@ -321,13 +293,11 @@ def _rebuild_mail(session: Session, now: datetime) -> int:
                 Subscriber.confirm_due_at,
                 Subscriber.status != S.CONFIRMED,
                 send_confirmation,
-                confirmation_job_id,
             ),
             OwedMail(
                 Subscriber.welcome_due_at,
                 Subscriber.status == S.CONFIRMED,
                 send_welcome,
-                welcome_job_id,
             ),
         ],
     )
@@ -342,14 +312,13 @@ class OwedMail:
 
     due: InstrumentedAttribute[datetime | None]
     still: sa.ColumnElement[bool]  # whom it is still owed to
-    send: Callable[..., str]
-    job_id: Callable[[int, datetime], str]
+    send: Callable[..., str]  # a job declared with its name rule (subscriber id, due_at)
 
 
 def rebuild_owed(session: Session, now: datetime, kinds: Sequence[OwedMail]) -> int:
     """Enqueue the owed mails of these kinds whose job Redis lost; return how many."""
     cutoff = now - grace()
-    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = []
+    wanted: list[Wanted] = []
     for kind in kinds:
         rows = session.execute(
             sa.select(Subscriber.id, kind.due)
@@ -358,12 +327,12 @@ def rebuild_owed(session: Session, now: datetime, kinds: Sequence[OwedMail]) -> 
             .limit(REBUILD_AT_ONCE)
         ).all()
         wanted += [
-            (kind.job_id(sid, due), kind.send, (sid, stamp(due)))
+            (name_job(kind.send, sid, due), kind.send, (sid, stamp(due)))
             for sid, due in rows
             if due is not None
         ]
     session.commit()  # end the read: SQLite holds its write lock for the whole transaction
-    return enqueue_lost(MAIL_QUEUE, wanted, MAIL_JOB_TIMEOUT, now)
+    return enqueue_lost(wanted, now)
 
 
 def reconcile_imports() -> int:
@@ -399,22 +368,26 @@ def _rebuild_imports(session: Session, now: datetime) -> int:
         )
     ).all()
     session.commit()
-    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]] = [
-        (import_job_id(i, attempt), run_import, (i,)) for i, attempt in waiting
+    wanted: list[Wanted] = [
+        (name_job(run_import, i, attempt), run_import, (i,)) for i, attempt in waiting
     ]
-    return enqueue_lost(DEFAULT_QUEUE, wanted, IMPORT_JOB_TIMEOUT, now)
+    return enqueue_lost(wanted, now)
 
 
-def enqueue_lost(
-    queue_name: str,
-    wanted: list[tuple[str, Callable[..., Any], tuple[Any, ...]]],
-    timeout: int,
-    now: datetime,
-) -> int:
-    """Enqueue each wanted job that Redis has not got waiting or running; return how many."""
+# A job to have in Redis: its id, its declared function, its arguments.
+Wanted = tuple[str, Callable[..., Any], tuple[Any, ...]]
+
+
+def enqueue_lost(wanted: list[Wanted], now: datetime) -> int:
+    """Enqueue each wanted job that Redis has not got waiting or running; return how many.
+
+    The jobs are of one declared kind: they share its queue and time limit.
+    """
     if not wanted:
         return 0
-    queue = get_queue(queue_name)
+    kind = kind_of(wanted[0][1])
+    assert kind is not None, "enqueue_lost takes declared jobs only"
+    queue = get_queue(kind.queue)
     found = Job.fetch_many(
         [job_id for job_id, _f, _a in wanted], connection=get_redis(), serializer=queue.serializer
     )
@@ -425,18 +398,18 @@ def enqueue_lost(
             in_queue.append(set(queue.get_job_ids()))
         return job_id in in_queue[0]
 
-    enqueued = 0
-    for (job_id, func, args), job in zip(wanted, found, strict=True):
-        if job is not None:
-            if _alive(job, waiting, timeout, now):
+    count = 0
+    for (job_id, func, args), there in zip(wanted, found, strict=True):
+        if there is not None:
+            if _alive(there, waiting, kind.timeout, now):
                 continue
             try:
-                job.delete()  # finished or failed with the work still owed, or dead: redo it
+                there.delete()  # finished or failed with the work still owed, or dead: redo it
             except (InvalidJobOperation, NoSuchJobError):
                 pass  # it expired or another reconciler removed it since the fetch
-        if enqueue_once(func, args, job_id=job_id, queue=queue_name, timeout=timeout):
-            enqueued += 1
-    return enqueued
+        if enqueued(func, *args, job_id=job_id):
+            count += 1
+    return count
 
 
 def _alive(job: Job, waiting: Callable[[str], bool], timeout: int, now: datetime) -> bool:

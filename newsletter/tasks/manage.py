@@ -19,7 +19,9 @@ from newsletter.extensions import db
 from newsletter.mail import mailer
 from newsletter.models import Subscriber
 from newsletter.subscribers.links import tokens
+from newsletter.subscribers.mails import address_link_mail, address_notice_mail
 from newsletter.tasks.mail import (
+    MAIL_JOB_TIMEOUT,
     MAIL_OWED_FOR,
     OwedMail,
     guarded,
@@ -29,30 +31,21 @@ from newsletter.tasks.mail import (
     settle,
     stamp,
 )
+from newsletter.tasks.queues import MAIL_QUEUE, job
 
 log = logging.getLogger(__name__)
-
-
-def address_job_id(subscriber_id: int, due_at: datetime) -> str:
-    """Name the job that mails the new address its confirmation link, owed since ``due_at``."""
-    return f"address-{subscriber_id}-{stamp(due_at)}"
-
-
-def notice_job_id(subscriber_id: int, due_at: datetime) -> str:
-    """Name the job that tells the old address it was replaced, owed since ``due_at``."""
-    return f"address-notice-{subscriber_id}-{stamp(due_at)}"
 
 
 def queue_address_confirmation(
     subscriber_id: int, due_at: datetime, app: Flask | None = None
 ) -> None:
     """Queue the link to the new address reserved at ``due_at``; never raises for Redis."""
-    queue_owed(send_address_confirmation, address_job_id, subscriber_id, due_at, app)
+    queue_owed(send_address_confirmation, subscriber_id, due_at, app)
 
 
 def queue_address_notice(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the notice to the replaced address owed since ``due_at``; never raises for Redis."""
-    queue_owed(send_address_notice, notice_job_id, subscriber_id, due_at, app)
+    queue_owed(send_address_notice, subscriber_id, due_at, app)
 
 
 def _owing(
@@ -71,6 +64,12 @@ def _owing(
     return sub, to, owed
 
 
+@job(
+    queue=MAIL_QUEUE,
+    timeout=MAIL_JOB_TIMEOUT,
+    unique=True,
+    name=lambda subscriber_id, due_at: f"address-{subscriber_id}-{stamp(due_at)}",
+)
 def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str:
     """Mail the link that makes the wanted address the reader's, to that address."""
     found = _owing(subscriber_id, "new_email", due)
@@ -81,23 +80,25 @@ def send_address_confirmation(subscriber_id: int, due: str | None = None) -> str
         # Someone took the address since the request: they get nothing from another's page.
         settle("new_email_due_at", subscriber_id, owed)
         return "skipped: address taken meanwhile"
-    config = current_app.config
+    m = mailer()
     token = tokens().address_token(sub.id, sub.version, to)
-    msg = mailer().build(
-        "change_address",
-        {"confirm_url": f"{config['BASE_URL']}/manage/address/{token}", "name": sub.name},
-        to,
-    )
+    msg = address_link_mail(m, m.links, to, sub.name, token)
     return mail_owed("address link", to, msg, "new_email_due_at", subscriber_id, owed)
 
 
+@job(
+    queue=MAIL_QUEUE,
+    timeout=MAIL_JOB_TIMEOUT,
+    unique=True,
+    name=lambda subscriber_id, due_at: f"address-notice-{subscriber_id}-{stamp(due_at)}",
+)
 def send_address_notice(subscriber_id: int, due: str | None = None) -> str:
     """Tell the address a reader just replaced that it no longer gets the tips."""
     found = _owing(subscriber_id, "old_email", due)
     if found is None:
         return "skipped: nothing owed"
     sub, to, owed = found
-    msg = mailer().build("address_changed", {"new_email": sub.email, "name": sub.name}, to)
+    msg = address_notice_mail(mailer(), to, sub.name, sub.email)
     # Told (or refused for good): the old address is kept no longer.
     return mail_owed(
         "address notice", to, msg, "old_email_due_at", subscriber_id, owed, old_email=None
@@ -134,13 +135,11 @@ def _rebuild(session: Session, now: datetime) -> int:
                 Subscriber.new_email_due_at,
                 Subscriber.new_email.is_not(None),
                 send_address_confirmation,
-                address_job_id,
             ),
             OwedMail(
                 Subscriber.old_email_due_at,
                 Subscriber.old_email.is_not(None),
                 send_address_notice,
-                notice_job_id,
             ),
         ],
     )

@@ -14,13 +14,20 @@ from sqlalchemy.orm import Session
 
 from newsletter.extensions import db, get_redis
 from newsletter.models import WebhookDelivery, WebhookDeliveryStatus, utcnow
-from newsletter.tasks.queues import FAILURE_TTL, RESULT_TTL, WEBHOOK_QUEUE, enqueue, get_queue
+from newsletter.tasks.queues import WEBHOOK_QUEUE, enqueue, job, name_job
 from newsletter.webhooks import events
 from newsletter.webhooks.post import attempt, backoff
 
 log = logging.getLogger(__name__)
 
 
+# One name per try, so a lost one can be told; RQ's default time limit (a post's own deadline,
+# webhooks/post.py, is far shorter).
+@job(
+    queue=WEBHOOK_QUEUE,
+    timeout=180,
+    name=lambda delivery_id, attempts: f"webhook-{delivery_id}-{attempts}",
+)
 def deliver(delivery_id: int) -> str:
     """POST one webhook delivery; on failure schedule a retry with exponential backoff."""
     allow = current_app.config.get("WEBHOOK_ALLOW_HOSTS", ())
@@ -33,7 +40,7 @@ def deliver(delivery_id: int) -> str:
 def _after_commit(session: Session) -> None:
     for delivery_id in events.take_pending(session):
         try:
-            enqueue(deliver, delivery_id, queue=WEBHOOK_QUEUE, job_id=job_id(delivery_id, 0))
+            enqueue(deliver, delivery_id, job_id=name_job(deliver, delivery_id, 0))
         except Exception:  # the row stays pending; retry_pending picks it up
             log.exception("could not enqueue webhook delivery %s", delivery_id)
 
@@ -55,23 +62,10 @@ def install(app: Flask) -> None:
     _installed = True
 
 
-def job_id(delivery_id: int, attempts: int) -> str:
-    """Name the job for a delivery's next try: one name per try, so a lost one can be told."""
-    return f"webhook-{delivery_id}-{attempts}"
-
-
 def _schedule_retry(delivery_id: int, attempts: int) -> None:
     base = float(current_app.config.get("WEBHOOK_RETRY_BASE", 30))
-    delay = backoff(attempts, base)
-    queue = get_queue(WEBHOOK_QUEUE)
-    name = job_id(delivery_id, attempts)
-    if delay <= 0:
-        ttls = {"failure_ttl": FAILURE_TTL, "result_ttl": RESULT_TTL}
-        queue.enqueue(deliver, delivery_id, job_id=name, **ttls)
-    else:
-        queue.enqueue_in(
-            timedelta(seconds=delay), deliver, delivery_id, job_id=name, failure_ttl=FAILURE_TTL
-        )
+    name = name_job(deliver, delivery_id, attempts)
+    enqueue(deliver, delivery_id, job_id=name, delay=backoff(attempts, base))
 
 
 # Jobs in these states will still run (or are running): nothing is lost.
@@ -100,14 +94,14 @@ def retry_pending(
     if not rows:
         return 0
     redis = get_redis()
-    names = [job_id(i, attempts) for i, attempts in rows]
+    names = [name_job(deliver, i, attempts) for i, attempts in rows]
     statuses = Job.fetch_many(names, connection=redis, serializer=JSONSerializer)
     lost = 0
-    for (delivery_id, _attempts), name, job in zip(rows, names, statuses, strict=True):
-        status = job.get_status(refresh=False) if job is not None else None
+    for (delivery_id, _attempts), name, there in zip(rows, names, statuses, strict=True):
+        status = there.get_status(refresh=False) if there is not None else None
         if status is not None and str(getattr(status, "value", status)) in _ALIVE:
             continue
-        enqueue(deliver, delivery_id, queue=WEBHOOK_QUEUE, job_id=name)
+        enqueue(deliver, delivery_id, job_id=name)
         lost += 1
     if lost:
         log.info("webhooks: %s pending deliveries had lost their job; enqueued again", lost)

@@ -34,7 +34,7 @@ from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import manage
 from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.signup import subscribe
-from newsletter.tasks.mail import queue_confirmation
+from newsletter.tasks.mail import queue_owed_confirmation
 from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice
 from newsletter.web.pages import MAX_TOKEN, bad_link, page
 
@@ -328,6 +328,5 @@ def resubscribe(token: str) -> tuple[str, int]:
     sub = _unsubscribe_reader(token)
     result = subscribe(db.session(), sub.email, ip=request.remote_addr, source="resubscribe")
     db.session.commit()
-    if result.send_confirmation and result.due_at is not None:
-        queue_confirmation(result.subscriber_id, result.due_at)
+    queue_owed_confirmation(result)
     return page("public/check_inbox.html")

@@ -43,7 +43,7 @@ from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
 from newsletter.subscribers.signup import SubscribeResult, reserve_confirmation
 from newsletter.subscribers.state import CONFIRMABLE, ConfirmOutcome, confirm
-from newsletter.tasks.mail import queue_confirmation, queue_welcome
+from newsletter.tasks.mail import queue_owed_confirmation, queue_welcome
 from newsletter.web import signup
 from newsletter.web.pages import MAX_TOKEN, bad_link, page
 
@@ -81,12 +81,6 @@ def _latest_tips() -> list[Issue]:
 def front_page(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:
     """Render the front page, its form filled in with ``form`` and ``error`` beside it."""
     return page("public/index.html", status, tips=_latest_tips(), error=error, form=form)
-
-
-def _queue_confirmation(result: SubscribeResult) -> None:
-    # Redis down: the database says the mail is owed, and the reconciler sends it later.
-    if result.send_confirmation and result.due_at is not None:
-        queue_confirmation(result.subscriber_id, result.due_at)
 
 
 def _confirm_claim(token: str) -> ConfirmClaim:
@@ -287,7 +281,7 @@ def confirm_resend() -> tuple[str, int]:
             db.session(), sid, email, now, name=claim.name, since=_left_at(sub)
         )
         db.session.commit()
-        _queue_confirmation(SubscribeResult(sid, reserved, now))
+        queue_owed_confirmation(SubscribeResult(sid, reserved, now))
     # The same answer whatever happened: the page must not tell who is on the list.
     return page("public/check_inbox.html", email="", resent=True, wait_minutes=0)
 

@@ -32,7 +32,7 @@ from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
 from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
-from newsletter.tasks.mail import queue_confirmation
+from newsletter.tasks.mail import queue_owed_confirmation
 
 HONEYPOT_FIELD = "website"
 PROOF_FIELD = "altcha"
@@ -101,9 +101,7 @@ def handle(source: str) -> Signup:
         )
     result = _record(email, name, source)
     limits.count(redis_client, LIMIT_NAME, _client(), limit)
-    if result.send_confirmation and result.due_at is not None:
-        # Never raises for Redis: the database says the mail is owed, the reconciler sends it.
-        queue_confirmation(result.subscriber_id, result.due_at)
+    queue_owed_confirmation(result)  # never raises for Redis
     return Signup(Outcome.ACCEPTED, email=email, name=name)
 
 
@@ -131,8 +129,7 @@ def resend(email: str) -> bool:
     if waiting_seconds() > 0:
         return False
     result = _record(email, "", "form")  # a known address keeps its name: the link carries none
-    if result.send_confirmation and result.due_at is not None:
-        queue_confirmation(result.subscriber_id, result.due_at)
+    queue_owed_confirmation(result)
     remember_address(email)
     return True
 

@@ -262,10 +262,7 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
                     unsubscribe(other, leaver_id)
                     other.commit()
 
-    report = batch.run_batch(
-        db.session,
-        issue.id,
-        0,
+    context = batch.BatchContext(
         worker="test",
         message=lambda: message.issue_message(mailer(), issue, b"key"),
         token_for=tokens_for(app.config).unsubscribe_token_maker(),
@@ -274,6 +271,7 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
         settings=batch.SendSettings(recheck_seconds=0.0),
         bounce=bounce_address,
     )
+    report = batch.run_batch(db.session, issue.id, 0, context)
     assert sent_to == [e for i, e in enumerate(emails) if i != 3]
     assert report.sent == 4 and report.skipped == 1 and report.finished
     assert _counts(issue.id) == {"queued": 0, "sending": 0, "sent": 4, "failed": 0, "skipped": 1}

@@ -245,7 +245,7 @@ def send_test(issue_id: int) -> Any:
         )
 
     def run(issue: Issue) -> str:
-        issues.send_test(issue.id, to)
+        dispatch.send_test(issue.id, to)
         return f"A test copy went to {to}."
 
     return _action(issue_id, run)
@@ -304,7 +304,7 @@ def ready(issue_id: int) -> Any:
 @login_required
 def pause(issue_id: int) -> Any:
     """Pause a running send."""
-    return _action(issue_id, lambda issue: issues.pause_issue(issue.id))
+    return _action(issue_id, lambda issue: dispatch.pause_issue(issue.id))
 
 
 @bp.post("/issues/<id:issue_id>/resume")
@@ -318,7 +318,7 @@ def resume(issue_id: int) -> Any:
 @login_required
 def cancel(issue_id: int) -> Any:
     """Cancel a scheduled, ready or running send."""
-    return _action(issue_id, lambda issue: issues.cancel_issue(issue.id))
+    return _action(issue_id, lambda issue: dispatch.cancel_issue(issue.id))
 
 
 @bp.get("/issues/<id:issue_id>/progress.json")
