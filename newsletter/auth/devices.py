@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Response, after_this_request, current_app, request
+from flask import Response, after_this_request, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from newsletter.auth.passwords import account_hash
+from newsletter.extensions import settings
 from newsletter.models import Editor
 
 COOKIE = "editor_device"
@@ -18,7 +19,8 @@ _SALT = "editor-known-device"  # one salt per kind of signed value
 
 def _serializer() -> URLSafeTimedSerializer:
     # Keys oldest first, the current one last: a rotation keeps known devices known.
-    keys = [*current_app.config.get("SECRET_KEY_FALLBACKS", []), current_app.secret_key]
+    found = settings()
+    keys = [*found.secret_key_fallbacks, found.secret_key]
     return URLSafeTimedSerializer(keys, salt=_SALT)
 
 
@@ -34,7 +36,7 @@ def remember_device(editor: Editor) -> None:
             max_age=MAX_AGE,
             path="/editor",
             httponly=True,
-            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+            secure=settings().session_cookie_secure,
             samesite="Lax",
         )
         return response

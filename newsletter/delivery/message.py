@@ -195,7 +195,7 @@ def render_issue(
 
     Without ``manage_url`` (a preview) the link to the reader's own page is a sample one.
     """
-    base = mailer.config["BASE_URL"]
+    base = mailer.settings.base_url
     body = render_body(body_md, base)
     return mailer.render(
         "issue",
@@ -220,7 +220,7 @@ def issue_message(
     mailer: Mailer, issue: Issue, secret: bytes, subject_prefix: str = ""
 ) -> IssueMessage:
     """Render ``issue`` once and return the per-recipient builder."""
-    base = mailer.config["BASE_URL"]
+    base = mailer.settings.base_url
     unsubscribe_base, manage_base = base + "/unsubscribe/", base + "/manage/"
     rendered = render_issue(
         mailer,
@@ -237,5 +237,5 @@ def issue_message(
         unsubscribe_base=unsubscribe_base,
         manage_base=manage_base,
         secret=secret,
-        list_id=list_id(mailer.config["NEWSLETTER_NAME"], mailer.from_domain),
+        list_id=list_id(mailer.settings.newsletter_name, mailer.from_domain),
     )

@@ -19,6 +19,7 @@ from newsletter.delivery.batch import SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
+from newsletter.extensions import settings as app_settings
 from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPSender
 from newsletter.mail.verp import verp_address
@@ -82,7 +83,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         return built
 
     try:
-        with SMTPSender(config) as smtp:
+        with SMTPSender(app_settings(app)) as smtp:
             report = run_batch(
                 db.session(),
                 issue_id,

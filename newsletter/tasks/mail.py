@@ -25,7 +25,7 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.i18n import format_date, weekday_name
 from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
@@ -154,7 +154,7 @@ def settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) -
 def send_mail(to: str, data: bytes) -> Exception | None:
     """Hand one mail to the server; return the refusal if it is for good, raise if not."""
     try:
-        with SMTPSender(current_app.config) as smtp:
+        with SMTPSender(settings()) as smtp:
             smtp.send(to, data)
     except SMTPPermanentError as exc:
         if exc.verdict not in _FOR_GOOD:
@@ -207,7 +207,7 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     units = (("days", 86400), ("hours", 3600), ("minutes", 60))
     unit, size = next(((u, n) for u, n in units if max_age >= 2 * n), ("seconds", 1))
     slot = config.get("WEEKLY_SLOT")  # the newsletter's own time zone, if it has one
-    until = (utcnow() + timedelta(seconds=max_age)).astimezone(slot[3] if slot else UTC)
+    until = (utcnow() + timedelta(seconds=max_age)).astimezone(slot.zone if slot else UTC)
     m = mailer()
     msg = m.build(
         "confirm",
@@ -243,14 +243,14 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
     # "Tips arrive every Tuesday morning": the day and the part of it, from WEEKLY_SLOT.
     slot = config.get("WEEKLY_SLOT")
     parts_of_day = ("early", "morning", "afternoon", "evening", "night")
-    day_part = parts_of_day[bisect.bisect_right((5, 12, 17, 22), slot[1] if slot else 9)]
+    day_part = parts_of_day[bisect.bisect_right((5, 12, 17, 22), slot.hour if slot else 9)]
     msg = m.build(
         "welcome",
         {
             "unsubscribe_url": unsubscribe_url,
             "manage_url": f"{base}/manage/{tokens().manage_token(sub.id, sub.created_at)}",
             "name": sub.name or "",
-            "weekday": weekday_name(slot[0], m.language) if slot else "",
+            "weekday": weekday_name(slot.weekday, m.language) if slot else "",
             "day_part": day_part,
             "language": m.language,
         },
