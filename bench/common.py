@@ -277,8 +277,8 @@ class Instance:
             )
         return done
 
-    def app(self):  # type: ignore[no-untyped-def]
-        """Return the app built from this instance's settings (for direct database work)."""
+    def app(self, **extra: str):  # type: ignore[no-untyped-def]
+        """Return the app built from this instance's settings (and ``extra``), for direct work."""
         from newsletter.app import create_app
 
         keys = (
@@ -290,7 +290,7 @@ class Instance:
             "MAIL_FROM",
             "BASE_URL",
         )
-        return create_app({k: self.env[k] for k in keys})
+        return create_app({**{k: self.env[k] for k in keys}, **extra})
 
     def close(self) -> None:
         """Drop the database (PostgreSQL), stop the embedded Redis, remove the folder."""

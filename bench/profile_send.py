@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     sink = Sink(args.sink)
     inst = Instance(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
     try:
-        app = inst.app()
-        app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=sink.port)
+        app = inst.app(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
         insert_confirmed(app, args.n)
         body = inst.dir / "tip.md"
         body.write_text(issue_body())

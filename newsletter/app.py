@@ -22,7 +22,7 @@ import newsletter.models  # noqa: F401 - defines every table on db.metadata befo
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
-from newsletter.config import load_settings
+from newsletter.config import ENV_NAMES, Settings, flask_config, legacy_keys, load_settings
 from newsletter.errors import NewsletterError
 from newsletter.extensions import babel, csrf, db, migrate
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
@@ -121,23 +121,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         **os.environ,
         **{k: str(v) for k, v in overrides.items() if isinstance(v, str | int | float)},
     }
-    settings = load_settings(env, Path(app.instance_path))
-    app.config.update(settings)
-    app.config.update({k: v for k, v in overrides.items() if k not in settings})
+    loaded = load_settings(env, Path(app.instance_path))
+    app.extensions["settings"] = loaded
+    app.config.update(flask_config(loaded))
+    # TRANSITIONAL: the old upper-case keys, for the modules that still read app.config.
+    # This goes once every reader uses the typed settings (newsletter.extensions.settings).
+    app.config.update(legacy_keys(loaded))
+    known = ENV_NAMES | flask_config(loaded).keys()
+    app.config.update({k: v for k, v in overrides.items() if k not in known})
     app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")
     app.url_map.converters["id"] = RowId
     app.wsgi_app = _guard_body(app.wsgi_app)  # type: ignore[method-assign]
-    if app.config.get("TRUSTED_PROXIES"):
+    if loaded.trusted_proxies:
         # Believe only as many X-Forwarded-For/-Proto hops as there are proxies of our own, so
         # per-IP limits see the client; the host stays BASE_URL's business.
-        n = app.config["TRUSTED_PROXIES"]
+        n = loaded.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
 
     keep_tokens_out_of_logs()  # before anything logs a confirm or unsubscribe path
-    _init_database(app)
+    _init_database(app, loaded)
     # Redis connects lazily (extensions.get_redis): a request that never needs it starts none.
-    _init_security(app)
-    _init_languages(app)
+    _init_security(app, loaded)
+    _init_languages(app, loaded)
     _register_blueprints(app)
     _register_errors(app)
 
@@ -146,8 +151,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _init_database(app: Flask) -> None:
-    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+def _init_database(app: Flask, loaded: Settings) -> None:
+    uri = loaded.database_url
     if uri.startswith("sqlite"):
         Path(app.instance_path).mkdir(parents=True, exist_ok=True)
         # The stdlib driver's own transaction handling is off; we say BEGIN IMMEDIATE ourselves,
@@ -257,7 +262,7 @@ def _has_nul(values: Any) -> bool:
     return any("\0" in k or "\0" in v for k, v in values.items(multi=True))
 
 
-def _init_security(app: Flask) -> None:
+def _init_security(app: Flask, loaded: Settings) -> None:
     @app.before_request
     def refuse_nul() -> None:
         # No column stores a NUL and PostgreSQL refuses a query holding one: a URL with one is
@@ -270,7 +275,7 @@ def _init_security(app: Flask) -> None:
             abort(400, description=N_("The form holds a NUL character; please type it again."))
 
     csrf.init_app(app)
-    https = app.config["BASE_URL"].startswith("https://")
+    https = loaded.base_url.startswith("https://")
 
     @app.context_processor
     def nonce_helper() -> dict[str, Any]:
@@ -355,9 +360,9 @@ def error_text(error: NewsletterError | str | None) -> str:
     return str(gettext(error.template))
 
 
-def _init_languages(app: Flask) -> None:
+def _init_languages(app: Flask, loaded: Settings) -> None:
     """Pages speak NEWSLETTER_LANGUAGE (Flask-Babel), with the catalogues mail uses too."""
-    language = app.config["NEWSLETTER_LANGUAGE"]
+    language = loaded.language
     app.config["BABEL_DEFAULT_LOCALE"] = language
     app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS_DIR)
     babel.init_app(app, locale_selector=lambda: language)

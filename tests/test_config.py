@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -9,23 +10,24 @@ from pathlib import Path
 import pytest
 
 from newsletter.app import create_app
-from newsletter.config import ConfigError, load_settings, parse_weekly_slot
+from newsletter.config import ConfigError, Settings, WeeklySlot, load_settings, parse_weekly_slot
 
 
-def settings(tmp_path: Path, **env: str) -> dict:
+def settings(tmp_path: Path, **env: str) -> Settings:
     return load_settings(env, tmp_path)
 
 
 def test_defaults_use_sqlite_in_the_instance_folder_and_a_kept_secret_key(tmp_path: Path) -> None:
     first = settings(tmp_path)
-    assert first["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'newsletter.sqlite3'}"
-    assert first["REDIS_URL"] is None
-    assert first["BASE_URL"] == "http://127.0.0.1:5000"
-    assert first["SEND_RATE"] == 0
-    assert first["CONFIRM_MAX_AGE"] == 7 * 24 * 3600
-    assert first["EMAIL_CHECK_DNS"] is False
-    assert first["IMPORT_MAX_BYTES"] == 20 * 1024 * 1024
-    assert settings(tmp_path)["SECRET_KEY"] == first["SECRET_KEY"]
+    assert first.database_url == f"sqlite:///{tmp_path / 'newsletter.sqlite3'}"
+    assert first.redis_url is None
+    assert first.base_url == "http://127.0.0.1:5000"
+    assert first.send_rate == 0
+    assert first.confirm_max_age == 7 * 24 * 3600
+    assert first.email_check_dns is False
+    assert first.import_max_bytes == 20 * 1024 * 1024
+    assert first.weekly_slot is None
+    assert settings(tmp_path).secret_key == first.secret_key
 
 
 @pytest.mark.parametrize(
@@ -58,18 +60,27 @@ def test_a_bad_setting_is_named(tmp_path: Path, env: dict[str, str], named: str)
 
 
 def test_the_import_limit_is_read_in_bytes(tmp_path: Path) -> None:
-    assert settings(tmp_path, IMPORT_MAX_BYTES="1048576")["IMPORT_MAX_BYTES"] == 1024 * 1024
+    assert settings(tmp_path, IMPORT_MAX_BYTES="1048576").import_max_bytes == 1024 * 1024
 
 
 def test_production_accepts_a_long_secret_key(tmp_path: Path) -> None:
     conf = settings(tmp_path, NEWSLETTER_ENV="production", SECRET_KEY="k" * 32, SMTP_HOST="mx")
-    assert conf["SECRET_KEY"] == "k" * 32
-    assert conf["SESSION_COOKIE_SECURE"] is True
+    assert conf.secret_key == "k" * 32
+    assert conf.session_cookie_secure is True
 
 
 def test_weekly_slot_is_parsed_with_its_time_zone() -> None:
-    weekday, hour, minute, zone = parse_weekly_slot("every Tuesday at 07:30 in Europe/Berlin")
-    assert (weekday, hour, minute, str(zone)) == (1, 7, 30, "Europe/Berlin")
+    slot = parse_weekly_slot("every Tuesday at 07:30 in Europe/Berlin")
+    assert isinstance(slot, WeeklySlot)
+    assert (slot.weekday, slot.hour, slot.minute, str(slot.zone)) == (1, 7, 30, "Europe/Berlin")
+
+
+def test_the_settings_are_frozen(tmp_path: Path) -> None:
+    conf = settings(tmp_path, WEEKLY_SLOT="every monday at 09:00 in UTC")
+    assert conf.weekly_slot == WeeklySlot(0, 9, 0, conf.weekly_slot.zone)
+    assert conf.weekly_slot_raw == "every monday at 09:00 in UTC"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        conf.batch_size = 1  # type: ignore[misc]
 
 
 def test_create_app_refuses_a_bad_setting(tmp_path: Path) -> None:

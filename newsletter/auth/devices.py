@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Response, after_this_request, current_app, request
+from flask import Response, after_this_request, request
 from itsdangerous import BadData, URLSafeTimedSerializer
 
 from newsletter.auth.passwords import account_hash
+from newsletter.extensions import settings
 from newsletter.models import Editor
 from newsletter.signing import serializer_keys
 
@@ -19,8 +20,8 @@ _SALT = "editor-known-device"  # one salt per kind of signed value
 
 def _serializer() -> URLSafeTimedSerializer:
     # Signed with the current key, read with any fallback: a rotation keeps devices known.
-    config = current_app.config
-    keys = serializer_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
+    found = settings()
+    keys = serializer_keys(found.secret_key, found.secret_key_fallbacks)
     return URLSafeTimedSerializer(keys, salt=_SALT)
 
 
@@ -36,7 +37,7 @@ def remember_device(editor: Editor) -> None:
             max_age=MAX_AGE,
             path="/editor",
             httponly=True,
-            secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+            secure=settings().session_cookie_secure,
             samesite="Lax",
         )
         return response

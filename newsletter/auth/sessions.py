@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import current_app, g, redirect, request, session, url_for
 
 from newsletter.auth.devices import remember_device
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import Editor
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,8 +80,8 @@ def _still_fresh() -> bool:
     since, seen = session.get("editor_since"), session.get("editor_seen")
     if not isinstance(since, int) or not isinstance(seen, int):
         return False
-    config = current_app.config
-    if now - seen > config["EDITOR_SESSION_IDLE"] or now - since > config["EDITOR_SESSION_MAX"]:
+    found = settings()
+    if now - seen > found.editor_session_idle or now - since > found.editor_session_max:
         return False
     if now - seen >= SEEN_RESOLUTION:
         session["editor_seen"] = now

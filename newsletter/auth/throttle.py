@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from flask import current_app, has_request_context, request
+from flask import has_request_context, request
 
 from newsletter.auth.devices import known_device
 from newsletter.auth.passwords import account_hash
@@ -62,12 +62,8 @@ class _Attempt:
     device: bool  # counted against a known device instead of the account and the address
 
 
-def _config(name: str, default: int) -> int:
-    return int(current_app.config.get(name, default))
-
-
 def _attempt(email: str, ip: str) -> _Attempt:
-    account_limit = _config("LOGIN_ACCOUNT_LIMIT", ACCOUNT_LIMIT)
+    account_limit = ACCOUNT_LIMIT
     device = known_device(email) if has_request_context() else None
     if device is not None:
         # A stranger's failures block the account, not the browsers its owner logged in from.
@@ -75,7 +71,7 @@ def _attempt(email: str, ip: str) -> _Attempt:
     return _Attempt(
         [
             (f"login-fail:acct:{account_hash(email)}", account_limit),
-            (f"login-fail:ip:{ip}", _config("LOGIN_IP_LIMIT", IP_LIMIT)),
+            (f"login-fail:ip:{ip}", IP_LIMIT),
         ],
         device=False,
     )
@@ -87,7 +83,7 @@ def login_blocked(email: str, ip: str) -> Blocked | None:
     The attempt counts as a failure until ``clear_failures`` says it succeeded.
     """
     attempt = _attempt(email, ip)
-    window = _config("LOGIN_WINDOW", WINDOW_SECONDS)
+    window = WINDOW_SECONDS
     script = get_redis().register_script(_RESERVE)
     blocked, ttl = script(
         keys=[key for key, _ in attempt.keys],
@@ -104,7 +100,7 @@ def record_failure(email: str, ip: str) -> None:
     """Count a failed login (already done when ``login_blocked`` let this request try)."""
     if has_request_context() and request.environ.pop(_ATTEMPT, None) is not None:
         return
-    window = _config("LOGIN_WINDOW", WINDOW_SECONDS)
+    window = WINDOW_SECONDS
     pipe = get_redis().pipeline()
     for key, _limit in _attempt(email, ip).keys:
         pipe.set(key, 0, ex=window, nx=True)

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.bounces.intake import Notice
 from newsletter.bounces.parse import OUR_MESSAGE_ID, kind_for
+from newsletter.config import Settings
 from newsletter.models import BounceKind
 
 log = logging.getLogger(__name__)
@@ -75,26 +76,26 @@ class Webhook:
     note: str = ""  # said instead of notices (a subscription to confirm)
 
 
-def configured(provider: str, config: Mapping[str, Any]) -> bool:
+def configured(provider: str, settings: Settings) -> bool:
     """Return whether the operator set up ``provider``'s webhook."""
     if provider == "ses":
-        return bool(config.get("SNS_TOPIC_ARNS"))
+        return bool(settings.sns_topic_arns)
     if provider == "mailgun":
-        return bool(config.get("MAILGUN_WEBHOOK_KEY"))
+        return bool(settings.mailgun_webhook_key)
     if provider == "postmark":
-        return bool(config.get("POSTMARK_WEBHOOK_USER"))
+        return bool(settings.postmark_webhook_user)
     return False
 
 
 def read(
-    provider: str, payload: Any, authorization: str, config: Mapping[str, Any], now: float
+    provider: str, payload: Any, authorization: str, settings: Settings, now: float
 ) -> Webhook:
     """Authenticate one configured provider's payload and return what it says."""
     if not isinstance(payload, dict):
         raise Malformed("expected a JSON object")
     raw = json.dumps(payload, indent=1, sort_keys=True)
     if provider == "ses":
-        verify_sns(payload, config)
+        verify_sns(payload, settings)
         if payload.get("Type") != "Notification":
             url = payload.get("SubscribeURL", "")
             # Not visited from here: a web request should not make outbound calls on a
@@ -106,13 +107,13 @@ def read(
             return Webhook(replay_key=f"sns:{payload['MessageId']}", note=note)
         return Webhook(ses_notices(payload, raw), f"sns:{payload['MessageId']}")
     if provider == "mailgun":
-        verify_mailgun(payload, str(config["MAILGUN_WEBHOOK_KEY"]), now)
+        verify_mailgun(payload, str(settings.mailgun_webhook_key), now)
         return Webhook(mailgun_notices(payload, raw), f"mailgun:{payload['signature']['token']}")
     if provider == "postmark":
         verify_postmark(
             authorization,
-            str(config["POSTMARK_WEBHOOK_USER"]),
-            str(config.get("POSTMARK_WEBHOOK_PASSWORD") or ""),
+            str(settings.postmark_webhook_user),
+            settings.postmark_webhook_password or "",
         )
         record_id = payload.get("ID")
         return Webhook(postmark_notices(payload, raw), f"postmark:{record_id}" if record_id else "")
@@ -122,14 +123,14 @@ def read(
 # --- Amazon SES through SNS -------------------------------------------------------------------
 
 
-def verify_sns(message: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+def verify_sns(message: Mapping[str, Any], settings: Settings) -> None:
     """Check an SNS message's signature against its certificate and its topic; raise if bad."""
     kind = message.get("Type")
     names = SNS_SIGNED.get(kind) if isinstance(kind, str) else None
     algorithm = SNS_HASHES.get(str(message.get("SignatureVersion")))
     if names is None or algorithm is None:
         raise Unauthenticated("not an SNS message of a known type and signature version")
-    if str(message.get("TopicArn")) not in config["SNS_TOPIC_ARNS"]:
+    if str(message.get("TopicArn")) not in settings.sns_topic_arns:
         raise Unauthenticated("the SNS topic is not one of SNS_TOPIC_ARNS")
     try:
         signature = base64.b64decode(str(message["Signature"]), validate=True)
@@ -138,7 +139,7 @@ def verify_sns(message: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         )
     except (KeyError, binascii.Error):
         raise Unauthenticated("the SNS message lacks a signed field or its signature") from None
-    key = signing_key(str(message.get("SigningCertURL", "")), config.get("SNS_CERT_HOSTS") or ())
+    key = signing_key(str(message.get("SigningCertURL", "")), settings.sns_cert_hosts)
     try:
         key.verify(signature, signed.encode(), padding.PKCS1v15(), algorithm())
     except InvalidSignature:

@@ -13,7 +13,7 @@ import sys
 import threading
 from datetime import datetime
 from email.utils import parseaddr
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import click
 import sqlalchemy as sa
@@ -23,7 +23,9 @@ from flask.cli import with_appcontext
 from newsletter.bounces.inbound import MAX_SIZE, apply_mail
 from newsletter.bounces.listener import start_listener
 from newsletter.cli.errors import EX_TEMPFAIL
+from newsletter.config import Settings
 from newsletter.extensions import db, this_app
+from newsletter.extensions import settings as app_settings
 from newsletter.models import Bounce, BounceKind, Subscriber
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,9 @@ def bounces() -> None:
     """Take in bounces and complaints; list them."""
 
 
-def bounce_address(config: Any) -> str:
+def bounce_address(settings: Settings) -> str:
     """Return the address bounces come back to: BOUNCE_ADDRESS, else MAIL_FROM's."""
-    return str(config.get("BOUNCE_ADDRESS") or parseaddr(config["MAIL_FROM"])[1])
+    return settings.bounce_address or parseaddr(settings.mail_from)[1]
 
 
 def _take(app: Flask, raw: bytes, envelope_to: str) -> list[str]:
@@ -114,7 +116,7 @@ def bounces_serve(host: str, port: int, max_size: int) -> None:
     """Listen for bounces over SMTP until SIGTERM or Ctrl-C."""
     app = this_app()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    address = bounce_address(app.config)
+    address = bounce_address(app_settings(app))
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from newsletter.config import ConfigError, parse_nameserver
 from newsletter.doctor import Lookup, Status, run_checks
-from newsletter.extensions import this_app
+from newsletter.extensions import settings
 
 DNS_TIMEOUT = 3.0
 
@@ -25,13 +25,12 @@ DNS_TIMEOUT = 3.0
 @with_appcontext
 def doctor_command(as_json: bool, nameserver: str | None) -> None:
     """Check settings, SMTP relay, SPF, DKIM, DMARC and bounce MX; nothing is sent."""
-    app = this_app()
     try:
         server = parse_nameserver(nameserver or "", "--nameserver")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    config = {**app.config, "INSTANCE_PATH": app.instance_path}
-    checks = run_checks(config, Lookup.for_config(config, server, timeout=DNS_TIMEOUT))
+    found = settings()
+    checks = run_checks(found, Lookup.for_config(found, server, timeout=DNS_TIMEOUT))
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks], indent=2, ensure_ascii=False))
     else:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import click
 import redis
@@ -14,7 +15,7 @@ from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
-from newsletter.extensions import EMBEDDED, get_redis, this_app
+from newsletter.extensions import EMBEDDED, get_redis, replace_settings, settings, this_app
 from newsletter.mail.catcher import mail_folder, start_catcher
 from newsletter.tasks.worker import run_worker
 
@@ -46,19 +47,19 @@ def worker_command(burst: bool) -> None:
 def dev_command(host: str, port: int, mail_port: int) -> None:
     """Run everything on this machine: web app, worker, embedded Redis, mail catcher."""
     app = this_app()
-    if app.config["NEWSLETTER_ENV"] == "production":
+    if settings(app).production:
         raise click.ClickException("`newsletter dev` is for development; NEWSLETTER_ENV=production")
-    upgrade(directory=app.config["MIGRATIONS_DIR"])
+    upgrade()  # the app's migrations folder, as create_app gave it to Flask-Migrate
     env = dict(os.environ)
-    if not app.config["REDIS_URL"]:
+    if not settings(app).redis_url:
         client = get_redis(app)
         client.ping()
         env["REDIS_URL"] = "unix://" + client.connection_pool.connection_kwargs["path"]
     catcher = None
-    if app.config["SMTP_HOST"] in ("127.0.0.1", "localhost") and not os.environ.get("SMTP_HOST"):
+    if settings(app).smtp_host in ("127.0.0.1", "localhost") and not os.environ.get("SMTP_HOST"):
         catcher = start_catcher(app.instance_path, "127.0.0.1", mail_port)
         env["SMTP_HOST"], env["SMTP_PORT"] = "127.0.0.1", str(mail_port)
-        app.config["SMTP_PORT"] = mail_port
+        replace_settings(app, replace(settings(app), smtp_port=mail_port))
         click.echo(
             f" * Mail catcher on 127.0.0.1:{mail_port}; read mail at "
             f"http://{host}:{port}/dev/mail ({mail_folder(app.instance_path)})"
@@ -66,11 +67,12 @@ def dev_command(host: str, port: int, mail_port: int) -> None:
     if not os.environ.get("BASE_URL"):
         # Links in captured mail must lead back to this very server, whatever port it got.
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        app.config["BASE_URL"] = env["BASE_URL"] = f"http://{shown_host}:{port}"
+        env["BASE_URL"] = f"http://{shown_host}:{port}"
+        replace_settings(app, replace(settings(app), base_url=env["BASE_URL"]))
     env["INSTANCE_PATH"] = app.instance_path
     worker = subprocess.Popen([sys.executable, "-m", "newsletter.main", "worker"], env=env)
     click.echo(f" * Worker started (pid {worker.pid})")
-    click.echo(f" * Open {app.config['BASE_URL']}/ to subscribe; mail shows up at /dev/mail")
+    click.echo(f" * Open {settings(app).base_url}/ to subscribe; mail shows up at /dev/mail")
     # SIGTERM (a process manager, a test) stops like Ctrl-C: the worker and catcher go too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:

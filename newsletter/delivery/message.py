@@ -238,5 +238,5 @@ def issue_message(
         unsubscribe_base=unsubscribe_base,
         manage_base=manage_base,
         secret=secret,
-        list_id=list_id(mailer.config["NEWSLETTER_NAME"], mailer.from_domain),
+        list_id=list_id(mailer.settings.newsletter_name, mailer.from_domain),
     )

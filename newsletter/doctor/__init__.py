@@ -1,14 +1,14 @@
 """Pre-send checks of the mail setup: settings, the SMTP relay, SPF, DKIM, DMARC, bounces.
 
-No Flask, no RQ: every check takes the settings mapping (and a Lookup for DNS) and returns a
+No Flask, no RQ: every check takes the Settings (and a Lookup for DNS) and returns a
 Check, so `newsletter doctor` and the editor's page show the same thing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
+from newsletter.config import Settings
 from newsletter.doctor.bounces import check_bounces
 from newsletter.doctor.dkim import check_dkim
 from newsletter.doctor.dmarc import check_dmarc
@@ -20,7 +20,7 @@ from newsletter.doctor.spf import check_spf
 
 __all__ = ["Check", "DnsUnavailable", "Lookup", "Status", "run_checks", "worst"]
 
-DNS_CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any], Lookup], Check]], ...] = (
+DNS_CHECKS: tuple[tuple[str, Callable[[Settings, Lookup], Check]], ...] = (
     ("spf", check_spf),
     ("dkim", check_dkim),
     ("dmarc", check_dmarc),
@@ -29,13 +29,13 @@ DNS_CHECKS: tuple[tuple[str, Callable[[Mapping[str, Any], Lookup], Check]], ...]
 
 
 def run_checks(
-    config: Mapping[str, Any], resolver: Lookup, smtp_timeout: float | None = None
+    settings: Settings, resolver: Lookup, smtp_timeout: float | None = None
 ) -> list[Check]:
     """Run every check, settings first; a DNS lookup that cannot be made is a warn."""
-    checks = [check_settings(config), check_smtp(config, smtp_timeout)]
+    checks = [check_settings(settings), check_smtp(settings, smtp_timeout)]
     for name, check in DNS_CHECKS:
         try:
-            checks.append(check(config, resolver))
+            checks.append(check(settings, resolver))
         except DnsUnavailable as exc:
             checks.append(Check(name, Status.WARN, f"DNS lookup could not be made: {exc}"))
     return checks

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from newsletter.config import Settings
 from newsletter.doctor.lookup import Lookup
 from newsletter.doctor.names import domain_of, envelope_sender
 from newsletter.doctor.report import Check, Status
 
 
-def check_bounces(config: Mapping[str, Any], lookup: Lookup) -> Check:
+def check_bounces(settings: Settings, lookup: Lookup) -> Check:
     """Check that the envelope sender's domain has an MX (or an address) to take bounces."""
-    address = envelope_sender(config)
+    address = envelope_sender(settings)
     domain = domain_of(address)
     detail = []
-    if not config.get("BOUNCE_ADDRESS"):
+    if not settings.bounce_address:
         detail.append(
             f"BOUNCE_ADDRESS is not set: bounces come back to {address} and are matched by "
             "the Message-ID they quote"

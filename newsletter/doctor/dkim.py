@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from email.utils import formatdate
-from typing import Any
 
 import dkim
 
+from newsletter.config import Settings
 from newsletter.doctor.lookup import Lookup
 from newsletter.doctor.names import mail_from_address
 from newsletter.doctor.report import Check, Status
@@ -37,9 +36,9 @@ def _tags(record: str) -> dict[str, str]:
     return tags
 
 
-def _sample(config: Mapping[str, Any]) -> bytes:
+def _sample(settings: Settings) -> bytes:
     """Return a small message to sign; only its signature is looked at, it is never sent."""
-    sender = mail_from_address(config).encode("ascii", "replace")
+    sender = mail_from_address(settings).encode("ascii", "replace")
     return (
         b"From: <" + sender + b">\r\nTo: <doctor@invalid>\r\nSubject: DKIM check\r\n"
         b"Date: " + formatdate().encode() + b"\r\nMessage-ID: <dkim-check@doctor.invalid>\r\n"
@@ -47,9 +46,9 @@ def _sample(config: Mapping[str, Any]) -> bytes:
     )
 
 
-def check_dkim(config: Mapping[str, Any], lookup: Lookup) -> Check:
+def check_dkim(settings: Settings, lookup: Lookup) -> Check:
     """Check that ``<selector>._domainkey.<domain>`` publishes the key we sign with."""
-    if not config.get("DKIM_PRIVATE_KEY"):
+    if not settings.dkim_private_key:
         return Check(
             "dkim",
             Status.WARN,
@@ -59,7 +58,7 @@ def check_dkim(config: Mapping[str, Any], lookup: Lookup) -> Check:
                 "signs for MAIL_FROM's domain",
             ),
         )
-    domain, selector = str(config["DKIM_DOMAIN"]).lower(), str(config["DKIM_SELECTOR"])
+    domain, selector = str(settings.dkim_domain).lower(), str(settings.dkim_selector)
     name = f"{selector}._domainkey.{domain}"
     publish = f'publish TXT "v=DKIM1; k=rsa; p=<the public key, base64>" at {name}'
     records = lookup.txt(name)
@@ -91,9 +90,9 @@ def check_dkim(config: Mapping[str, Any], lookup: Lookup) -> Check:
             "use 2048",
             tuple(detail),
         )
-    sign = dkim_signer(config)
+    sign = dkim_signer(settings)
     try:
-        signed = sign(_sample(config))
+        signed = sign(_sample(settings))
     except (dkim.DKIMException, ValueError) as exc:
         return Check("dkim", Status.FAIL, f"DKIM_PRIVATE_KEY cannot sign: {exc}", tuple(detail))
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
+from newsletter.config import Settings
 from newsletter.doctor.lookup import Lookup
 from newsletter.doctor.names import (
     aligned,
@@ -38,9 +36,9 @@ def _find(lookup: Lookup, from_domain: str) -> tuple[str, list[str]]:
     return "", []
 
 
-def check_dmarc(config: Mapping[str, Any], lookup: Lookup) -> Check:
+def check_dmarc(settings: Settings, lookup: Lookup) -> Check:
     """Check the DMARC record of MAIL_FROM's domain and whether our mail aligns with it."""
-    from_domain = domain_of(mail_from_address(config))
+    from_domain = domain_of(mail_from_address(settings))
     found_at, records = _find(lookup, from_domain)
     org = organisational_domain(from_domain)
     if not records:
@@ -73,8 +71,8 @@ def check_dmarc(config: Mapping[str, Any], lookup: Lookup) -> Check:
             tuple(detail),
         )
     adkim, aspf = tags.get("adkim", "r").lower(), tags.get("aspf", "r").lower()
-    dkim_domain = str(config.get("DKIM_DOMAIN") or "").lower()
-    envelope = domain_of(envelope_sender(config))
+    dkim_domain = (settings.dkim_domain or "").lower()
+    envelope = domain_of(envelope_sender(settings))
     ways = []
     mode = {"s": "strict", "r": "relaxed"}
     if dkim_domain and aligned(dkim_domain, from_domain, adkim):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
 from typing import Any
 
 import dns.exception
 import dns.resolver
+
+from newsletter.config import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -32,19 +33,19 @@ class Lookup:
     @classmethod
     def for_config(
         cls,
-        config: Mapping[str, Any],
+        settings: Settings | None,
         nameserver: tuple[str, int] | None = None,
         timeout: float = 3.0,
     ) -> Lookup:
         """Ask ``nameserver``, else DNS_NAMESERVER, else the resolvers this machine uses."""
-        target = nameserver or config.get("DNS_NAMESERVER")
+        target = nameserver or (settings.dns_nameserver if settings else None)
         if target:
             host, port = target
             resolver = dns.resolver.Resolver(configure=False)
             resolver.nameservers = [host]
             resolver.port = port
             where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        elif config.get("NEWSLETTER_ENV") == "testing":
+        elif settings is not None and settings.testing:
             # A test run must never reach a real resolver: it names its own server or asks none.
             return cls(None, "no server", "NEWSLETTER_ENV=testing and no DNS_NAMESERVER set")
         else:

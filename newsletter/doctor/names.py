@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
 from email.utils import parseaddr
-from typing import Any
 
 import idna
 from publicsuffixlist import PublicSuffixList
 
+from newsletter.config import Settings
 from newsletter.doctor.lookup import IPAddress
 
 
-def mail_from_address(config: Mapping[str, Any]) -> str:
+def mail_from_address(settings: Settings) -> str:
     """Return the bare address of MAIL_FROM."""
-    return parseaddr(str(config["MAIL_FROM"]))[1]
+    return parseaddr(settings.mail_from)[1]
 
 
-def envelope_sender(config: Mapping[str, Any]) -> str:
+def envelope_sender(settings: Settings) -> str:
     """Return the envelope sender of issue copies: BOUNCE_ADDRESS, else MAIL_FROM's address."""
-    return str(config.get("BOUNCE_ADDRESS") or mail_from_address(config))
+    return settings.bounce_address or mail_from_address(settings)
 
 
 def domain_of(address: str) -> str:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-from newsletter.config import DEV_MAIL_PORT
+from newsletter.config import DEV_MAIL_PORT, Settings
 from newsletter.doctor.names import is_local_host
 from newsletter.doctor.report import Check, Status, worst
 
-# What config.py falls back to when MAIL_FROM is not set.
+# What load_settings falls back to when MAIL_FROM is not set.
 DEFAULT_MAIL_FROM = "Tip of the Week <tips@example.org>"
 MIN_SECRET_BYTES = 32
 
@@ -26,19 +23,16 @@ class Finding:
     text: str
 
 
-def _generated_key(config: Mapping[str, Any]) -> bool:
-    instance = config.get("INSTANCE_PATH")
-    if not instance:
-        return False
-    path = Path(instance) / "secret_key"
+def _generated_key(settings: Settings) -> bool:
+    path = settings.instance_path / "secret_key"
     try:
-        return path.is_file() and path.read_text().strip() == config["SECRET_KEY"]
+        return path.is_file() and path.read_text().strip() == settings.secret_key
     except OSError:
         return False
 
 
-def _base_url(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
-    url = str(config["BASE_URL"])
+def _base_url(settings: Settings, unsafe: Status) -> list[Finding]:
+    url = settings.base_url
     parts = urlsplit(url)
     found = []
     if parts.hostname and is_local_host(parts.hostname):
@@ -62,8 +56,8 @@ def _base_url(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
     return found
 
 
-def _smtp(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
-    host, port = str(config["SMTP_HOST"]), int(config["SMTP_PORT"])
+def _smtp(settings: Settings, unsafe: Status) -> list[Finding]:
+    host, port = settings.smtp_host, settings.smtp_port
     local = is_local_host(host)
     found = []
     if local and port == DEV_MAIL_PORT:
@@ -75,9 +69,9 @@ def _smtp(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
                 "set SMTP_HOST and SMTP_PORT to your relay",
             )
         )
-    if config["SMTP_SECURITY"] == "none":
+    if settings.smtp_security == "none":
         if not local:
-            secret = " and the SMTP password" if config.get("SMTP_PASSWORD") else ""
+            secret = " and the SMTP password" if settings.smtp_password else ""
             found.append(
                 Finding(
                     "SMTP_SECURITY",
@@ -86,7 +80,7 @@ def _smtp(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
                     "the network unencrypted; set starttls (port 587) or tls (port 465)",
                 )
             )
-        elif config.get("SMTP_PASSWORD"):
+        elif settings.smtp_password:
             found.append(
                 Finding(
                     "SMTP_SECURITY",
@@ -98,8 +92,8 @@ def _smtp(config: Mapping[str, Any], unsafe: Status) -> list[Finding]:
     return found
 
 
-def _findings(config: Mapping[str, Any]) -> list[Finding]:
-    production = config.get("NEWSLETTER_ENV") == "production"
+def _findings(settings: Settings) -> list[Finding]:
+    production = settings.production
     unsafe = Status.FAIL if production else Status.WARN
     found: list[Finding] = []
     if not production:
@@ -107,11 +101,11 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
             Finding(
                 "NEWSLETTER_ENV",
                 Status.WARN,
-                f"NEWSLETTER_ENV is {config.get('NEWSLETTER_ENV')}: set production on the "
+                f"NEWSLETTER_ENV is {settings.environment}: set production on the "
                 "server (it then insists on SECRET_KEY and SMTP_HOST)",
             )
         )
-    key = str(config.get("SECRET_KEY") or "")
+    key = settings.secret_key
     if len(key.encode()) < MIN_SECRET_BYTES:
         found.append(
             Finding(
@@ -122,7 +116,7 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
                 "bytes",
             )
         )
-    elif _generated_key(config):
+    elif _generated_key(settings):
         found.append(
             Finding(
                 "SECRET_KEY",
@@ -131,9 +125,9 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
                 "set your own (python3 -c 'import secrets; print(secrets.token_urlsafe(48))')",
             )
         )
-    found += _base_url(config, unsafe)
-    found += _smtp(config, unsafe)
-    if str(config["MAIL_FROM"]) == DEFAULT_MAIL_FROM:
+    found += _base_url(settings, unsafe)
+    found += _smtp(settings, unsafe)
+    if settings.mail_from == DEFAULT_MAIL_FROM:
         found.append(
             Finding(
                 "MAIL_FROM",
@@ -142,7 +136,7 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
                 "set your own address on a domain whose DNS you control",
             )
         )
-    if not str(config.get("POSTAL_ADDRESS") or "").strip():
+    if not settings.postal_address.strip():
         found.append(
             Finding(
                 "POSTAL_ADDRESS",
@@ -151,7 +145,7 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
                 "a postal address in every issue",
             )
         )
-    if not config.get("REDIS_URL"):
+    if not settings.redis_url:
         found.append(
             Finding(
                 "REDIS_URL",
@@ -160,7 +154,7 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
                 "elsewhere cannot share the queue or SEND_RATE; set REDIS_URL for production",
             )
         )
-    if str(config.get("SQLALCHEMY_DATABASE_URI", "")).startswith("sqlite"):
+    if settings.database_url.startswith("sqlite"):
         found.append(
             Finding(
                 "DATABASE_URL",
@@ -172,15 +166,15 @@ def _findings(config: Mapping[str, Any]) -> list[Finding]:
     return found
 
 
-def check_settings(config: Mapping[str, Any]) -> Check:
+def check_settings(settings: Settings) -> Check:
     """Report the settings that would be unsafe on a production server."""
-    found = _findings(config)
+    found = _findings(settings)
     problems = [f for f in found if f.status is not None]
     status = worst(f.status for f in problems if f.status is not None)
     names = ", ".join(dict.fromkeys(f.setting for f in problems))
     if not problems:
         summary = "nothing unsafe for production"
-    elif config.get("NEWSLETTER_ENV") == "production":
+    elif settings.production:
         summary = f"unsafe in production: {names}"
     else:
         summary = f"to change before production: {names}"

@@ -5,9 +5,8 @@ from __future__ import annotations
 import smtplib
 import socket
 import ssl
-from collections.abc import Mapping
-from typing import Any
 
+from newsletter.config import Settings
 from newsletter.doctor.names import is_local_host
 from newsletter.doctor.report import Check, Status
 
@@ -61,10 +60,10 @@ class _Refused(Exception):
     """The relay answered, but not what the stage needs; the message says what it said."""
 
 
-def _session(conn: _Probe, config: Mapping[str, Any], stages: list[str]) -> None:
-    host, port = str(config["SMTP_HOST"]), int(config["SMTP_PORT"])
-    security = config["SMTP_SECURITY"]
-    username = config.get("SMTP_USERNAME")
+def _session(conn: _Probe, settings: Settings, stages: list[str]) -> None:
+    host, port = settings.smtp_host, settings.smtp_port
+    security = settings.smtp_security
+    username = settings.smtp_username
     code, message = conn.connect(host, port)
     if code != 220:
         raise _Refused(f"{host}:{port} refused us at connect: {code} {_text(message)}")
@@ -99,7 +98,7 @@ def _session(conn: _Probe, config: Mapping[str, Any], stages: list[str]) -> None
                 "the relay offers no AUTH to log in with SMTP_USERNAME"
                 + (" (many offer it only after STARTTLS)" if security == "none" else "")
             )
-        code, message = conn.login(str(username), str(config.get("SMTP_PASSWORD") or ""))
+        code, message = conn.login(username, settings.smtp_password or "")
         stages.append(f"AUTH: {code} {_text(message)} (as {username})")
     elif conn.has_extn("auth"):
         stages.append(
@@ -112,10 +111,10 @@ def _session(conn: _Probe, config: Mapping[str, Any], stages: list[str]) -> None
         pass  # every answer that matters is in; the sender ignores a lost QUIT too
 
 
-def _failure(exc: Exception, conn: _Probe, config: Mapping[str, Any], wait: float) -> str:
+def _failure(exc: Exception, conn: _Probe, settings: Settings, wait: float) -> str:
     """Say in one line what went wrong at which stage."""
-    host = str(config["SMTP_HOST"])
-    where, stage = f"{host}:{config['SMTP_PORT']}", conn.stage
+    host = settings.smtp_host
+    where, stage = f"{host}:{settings.smtp_port}", conn.stage
     # smtplib reports a read that timed out as a disconnection: say which it was.
     timed_out = isinstance(exc, TimeoutError) or (
         isinstance(exc, smtplib.SMTPServerDisconnected)
@@ -134,7 +133,7 @@ def _failure(exc: Exception, conn: _Probe, config: Mapping[str, Any], wait: floa
         return f"{stage} failed: {exc.reason or exc}"
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return (
-            f"the relay refused our login as {config.get('SMTP_USERNAME')}: "
+            f"the relay refused our login as {settings.smtp_username}: "
             f"{exc.smtp_code} {_text(exc.smtp_error)}"
         )
     if isinstance(exc, smtplib.SMTPServerDisconnected):
@@ -150,25 +149,25 @@ def _failure(exc: Exception, conn: _Probe, config: Mapping[str, Any], wait: floa
     return f"cannot connect to {where}: {getattr(exc, 'strerror', None) or exc}"
 
 
-def check_smtp(config: Mapping[str, Any], timeout: float | None = None) -> Check:
+def check_smtp(settings: Settings, timeout: float | None = None) -> Check:
     """Open a session with the relay as the sender does and log in; send nothing."""
-    host, port = str(config["SMTP_HOST"]), int(config["SMTP_PORT"])
-    security = config["SMTP_SECURITY"]
-    wait = float(timeout or config.get("SMTP_TIMEOUT") or 30)
+    host, port = settings.smtp_host, settings.smtp_port
+    security = settings.smtp_security
+    wait = float(timeout or settings.smtp_timeout or 30)
     # The same trust as the sender's (mail/smtp.py): the system's CA store, or SSL_CERT_FILE.
     context = ssl.create_default_context() if security != "none" else None
     conn = _Probe(context, security == "tls", wait)
     stages: list[str] = []
     try:
-        _session(conn, config, stages)
+        _session(conn, settings, stages)
     except (_Refused, smtplib.SMTPException, OSError) as exc:  # ssl.SSLError is an OSError
-        return Check("smtp", Status.FAIL, _failure(exc, conn, config, wait), tuple(stages))
+        return Check("smtp", Status.FAIL, _failure(exc, conn, settings, wait), tuple(stages))
     finally:
         conn.close()
     done = ["EHLO"]
     if security != "none":
         done.append("TLS")
-    if config.get("SMTP_USERNAME"):
+    if settings.smtp_username:
         done.append("our login")
     said = " and ".join([", ".join(done[:-1]), done[-1]] if len(done) > 1 else done)
     plain = " (without TLS)" if security == "none" and not is_local_host(host) else ""

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from newsletter.config import Settings
 from newsletter.doctor.lookup import IPAddress, Lookup
 from newsletter.doctor.names import (
     domain_of,
@@ -262,11 +262,11 @@ def _verdict(
     return status, f"{domain} authorises the relay {shown} ({hows}); ends {ending}", lines
 
 
-def check_spf(config: Mapping[str, Any], lookup: Lookup) -> Check:
+def check_spf(settings: Settings, lookup: Lookup) -> Check:
     """Check that the envelope and From domains' SPF records authorise the relay."""
-    envelope = domain_of(envelope_sender(config))
-    from_domain = domain_of(mail_from_address(config))
-    relay = str(config["SMTP_HOST"])
+    envelope = domain_of(envelope_sender(settings))
+    from_domain = domain_of(mail_from_address(settings))
+    relay = settings.smtp_host
     addresses = relay_addresses(lookup, relay)
     status, summary, detail = _verdict(lookup, envelope, relay, addresses)
     if from_domain == envelope:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from newsletter.delivery import lifecycle, message, plan, progress
 from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.errors import Conflict, Invalid, NotFound, Upstream
-from newsletter.extensions import db, this_app
+from newsletter.extensions import db, settings, this_app
 from newsletter.issues.schedule import next_slot
 from newsletter.mail import mailer
 from newsletter.mail.body import slugify
@@ -159,7 +159,7 @@ def mark_ready(issue_id: int) -> str:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it cannot be marked ready.")
     slot = this_app().config.get("WEEKLY_SLOT")
     if slot:
-        when = next_slot(utcnow(), slot).astimezone(slot[3])
+        when = next_slot(utcnow(), slot).astimezone(slot.zone)
         return (
             f"Issue {issue_id} is ready; it goes out at the next weekly slot "
             f"({when:%a %d %b %Y %H:%M %Z})."
@@ -234,7 +234,7 @@ def send_test(issue_id: int, to_email: str) -> None:
     # A test copy carries no one's real token: its unsubscribe link lands on a harmless page.
     data = built.bytes_for(0, address, "test", message_id=make_msgid("test", domain=built.domain))
     try:
-        with SMTPSender(app.config) as smtp:
+        with SMTPSender(settings(app)) as smtp:
             smtp.send(address, data)
     except (SMTPTemporaryError, SMTPPermanentError) as exc:
         raise Upstream(f"The mail server did not take the test copy: {exc}") from None

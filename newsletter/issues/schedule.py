@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-Slot = tuple[int, int, int, ZoneInfo]  # weekday (Monday 0), hour, minute, zone
+from newsletter.config import WeeklySlot as Slot
 
 
 def _instant(day: datetime, slot: Slot) -> datetime:

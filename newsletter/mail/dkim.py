@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import dkim
+
+from newsletter.config import Settings
 
 DKIM_HEADERS = (
     b"from",
@@ -21,14 +22,15 @@ DKIM_HEADERS = (
 )
 
 
-def dkim_signer(config: Mapping[str, Any]) -> Any:
+def dkim_signer(settings: Settings) -> Any:
     """Return a function that DKIM-signs raw message bytes, or None when DKIM is off."""
-    if not config.get("DKIM_PRIVATE_KEY"):
+    if not settings.dkim_private_key:
         return None
 
-    selector = config["DKIM_SELECTOR"].encode()
-    domain = config["DKIM_DOMAIN"].encode()
-    key = config["DKIM_PRIVATE_KEY"].encode()
+    # load_settings has all three or none.
+    selector = str(settings.dkim_selector).encode()
+    domain = str(settings.dkim_domain).encode()
+    key = settings.dkim_private_key.encode()
 
     def sign(data: bytes) -> bytes:
         present = {

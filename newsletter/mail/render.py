@@ -19,6 +19,7 @@ from typing import Any
 import css_inline
 import jinja2
 
+from newsletter.config import Settings
 from newsletter.i18n import DEFAULT_LANGUAGE, format_date, translations
 from newsletter.mail.dkim import dkim_signer
 from newsletter.mail.urls import ReaderLinks
@@ -59,27 +60,27 @@ def make_jinja_env(
 class Mailer:
     """Render and build emails from the app's settings; sign them when DKIM is configured."""
 
-    def __init__(self, config: Mapping[str, Any], templates_dir: str | os.PathLike[str]) -> None:
-        self.config = config
-        self.language = config.get("NEWSLETTER_LANGUAGE", DEFAULT_LANGUAGE)
+    def __init__(self, settings: Settings, templates_dir: str | os.PathLike[str]) -> None:
+        self.settings = settings
+        self.language = settings.language
         self.jinja = make_jinja_env(templates_dir, self.language)
-        self.mail_from = config["MAIL_FROM"]
+        self.mail_from = settings.mail_from
         self.from_address = parseaddr(self.mail_from)[1]
         self.from_domain = self.from_address.rpartition("@")[2]
         self._inliner = css_inline.CSSInliner(keep_style_tags=False)
-        self._dkim = dkim_signer(config)
+        self._dkim = dkim_signer(settings)
 
     @property
     def links(self) -> ReaderLinks:
         """Return the builder of every URL a mail links a reader to, from BASE_URL."""
-        return ReaderLinks(self.config["BASE_URL"])
+        return ReaderLinks(self.settings.base_url)
 
     def site_context(self) -> dict[str, Any]:
         """Return what every email template may use: names, addresses, absolute URLs."""
         links = self.links
         return {
-            "newsletter_name": self.config["NEWSLETTER_NAME"],
-            "postal_address": self.config["POSTAL_ADDRESS"],
+            "newsletter_name": self.settings.newsletter_name,
+            "postal_address": self.settings.postal_address,
             "mail_from": self.mail_from,
             "from_address": self.from_address,
             "base_url": links.base_url,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from collections.abc import Mapping
 from email.utils import parseaddr
-from typing import Any
 
 import idna
 
+from newsletter.config import Settings
 from newsletter.mail.refusals import Stage, Verdict, enhanced_code, judge
 
 
@@ -63,14 +62,14 @@ class SMTPSender:
     regular expressions: per message that was as much CPU as the rest of the transaction.
     """
 
-    def __init__(self, config: Mapping[str, Any]) -> None:
-        self.host = config["SMTP_HOST"]
-        self.port = int(config["SMTP_PORT"])
-        self.security = config["SMTP_SECURITY"]
-        self.username = config.get("SMTP_USERNAME")
-        self.password = config.get("SMTP_PASSWORD")
-        self.timeout = float(config.get("SMTP_TIMEOUT") or 30)
-        self.envelope_from = parseaddr(config["MAIL_FROM"])[1]
+    def __init__(self, settings: Settings) -> None:
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self.security = settings.smtp_security
+        self.username = settings.smtp_username
+        self.password = settings.smtp_password
+        self.timeout = settings.smtp_timeout or 30.0
+        self.envelope_from = parseaddr(settings.mail_from)[1]
         self._conn: smtplib.SMTP | None = None
         self._pipelining = False
         self._size = False

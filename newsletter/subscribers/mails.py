@@ -13,14 +13,11 @@ from __future__ import annotations
 import bisect
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from zoneinfo import ZoneInfo
 
+from newsletter.config import WeeklySlot
 from newsletter.i18n import format_date, weekday_name
 from newsletter.mail.render import Mailer
 from newsletter.mail.urls import ReaderLinks
-
-# WEEKLY_SLOT, parsed: (weekday 0 = Monday, hour, minute, the newsletter's time zone).
-WeeklySlot = tuple[int, int, int, ZoneInfo]
 
 # How long a link works, said as a person would: "7 days", "36 hours", "90 minutes".
 _UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60))
@@ -44,7 +41,7 @@ def confirmation_mail(
     The link's end is given as a date in the newsletter's own time zone (``slot``'s), else UTC.
     """
     unit, size = next(((u, n) for u, n in _UNITS if max_age >= 2 * n), ("seconds", 1))
-    until = (now + timedelta(seconds=max_age)).astimezone(slot[3] if slot else UTC)
+    until = (now + timedelta(seconds=max_age)).astimezone(slot.zone if slot else UTC)
     return mailer.build(
         "confirm",
         {
@@ -69,14 +66,14 @@ def welcome_mail(
     slot: WeeklySlot | None,
 ) -> EmailMessage:
     """Build the welcome note, with safe-sender advice and the day the tips arrive."""
-    day_part = _PARTS_OF_DAY[bisect.bisect_right(_PART_STARTS, slot[1] if slot else 9)]
+    day_part = _PARTS_OF_DAY[bisect.bisect_right(_PART_STARTS, slot.hour if slot else 9)]
     return mailer.build(
         "welcome",
         {
             "unsubscribe_url": links.unsubscribe(unsubscribe_token),
             "manage_url": links.manage(manage_token),
             "name": name or "",
-            "weekday": weekday_name(slot[0], mailer.language) if slot else "",
+            "weekday": weekday_name(slot.weekday, mailer.language) if slot else "",
             "day_part": day_part,
             "language": mailer.language,
         },

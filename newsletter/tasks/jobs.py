@@ -24,6 +24,7 @@ from newsletter.delivery.batch import BatchContext, SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
+from newsletter.extensions import settings as app_settings
 from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPSender
 from newsletter.mail.verp import verp_address
@@ -90,7 +91,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         return built
 
     try:
-        with SMTPSender(config) as smtp:
+        with SMTPSender(app_settings(app)) as smtp:
             context = BatchContext(
                 worker=owner,
                 message=message,

@@ -24,7 +24,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
@@ -131,7 +131,7 @@ def settle(column: str, subscriber_id: int, due: datetime | None, **also: Any) -
 def send_mail(to: str, data: bytes) -> Exception | None:
     """Hand one mail to the server; return the refusal if it is for good, raise if not."""
     try:
-        with SMTPSender(current_app.config) as smtp:
+        with SMTPSender(settings()) as smtp:
             smtp.send(to, data)
     except SMTPPermanentError as exc:
         if exc.verdict not in _FOR_GOOD:

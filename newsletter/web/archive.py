@@ -8,11 +8,11 @@ from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, Response, abort, current_app, render_template, request
+from flask import Blueprint, Flask, Response, abort, render_template, request
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
 from newsletter.models import ISSUE_PUBLIC, Issue, utcnow
 from newsletter.web import row_id
@@ -85,7 +85,7 @@ def show(key: str) -> Any:
     if issue is None:
         abort(404, description=_("There is no sent issue at this address."))
     # Markup is safe here: markdown_to_html runs the result through nh3.
-    body = Markup(markdown_to_html(issue.body_md, current_app.config["BASE_URL"]))
+    body = Markup(markdown_to_html(issue.body_md, settings().base_url))
     return render_template(
         "public/archive_issue.html", issue=issue, body=body, published=published_on(issue)
     )
@@ -139,14 +139,14 @@ def build_feed(
 @bp.get("/feed.xml")
 def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
-    config = current_app.config
+    found = settings()
     issues = list(db.session.scalars(_published().limit(FEED_ENTRIES)))
-    name = config["NEWSLETTER_NAME"]
+    name = found.newsletter_name
     body = build_feed(
-        config["BASE_URL"],
+        found.base_url,
         name,
         issues,
-        language=config["NEWSLETTER_LANGUAGE"],
+        language=found.language,
         subtitle=_("Every tip of %(name)s, newest first.", name=name),
     )
     return Response(body, content_type="application/atom+xml; charset=utf-8")

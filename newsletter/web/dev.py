@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, abort, current_app, render_template
 from markupsafe import Markup, escape
 
+from newsletter.extensions import settings
 from newsletter.mail.catcher import mail_folder
 
 bp = Blueprint("dev", __name__, url_prefix="/dev")
@@ -25,7 +26,7 @@ SHOWN = 200
 
 def register(app: Flask) -> None:
     """Attach /dev/mail, except in production."""
-    if app.config["NEWSLETTER_ENV"] != "production":
+    if not settings(app).production:
         app.register_blueprint(bp)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 from werkzeug.wrappers import Response
 
-from newsletter.extensions import csrf
+from newsletter.extensions import csrf, settings
 from newsletter.subscribers import limits
 from newsletter.subscribers.signup import SIGNUP_ANSWER
 from newsletter.web import public, signup
@@ -35,7 +35,7 @@ def _wants_json() -> bool:
 
 
 def _origin_allowed() -> bool:
-    allowed = current_app.config["EMBED_ORIGINS"]
+    allowed = settings().embed_origins
     origin = request.headers.get("Origin", "")
     # A browser names the page's origin on every cross-site POST; without EMBED_ORIGINS any
     # site may carry the form. "null" is a sandboxed frame or a file: never one listed.
@@ -46,7 +46,7 @@ def _json(body: dict[str, Any], status: int) -> Response:
     response = jsonify(body)
     response.status_code = status
     origin = request.headers.get("Origin", "")
-    if origin and origin in current_app.config["EMBED_ORIGINS"]:
+    if origin and origin in settings().embed_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
     return response
@@ -76,7 +76,7 @@ def embed_subscribe() -> Any:
         return public.front_page(400, answer.error, **answer.typed)
     if answer.outcome is signup.Outcome.CHALLENGE:
         if as_json:
-            retry = limits.retry_after(current_app.config["SUBSCRIBE_RATE_LIMIT"])
+            retry = limits.retry_after(settings().subscribe_rate_limit)
             response = _json(
                 {
                     "error": "proof_of_work_required",

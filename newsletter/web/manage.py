@@ -17,7 +17,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     flash,
     redirect,
     request,
@@ -28,7 +27,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from newsletter.errors import Conflict, Invalid, NewsletterError
-from newsletter.extensions import csrf, db
+from newsletter.extensions import csrf, db, settings
 from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import manage
@@ -171,7 +170,7 @@ def change_address(token: str) -> Any:
     raw = request.form.get("email", "")
     try:
         asked = manage.request_address_change(
-            db.session(), sub, raw, check_dns=current_app.config["EMAIL_CHECK_DNS"]
+            db.session(), sub, raw, check_dns=settings().email_check_dns
         )
     except Invalid as exc:
         return _refused(sub, token, exc, email=_echo(raw))
@@ -229,7 +228,7 @@ def erase(token: str) -> Any:
 
 
 def _day(value: datetime) -> str:
-    return format_date(value, current_app.config["NEWSLETTER_LANGUAGE"])
+    return format_date(value, settings().language)
 
 
 # --- confirming a new address ------------------------------------------------------------------
@@ -240,7 +239,7 @@ def _address_claim(token: str) -> AddressClaim | None:
     if len(token) > MAX_TOKEN:
         raise _NoReader(400, "invalid")
     try:
-        return tokens().read_address(token, current_app.config["CONFIRM_MAX_AGE"])
+        return tokens().read_address(token, settings().confirm_max_age)
     except TokenExpired:
         return None
     except TokenError:

@@ -6,7 +6,9 @@ import functools
 from email.utils import parseaddr
 from typing import Any
 
-from flask import current_app, render_template
+from flask import render_template
+
+from newsletter.extensions import settings
 
 # Our tokens are under 100 characters, or ~600 with a 100-character name in non-Latin script;
 # anything longer is not worth verifying.
@@ -20,7 +22,7 @@ def page(template: str, status: int = 200, **ctx: Any) -> tuple[str, int]:
 
 def from_address() -> str:
     """Return the bare address of MAIL_FROM."""
-    return _address_of(current_app.config["MAIL_FROM"])
+    return _address_of(settings().mail_from)
 
 
 @functools.lru_cache(maxsize=8)

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 
 from newsletter.bounces import providers
 from newsletter.bounces.intake import apply_notice
-from newsletter.extensions import csrf, db, get_redis
+from newsletter.extensions import csrf, db, get_redis, settings
 
 bp = Blueprint("hooks", __name__, url_prefix="/hooks")
 csrf.exempt(bp)  # authenticated by each provider's signature or credentials, not a cookie
@@ -41,8 +41,8 @@ def _refuse(status: int, message: str) -> Any:
 @bp.post("/bounces/<provider>")
 def bounces(provider: str) -> Any:
     """Authenticate one provider notification, take its bounces and complaints in."""
-    config = current_app.config
-    if provider not in providers.PROVIDERS or not providers.configured(provider, config):
+    found = settings()
+    if provider not in providers.PROVIDERS or not providers.configured(provider, found):
         return _refuse(404, "no such provider webhook is set up here")
     if (request.content_length or 0) > MAX_BODY:
         return _refuse(413, f"the body is over {MAX_BODY} bytes")
@@ -52,7 +52,7 @@ def bounces(provider: str) -> Any:
     try:
         payload = json.loads(body)
         hook = providers.read(
-            provider, payload, request.headers.get("Authorization", ""), config, time.time()
+            provider, payload, request.headers.get("Authorization", ""), found, time.time()
         )
     except (ValueError, RecursionError, providers.Malformed) as exc:
         return _refuse(400, f"not a {provider} notification: {str(exc)[:200]}")
@@ -62,7 +62,10 @@ def bounces(provider: str) -> Any:
     if hook.replay_key and not _first_time(hook.replay_key):
         return jsonify({"results": ["duplicate: this notification was already taken in"]})
     try:
-        results = [apply_notice(db.session(), notice, config) for notice in hook.notices]
+        # bounces.intake still takes the settings by their old names (app.config).
+        results = [
+            apply_notice(db.session(), notice, current_app.config) for notice in hook.notices
+        ]
         db.session.commit()
     except BaseException:
         db.session.rollback()

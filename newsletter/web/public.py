@@ -18,7 +18,6 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
     flash,
     jsonify,
     make_response,
@@ -30,7 +29,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from newsletter.errors import Invalid
-from newsletter.extensions import csrf, db, get_redis
+from newsletter.extensions import csrf, db, get_redis, settings
 from newsletter.models import (
     MAX_EMAIL_LENGTH,
     Issue,
@@ -86,7 +85,7 @@ def front_page(status: int = 200, error: Invalid | None = None, **form: str) -> 
 def _confirm_claim(token: str) -> ConfirmClaim:
     if len(token) > MAX_TOKEN:
         raise TokenError("too long")
-    return tokens().read_confirm(token, current_app.config["CONFIRM_MAX_AGE"])
+    return tokens().read_confirm(token, settings().confirm_max_age)
 
 
 def _confirm_claim_or_page(token: str) -> ConfirmClaim | tuple[str, int]:
@@ -107,7 +106,7 @@ def challenge_page(answer: signup.Signup, action: str) -> Response:
         action=action,
         email=answer.email,
         name=answer.name,
-        minutes=max(1, limits.retry_after(current_app.config["SUBSCRIBE_RATE_LIMIT"]) // 60),
+        minutes=max(1, limits.retry_after(settings().subscribe_rate_limit) // 60),
     )
     response = make_response(html, status)
     response.headers["Content-Security-Policy"] = CHALLENGE_POLICY

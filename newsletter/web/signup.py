@@ -21,12 +21,12 @@ import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from flask import current_app, request, session
+from flask import request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response
 
 from newsletter.errors import Invalid
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
@@ -79,15 +79,15 @@ def handle(source: str) -> Signup:
         bot_email = form.get("email", "").strip().lower()
         shown = bot_email if len(bot_email) <= MAX_EMAIL_LENGTH else ""
         return Signup(Outcome.IGNORED, email=shown)
-    config = current_app.config
+    found = settings()
     raw_email, raw_name = form.get("email", ""), form.get("name", "")
     typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
     try:
-        email = normalize_email(raw_email, check_dns=config["EMAIL_CHECK_DNS"])
+        email = normalize_email(raw_email, check_dns=found.email_check_dns)
         name = clean_name(raw_name)
     except Invalid as exc:
         return Signup(Outcome.INVALID, error=exc, typed=typed)
-    limit = config["SUBSCRIBE_RATE_LIMIT"]
+    limit = found.subscribe_rate_limit
     redis_client = get_redis()
     if limits.over_limit(redis_client, LIMIT_NAME, _client(), limit) and not proof.solved(
         redis_client, form.get(PROOF_FIELD, ""), _secrets()
@@ -97,7 +97,7 @@ def handle(source: str) -> Signup:
             email=email,
             name=name,
             typed={"email": email, "name": name},
-            challenge=proof.challenge(config["SECRET_KEY"]),
+            challenge=proof.challenge(found.secret_key),
         )
     result = _record(email, name, source)
     limits.count(redis_client, LIMIT_NAME, _client(), limit)
@@ -135,8 +135,8 @@ def resend(email: str) -> bool:
 
 
 def _secrets() -> list[str]:
-    config = current_app.config
-    return signing_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
+    found = settings()
+    return signing_keys(found.secret_key, found.secret_key_fallbacks)
 
 
 # --- the check-inbox page's memory (the session) -----------------------------------------------
@@ -172,15 +172,15 @@ def forget_address() -> None:
 
 
 def _serializer() -> URLSafeTimedSerializer:
-    config = current_app.config
-    keys = serializer_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
+    found = settings()
+    keys = serializer_keys(found.secret_key, found.secret_key_fallbacks)
     return URLSafeTimedSerializer(keys, salt=PENDING_SALT)
 
 
 def _mark(email: str) -> str:
     # A MAC of the address under the app's key: opaque to whoever reads the cookie, and the
     # same for a new address and a known one.
-    key = hashlib.sha256(f"{PENDING_SALT}:{current_app.config['SECRET_KEY']}".encode()).digest()
+    key = hashlib.sha256(f"{PENDING_SALT}:{settings().secret_key}".encode()).digest()
     digest = hmac.new(key, email.encode(), hashlib.sha256).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
@@ -190,23 +190,23 @@ def _marks() -> list[str]:
     if not raw or len(raw) > 1000:
         return []
     try:
-        marks = _serializer().loads(raw, max_age=current_app.config["CONFIRM_MAX_AGE"])
+        marks = _serializer().loads(raw, max_age=settings().confirm_max_age)
     except (BadSignature, ValueError, TypeError):
         return []
     return [m for m in marks if isinstance(m, str)] if isinstance(marks, list) else []
 
 
 def _set_marks(response: Response, marks: list[str]) -> None:
-    config = current_app.config
+    found = settings()
     if not marks:
         response.delete_cookie(PENDING_COOKIE, path="/confirm")
         return
     response.set_cookie(
         PENDING_COOKIE,
         _serializer().dumps(marks[-PENDING_KEEP:]),
-        max_age=config["CONFIRM_MAX_AGE"],
+        max_age=found.confirm_max_age,
         path="/confirm",
-        secure=config["BASE_URL"].startswith("https://"),
+        secure=found.base_url.startswith("https://"),
         httponly=True,
         samesite="Lax",  # sent when the reader opens the link in the mail: a top-level GET
     )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from newsletter.extensions import db
+from newsletter.extensions import settings as app_settings
 from newsletter.issues.actions import create_issue
 from newsletter.models import Bounce, Delivery, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.dispatch import send_issue
@@ -158,18 +159,18 @@ def bounce_rows() -> list[Bounce]:
 
 def process_env(app: Any, **extra: str) -> dict[str, str]:
     """Return the environment a `newsletter` process needs to run against the test app."""
-    config = app.config
+    config = app_settings(app)
     return {
         **os.environ,
         "NEWSLETTER_ENV": "testing",
         "INSTANCE_PATH": str(Path(app.instance_path).parent / "cli-instance"),
-        "DATABASE_URL": _plain_database_url(config["SQLALCHEMY_DATABASE_URI"]),
-        "REDIS_URL": config["REDIS_URL"] or "",
-        "SECRET_KEY": config["SECRET_KEY"],
-        "MAIL_FROM": config["MAIL_FROM"],
-        "BASE_URL": config["BASE_URL"],
-        "BOUNCE_ADDRESS": config["BOUNCE_ADDRESS"] or "",
-        "BOUNCE_SOFT_LIMIT": str(config["BOUNCE_SOFT_LIMIT"]),
+        "DATABASE_URL": _plain_database_url(config.database_url),
+        "REDIS_URL": config.redis_url or "",
+        "SECRET_KEY": config.secret_key,
+        "MAIL_FROM": config.mail_from,
+        "BASE_URL": config.base_url,
+        "BOUNCE_ADDRESS": config.bounce_address or "",
+        "BOUNCE_SOFT_LIMIT": str(config.bounce_soft_limit),
         **extra,
     }
 

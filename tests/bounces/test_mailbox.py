@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from newsletter.bounces.inbound import apply_mail
 from newsletter.bounces.mailbox import MailboxError, poll
 from newsletter.config import ConfigError, parse_mailbox
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.tasks.bounces import poll_mailbox
 from tests.bounces import dovecot
 from tests.bounces.conftest import ROOT, bounce_rows, crlf, filled, process_env, status_of
@@ -130,7 +130,7 @@ def test_a_message_over_the_cap_is_removed_unread(
     def take(raw: bytes, envelope_to: str) -> list[str]:
         return apply_mail(db.session(), raw, envelope_to, app.config)
 
-    done = poll(app.config["BOUNCE_MAILBOX"], take, max_size=50_000)
+    done = poll(settings(app).mailbox, take, max_size=50_000)
     assert done.handled == 1 and done.lines[0].startswith("refused: the message is over")
     assert status_of(copy.subscriber_id) == "confirmed" and bounce_rows() == []
     assert server.messages(user) == []

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from newsletter.extensions import db
+from newsletter.extensions import settings as app_settings
 from newsletter.issues.actions import issue_status
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tasks.worker import build_worker
@@ -55,9 +56,9 @@ def world(
         "DATABASE_URL": _migrated,
         "REDIS_URL": redis_url,
         "SMTP_HOST": "127.0.0.1",
-        "SECRET_KEY": app.config["SECRET_KEY"],
-        "MAIL_FROM": app.config["MAIL_FROM"],
-        "BASE_URL": app.config["BASE_URL"],
+        "SECRET_KEY": app_settings(app).secret_key,
+        "MAIL_FROM": app_settings(app).mail_from,
+        "BASE_URL": app_settings(app).base_url,
         "SMTP_TIMEOUT": "5",
         **settings,
     }

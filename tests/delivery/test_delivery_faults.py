@@ -12,7 +12,7 @@ from newsletter.models import Bounce, BounceKind, Delivery, Subscriber, Subscrib
 from newsletter.tasks.dispatch import send_issue
 from newsletter.tasks.tick import reconcile
 from tests.delivery.conftest import FAST_RETRIES
-from tests.helpers import free_port, truncate_all
+from tests.helpers import free_port, override_settings, truncate_all
 from tests.helpers.sending import deliveries, queue_issue
 from tests.helpers.smtp import SilentServer
 
@@ -123,7 +123,7 @@ def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
             status, attempts, error = deliveries(issue_id)["f0@example.com"]
             assert (status, attempts) == ("queued", 1) and "timed out" in error
             # The relay comes back and the retry falls due: the reconciler hands the batch out.
-            app.config["SMTP_PORT"] = sink.port
+            override_settings(app, smtp_port=sink.port)
             db.session.execute(sa.update(Delivery).values(next_attempt_at=None))
             db.session.commit()
             assert "enqueued 1" in reconcile()

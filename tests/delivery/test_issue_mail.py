@@ -7,7 +7,7 @@ import re
 from email import policy
 
 from newsletter.delivery import message
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, preview, send_test
 from newsletter.mail import mailer
 from newsletter.models import Subscriber, SubscriberStatus
@@ -116,7 +116,7 @@ def test_each_copy_decodes_to_the_rendered_mail_with_its_own_link(app):
     body = "Word " * 40 + "\n\nÜnïcode and = signs, trailing space \n\n" + "x" * 150
     issue = create_issue("Encoding", body)
     m = message.issue_message(mailer(), issue, b"key")
-    base = app.config["BASE_URL"]
+    base = settings(app).base_url
     rendered = message.render_issue(
         mailer(),
         issue.subject,

@@ -14,12 +14,13 @@ import pytest
 
 from newsletter.issues.actions import cancel_issue, create_issue, pause_issue
 from newsletter.tasks.dispatch import resume_issue, send_issue
+from tests.helpers import override_settings
 
 pytestmark = pytest.mark.slow
 
 
 def _start(world: Any, readers: int, batch_size: int, *, workers: int, rate: int = 0) -> list[str]:
-    world.app.config["BATCH_SIZE"] = batch_size
+    override_settings(world.app, batch_size=batch_size)
     world.env["BATCH_SIZE"] = str(batch_size)
     if rate:
         world.env["SEND_RATE"] = str(rate)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, issue_status
 from newsletter.models import Bounce, BounceKind, Subscriber, SubscriberStatus
 from newsletter.tasks.dispatch import resume_issue, send_issue
@@ -83,7 +83,7 @@ def test_soft_bounces_in_a_row_over_issues_bounce_the_address(
 ):
     full = add_reader("full@example.com")
     recovers = add_reader("recovers@example.com")
-    limit = fault_app.config["BOUNCE_SOFT_LIMIT"]
+    limit = settings(fault_app).bounce_soft_limit
     assert limit == 3
     for week in range(limit):
         sink.script("full@example.com", "552 5.2.2 mailbox full")
@@ -99,7 +99,7 @@ def test_soft_bounces_in_a_row_over_issues_bounce_the_address(
 def test_a_temporary_answer_after_every_retry_is_a_soft_bounce(
     fault_app, add_reader, run_jobs, sink
 ):
-    attempts = fault_app.config["SEND_MAX_ATTEMPTS"]
+    attempts = settings(fault_app).send_max_attempts
     sink.script("f0@example.com", *["451 4.4.1 no answer from host"] * attempts)
     issue_id, people = queue_issue(1, add_reader)
     while issue_status(issue_id)["status"] == "sending":

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery import batch, claims, message, plan
 from newsletter.errors import Conflict
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import (
     cancel_issue,
     create_issue,
@@ -29,6 +29,7 @@ from newsletter.tasks.dispatch import resume_issue, send_issue
 from newsletter.tasks.jobs import bounce_address
 from newsletter.tasks.throttle import SharedStreak
 from newsletter.tasks.tick import reconcile
+from tests.helpers import override_settings
 
 
 def _bulk_subscribers(n: int, status: str = "confirmed", start: int = 0) -> None:
@@ -48,7 +49,7 @@ def _counts(issue_id: int) -> dict[str, int]:
 
 
 def test_queueing_snapshots_only_confirmed_subscribers_in_batches(app, make_subscriber):
-    app.config["BATCH_SIZE"] = 2
+    override_settings(app, batch_size=2)
     for i in range(5):
         make_subscriber(f"c{i}@example.com")
     make_subscriber("p@example.com", status="pending")
@@ -69,7 +70,7 @@ def test_queueing_snapshots_only_confirmed_subscribers_in_batches(app, make_subs
 def test_a_send_reaches_every_confirmed_subscriber_once_and_ends_sent(
     app, make_subscriber, run_jobs, inbox
 ):
-    app.config["BATCH_SIZE"] = 3
+    override_settings(app, batch_size=3)
     people = [make_subscriber(f"r{i}@example.com") for i in range(7)]
     issue = create_issue("Weekly tip", "Use **git bisect**.")
     send_issue(issue.id)
@@ -135,7 +136,7 @@ def test_whoever_unsubscribes_before_the_claim_is_skipped(app, make_subscriber, 
 
 
 def test_pause_holds_everything_and_resume_sends_the_rest(app, make_subscriber, run_jobs, inbox):
-    app.config["BATCH_SIZE"] = 2
+    override_settings(app, batch_size=2)
     for i in range(5):
         make_subscriber(f"p{i}@example.com")
     issue = create_issue("Pause me", "Body")
@@ -200,7 +201,7 @@ def test_an_expired_lease_is_taken_back_and_the_batch_re_enqueued(
     db.session.commit()
     assert [r.subscriber_id for r in rows] == [sub.id]
 
-    Redis.from_url(app.config["REDIS_URL"]).flushdb() if app.config["REDIS_URL"] else None
+    Redis.from_url(settings(app).redis_url).flushdb() if settings(app).redis_url else None
     run_jobs()
     assert inbox.messages == []  # the lease still holds
     db.session.execute(sa.update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))

@@ -19,6 +19,7 @@ from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
 from newsletter.models import Delivery, DeliveryStatus, Subscriber
 from newsletter.tasks.dispatch import send_issue
+from tests.helpers import override_settings
 from tests.helpers.editors import editor_client, page_token
 from tests.helpers.redis_server import RedisServer
 
@@ -117,7 +118,7 @@ def test_redis_restart_mid_send_unthrottled_workers_ride_it_out(world, own_redis
 
 def _point_at(world: Any, server: RedisServer) -> None:
     world.env["REDIS_URL"] = server.url
-    world.app.config["REDIS_URL"] = server.url
+    override_settings(world.app, redis_url=server.url)
     world.app.extensions.pop("redis", None)
     world.app.extensions.pop("rq_queues", None)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from newsletter.config import load_settings
+from newsletter.config import Settings, load_settings
 from newsletter.doctor import Lookup
 from tests.doctor.dns_server import DnsServer, SilentDns, Zone
 from tests.doctor.relays import Relay
@@ -34,7 +34,7 @@ def zone(dns_server: DnsServer) -> Zone:
 @pytest.fixture
 def lookup(dns_server: DnsServer) -> Lookup:
     """The doctor's DNS, asking only the test server."""
-    return Lookup.for_config({}, ("127.0.0.1", dns_server.port), timeout=2.0)
+    return Lookup.for_config(None, ("127.0.0.1", dns_server.port), timeout=2.0)
 
 
 @pytest.fixture
@@ -83,13 +83,12 @@ PRODUCTION = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Callable[..., dict[str, Any]]:
+def settings(tmp_path: Path) -> Callable[..., Settings]:
     """Build the real settings from production-like environment values and ``env``."""
 
-    def build(**env: str) -> dict[str, Any]:
+    def build(**env: str) -> Settings:
         values = {k: v for k, v in {**PRODUCTION, **env}.items() if v is not None}
-        config = load_settings(values, tmp_path / "instance")
-        return {**config, "INSTANCE_PATH": str(tmp_path / "instance")}
+        return load_settings(values, tmp_path / "instance")
 
     return build
 

@@ -17,7 +17,7 @@ def test_a_production_setup_is_ok(settings):
 
 def test_development_defaults_are_warnings_naming_each_setting(tmp_path):
     instance = tmp_path / "instance"
-    config = {**load_settings({}, instance), "INSTANCE_PATH": str(instance)}
+    config = load_settings({}, instance)
     check = check_settings(config)
     assert check.status == "warn"
     assert check.summary == (
@@ -100,6 +100,6 @@ def test_the_new_settings_are_read(tmp_path):
     config = load_settings(
         {"DNS_NAMESERVER": "[::1]:5353", "BOUNCE_ADDRESS": "bounces@example.org"}, tmp_path
     )
-    assert config["DNS_NAMESERVER"] == ("::1", 5353)
-    assert config["BOUNCE_ADDRESS"] == "bounces@example.org"
-    assert load_settings({}, tmp_path)["DNS_NAMESERVER"] is None
+    assert config.dns_nameserver == ("::1", 5353)
+    assert config.bounce_address == "bounces@example.org"
+    assert load_settings({}, tmp_path).dns_nameserver is None

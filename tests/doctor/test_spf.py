@@ -152,7 +152,7 @@ def test_with_a_bounce_address_the_envelope_domain_decides(settings, zone, looku
 
 
 def test_a_dns_server_that_never_answers_is_a_warning_not_a_traceback(settings, silent_dns):
-    dead = Lookup.for_config({}, ("127.0.0.1", silent_dns.port), timeout=0.5)
+    dead = Lookup.for_config(None, ("127.0.0.1", silent_dns.port), timeout=0.5)
     checks = {c.name: c for c in run_checks(settings(SMTP_HOST=RELAY, SMTP_PORT="1"), dead, 1)}
     # DKIM is off in these settings, so it has nothing to look up; the others all wait on DNS.
     assert [checks[name].status for name in ("spf", "dmarc", "bounces")] == ["warn"] * 3

@@ -7,17 +7,38 @@ form), ``smtp`` (SMTP servers that fail on purpose), ``browser`` (Chromium fixtu
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
+from flask import Flask
 
-from newsletter.extensions import db
+from newsletter.config import Settings, load_settings
+from newsletter.extensions import db, replace_settings, settings
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "")
+
+
+TEST_SECRET_KEY = "test-secret-key-that-is-long-enough-for-production-use"
+
+
+def override_settings(app: Flask, **changes: Any) -> Settings:
+    """Change some of ``app``'s settings (by field name, e.g. ``batch_size=2``) for this test."""
+    changed = dataclasses.replace(settings(app), **changes)
+    replace_settings(app, changed)
+    return changed
+
+
+def settings_from(instance_path: Path | None = None, **env: str) -> Settings:
+    """Build real settings from environment-like ``env`` (a test's own relay, say)."""
+    values = {"NEWSLETTER_ENV": "testing", "SECRET_KEY": TEST_SECRET_KEY, **env}
+    return load_settings(values, instance_path or Path("/nonexistent/instance"))
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
 from newsletter.tasks.jobs import send_confirmation, send_welcome
 from newsletter.tasks.queues import MAIL_QUEUE, enqueue
-from tests.helpers import free_port, html_part, links, text_part
+from tests.helpers import free_port, html_part, links, settings_from, text_part
 
 BASE = "http://newsletter.test"
 
@@ -105,13 +105,13 @@ class Refuser:
 def test_smtp_refusals_say_whether_a_retry_can_help(reply, error):
     controller = Controller(Refuser(reply), hostname="127.0.0.1", port=free_port())
     controller.start()
-    config = {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": controller.port,
-        "SMTP_SECURITY": "none",
-        "SMTP_TIMEOUT": 5,
-        "MAIL_FROM": "Tips <tips@example.org>",
-    }
+    config = settings_from(
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(controller.port),
+        SMTP_SECURITY="none",
+        SMTP_TIMEOUT="5",
+        MAIL_FROM="Tips <tips@example.org>",
+    )
     try:
         with SMTPSender(config) as smtp, pytest.raises(error) as caught:
             smtp.send("x@example.com", b"Subject: hi\r\n\r\nhello\r\n")
@@ -122,13 +122,13 @@ def test_smtp_refusals_say_whether_a_retry_can_help(reply, error):
 
 
 def test_an_smtp_server_that_is_not_there_is_a_temporary_error():
-    config = {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": free_port(),
-        "SMTP_SECURITY": "none",
-        "SMTP_TIMEOUT": 2,
-        "MAIL_FROM": "Tips <tips@example.org>",
-    }
+    config = settings_from(
+        SMTP_HOST="127.0.0.1",
+        SMTP_PORT=str(free_port()),
+        SMTP_SECURITY="none",
+        SMTP_TIMEOUT="2",
+        MAIL_FROM="Tips <tips@example.org>",
+    )
     with SMTPSender(config) as smtp, pytest.raises(SMTPTemporaryError):
         smtp.send("x@example.com", b"Subject: hi\r\n\r\nhello\r\n")
 

@@ -21,7 +21,7 @@ from newsletter.mail.smtp import (
     SMTPSender,
     SMTPTemporaryError,
 )
-from tests.helpers import free_port
+from tests.helpers import free_port, settings_from
 from tests.helpers.smtp import start_sink
 
 V = Verdict
@@ -98,14 +98,16 @@ def sink() -> Iterator[Any]:
 
 
 def _sender(port: int, **extra: str) -> SMTPSender:
-    config = {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": port,
-        "SMTP_SECURITY": "none",
-        "SMTP_TIMEOUT": 5,
-        "MAIL_FROM": "Tips <tips@example.org>",
-        **extra,
-    }
+    config = settings_from(
+        **{
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_SECURITY": "none",
+            "SMTP_TIMEOUT": "5",
+            "MAIL_FROM": "Tips <tips@example.org>",
+            **extra,
+        }
+    )
     return SMTPSender(config)
 
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
+from newsletter.config import Settings
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
-from tests.helpers import free_port
+from tests.helpers import free_port, settings_from
 
 
 class Recorder:
@@ -55,15 +56,17 @@ def server(request: Any) -> Iterator[tuple[Recorder, dict[str, Any]]]:
     controller.stop()
 
 
-def _config(port: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": port,
-        "SMTP_SECURITY": "none",
-        "SMTP_TIMEOUT": 5,
-        "MAIL_FROM": "Tips <tips@example.org>",
-        **extra,
-    }
+def _config(port: int, **extra: str) -> Settings:
+    return settings_from(
+        **{
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(port),
+            "SMTP_SECURITY": "none",
+            "SMTP_TIMEOUT": "5",
+            "MAIL_FROM": "Tips <tips@example.org>",
+            **extra,
+        }
+    )
 
 
 def test_lines_that_start_with_a_dot_arrive_unchanged(server):
@@ -157,7 +160,7 @@ class StrictPipeliner:
 
 def test_with_pipelining_the_envelope_goes_out_without_waiting_for_answers():
     server = StrictPipeliner()
-    with SMTPSender(_config(server.port, SMTP_TIMEOUT=3)) as smtp:
+    with SMTPSender(_config(server.port, SMTP_TIMEOUT="3")) as smtp:
         smtp.send("a@example.com", b"Subject: x\r\n\r\nx\r\n")
     server.thread.join(5)
     assert server.writes_before_data == [

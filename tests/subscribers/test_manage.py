@@ -21,7 +21,7 @@ from newsletter.models import (
 from newsletter.subscribers import manage, state
 from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
 from newsletter.tasks import manage as jobs
-from tests.helpers import links
+from tests.helpers import links, override_settings
 from tests.helpers.readers import db_snapshot
 
 S = SubscriberStatus
@@ -326,7 +326,7 @@ def test_the_address_mails_go_to_the_new_then_the_old_address(
 
 
 def test_the_reconciler_rebuilds_address_mails_redis_lost(app, make_subscriber, run_jobs, inbox):
-    app.config["RECONCILE_INTERVAL"] = 0
+    override_settings(app, reconcile_interval=0)
     sub = make_subscriber("ned@example.com")
     manage.request_address_change(
         db.session(), sub, "ned2@example.com", now=utcnow() - timedelta(minutes=5)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from newsletter.extensions import db
 from newsletter.models import ConfirmLimit, SubscriberEvent, SubscriberStatus
 from newsletter.subscribers.state import bounce, unsubscribe
+from tests.helpers import override_settings
 from tests.helpers.readers import link_to, subscribe, subscriber, without_address
 
 S = SubscriberStatus
@@ -164,7 +165,7 @@ def test_an_expired_link_of_someone_asked_back_sends_a_fresh_one_with_the_same_n
     subscribe(client, "gone@example.com", "Back Name")
     assert run_jobs() == 1
     old = link_to(inbox.to("gone@example.com")[0], "/confirm/")
-    app.config["CONFIRM_MAX_AGE"] = 1
+    override_settings(app, confirm_max_age=1)
     time.sleep(2.1)
     expired = client.get(old)
     assert expired.status_code == 410
@@ -173,7 +174,7 @@ def test_an_expired_link_of_someone_asked_back_sends_a_fresh_one_with_the_same_n
     cooldown_passes()
     assert client.post("/confirm/resend", data={"token": token.group(1)}).status_code == 200
     assert stored("gone@example.com") == before
-    app.config["CONFIRM_MAX_AGE"] = 7 * 24 * 3600
+    override_settings(app, confirm_max_age=7 * 24 * 3600)
     assert run_jobs() == 1
     fresh = link_to(inbox.to("gone@example.com")[1], "/confirm/")
     assert client.post(fresh).status_code == 200

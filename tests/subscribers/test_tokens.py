@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import SubscriberStatus
 from newsletter.subscribers.links import (
     ConfirmClaim,
@@ -84,7 +84,7 @@ def test_a_link_from_before_the_rotation_confirms_through_the_app(make_app, make
     link = f"/confirm/{Tokens(OLD).confirm_token(sub.id, sub.version)}"
     db.session.commit()
     rotated = make_app(SECRET_KEY=NEW, SECRET_KEY_FALLBACKS=f"{OLD}, another-old-key")
-    assert rotated.config["SECRET_KEY_FALLBACKS"] == [OLD, "another-old-key"]
+    assert settings(rotated).secret_key_fallbacks == (OLD, "another-old-key")
     assert rotated.test_client().post(link).status_code == 200
     assert subscriber("rot@example.com").status is SubscriberStatus.CONFIRMED
 

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from rq import Queue
 from rq.serializers import JSONSerializer
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import ImportStatus, Subscriber, SubscriberStatus
 from tests.helpers import csrf_from, free_port, truncate_all
 from tests.helpers.editors import editor_client
@@ -75,9 +75,9 @@ def world(make_app: Any, tmp_path: Path, _migrated: str, redis_url: str) -> Iter
         "REDIS_URL": redis_url,
         "SMTP_HOST": "127.0.0.1",
         "SMTP_PORT": str(controller.port),
-        "SECRET_KEY": app.config["SECRET_KEY"],
-        "MAIL_FROM": app.config["MAIL_FROM"],
-        "BASE_URL": app.config["BASE_URL"],
+        "SECRET_KEY": settings(app).secret_key,
+        "MAIL_FROM": settings(app).mail_from,
+        "BASE_URL": settings(app).base_url,
         **SETTINGS,
     }
     found = World(make_app, tmp_path, env)

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from newsletter.bounces.intake import Notice, apply_notice
 from newsletter.delivery.message import MessageIds
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue
 from newsletter.models import BounceKind, Delivery, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.dispatch import send_issue
@@ -44,8 +44,8 @@ def _sent_world(app: Any, drain: Any) -> tuple[int, list[Subscriber]]:
 
 
 def _bounce(app: Any, issue_id: int, sub: Subscriber, kind: BounceKind, raw: str = RAW) -> str:
-    domain = app.config["MAIL_FROM"].rpartition("@")[2].rstrip(">")
-    mid = MessageIds(issue_id, app.config["SECRET_KEY"].encode(), domain)(sub.id)
+    domain = settings(app).mail_from.rpartition("@")[2].rstrip(">")
+    mid = MessageIds(issue_id, settings(app).secret_key.encode(), domain)(sub.id)
     notice = Notice(
         kind=kind, source="dsn", diagnostic="user unknown", status_code="5.1.1",
         message_id=mid, raw=raw,

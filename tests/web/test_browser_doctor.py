@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from newsletter.config import parse_nameserver
 from tests.doctor.dns_server import DnsServer
 from tests.doctor.world import private_pem, publish_everything
+from tests.helpers import override_settings
 from tests.helpers.editors import PASSWORD, add_editor
 
 pytestmark = pytest.mark.browser
@@ -29,12 +30,13 @@ def test_an_editor_reads_sending_health_on_a_desk_and_a_phone(
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     publish_everything(dns_server.zone, key)
     dns_server.zone.records.pop(("_dmarc.example.com", "TXT"))  # one check that fails
-    live_server.app.config.update(
-        DNS_NAMESERVER=parse_nameserver(dns_server.address),
-        MAIL_FROM="Example Tips <tips@example.com>",
-        DKIM_DOMAIN="example.com",
-        DKIM_SELECTOR="tips",
-        DKIM_PRIVATE_KEY=private_pem(key),
+    override_settings(
+        live_server.app,
+        dns_nameserver=parse_nameserver(dns_server.address),
+        mail_from="Example Tips <tips@example.com>",
+        dkim_domain="example.com",
+        dkim_selector="tips",
+        dkim_private_key=private_pem(key),
     )
     with live_server.app.app_context():
         add_editor("ed@example.org")

@@ -8,6 +8,7 @@ import pytest
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
+from tests.helpers import override_settings
 from tests.helpers.editors import PASSWORD, add_editor
 
 pytestmark = pytest.mark.browser
@@ -64,7 +65,7 @@ def test_an_editor_writes_previews_tests_and_sends_an_issue(live_server, page, i
     assert "Use keyboard shortcuts" in test_copy["Subject"]
 
     # Slow enough (2 a second) that the bar is seen moving, not just drawn full.
-    live_server.app.config["SEND_RATE"] = 2
+    override_settings(live_server.app, send_rate=2)
     page.get_by_role("button", name="Send now to 5 subscribers").click()
     page.get_by_text("is queued for 5 subscribers").wait_for()
     first = float(page.locator('#progress [data-k="percent"]').inner_text().rstrip("%"))

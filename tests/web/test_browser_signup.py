@@ -12,7 +12,7 @@ import pytest
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from tests.helpers import free_port, links
+from tests.helpers import free_port, links, override_settings
 from tests.helpers.browser import live_server, other_page, page  # noqa: F401
 from tests.helpers.editors import PASSWORD, add_editor
 
@@ -95,7 +95,7 @@ def test_past_the_limit_the_page_solves_a_proof_of_work_and_signs_up(
 ):
     # One sign-up per ten minutes from this address.
     live = live_server
-    live.app.config["SUBSCRIBE_RATE_LIMIT"] = (1, 600)
+    override_settings(live.app, subscribe_rate_limit=(1, 600))
     _sign_up(page, live.url, "first@example.com")
     page.get_by_role("heading", name="Check your inbox").wait_for()
 
@@ -121,7 +121,7 @@ def test_the_challenge_page_at_both_widths(
     page,  # noqa: F811
 ):
     live = live_server
-    live.app.config["SUBSCRIBE_RATE_LIMIT"] = (1, 600)
+    override_settings(live.app, subscribe_rate_limit=(1, 600))
     _sign_up(page, live.url, "one@example.com")
     page.get_by_role("heading", name="Check your inbox").wait_for()
     page.route("**/proof-of-work.js", lambda route: route.abort())  # hold it still to look
@@ -191,7 +191,7 @@ def test_the_snippet_pasted_into_another_site_signs_people_up(
         f"{snippet}</body></html>"
     )
     try:
-        app.config["EMBED_ORIGINS"] = (blog.origin,)
+        override_settings(app, embed_origins=(blog.origin,))
         page.goto(blog.origin + "/")
         page.get_by_label("Your email address").fill("fan@example.com")
         page.get_by_label("Your name").fill("Fan")
@@ -218,7 +218,7 @@ def test_the_snippet_pasted_into_another_site_signs_people_up(
         assert answer == [202, "accepted"]
         # ...and once it does not, the browser keeps the answer from the page. (Another
         # browser: this one may remember the first answer to its preflight for a while.)
-        app.config["EMBED_ORIGINS"] = ("https://elsewhere.example",)
+        override_settings(app, embed_origins=("https://elsewhere.example",))
         other_page.goto(blog.origin + "/")
         refused = other_page.evaluate(
             """async (url) => {

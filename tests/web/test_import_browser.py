@@ -7,9 +7,9 @@ import re
 
 import sqlalchemy as sa
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import ImportJob, Subscriber, SubscriberStatus
-from tests.helpers import csrf_from
+from tests.helpers import csrf_from, override_settings
 from tests.helpers.editors import editor_client
 
 CSV = (
@@ -132,7 +132,7 @@ def count(model) -> int:
 
 
 def test_a_file_of_the_limit_goes_in_and_one_byte_more_gets_a_clear_413(app, run_jobs):
-    limit = app.config["IMPORT_MAX_BYTES"]
+    limit = settings(app).import_max_bytes
     assert limit == 20 * 1024 * 1024  # the default the README and the page state
     client = editor_client(app)
     assert 'id="import-limit">20 MB<' in client.get("/editor/import").text
@@ -157,7 +157,7 @@ def test_a_file_of_the_limit_goes_in_and_one_byte_more_gets_a_clear_413(app, run
 
 
 def test_the_page_and_the_check_both_read_the_setting(app):
-    app.config["IMPORT_MAX_BYTES"] = 512 * 1024
+    override_settings(app, import_max_bytes=512 * 1024)
     client = editor_client(app)
     assert 'id="import-limit">512 KB<' in client.get("/editor/import").text
     refused = upload(client, csv_of(512 * 1024 + 1, rows=10))
@@ -170,7 +170,7 @@ def test_only_an_editor_gets_the_import_limit(app):
     # Anybody else posting there meets the app's own limit, and no page with recent imports.
     upload(editor_client(app), CSV, name="private-list.csv")
     anonymous = app.test_client()
-    big = csv_of(app.config["MAX_CONTENT_LENGTH"] + 1024, rows=10)
+    big = csv_of(settings(app).max_content_length + 1024, rows=10)
     refused = anonymous.post(
         "/editor/import",
         data={"mode": "confirmed", "file": (io.BytesIO(big), "people.csv")},

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from altcha.v1 import solve_challenge
 from flask import g
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import ConfirmLimit, Subscriber, SubscriberStatus, utcnow
 from newsletter.subscribers import proof
 from newsletter.subscribers.links import tokens
@@ -124,9 +124,9 @@ def test_an_expired_challenge_is_asked_again(make_app):
         client = _room_client(app)
         assert outcome(post_form(client, "one@example.com")) == "accepted"
         assert outcome(post_form(client, "two@example.com")) == "proof"
-        old = proof.challenge(app.config["SECRET_KEY"], utcnow() - proof.VALID_FOR * 2)
+        old = proof.challenge(settings(app).secret_key, utcnow() - proof.VALID_FOR * 2)
         assert outcome(post_form(client, "two@example.com", altcha=_solve(old))) == "proof"
-        fresh = proof.challenge(app.config["SECRET_KEY"])
+        fresh = proof.challenge(settings(app).secret_key)
         assert outcome(post_form(client, "two@example.com", altcha=_solve(fresh))) == "accepted"
 
 

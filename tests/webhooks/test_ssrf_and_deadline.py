@@ -27,7 +27,7 @@ from newsletter.tasks.worker import build_worker
 from newsletter.webhooks.address import forbidden
 from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import DEADLINE
-from tests.helpers import truncate_all
+from tests.helpers import override_settings, truncate_all
 from tests.helpers.editors import editor_client, page_token
 from tests.helpers.receivers import Dripper
 from tests.webhooks.test_webhooks import Receiver, verify
@@ -138,7 +138,7 @@ def test_a_host_no_longer_allowed_is_refused_at_connect_time(make_app, make_subs
 
             # The operator takes the allowance back: the next delivery is refused when it
             # connects, since localhost resolves to 127.0.0.1.
-            app.config["WEBHOOK_ALLOW_HOSTS"] = frozenset()
+            override_settings(app, webhook_allow_hosts=frozenset())
             _unsubscribe_someone(make_subscriber)
             _run(app)
             assert len(receiver.requests) == 1
@@ -256,11 +256,11 @@ def test_public_addresses_are_not():
 
 def test_the_allow_list_setting_is_validated(tmp_path):
     env = {"NEWSLETTER_ENV": "testing", "SECRET_KEY": "x" * 40}
-    settings = load_settings(
+    loaded = load_settings(
         {**env, "WEBHOOK_ALLOW_HOSTS": " Hooks.Intranet., 10.0.0.5,[::1]"}, tmp_path
     )
-    assert settings["WEBHOOK_ALLOW_HOSTS"] == {"hooks.intranet", "10.0.0.5", "::1"}
-    assert load_settings(env, tmp_path)["WEBHOOK_ALLOW_HOSTS"] == frozenset()
+    assert loaded.webhook_allow_hosts == {"hooks.intranet", "10.0.0.5", "::1"}
+    assert load_settings(env, tmp_path).webhook_allow_hosts == frozenset()
     with pytest.raises(ConfigError, match="WEBHOOK_ALLOW_HOSTS.*'bad host'"):
         load_settings({**env, "WEBHOOK_ALLOW_HOSTS": "ok.example,bad host"}, tmp_path)
     with pytest.raises(ConfigError, match="WEBHOOK_ALLOW_HOSTS"):

@@ -17,7 +17,7 @@ from rq.registry import ScheduledJobRegistry
 from newsletter.bounces.intake import Notice, apply_notice
 from newsletter.delivery import lifecycle
 from newsletter.delivery.message import MessageIds
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import (
     BounceKind,
     Delivery,
@@ -36,7 +36,7 @@ from newsletter.tasks.tick import reconcile
 from newsletter.tasks.webhook_posts import reconcile as reconcile_webhooks
 from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import backoff
-from tests.helpers import csrf_from
+from tests.helpers import csrf_from, override_settings
 from tests.helpers.editors import editor_client
 
 
@@ -131,7 +131,7 @@ def test_only_chosen_events_are_sent_and_a_rollback_sends_nothing(
 def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_try(
     app, run_jobs, make_subscriber
 ):
-    app.config["WEBHOOK_RETRY_BASE"] = 0  # retry at once instead of via the scheduler
+    override_settings(app, webhook_retry_base=0)  # retry at once instead of via the scheduler
     flaky = Receiver(fail_first=2)
     try:
         hook = register_webhook(db.session, flaky.url, ["subscriber.unsubscribed"])
@@ -294,8 +294,8 @@ def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, m
     db.session.flush()
     db.session.add(Delivery(issue_id=issue.id, subscriber_id=sub.id, status=DeliveryStatus.SENT))
     db.session.commit()
-    domain = app.config["MAIL_FROM"].rpartition("@")[2].rstrip(">")
-    mid = MessageIds(issue.id, app.config["SECRET_KEY"].encode(), domain)(sub.id)
+    domain = settings(app).mail_from.rpartition("@")[2].rstrip(">")
+    mid = MessageIds(issue.id, settings(app).secret_key.encode(), domain)(sub.id)
     notice = Notice(kind=BounceKind.COMPLAINT, source="arf", message_id=mid)
     assert apply_notice(db.session(), notice, app.config).startswith("recorded complaint")
     db.session.commit()

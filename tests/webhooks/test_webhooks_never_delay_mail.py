@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import WebhookDelivery
 from newsletter.subscribers.state import unsubscribe
 from newsletter.webhooks.events import register_webhook
@@ -45,8 +45,8 @@ def worker_world(
     logs: list[Path] = []
 
     def start(**extra: str) -> tuple[Any, Any]:
-        settings = {"SMTP_PORT": str(controller.port), **extra}
-        app = make_app(**settings)
+        values = {"SMTP_PORT": str(controller.port), **extra}
+        app = make_app(**values)
         env = {
             **os.environ,
             "NEWSLETTER_ENV": "testing",
@@ -55,11 +55,11 @@ def worker_world(
             "REDIS_URL": redis_url,
             "SMTP_HOST": "127.0.0.1",
             "SMTP_TIMEOUT": "5",
-            "SECRET_KEY": app.config["SECRET_KEY"],
-            "MAIL_FROM": app.config["MAIL_FROM"],
-            "BASE_URL": app.config["BASE_URL"],
+            "SECRET_KEY": settings(app).secret_key,
+            "MAIL_FROM": settings(app).mail_from,
+            "BASE_URL": settings(app).base_url,
             "WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
-            **settings,
+            **values,
         }
         log = tmp_path / f"worker-{len(procs)}.log"
         logs.append(log)

@@ -15,11 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, current_app, redirect, render_template, url_for
+from flask import Blueprint, Flask, redirect, render_template, url_for
 
 from newsletter.auth.sessions import login_required
 from newsletter.doctor import Check, Lookup, Status, run_checks, worst
-from newsletter.extensions import get_redis
+from newsletter.extensions import get_redis, settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("doctor", __name__, url_prefix="/editor")
@@ -93,11 +93,10 @@ def cached_health() -> Health | None:
 
 def fresh_health() -> Health:
     """Run every check now and keep the result for the next views."""
-    app = current_app
-    config = {**app.config, "INSTANCE_PATH": app.instance_path}
-    lookup = Lookup.for_config(config, timeout=DNS_TIMEOUT)
-    timeout = min(float(config.get("SMTP_TIMEOUT") or SMTP_TIMEOUT), SMTP_TIMEOUT)
-    health = Health(run_checks(config, lookup, smtp_timeout=timeout), datetime.now(UTC))
+    found = settings()
+    lookup = Lookup.for_config(found, timeout=DNS_TIMEOUT)
+    timeout = min(found.smtp_timeout or SMTP_TIMEOUT, SMTP_TIMEOUT)
+    health = Health(run_checks(found, lookup, smtp_timeout=timeout), datetime.now(UTC))
     data = {
         "checks": [c.as_dict() for c in health.checks],
         "checked_at": health.checked_at.isoformat(),

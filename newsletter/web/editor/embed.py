@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, current_app, render_template
+from flask import Blueprint, Flask, render_template
 
 from newsletter.auth.sessions import login_required
+from newsletter.extensions import settings
 
 bp = Blueprint("embed_page", __name__, url_prefix="/editor")
 
@@ -18,9 +19,9 @@ def register(app: Flask) -> None:
 @login_required
 def embed() -> str:
     """Show the plain-HTML sign-up form to paste on a blog, and how it looks."""
-    config = current_app.config
+    found = settings()
     return render_template(
         "editor/embed.html",
-        action=f"{config['BASE_URL']}/embed/subscribe",
-        origins=config["EMBED_ORIGINS"],
+        action=f"{found.base_url}/embed/subscribe",
+        origins=found.embed_origins,
     )

@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
-    current_app,
     jsonify,
     redirect,
     render_template,
@@ -18,7 +17,7 @@ from flask import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.auth.sessions import current_editor, login_required
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import ImportJob
 from newsletter.subscribers.imports import ImportFormatError, import_report, read_csv_rows
 from newsletter.tasks.mail import queue_import
@@ -44,7 +43,7 @@ def register(app: Flask) -> None:
 
 def upload_limit() -> int:
     """Return the largest CSV file one import may upload, in bytes (IMPORT_MAX_BYTES)."""
-    return int(current_app.config["IMPORT_MAX_BYTES"])
+    return settings().import_max_bytes
 
 
 def size_text(n: int) -> str:
@@ -65,9 +64,7 @@ def _admit_the_upload(endpoint: str | None, _values: dict[str, Any] | None) -> N
     # an editor's upload gets the import's limit; every other request keeps the app's.
     if endpoint == "imports.import_page" and request.method == "POST" and current_editor():
         request.max_content_length = upload_limit() + FORM_OVERHEAD
-        request.max_form_memory_size = max(
-            UPLOAD_FORM_MEMORY, int(current_app.config["MAX_FORM_MEMORY_SIZE"])
-        )
+        request.max_form_memory_size = max(UPLOAD_FORM_MEMORY, settings().max_form_memory_size)
 
 
 @bp.errorhandler(RequestEntityTooLarge)

@@ -9,7 +9,6 @@ from flask import (
     Blueprint,
     Flask,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -18,7 +17,7 @@ from flask import (
 )
 
 from newsletter.auth.sessions import login_required
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.models import (
     Webhook,
     WebhookDelivery,
@@ -37,7 +36,7 @@ def register(app: Flask) -> None:
 def _refusal(url: str) -> str | None:
     """Return why a webhook may not be registered for ``url``, or None when it may."""
     try:
-        check_registration(url, current_app.config.get("WEBHOOK_ALLOW_HOSTS", ()))
+        check_registration(url, settings().webhook_allow_hosts)
     except Refused as exc:
         return str(exc)
     return None

@@ -1,9 +1,9 @@
-"""Settings from the environment, validated once, with one clear error per bad value."""
+"""How each setting is read from the environment: one parser per kind of value, each error
+naming the setting. ``newsletter.config`` puts them together into the Settings."""
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -26,7 +26,7 @@ class ConfigError(Exception):
     """A setting is missing or malformed; the message names it."""
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def read_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "")
     if raw.strip() == "":
         return default
@@ -39,7 +39,7 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def read_float(env: Mapping[str, str], name: str, default: float) -> float:
     raw = env.get(name, "")
     if raw.strip() == "":
         return default
@@ -52,7 +52,7 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def read_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
         return default
@@ -63,7 +63,7 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name}: expected on/off (true/false, 1/0), got {raw!r}")
 
 
-def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
+def read_rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
     """Read COUNT/SECONDS (e.g. 60/600) into (60, 600)."""
     raw = env.get(name, "").strip() or default
     try:
@@ -75,7 +75,7 @@ def _rate(env: Mapping[str, str], name: str, default: str) -> tuple[int, int]:
     return hits, seconds
 
 
-def _language(env: Mapping[str, str]) -> str:
+def read_language(env: Mapping[str, str]) -> str:
     raw = env.get("NEWSLETTER_LANGUAGE", "").strip() or DEFAULT_LANGUAGE
     code = raw.replace("-", "_")
     if code not in LANGUAGES:
@@ -85,7 +85,7 @@ def _language(env: Mapping[str, str]) -> str:
     return code
 
 
-def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+def read_origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     """Read comma-separated web origins (scheme://host[:port]), each checked."""
     found: list[str] = []
     for item in env.get(name, "").split(","):
@@ -101,7 +101,7 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+def read_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     raw = env.get(name, "").strip()
     if not raw:
         return None
@@ -118,8 +118,8 @@ def _url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | N
     return raw
 
 
-def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
-    url = _url(env, "DATABASE_URL", ("sqlite", "postgresql", "postgres"))
+def read_database_url(env: Mapping[str, str], instance_path: Path) -> str:
+    url = read_url(env, "DATABASE_URL", ("sqlite", "postgresql", "postgres"))
     if url is None:
         return f"sqlite:///{instance_path / 'newsletter.sqlite3'}"
     if url.startswith("postgres://"):  # Heroku-style alias
@@ -129,7 +129,7 @@ def _database_url(env: Mapping[str, str], instance_path: Path) -> str:
     return url
 
 
-def _mail_from(env: Mapping[str, str]) -> str:
+def read_mail_from(env: Mapping[str, str]) -> str:
     raw = env.get("MAIL_FROM", "").strip() or "Tip of the Week <tips@example.org>"
     if "\r" in raw or "\n" in raw:
         raise ConfigError("MAIL_FROM: must be one line")
@@ -145,8 +145,17 @@ def _mail_from(env: Mapping[str, str]) -> str:
         raise ConfigError(f"MAIL_FROM: not a valid address: {raw!r}") from None
 
 
-def parse_weekly_slot(raw: str) -> tuple[int, int, int, ZoneInfo] | None:
-    """Parse 'every monday at 09:00 in Europe/Berlin' into (weekday, hour, minute, zone)."""
+class WeeklySlot(NamedTuple):
+    """When the weekly issue goes out: a weekday (0 is Monday), a time, and its time zone."""
+
+    weekday: int
+    hour: int
+    minute: int
+    zone: ZoneInfo
+
+
+def parse_weekly_slot(raw: str) -> WeeklySlot | None:
+    """Parse 'every monday at 09:00 in Europe/Berlin' into a WeeklySlot (None when empty)."""
     words = raw.strip().lower().split()
     if not words:
         return None
@@ -168,10 +177,10 @@ def parse_weekly_slot(raw: str) -> tuple[int, int, int, ZoneInfo] | None:
         zone = ZoneInfo(original[5])
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"WEEKLY_SLOT: unknown time zone {original[5]!r}") from None
-    return WEEKDAYS.index(words[1]), hour, minute, zone
+    return WeeklySlot(WEEKDAYS.index(words[1]), hour, minute, zone)
 
 
-def _secret_key(env: Mapping[str, str], production: bool, instance_path: Path) -> str:
+def read_secret_key(env: Mapping[str, str], production: bool, instance_path: Path) -> str:
     key = env.get("SECRET_KEY", "")
     if production:
         if not key:
@@ -196,118 +205,22 @@ def _secret_key(env: Mapping[str, str], production: bool, instance_path: Path) -
     return key
 
 
-def load_settings(env: Mapping[str, str], instance_path: Path) -> dict[str, Any]:
-    """Build the Flask config from environment-like ``env``; raise ConfigError naming a bad one."""
-    environment = env.get("NEWSLETTER_ENV", "development").strip().lower() or "development"
-    if environment not in ("development", "production", "testing"):
-        raise ConfigError(
-            f"NEWSLETTER_ENV: expected development, production or testing, got {environment!r}"
-        )
-    production = environment == "production"
-    secret_key = _secret_key(env, production, instance_path)
-
-    security = env.get("SMTP_SECURITY", "").strip().lower() or "none"
-    if security not in SMTP_SECURITY_CHOICES:
-        raise ConfigError(
-            f"SMTP_SECURITY: expected one of {', '.join(SMTP_SECURITY_CHOICES)}, got {security!r}"
-        )
-    default_port = {"none": 25, "starttls": 587, "tls": 465}[security]
-    smtp_host = env.get("SMTP_HOST", "").strip()
-    if not smtp_host:
-        if production:
-            raise ConfigError("SMTP_HOST: required when NEWSLETTER_ENV=production")
-        smtp_host, default_port = "127.0.0.1", DEV_MAIL_PORT
-
-    base_url = _url(env, "BASE_URL", ("http", "https")) or "http://127.0.0.1:5000"
-    if not urlsplit(base_url).netloc:
-        raise ConfigError(f"BASE_URL: needs a host, got {base_url!r}")
-
-    redis_url = _url(env, "REDIS_URL", ("redis", "rediss", "unix"))
-
-    fallbacks = [k.strip() for k in env.get("SECRET_KEY_FALLBACKS", "").split(",") if k.strip()]
-    slot_raw = env.get("WEEKLY_SLOT", "")
-    dkim = {k: env.get(k, "").strip() for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")}
-    if any(dkim.values()) and not all(dkim.values()):
-        missing = next(k for k, v in dkim.items() if not v)
-        raise ConfigError(f"{missing}: DKIM needs DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY")
-    if dkim["DKIM_PRIVATE_KEY"]:
-        dkim["DKIM_PRIVATE_KEY"] = _read_key(dkim["DKIM_PRIVATE_KEY"])
-
-    return {
-        "NEWSLETTER_ENV": environment,
-        "SECRET_KEY": secret_key,
-        "SECRET_KEY_FALLBACKS": fallbacks,
-        "SQLALCHEMY_DATABASE_URI": _database_url(env, instance_path),
-        "REDIS_URL": redis_url,
-        "SMTP_HOST": smtp_host,
-        "SMTP_PORT": _int(env, "SMTP_PORT", default_port, minimum=1),
-        "SMTP_USERNAME": env.get("SMTP_USERNAME", "") or None,
-        "SMTP_PASSWORD": env.get("SMTP_PASSWORD", "") or None,
-        "SMTP_SECURITY": security,
-        "SMTP_TIMEOUT": _float(env, "SMTP_TIMEOUT", 30.0),
-        "MAIL_FROM": _mail_from(env),
-        "BASE_URL": base_url.rstrip("/"),
-        "NEWSLETTER_NAME": env.get("NEWSLETTER_NAME", "").strip() or "Tip of the Week",
-        "POSTAL_ADDRESS": env.get("POSTAL_ADDRESS", "").strip(),
-        "SEND_RATE": _float(env, "SEND_RATE", 0.0),
-        "CONFIRM_MAX_AGE": _int(env, "CONFIRM_MAX_AGE", 7 * 24 * 3600, minimum=1),
-        "EMAIL_CHECK_DNS": _bool(env, "EMAIL_CHECK_DNS", False),
-        "WEEKLY_SLOT": parse_weekly_slot(slot_raw) if slot_raw.strip() else None,
-        "WEEKLY_SLOT_RAW": slot_raw.strip(),
-        "SLOT_GRACE": _int(env, "SLOT_GRACE", 6 * 3600),
-        "BATCH_SIZE": _int(env, "BATCH_SIZE", 500, minimum=1),
-        # Delivery engine: a claimed message's lease, how often the reconciler runs, retries.
-        "SEND_LEASE_SECONDS": _float(env, "SEND_LEASE_SECONDS", 30.0),
-        "RECONCILE_INTERVAL": _float(env, "RECONCILE_INTERVAL", 30.0),
-        "SEND_MAX_ATTEMPTS": _int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1),
-        "SEND_RETRY_BASE": _float(env, "SEND_RETRY_BASE", 60.0),
-        "SEND_PAUSE_AFTER": _int(env, "SEND_PAUSE_AFTER", 50, minimum=1),
-        "BOUNCE_SOFT_LIMIT": _int(env, "BOUNCE_SOFT_LIMIT", 3, minimum=1),
-        "SUBSCRIBE_RATE_LIMIT": _rate(env, "SUBSCRIBE_RATE_LIMIT", "60/600"),
-        "EMBED_ORIGINS": _origins(env, "EMBED_ORIGINS"),
-        "NEWSLETTER_LANGUAGE": _language(env),
-        "WEBHOOK_RETRY_BASE": _float(env, "WEBHOOK_RETRY_BASE", 30.0),
-        "WEBHOOK_ALLOW_HOSTS": _allow_hosts(env),
-        "TRUSTED_PROXIES": _trusted_proxies(env),
-        "BOUNCE_ADDRESS": _bounce_address(env),
-        "BOUNCE_MAILBOX": parse_mailbox(env.get("BOUNCE_MAILBOX", "")),
-        "BOUNCE_POLL_INTERVAL": _float(env, "BOUNCE_POLL_INTERVAL", 60.0),
-        "DNS_NAMESERVER": parse_nameserver(env.get("DNS_NAMESERVER", "")),
-        **_provider_hooks(env),
-        "DKIM_DOMAIN": dkim["DKIM_DOMAIN"] or None,
-        "DKIM_SELECTOR": dkim["DKIM_SELECTOR"] or None,
-        "DKIM_PRIVATE_KEY": dkim["DKIM_PRIVATE_KEY"] or None,
-        **_editor_sessions(env),
-        "SESSION_COOKIE_HTTPONLY": True,
-        "SESSION_COOKIE_SAMESITE": "Lax",
-        "SESSION_COOKIE_SECURE": production or base_url.startswith("https://"),
-        # The largest CSV file one import may upload: the import page admits this plus the
-        # form around it (web/editor/imports.py). Every other request keeps the limits below:
-        # a whole body, and each text field of a multipart form.
-        "IMPORT_MAX_BYTES": _int(env, "IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
-        "MAX_CONTENT_LENGTH": 10 * 1024 * 1024,
-        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
-        "WTF_CSRF_TIME_LIMIT": None,
-        "TESTING": environment == "testing",
-    }
-
-
-def _editor_sessions(env: Mapping[str, str]) -> dict[str, int]:
+def read_editor_sessions(env: Mapping[str, str]) -> tuple[int, int]:
     """Read how long an editor's session may sit idle and how long it may last at most."""
     # The last activity is recorded once a minute, so a shorter idle limit could not be kept.
-    idle = _int(env, "EDITOR_SESSION_IDLE", 12 * 3600, minimum=60)
-    longest = _int(env, "EDITOR_SESSION_MAX", 7 * 24 * 3600, minimum=60)
+    idle = read_int(env, "EDITOR_SESSION_IDLE", 12 * 3600, minimum=60)
+    longest = read_int(env, "EDITOR_SESSION_MAX", 7 * 24 * 3600, minimum=60)
     if longest < idle:
         raise ConfigError(
             f"EDITOR_SESSION_MAX: must be at least EDITOR_SESSION_IDLE ({idle}), got {longest}"
         )
-    return {"EDITOR_SESSION_IDLE": idle, "EDITOR_SESSION_MAX": longest}
+    return idle, longest
 
 
 _HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 
 
-def _allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
+def read_allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
     """Read the hosts webhooks may be posted to although their addresses are internal."""
     hosts: set[str] = set()
     for item in env.get("WEBHOOK_ALLOW_HOSTS", "").split(","):
@@ -328,7 +241,7 @@ def _allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
     return frozenset(hosts)
 
 
-def _trusted_proxies(env: Mapping[str, str]) -> int:
+def read_trusted_proxies(env: Mapping[str, str]) -> int:
     """Read how many reverse proxies stand in front (their X-Forwarded-* headers are believed)."""
     raw = env.get("TRUSTED_PROXIES", "").strip()
     if raw == "":
@@ -346,7 +259,17 @@ _ATOM = r"[^\s@<>()\[\],;:\"\\.]+"
 _PLAIN_ADDRESS = re.compile(rf"[^\s@<>()\[\],;:\"\\]+@{_ATOM}(\.{_ATOM})+")
 
 
-def _provider_hooks(env: Mapping[str, str]) -> dict[str, Any]:
+class ProviderHooks(NamedTuple):
+    """The mail providers' bounce webhooks: who may post them (unset: that hook is off)."""
+
+    sns_topic_arns: frozenset[str]
+    sns_cert_hosts: frozenset[str]
+    mailgun_webhook_key: str | None
+    postmark_webhook_user: str | None
+    postmark_webhook_password: str | None
+
+
+def read_provider_hooks(env: Mapping[str, str]) -> ProviderHooks:
     """Read the settings of the mail providers' bounce webhooks (unset: that hook is off)."""
     user = env.get("POSTMARK_WEBHOOK_USER", "").strip()
     password = env.get("POSTMARK_WEBHOOK_PASSWORD", "").strip()
@@ -367,16 +290,16 @@ def _provider_hooks(env: Mapping[str, str]) -> dict[str, Any]:
     hosts = frozenset(
         h.strip().lower() for h in env.get("SNS_CERT_HOSTS", "").split(",") if h.strip()
     )
-    return {
-        "SNS_TOPIC_ARNS": topics,
-        "SNS_CERT_HOSTS": hosts,
-        "MAILGUN_WEBHOOK_KEY": env.get("MAILGUN_WEBHOOK_KEY", "").strip() or None,
-        "POSTMARK_WEBHOOK_USER": user or None,
-        "POSTMARK_WEBHOOK_PASSWORD": password or None,
-    }
+    return ProviderHooks(
+        sns_topic_arns=topics,
+        sns_cert_hosts=hosts,
+        mailgun_webhook_key=env.get("MAILGUN_WEBHOOK_KEY", "").strip() or None,
+        postmark_webhook_user=user or None,
+        postmark_webhook_password=password or None,
+    )
 
 
-def _bounce_address(env: Mapping[str, str]) -> str | None:
+def read_bounce_address(env: Mapping[str, str]) -> str | None:
     """Read the envelope sender for issue copies (VERP adds +tag to its local part)."""
     raw = env.get("BOUNCE_ADDRESS", "").strip()
     if not raw:
@@ -462,7 +385,7 @@ def parse_nameserver(raw: str, name: str = "DNS_NAMESERVER") -> tuple[str, int] 
     return str(address), int(port)
 
 
-def _read_key(value: str) -> str:
+def read_key(value: str) -> str:
     """Accept the PEM itself or a path to a file holding it."""
     if "-----BEGIN" in value:
         return value.replace("\\n", "\n")
@@ -472,6 +395,22 @@ def _read_key(value: str) -> str:
     return path.read_text()
 
 
-def environ() -> dict[str, str]:
-    """Return a copy of the process environment."""
-    return dict(os.environ)
+class Dkim(NamedTuple):
+    """DKIM signing: all three set, or none (signing off)."""
+
+    domain: str | None
+    selector: str | None
+    private_key: str | None
+
+
+def read_dkim(env: Mapping[str, str]) -> Dkim:
+    """Read DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY (the PEM or a file holding it)."""
+    dkim = {k: env.get(k, "").strip() for k in ("DKIM_DOMAIN", "DKIM_SELECTOR", "DKIM_PRIVATE_KEY")}
+    if any(dkim.values()) and not all(dkim.values()):
+        missing = next(k for k, v in dkim.items() if not v)
+        raise ConfigError(f"{missing}: DKIM needs DKIM_DOMAIN, DKIM_SELECTOR and DKIM_PRIVATE_KEY")
+    if dkim["DKIM_PRIVATE_KEY"]:
+        dkim["DKIM_PRIVATE_KEY"] = read_key(dkim["DKIM_PRIVATE_KEY"])
+    return Dkim(
+        dkim["DKIM_DOMAIN"] or None, dkim["DKIM_SELECTOR"] or None, dkim["DKIM_PRIVATE_KEY"] or None
+    )
