@@ -86,14 +86,13 @@ def write_issue_copies(folder: Path, count: int = 64) -> None:
         from newsletter.delivery import message
         from newsletter.extensions import db, settings
         from newsletter.issues.actions import create_issue
-        from newsletter.mail import mailer
-        from newsletter.subscribers.links import tokens_for
+        from newsletter.services import mailer, tokens
 
         with app.app_context():
             issue = create_issue("Tip for 10000 readers", issue_body())
             built = message.issue_message(mailer(), issue, settings(app).secret_key.encode())
-            token_for = tokens_for(app.config).unsubscribe_token_maker()
-            manage_for = tokens_for(app.config).manage_token_maker()
+            token_for = tokens().unsubscribe_token_maker()
+            manage_for = tokens().manage_token_maker()
             folder.mkdir(parents=True, exist_ok=True)
             for i in range(count):
                 sub_id = 1000 + i

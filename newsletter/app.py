@@ -22,7 +22,7 @@ import newsletter.models  # noqa: F401 - defines every table on db.metadata befo
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
-from newsletter.config import ENV_NAMES, Settings, flask_config, legacy_keys, load_settings
+from newsletter.config import ENV_NAMES, Settings, flask_config, load_settings
 from newsletter.errors import NewsletterError
 from newsletter.extensions import babel, csrf, db, migrate
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
@@ -124,9 +124,6 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     loaded = load_settings(env, Path(app.instance_path))
     app.extensions["settings"] = loaded
     app.config.update(flask_config(loaded))
-    # TRANSITIONAL: the old upper-case keys, for the modules that still read app.config.
-    # This goes once every reader uses the typed settings (newsletter.extensions.settings).
-    app.config.update(legacy_keys(loaded))
     known = ENV_NAMES | flask_config(loaded).keys()
     app.config.update({k: v for k, v in overrides.items() if k not in known})
     app.config["MIGRATIONS_DIR"] = _resource_dir("migrations")

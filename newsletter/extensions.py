@@ -17,7 +17,7 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
-from newsletter.config import Settings, legacy_keys
+from newsletter.config import Settings, flask_config
 
 
 class Base(DeclarativeBase):
@@ -44,9 +44,7 @@ def settings(app: Flask | None = None) -> Settings:
 def replace_settings(app: Flask, new: Settings) -> None:
     """Give ``app`` changed settings (``newsletter dev`` moves the mail port and BASE_URL)."""
     app.extensions["settings"] = new
-    # TRANSITIONAL: the modules that still read app.config see the change too; this goes with
-    # the copy of the old keys in create_app.
-    app.config.update(legacy_keys(new))
+    app.config.update(flask_config(new))
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis:

@@ -12,7 +12,7 @@ from newsletter.auth import devices
 from newsletter.auth.passwords import account_hash
 from newsletter.bounces.intake import secrets_of
 from newsletter.delivery.message import MessageIds
-from newsletter.extensions import get_redis
+from newsletter.extensions import get_redis, settings
 from newsletter.mail.verp import read_tag, verp_address
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import proof
@@ -97,10 +97,10 @@ def test_a_proof_of_work_challenged_before_a_rotation_still_counts(apps):
 
 
 def test_bounce_tags_and_message_ids_from_before_a_rotation_are_recognised(apps):
-    secrets = secrets_of(apps["after"].config)
+    secrets = secrets_of(settings(apps["after"]))
     assert secrets == [NEW.encode(), OLD.encode(), OLDER.encode()]
     tag = verp_address(BOUNCES, 42, OLDER.encode())
     assert read_tag(tag, BOUNCES, secrets) == 42
-    assert read_tag(tag, BOUNCES, secrets_of(apps["dropped"].config)) is None
+    assert read_tag(tag, BOUNCES, secrets_of(settings(apps["dropped"]))) is None
     mid = MessageIds(3, OLD.encode(), "example.org")(9)
     assert any(MessageIds(3, s, "example.org")(9) == mid for s in secrets)

@@ -15,6 +15,7 @@ from newsletter.errors import Conflict, Invalid, NotFound
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
 from newsletter.models import ISSUE_UNSENT, Issue, IssueStatus
+from newsletter.services import mailer
 from newsletter.subscribers.validate import normalize_email
 from newsletter.tasks import dispatch
 
@@ -84,7 +85,7 @@ def update_issue(issue_id: int) -> ResponseReturnValue:
 def preview_issue(issue_id: int) -> ResponseReturnValue:
     """Return the email as subscribers get it: subject, text and HTML."""
     _issue(issue_id)
-    rendered = issues.preview(issue_id)
+    rendered = issues.preview(issue_id, mailer())
     return jsonify({"subject": rendered.subject, "text": rendered.text, "html": rendered.html})
 
 

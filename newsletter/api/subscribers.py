@@ -3,7 +3,7 @@ change and erase."""
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request
+from flask import Response, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from newsletter.api.plumbing import (
@@ -24,7 +24,7 @@ from newsletter.api.serialise import (
     subscriber_json,
 )
 from newsletter.errors import NotFound
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.models import EventKind, Subscriber, SubscriberEvent
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
@@ -40,7 +40,7 @@ SUBSCRIBE_ANSWER = SIGNUP_ANSWER
 def allow_embedding_origins(response: Response) -> Response:
     """Let the pages of EMBED_ORIGINS call POST /api/v1/subscribe from a browser (CORS)."""
     origin = request.headers.get("Origin", "")
-    if request.path == "/api/v1/subscribe" and origin in current_app.config["EMBED_ORIGINS"]:
+    if request.path == "/api/v1/subscribe" and origin in settings().embed_origins:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers.add("Vary", "Origin")
         if request.method == "OPTIONS":
@@ -53,13 +53,13 @@ def allow_embedding_origins(response: Response) -> Response:
 @bp.post("/subscribe")
 def api_subscribe() -> ResponseReturnValue:
     """Sign someone up with double opt-in; the answer never says whether they were known."""
-    config = current_app.config
+    found = settings()
     data = json_body({"email", "name"}, {"email"})
-    email = normalize_email(data.get("email"), check_dns=config["EMAIL_CHECK_DNS"])
+    email = normalize_email(data.get("email"), check_dns=found.email_check_dns)
     name = clean_name(data.get("name"))
     # Only accepted sign-ups count; past the limit a program is told when to come back (the
     # web form asks a person's browser for proof of work instead).
-    limit, client = config["SUBSCRIBE_RATE_LIMIT"], request.remote_addr or "-"
+    limit, client = found.subscribe_rate_limit, request.remote_addr or "-"
     if ratelimit.over_limit(get_redis(), "subscribe", client, limit):
         raise ApiError(
             429,

@@ -9,22 +9,19 @@ after a rollback: nothing was recorded and the mail should be tried again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from sqlalchemy.orm import Session
 
 from newsletter.bounces.intake import apply_notice
 from newsletter.bounces.parse import MAX_INPUT, parse
+from newsletter.config import Settings
 
 log = logging.getLogger(__name__)
 
 MAX_SIZE = MAX_INPUT
 
 
-def apply_mail(
-    session: Session, raw: bytes, envelope_to: str, config: Mapping[str, Any]
-) -> list[str]:
+def apply_mail(session: Session, raw: bytes, envelope_to: str, settings: Settings) -> list[str]:
     """Parse one mail, apply each notice it holds and commit; return one line per notice."""
     if len(raw) > MAX_SIZE:
         log.warning("notification of %d bytes refused (over %d)", len(raw), MAX_SIZE)
@@ -36,7 +33,7 @@ def apply_mail(
     lines = []
     try:
         for notice in notices:
-            line = apply_notice(session, notice, config)
+            line = apply_notice(session, notice, settings)
             log.info("%s notification: %s", notice.source, line)
             lines.append(line)
         session.commit()

@@ -9,15 +9,15 @@ already taken in is logged and changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.bounces import match
 from newsletter.bounces.record import BounceReport, record_bounce
+from newsletter.config import Settings
 from newsletter.models import Bounce, BounceKind, Subscriber
 from newsletter.signing import signing_keys
 from newsletter.subscribers.state import unsubscribe
@@ -39,28 +39,27 @@ class Notice:
     raw: str = ""
 
 
-def secrets_of(config: Mapping[str, Any]) -> list[bytes]:
+def secrets_of(settings: Settings) -> list[bytes]:
     """Return the keys that may have signed a tag or Message-ID (current first)."""
-    keys = signing_keys(config["SECRET_KEY"], config.get("SECRET_KEY_FALLBACKS"))
-    return [k.encode() if isinstance(k, str) else k for k in keys]
+    return [k.encode() for k in signing_keys(settings.secret_key, settings.secret_key_fallbacks)]
 
 
-def find_copy(session: Session, notice: Notice, config: Mapping[str, Any]) -> match.Copy | None:
+def find_copy(session: Session, notice: Notice, settings: Settings) -> match.Copy | None:
     """Return the copy a notice is about, by VERP tag first, then by quoted Message-ID."""
-    secrets: Sequence[bytes] = secrets_of(config)
+    secrets: Sequence[bytes] = secrets_of(settings)
     copy = None
     if notice.envelope_to:
-        copy = match.by_verp(session, notice.envelope_to, config.get("BOUNCE_ADDRESS"), secrets)
+        copy = match.by_verp(session, notice.envelope_to, settings.bounce_address, secrets)
     if copy is None and notice.message_id:
         copy = match.by_message_id(session, notice.message_id, secrets)
     return copy
 
 
-def apply_notice(session: Session, notice: Notice, config: Mapping[str, Any]) -> str:
+def apply_notice(session: Session, notice: Notice, settings: Settings) -> str:
     """Match, record and apply one notice; return a line saying what happened."""
     if notice.kind is None:
         return f"ignored: {notice.source} says nothing to act on ({notice.status_code or '-'})"
-    copy = find_copy(session, notice, config)
+    copy = find_copy(session, notice, settings)
     if copy is None:
         log.info("bounce matched no copy of ours: %s %s", notice.source, notice.status_code)
         return "unmatched: no copy of ours is named by a valid tag or Message-ID"
@@ -88,7 +87,7 @@ def apply_notice(session: Session, notice: Notice, config: Mapping[str, Any]) ->
         status_code=notice.status_code,
         raw=notice.raw,
     )
-    changed = record_bounce(session, report, int(config["BOUNCE_SOFT_LIMIT"]))
+    changed = record_bounce(session, report, settings.bounce_soft_limit)
     if notice.kind is BounceKind.COMPLAINT:
         unsubscribe(session, copy.subscriber_id, detail="complaint")
         changed = True

@@ -58,7 +58,7 @@ def bounce_address(settings: Settings) -> str:
 def _take(app: Flask, raw: bytes, envelope_to: str) -> list[str]:
     with app.app_context():
         try:
-            return apply_mail(db.session(), raw, envelope_to, app.config)
+            return apply_mail(db.session(), raw, envelope_to, app_settings(app))
         finally:
             db.session.remove()
 
@@ -88,7 +88,7 @@ def bounces_receive(recipient: str) -> None:
         click.echo(f"refused: the message is {total} bytes, over {MAX_SIZE}; nothing recorded")
         return
     try:
-        lines = apply_mail(db.session(), raw, recipient.strip(), this_app().config)
+        lines = apply_mail(db.session(), raw, recipient.strip(), app_settings())
     except sa.exc.SQLAlchemyError as exc:
         reason = str(exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc).splitlines()
         click.echo(

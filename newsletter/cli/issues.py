@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from newsletter.cli.errors import fail
 from newsletter.errors import NewsletterError
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, each_issue, issue_status, mark_ready
 from newsletter.models import IssueStatus
 from newsletter.tasks.dispatch import cancel_issue, pause_issue, resume_issue, send_issue, send_test
@@ -100,7 +100,7 @@ def send_command(issue_id: int, at_raw: str | None, test_to: str | None) -> None
 def ready_command(issue_id: int) -> None:
     """Mark an issue ready for the next weekly slot."""
     try:
-        click.echo(mark_ready(issue_id))
+        click.echo(mark_ready(issue_id, settings().weekly_slot))
     except NewsletterError as exc:
         raise fail(exc) from None
 

@@ -55,7 +55,6 @@ __all__ = [
     "WeeklySlot",
     "environ",
     "flask_config",
-    "legacy_keys",
     "load_settings",
     "parse_mailbox",
     "parse_nameserver",
@@ -324,63 +323,6 @@ def flask_config(settings: Settings) -> dict[str, Any]:
         "MAX_FORM_MEMORY_SIZE": settings.max_form_memory_size,
         "WTF_CSRF_TIME_LIMIT": None,
         "TESTING": settings.testing,
-    }
-
-
-def legacy_keys(settings: Settings) -> dict[str, Any]:
-    """Return the settings under their old upper-case ``app.config`` names.
-
-    Transitional: only for the modules that still read ``app.config``; it goes once every
-    reader uses the typed Settings.
-    """
-    return {
-        **flask_config(settings),
-        "NEWSLETTER_ENV": settings.environment,
-        "REDIS_URL": settings.redis_url,
-        "SMTP_HOST": settings.smtp_host,
-        "SMTP_PORT": settings.smtp_port,
-        "SMTP_USERNAME": settings.smtp_username,
-        "SMTP_PASSWORD": settings.smtp_password,
-        "SMTP_SECURITY": settings.smtp_security,
-        "SMTP_TIMEOUT": settings.smtp_timeout,
-        "MAIL_FROM": settings.mail_from,
-        "BASE_URL": settings.base_url,
-        "NEWSLETTER_NAME": settings.newsletter_name,
-        "POSTAL_ADDRESS": settings.postal_address,
-        "SEND_RATE": settings.send_rate,
-        "CONFIRM_MAX_AGE": settings.confirm_max_age,
-        "EMAIL_CHECK_DNS": settings.email_check_dns,
-        "WEEKLY_SLOT": settings.weekly_slot,
-        "WEEKLY_SLOT_RAW": settings.weekly_slot_raw,
-        "SLOT_GRACE": settings.slot_grace,
-        "BATCH_SIZE": settings.batch_size,
-        "SEND_LEASE_SECONDS": settings.send_lease_seconds,
-        "RECONCILE_INTERVAL": settings.reconcile_interval,
-        "SEND_MAX_ATTEMPTS": settings.send_max_attempts,
-        "SEND_RETRY_BASE": settings.send_retry_base,
-        "SEND_PAUSE_AFTER": settings.send_pause_after,
-        "BOUNCE_SOFT_LIMIT": settings.bounce_soft_limit,
-        "SUBSCRIBE_RATE_LIMIT": settings.subscribe_rate_limit,
-        "EMBED_ORIGINS": settings.embed_origins,
-        "NEWSLETTER_LANGUAGE": settings.language,
-        "WEBHOOK_RETRY_BASE": settings.webhook_retry_base,
-        "WEBHOOK_ALLOW_HOSTS": settings.webhook_allow_hosts,
-        "TRUSTED_PROXIES": settings.trusted_proxies,
-        "BOUNCE_ADDRESS": settings.bounce_address,
-        "BOUNCE_MAILBOX": settings.mailbox,
-        "BOUNCE_POLL_INTERVAL": settings.bounce_poll_interval,
-        "DNS_NAMESERVER": settings.dns_nameserver,
-        "SNS_TOPIC_ARNS": settings.sns_topic_arns,
-        "SNS_CERT_HOSTS": settings.sns_cert_hosts,
-        "MAILGUN_WEBHOOK_KEY": settings.mailgun_webhook_key,
-        "POSTMARK_WEBHOOK_USER": settings.postmark_webhook_user,
-        "POSTMARK_WEBHOOK_PASSWORD": settings.postmark_webhook_password,
-        "DKIM_DOMAIN": settings.dkim_domain,
-        "DKIM_SELECTOR": settings.dkim_selector,
-        "DKIM_PRIVATE_KEY": settings.dkim_private_key,
-        "EDITOR_SESSION_IDLE": settings.editor_session_idle,
-        "EDITOR_SESSION_MAX": settings.editor_session_max,
-        "IMPORT_MAX_BYTES": settings.import_max_bytes,
     }
 
 

@@ -1,7 +1,9 @@
-"""Issue actions for the CLI and the web editor: write, preview, test, queue, pause, cancel.
+"""Issue actions for the edges (CLI, editor, API): write, preview, test, plan, pause, cancel.
 
-This is the edge between Flask/RQ and the delivery engine (newsletter.delivery): each function
-commits its change and only then hands work to RQ, so a job never sees an uncommitted send.
+Each function commits its change before it returns, and says which batches are now due;
+``tasks.dispatch`` hands those to workers afterwards, so a job never sees an uncommitted send.
+No Flask here: what an action needs of the app (the Mailer, the batch size, the weekly slot) is
+handed to it by the edge that calls it.
 """
 
 from __future__ import annotations
@@ -17,14 +19,14 @@ from typing import Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from newsletter.config import WeeklySlot
 from newsletter.delivery import lifecycle, message, plan, progress
 from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.errors import Conflict, Invalid, NotFound, Upstream
-from newsletter.extensions import db, settings, this_app
+from newsletter.extensions import db
 from newsletter.issues.schedule import next_slot
-from newsletter.mail import mailer
 from newsletter.mail.body import slugify
-from newsletter.mail.render import Rendered
+from newsletter.mail.render import Mailer, Rendered
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
 from newsletter.models import (
     ISSUE_PUBLIC,
@@ -147,8 +149,8 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
 
 
 @_unit
-def mark_ready(issue_id: int) -> str:
-    """Mark a draft ready for the next weekly slot."""
+def mark_ready(issue_id: int, slot: WeeklySlot | None) -> str:
+    """Mark a draft ready for the next weekly slot (``slot``: WEEKLY_SLOT, if set)."""
     issue = _get(issue_id)
     moved = move_issue(db.session(), issue.id, IssueMove.MARK_READY, utcnow())
     db.session.commit()
@@ -157,7 +159,6 @@ def mark_ready(issue_id: int) -> str:
         if issue.status is IssueStatus.READY:
             return f"Issue {issue_id} is already ready for the next weekly slot."
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it cannot be marked ready.")
-    slot = this_app().config.get("WEEKLY_SLOT")
     if slot:
         when = next_slot(utcnow(), slot).astimezone(slot.zone)
         return (
@@ -168,7 +169,7 @@ def mark_ready(issue_id: int) -> str:
 
 
 @_unit
-def plan_send(issue_id: int, at: datetime | None = None) -> Outcome:
+def plan_send(issue_id: int, at: datetime | None = None, *, batch_size: int) -> Outcome:
     """Plan an issue's send now, or schedule it at an aware datetime; repeating it changes nothing.
 
     This only writes the plan and says which batches are due: ``tasks.dispatch.send_issue``
@@ -193,7 +194,7 @@ def plan_send(issue_id: int, at: datetime | None = None) -> Outcome:
         return Outcome(
             f"Issue {issue_id} is scheduled for {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
         )
-    result = plan.queue_issue(db.session(), issue.id, now, this_app().config["BATCH_SIZE"])
+    result = plan.queue_issue(db.session(), issue.id, now, batch_size)
     if result.nobody:
         raise Conflict("There are no confirmed subscribers yet; nothing was queued.")
     db.session.commit()
@@ -220,37 +221,31 @@ def _already(issue: Issue) -> str:
 
 
 @_unit
-def send_test(issue_id: int, to_email: str) -> None:
+def send_test(issue_id: int, to_email: str, mailer: Mailer) -> None:
     """Send one copy of the issue now to ``to_email``, its subject marked [Test]."""
     issue = _get(issue_id)
     try:
         address = normalize_email(to_email)
     except Invalid as exc:
         raise Invalid("to", f"Not a valid address: {exc.message}") from None
-    app = this_app()
     built = message.issue_message(
-        mailer(app), issue, app.config["SECRET_KEY"].encode(), subject_prefix="[Test] "
+        mailer, issue, mailer.settings.secret_key.encode(), subject_prefix="[Test] "
     )
     # A test copy carries no one's real token: its unsubscribe link lands on a harmless page.
     data = built.bytes_for(0, address, "test", message_id=make_msgid("test", domain=built.domain))
     try:
-        with SMTPSender(settings(app)) as smtp:
+        with SMTPSender(mailer.settings) as smtp:
             smtp.send(address, data)
     except (SMTPTemporaryError, SMTPPermanentError) as exc:
         raise Upstream(f"The mail server did not take the test copy: {exc}") from None
 
 
 @_unit
-def preview(issue_id: int) -> Rendered:
+def preview(issue_id: int, mailer: Mailer) -> Rendered:
     """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link."""
     issue = _get(issue_id)
-    m = mailer()
     return message.render_issue(
-        m,
-        issue.subject,
-        issue.body_md,
-        issue.slug,
-        m.links.sample_unsubscribe,
+        mailer, issue.subject, issue.body_md, issue.slug, mailer.links.sample_unsubscribe
     )
 
 

@@ -8,14 +8,13 @@ snapshot is guarded by a conditional UPDATE and a slot is unique per issue.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from newsletter.config import Settings
 from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.delivery.plan import queue_issue
 from newsletter.issues.schedule import due_slot
@@ -26,13 +25,13 @@ log = logging.getLogger(__name__)
 NOBODY_SCHEDULED = "not sent at its scheduled time: there were no confirmed subscribers"
 
 
-def start_due(session: Session, now: datetime, config: Mapping[str, Any]) -> list[tuple[int, int]]:
+def start_due(session: Session, now: datetime, settings: Settings) -> list[tuple[int, int]]:
     """Start every issue due now; return (issue id, number of batches) for each one started."""
-    started = _start_scheduled(session, now, int(config["BATCH_SIZE"]))
-    slot = config.get("WEEKLY_SLOT")
-    slot_at = due_slot(now, slot, int(config["SLOT_GRACE"])) if slot else None
+    started = _start_scheduled(session, now, settings.batch_size)
+    slot = settings.weekly_slot
+    slot_at = due_slot(now, slot, settings.slot_grace) if slot else None
     if slot_at is not None:
-        started += _start_slot(session, now, slot_at, int(config["BATCH_SIZE"]))
+        started += _start_slot(session, now, slot_at, settings.batch_size)
     return started
 
 

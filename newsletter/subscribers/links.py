@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from flask import Flask
 from itsdangerous import (
     BadSignature,
     SignatureExpired,
@@ -18,7 +17,7 @@ from itsdangerous import (
     URLSafeTimedSerializer,
 )
 
-from newsletter.extensions import this_app
+from newsletter.config import Settings
 from newsletter.signing import serializer_keys
 
 CONFIRM_SALT = "newsletter.confirm.v1"
@@ -237,15 +236,6 @@ def _claim_or_none(payload: Any) -> ConfirmClaim | None:
         return None
 
 
-def tokens_for(config: dict[str, Any] | Any) -> Tokens:
-    """Build Tokens from an app config (SECRET_KEY and SECRET_KEY_FALLBACKS)."""
-    return Tokens(config["SECRET_KEY"], list(config.get("SECRET_KEY_FALLBACKS") or []))
-
-
-def tokens(app: Flask | None = None) -> Tokens:
-    """Return the app's link signer, built once from its settings."""
-    app = this_app(app)
-    found: Tokens | None = app.extensions.get("tokens")
-    if found is None:
-        found = app.extensions["tokens"] = tokens_for(app.config)
-    return found
+def tokens_for(settings: Settings) -> Tokens:
+    """Build Tokens from the settings (SECRET_KEY and SECRET_KEY_FALLBACKS)."""
+    return Tokens(settings.secret_key, list(settings.secret_key_fallbacks))

@@ -16,7 +16,7 @@ from flask import Flask
 
 from newsletter.bounces.inbound import apply_mail
 from newsletter.bounces.mailbox import Polled, poll
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.tasks.process import stop_requested, wait_for_stop, worker_name
 
 log = logging.getLogger(__name__)
@@ -27,12 +27,14 @@ SHORTEST_INTERVAL = 1.0
 
 def poll_mailbox(app: Flask, go_on: Callable[[], bool] = lambda: not stop_requested()) -> Polled:
     """Take in every message waiting in the app's BOUNCE_MAILBOX once; return what was done."""
-    mailbox = app.config["BOUNCE_MAILBOX"]
+    mailbox = settings(app).mailbox
+    if mailbox is None:
+        return Polled()
 
     def take(raw: bytes, envelope_to: str) -> list[str]:
         with app.app_context():
             try:
-                return apply_mail(db.session(), raw, envelope_to, app.config)
+                return apply_mail(db.session(), raw, envelope_to, settings(app))
             finally:
                 db.session.remove()
 
@@ -48,7 +50,7 @@ class MailboxPoller(threading.Thread):
     def __init__(self, app: Flask) -> None:
         super().__init__(name="newsletter-bounce-mailbox", daemon=True)
         self.app = app
-        self.interval = max(float(app.config["BOUNCE_POLL_INTERVAL"]), SHORTEST_INTERVAL)
+        self.interval = max(settings(app).bounce_poll_interval, SHORTEST_INTERVAL)
         self.hold_ms = int(self.interval * 900)
 
     def run(self) -> None:
@@ -77,7 +79,7 @@ class MailboxPoller(threading.Thread):
 
 def start_mailbox_poller(app: Flask) -> MailboxPoller | None:
     """Start the poller thread when BOUNCE_MAILBOX is set; return it (None when unset)."""
-    if app.config.get("BOUNCE_MAILBOX") is None:
+    if settings(app).mailbox is None:
         return None
     poller = MailboxPoller(app)
     poller.start()

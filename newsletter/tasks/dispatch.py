@@ -18,9 +18,10 @@ from redis.exceptions import RedisError
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from newsletter.extensions import get_redis, this_app
+from newsletter.extensions import get_redis, settings, this_app
 from newsletter.issues import actions
-from newsletter.issues.actions import cancel_issue, pause_issue, send_test
+from newsletter.issues.actions import cancel_issue, pause_issue
+from newsletter.services import mailer
 from newsletter.tasks.jobs import deliver_batch
 from newsletter.tasks.process import owner_is_dead
 from newsletter.tasks.queues import ALIVE_KEY, SEND_QUEUE, enqueue_each, get_queue, name_job
@@ -38,8 +39,13 @@ QUEUE_AWAY = (
 
 def send_issue(issue_id: int, at: datetime | None = None) -> str:
     """Queue an issue now (and hand its batches to workers), or schedule it; say what happened."""
-    done = actions.plan_send(issue_id, at)
+    done = actions.plan_send(issue_id, at, batch_size=settings().batch_size)
     return done.message + _hand_out(issue_id, done.batches)
+
+
+def send_test(issue_id: int, to_email: str) -> None:
+    """Send one copy of the issue now to ``to_email``, its subject marked [Test]."""
+    actions.send_test(issue_id, to_email, mailer())
 
 
 def resume_issue(issue_id: int) -> str:

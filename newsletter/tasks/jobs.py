@@ -20,16 +20,16 @@ from redis.exceptions import RedisError
 from sqlalchemy.orm import Session
 
 from newsletter.bounces.record import record_bounce
+from newsletter.config import Settings
 from newsletter.delivery.batch import BatchContext, SendSettings, run_batch
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
 from newsletter.extensions import settings as app_settings
-from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPSender
 from newsletter.mail.verp import verp_address
 from newsletter.models import Issue, IssueStatus
-from newsletter.subscribers.links import tokens
+from newsletter.services import mailer, tokens
 
 # The mail and import jobs live in tasks.mail; their old names here keep jobs queued under
 # them (and their importers) working: RQ imports a job's function by the name it was queued
@@ -50,13 +50,13 @@ __all__ = ["bounce_address", "deliver_batch", "run_import", "send_confirmation",
 _messages: dict[tuple[int, int, Any], IssueMessage] = {}
 
 
-def _send_settings(config: Any) -> SendSettings:
+def _send_settings(found: Settings) -> SendSettings:
     return SendSettings(
-        lease_seconds=float(config["SEND_LEASE_SECONDS"]),
-        max_attempts=int(config["SEND_MAX_ATTEMPTS"]),
-        retry_base=float(config["SEND_RETRY_BASE"]),
-        pause_after=int(config["SEND_PAUSE_AFTER"]),
-        short_wait=min(2.0, float(config["RECONCILE_INTERVAL"])),
+        lease_seconds=found.send_lease_seconds,
+        max_attempts=found.send_max_attempts,
+        retry_base=found.send_retry_base,
+        pause_after=found.send_pause_after,
+        short_wait=min(2.0, found.reconcile_interval),
     )
 
 
@@ -68,13 +68,13 @@ def deliver_batch(issue_id: int, batch: int) -> str:
     if issue is None or issue.status is not IssueStatus.SENDING:
         return f"skipped: issue {issue_id} is {'gone' if issue is None else issue.status.value}"
     app = this_app()
-    config = app.config
-    settings = _send_settings(config)
+    found = app_settings(app)
+    settings = _send_settings(found)
     redis = get_redis(app)
     alive = ALIVE_KEY.format(issue=issue_id, batch=batch)
-    limiter = SendRateLimiter(redis, float(config["SEND_RATE"]))
+    limiter = SendRateLimiter(redis, found.send_rate)
     tok = tokens(app)
-    secret = config["SECRET_KEY"].encode()
+    secret = found.secret_key.encode()
 
     owner = claim_owner()
 
@@ -91,7 +91,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         return built
 
     try:
-        with SMTPSender(app_settings(app)) as smtp:
+        with SMTPSender(found) as smtp:
             context = BatchContext(
                 worker=owner,
                 message=message,
@@ -105,7 +105,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
                 # SEND_RATE=0: no bucket, and no call per message either.
                 throttle=(lambda: _take_token(limiter)) if limiter.rate > 0 else None,
                 heartbeat=heartbeat,
-                envelope=_verp(config["BOUNCE_ADDRESS"], secret),
+                envelope=_verp(found.bounce_address, secret),
             )
             report = run_batch(db.session(), issue_id, batch, context)
     finally:
@@ -144,4 +144,4 @@ def _take_token(limiter: SendRateLimiter) -> None:
 
 def bounce_address(session: Session, report: BounceReport) -> None:
     """Record what a refusal said about a reader, and bounce them if it calls for that."""
-    record_bounce(session, report, int(this_app().config["BOUNCE_SOFT_LIMIT"]))
+    record_bounce(session, report, app_settings().bounce_soft_limit)

@@ -19,18 +19,17 @@ from typing import Any
 
 import redis
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.extensions import db, get_redis, settings
-from newsletter.mail import mailer
 from newsletter.mail.refusals import Verdict
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender
 from newsletter.models import ImportJob, ImportStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.services import mailer, tokens
 from newsletter.subscribers import imports, limits
-from newsletter.subscribers.links import tokens
 from newsletter.subscribers.mails import confirmation_mail, welcome_mail
 from newsletter.subscribers.signup import SubscribeResult
 from newsletter.tasks.queues import (
@@ -183,14 +182,14 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and (due is not None or sub.status is not S.PENDING):
         db.session.commit()
         return "skipped: nothing owed"
-    config, m = current_app.config, mailer()
+    found, m = settings(), mailer()
     msg = confirmation_mail(
         m,
         m.links,
         sub.email,
         tokens().confirm_token(sub.id, sub.version, sub.confirm_name),
-        max_age=int(config["CONFIRM_MAX_AGE"]),
-        slot=config.get("WEEKLY_SLOT"),
+        max_age=found.confirm_max_age,
+        slot=found.weekly_slot,
         now=utcnow(),
     )
     # The name has done its work once mailed: it is in the link now, and no longer kept.
@@ -223,7 +222,7 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
         sub.name,
         unsubscribe_token=tok.unsubscribe_token(sub.id),
         manage_token=tok.manage_token(sub.id, sub.created_at),
-        slot=current_app.config.get("WEEKLY_SLOT"),
+        slot=settings().weekly_slot,
     )
     return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)
 
@@ -246,7 +245,7 @@ def run_import(import_id: int) -> str:
 def grace() -> timedelta:
     # A request enqueues its job right after its commit: a row one tick old whose job Redis
     # does not have lost it.
-    return timedelta(seconds=float(current_app.config["RECONCILE_INTERVAL"]))
+    return timedelta(seconds=settings().reconcile_interval)
 
 
 def reconcile() -> None:
@@ -271,7 +270,7 @@ def reconcile_mail() -> int:
 
 
 def _rebuild_mail(session: Session, now: datetime) -> int:
-    max_age = timedelta(seconds=int(current_app.config["CONFIRM_MAX_AGE"]))
+    max_age = timedelta(seconds=settings().confirm_max_age)
     keep_confirm = now - min(MAIL_OWED_FOR, max_age)
     # Give up on mail owed too long; this also keeps the due indexes down to a few rows.
     session.execute(
@@ -341,7 +340,7 @@ def reconcile_imports() -> int:
 
 
 def _rebuild_imports(session: Session, now: datetime) -> int:
-    lease = timedelta(seconds=float(current_app.config["SEND_LEASE_SECONDS"]))
+    lease = timedelta(seconds=settings().send_lease_seconds)
     silent = session.execute(
         sa.select(ImportJob.id, ImportJob.attempt).where(
             ImportJob.status == ImportStatus.RUNNING,

@@ -12,13 +12,12 @@ import logging
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 from sqlalchemy.orm import Session
 
-from newsletter.extensions import db
-from newsletter.mail import mailer
+from newsletter.extensions import db, settings
 from newsletter.models import Subscriber
-from newsletter.subscribers.links import tokens
+from newsletter.services import mailer, tokens
 from newsletter.subscribers.mails import address_link_mail, address_notice_mail
 from newsletter.tasks.mail import (
     MAIL_JOB_TIMEOUT,
@@ -114,7 +113,7 @@ def reconcile() -> int:
 
 
 def _rebuild(session: Session, now: datetime) -> int:
-    max_age = timedelta(seconds=int(current_app.config["CONFIRM_MAX_AGE"]))
+    max_age = timedelta(seconds=settings().confirm_max_age)
     # Give up on mail owed too long (a link that late may not outlive CONFIRM_MAX_AGE); an
     # old address nobody could tell is not kept either.
     session.execute(

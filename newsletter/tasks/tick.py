@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app
-
 from newsletter.delivery.lifecycle import reconcile as reconcile_sends
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.tasks.dispatch import dispatch
@@ -46,7 +44,7 @@ def reconcile() -> str:
 
 def scheduler_tick() -> str:
     """Start scheduled issues that are due and the weekly slot's ready issue, then reconcile."""
-    started = start_due(db.session(), utcnow(), current_app.config)
+    started = start_due(db.session(), utcnow(), settings())
     for issue_id, batches in started:
         dispatch(issue_id, range(batches))
     if started:

@@ -7,12 +7,12 @@ import logging
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from sqlalchemy.orm import Session
 
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.models import WebhookDelivery, WebhookDeliveryStatus, utcnow
 from newsletter.tasks.queues import WEBHOOK_QUEUE, enqueue, job, name_job
 from newsletter.webhooks import events
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 )
 def deliver(delivery_id: int) -> str:
     """POST one webhook delivery; on failure schedule a retry with exponential backoff."""
-    allow = current_app.config.get("WEBHOOK_ALLOW_HOSTS", ())
+    allow = settings().webhook_allow_hosts
     tried = attempt(db.session(), delivery_id, allow)
     if tried.retry is not None:
         _schedule_retry(delivery_id, tried.retry)
@@ -63,7 +63,7 @@ def install(app: Flask) -> None:
 
 
 def _schedule_retry(delivery_id: int, attempts: int) -> None:
-    base = float(current_app.config.get("WEBHOOK_RETRY_BASE", 30))
+    base = settings().webhook_retry_base
     name = name_job(deliver, delivery_id, attempts)
     enqueue(deliver, delivery_id, job_id=name, delay=backoff(attempts, base))
 

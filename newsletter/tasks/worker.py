@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 from rq.scheduler import RQScheduler
 from rq.serializers import JSONSerializer
 
-from newsletter.extensions import db, get_redis
+from newsletter.extensions import db, get_redis, settings
 from newsletter.tasks.bounces import start_mailbox_poller
 from newsletter.tasks.polling import PollingWorker
 from newsletter.tasks.process import request_stop, stop_requested, wait_for_stop, worker_name
@@ -149,8 +149,8 @@ class Ticker(threading.Thread):
         # At least three ticks per lease: a worker that died on another machine (whose
         # process cannot be looked up from here) has its rows back within about a lease.
         self.interval = min(
-            float(app.config["RECONCILE_INTERVAL"]),
-            max(float(app.config["SEND_LEASE_SECONDS"]) / 3, 0.5),
+            settings(app).reconcile_interval,
+            max(settings(app).send_lease_seconds / 3, 0.5),
         )
 
     def run(self) -> None:

@@ -30,8 +30,9 @@ from newsletter.errors import Conflict, Invalid, NewsletterError
 from newsletter.extensions import csrf, db, settings
 from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
+from newsletter.services import tokens
 from newsletter.subscribers import manage
-from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
+from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired
 from newsletter.subscribers.signup import subscribe
 from newsletter.tasks.mail import queue_owed_confirmation
 from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 import redis
-from flask import Blueprint, Flask, current_app, jsonify, request
+from flask import Blueprint, Flask, jsonify, request
 
 from newsletter.bounces import providers
 from newsletter.bounces.intake import apply_notice
@@ -62,10 +62,7 @@ def bounces(provider: str) -> Any:
     if hook.replay_key and not _first_time(hook.replay_key):
         return jsonify({"results": ["duplicate: this notification was already taken in"]})
     try:
-        # bounces.intake still takes the settings by their old names (app.config).
-        results = [
-            apply_notice(db.session(), notice, current_app.config) for notice in hook.notices
-        ]
+        results = [apply_notice(db.session(), notice, settings()) for notice in hook.notices]
         db.session.commit()
     except BaseException:
         db.session.rollback()

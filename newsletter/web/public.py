@@ -38,8 +38,9 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsletter.services import tokens
 from newsletter.subscribers import limits
-from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired, tokens
+from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired
 from newsletter.subscribers.signup import SubscribeResult, reserve_confirmation
 from newsletter.subscribers.state import CONFIRMABLE, ConfirmOutcome, confirm
 from newsletter.tasks.mail import queue_owed_confirmation, queue_welcome

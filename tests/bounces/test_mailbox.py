@@ -128,7 +128,7 @@ def test_a_message_over_the_cap_is_removed_unread(
     app = mailbox_app(make_app, sink, server.url(scheme, user))
 
     def take(raw: bytes, envelope_to: str) -> list[str]:
-        return apply_mail(db.session(), raw, envelope_to, app.config)
+        return apply_mail(db.session(), raw, envelope_to, settings(app))
 
     done = poll(settings(app).mailbox, take, max_size=50_000)
     assert done.handled == 1 and done.lines[0].startswith("refused: the message is over")

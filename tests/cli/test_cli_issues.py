@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, mark_ready
 from newsletter.models import Delivery, Issue, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks import tick as jobs
@@ -81,7 +81,7 @@ def test_the_weekly_slot_sends_the_oldest_ready_issue_once(make_app, redis_clien
         new = create_issue("New", "y")
         ids = old.id, new.id
         for issue_id in ids:
-            mark_ready(issue_id)
+            mark_ready(issue_id, settings().weekly_slot)
         # Both were ready "before" the slot.
         db.session.execute(
             Issue.__table__.update().values(updated_at=datetime(2000, 1, 1, tzinfo=UTC))
@@ -105,7 +105,7 @@ def test_a_slot_or_schedule_with_nobody_confirmed_sends_nothing(make_app, redis_
         db.session.add(Subscriber(email="p@example.com", status=SubscriberStatus.PENDING))
         db.session.commit()
         ready = create_issue("Ready", "x").id
-        mark_ready(ready)
+        mark_ready(ready, settings().weekly_slot)
         later = create_issue("Scheduled", "y").id
         send_issue(later, at=now + timedelta(hours=1))
         db.session.execute(  # ready before the slot; the scheduled time has come
@@ -136,7 +136,7 @@ def test_a_slot_or_schedule_with_nobody_confirmed_sends_nothing(make_app, redis_
 
 def test_issues_list_prints_one_issue_a_line_newest_first_and_filters(app):
     made = [create_issue(f"Tip {n}", "body") for n in range(3)]
-    mark_ready(made[0].id)
+    mark_ready(made[0].id, settings().weekly_slot)
     runner = app.test_cli_runner()
     listed = runner.invoke(args=["issues", "list"])
     assert listed.exit_code == 0, listed.output

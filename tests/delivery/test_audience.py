@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from newsletter.delivery import plan
 from newsletter.delivery.audience import count_audience
 from newsletter.errors import Conflict
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, mark_ready, plan_send
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, utcnow
 from tests.helpers.editors import bearer, editor_client
@@ -85,9 +85,9 @@ def test_with_nobody_confirmed_the_plan_says_so_and_changes_nothing(app, make_su
     make_subscriber("gone@example.com", status="unsubscribed")
     issue_id = create_issue("Nobody", "Body").id
     if start == "ready":
-        mark_ready(issue_id)
+        mark_ready(issue_id, settings().weekly_slot)
     elif start == "scheduled":
-        plan_send(issue_id, utcnow() + timedelta(days=1))
+        plan_send(issue_id, utcnow() + timedelta(days=1), batch_size=500)
     before = db.session.execute(sa.select(Issue.__table__).where(Issue.id == issue_id)).one()
     db.session.commit()
     assert count_audience(db.session()) == 0
@@ -104,5 +104,5 @@ def test_with_nobody_confirmed_the_plan_says_so_and_changes_nothing(app, make_su
 def test_send_now_with_nobody_confirmed_is_refused_as_before(app):
     issue_id = create_issue("Nobody", "Body").id
     with pytest.raises(Conflict, match="no confirmed subscribers yet; nothing was queued"):
-        plan_send(issue_id)
+        plan_send(issue_id, batch_size=500)
     assert db.session.get(Issue, issue_id).status is IssueStatus.DRAFT

@@ -9,9 +9,8 @@ from email import policy
 from newsletter.delivery import message
 from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, preview, send_test
-from newsletter.mail import mailer
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.links import tokens
+from newsletter.services import mailer, tokens
 from newsletter.tasks.dispatch import send_issue
 from tests.helpers import html_part, links, text_part
 
@@ -97,13 +96,13 @@ def test_a_resent_copy_has_the_same_message_id(app, make_subscriber):
 
 def test_preview_and_test_copy_match_the_real_mail(app, inbox):
     issue = create_issue("Preview me", "**Bold** tip")
-    shown = preview(issue.id)
+    shown = preview(issue.id, mailer())
     assert shown.subject == "Preview me"
     assert "<strong>Bold</strong>" in shown.html and "Bold tip" in shown.text
     assert "http://newsletter.test/unsubscribe/" in shown.text
     # No reader's page: a sample link, which lands on the harmless bad-link page.
     assert "http://newsletter.test/manage/sample-token" in shown.text
-    send_test(issue.id, "editor@example.com")
+    send_test(issue.id, "editor@example.com", mailer())
     (msg,) = inbox.wait_for(1)
     assert msg["Subject"] == "[Test] Preview me"
     assert "Bold tip" in text_part(msg)

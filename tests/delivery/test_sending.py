@@ -21,8 +21,8 @@ from newsletter.issues.actions import (
     pause_issue,
     update_issue,
 )
-from newsletter.mail import mailer
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.services import mailer
 from newsletter.subscribers.links import tokens_for
 from newsletter.subscribers.state import unsubscribe
 from newsletter.tasks.dispatch import resume_issue, send_issue
@@ -266,8 +266,8 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
     context = batch.BatchContext(
         worker="test",
         message=lambda: message.issue_message(mailer(), issue, b"key"),
-        token_for=tokens_for(app.config).unsubscribe_token_maker(),
-        manage_token_for=tokens_for(app.config).manage_token_maker(),
+        token_for=tokens_for(settings(app)).unsubscribe_token_maker(),
+        manage_token_for=tokens_for(settings(app)).manage_token_maker(),
         smtp=LeavesMidway(),
         settings=batch.SendSettings(recheck_seconds=0.0),
         bounce=bounce_address,

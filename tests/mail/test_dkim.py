@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from newsletter.delivery.message import issue_message
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
-from newsletter.mail import mailer
+from newsletter.services import mailer
 
 
 def test_issue_copies_carry_a_dkim_signature_that_verifies(make_app):

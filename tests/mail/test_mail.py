@@ -8,8 +8,8 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from newsletter.extensions import db
-from newsletter.mail import mailer
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
+from newsletter.services import mailer
 from newsletter.tasks.jobs import send_confirmation, send_welcome
 from newsletter.tasks.queues import MAIL_QUEUE, enqueue
 from tests.helpers import free_port, html_part, links, settings_from, text_part

@@ -6,8 +6,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from newsletter.mail import mailer
+from newsletter.extensions import settings
 from newsletter.mail.urls import ONE_CLICK, SAMPLE_TOKEN, ReaderLinks
+from newsletter.services import mailer
 
 BASE = "https://tips.example.org/news"
 
@@ -48,7 +49,7 @@ def test_reader_links_are_a_frozen_value():
 
 def test_each_reader_url_lands_on_the_page_the_app_routes_there(app):
     links = mailer(app).links
-    assert links.base_url == app.config["BASE_URL"]
+    assert links.base_url == settings(app).base_url
     routes = app.url_map.bind(urlsplit(links.base_url).netloc)
     expected = {
         links.home: ("public.index", {}),

@@ -11,7 +11,7 @@ import pytest
 from newsletter.extensions import db
 from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
-from newsletter.subscribers.links import tokens
+from newsletter.services import tokens
 from newsletter.tasks.jobs import send_confirmation, send_welcome
 from tests.helpers import html_part, links, text_part
 

@@ -18,8 +18,9 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
+from newsletter.services import tokens
 from newsletter.subscribers import manage, state
-from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired, tokens
+from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired
 from newsletter.tasks import manage as jobs
 from tests.helpers import links, override_settings
 from tests.helpers.readers import db_snapshot

@@ -7,7 +7,8 @@ from gunicorn.http.errors import InvalidChunkSize
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.links import Tokens, tokens
+from newsletter.services import tokens
+from newsletter.subscribers.links import Tokens
 from newsletter.subscribers.state import erase
 from tests.helpers import csrf_from, links, text_part
 from tests.helpers.editors import add_editor, bearer, editor_client, login, post_form

@@ -50,7 +50,7 @@ def _bounce(app: Any, issue_id: int, sub: Subscriber, kind: BounceKind, raw: str
         kind=kind, source="dsn", diagnostic="user unknown", status_code="5.1.1",
         message_id=mid, raw=raw,
     )  # fmt: skip
-    said = apply_notice(db.session(), notice, app.config)
+    said = apply_notice(db.session(), notice, settings(app))
     db.session.commit()
     return said
 

@@ -11,7 +11,7 @@ import pytest
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.subscribers.links import tokens
+from newsletter.services import tokens
 from tests.helpers import links
 
 pytestmark = pytest.mark.browser

@@ -21,7 +21,8 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.subscribers.links import Tokens, tokens
+from newsletter.services import tokens
+from newsletter.subscribers.links import Tokens
 from newsletter.subscribers.state import erase
 from newsletter.tasks.dispatch import send_issue
 from newsletter.tasks.mail import queue_welcome

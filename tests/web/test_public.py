@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 
 from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
-from newsletter.subscribers.links import tokens
+from newsletter.services import tokens
 from newsletter.tasks.worker import build_worker
 from tests.conftest import app_config
 from tests.helpers import free_port, html_part

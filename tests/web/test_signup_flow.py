@@ -14,8 +14,8 @@ from flask import g
 
 from newsletter.extensions import db, settings
 from newsletter.models import ConfirmLimit, Subscriber, SubscriberStatus, utcnow
+from newsletter.services import tokens
 from newsletter.subscribers import proof
-from newsletter.subscribers.links import tokens
 from tests.helpers import truncate_all
 from tests.helpers.readers import link_to, outcome, post_form, subscribe, subscriber
 

@@ -297,7 +297,7 @@ def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, m
     domain = settings(app).mail_from.rpartition("@")[2].rstrip(">")
     mid = MessageIds(issue.id, settings(app).secret_key.encode(), domain)(sub.id)
     notice = Notice(kind=BounceKind.COMPLAINT, source="arf", message_id=mid)
-    assert apply_notice(db.session(), notice, app.config).startswith("recorded complaint")
+    assert apply_notice(db.session(), notice, settings(app)).startswith("recorded complaint")
     db.session.commit()
     run_jobs()
     payloads = [json.loads(b) for _h, b in receiver.requests]

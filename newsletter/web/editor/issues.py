@@ -26,7 +26,7 @@ from newsletter.auth.throttle import clear_failures, login_blocked, record_failu
 from newsletter.bounces.listing import issue_counts
 from newsletter.delivery.audience import count_audience
 from newsletter.errors import NewsletterError
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
 from newsletter.models import (
     ISSUE_STARTED,
@@ -35,6 +35,7 @@ from newsletter.models import (
     Issue,
     IssueStatus,
 )
+from newsletter.services import mailer
 from newsletter.tasks import dispatch
 
 NO_ISSUE = "There is no issue with that number."
@@ -214,7 +215,7 @@ def save_issue(issue_id: int) -> Any:
 def preview(issue_id: int) -> Any:
     """Show the email exactly as a subscriber gets it: the HTML part and the text part."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
-    rendered = issues.preview(issue.id)
+    rendered = issues.preview(issue.id, mailer())
     return render_template("editor/preview.html", issue=issue, rendered=rendered)
 
 
@@ -297,7 +298,7 @@ def schedule(issue_id: int) -> Any:
 @login_required
 def ready(issue_id: int) -> Any:
     """Mark the issue ready for the next weekly slot."""
-    return _action(issue_id, lambda issue: issues.mark_ready(issue.id))
+    return _action(issue_id, lambda issue: issues.mark_ready(issue.id, settings().weekly_slot))
 
 
 @bp.post("/issues/<id:issue_id>/pause")
