@@ -100,7 +100,7 @@ def write_issue_copies(folder: Path, count: int = 64) -> None:
                     sub_id,
                     f"reader{sub_id}@example.com",
                     token_for(sub_id),
-                    manage_token=manage_for(sub_id, SIGNED_UP),
+                    manage_token=manage_for(sub_id, SIGNED_UP, f"reader{sub_id}@example.com"),
                 )
                 (folder / f"{i:03}.eml").write_bytes(data)
             db.session.remove()

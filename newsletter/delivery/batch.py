@@ -122,7 +122,7 @@ class BatchContext:
     worker: str
     message: Callable[[], IssueMessage]
     token_for: Callable[[int], str]
-    manage_token_for: Callable[[int, datetime], str]
+    manage_token_for: Callable[[int, datetime, str], str]
     smtp: Sender
     settings: SendSettings
     bounce: Bounce
@@ -306,7 +306,10 @@ class _BatchRun:
         def send_one(claim_id: str, row: Claimed) -> int:
             sid = row.subscriber_id
             data = bytes_for(
-                sid, row.email, token_for(sid), manage_token=manage_token_for(sid, row.created_at)
+                sid,
+                row.email,
+                token_for(sid),
+                manage_token=manage_token_for(sid, row.created_at, row.email),
             )
             try:
                 send(row.email, data, envelope(row.delivery_id) if envelope else None)

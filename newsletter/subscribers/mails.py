@@ -93,3 +93,14 @@ def address_link_mail(
 def address_notice_mail(mailer: Mailer, to: str, name: str | None, new_email: str) -> EmailMessage:
     """Build the notice to an address just replaced that it no longer gets the tips."""
     return mailer.build("address_changed", {"new_email": new_email, "name": name}, to)
+
+
+def access_link_mail(
+    mailer: Mailer, links: ReaderLinks, to: str, name: str | None, token: str, *, minutes: int
+) -> EmailMessage:
+    """Build the mail with the link that opens the reader's page with every action, for a while."""
+    return mailer.build(
+        "manage_link",
+        {"manage_url": links.manage(token), "name": name, "valid_minutes": minutes},
+        to,
+    )

@@ -177,6 +177,38 @@ def erase_reader(session: Session, sub: Subscriber, typed: object) -> None:
     erase(session, sub.email)
 
 
+# --- the mailed link for data, erasing and a new address -----------------------------------------
+
+
+def address_changed(session: Session, sub: Subscriber) -> bool:
+    """Say whether the reader's address ever changed (links mailed before then name the old)."""
+    found = session.scalar(
+        sa.select(SubscriberEvent.id)
+        .where(
+            SubscriberEvent.subscriber_id == sub.id,
+            SubscriberEvent.kind == EventKind.ADDRESS_CHANGED,
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
+def request_access_link(
+    session: Session, sub: Subscriber, *, now: datetime | None = None
+) -> datetime | None:
+    """Count a mail of the page's full link to the reader's address; return when it was asked
+    for, or None when the limits of confirmation mails hold it back (then mail nothing).
+    """
+    now = now or utcnow()
+    # The limits of sign-up confirmations: a forwarded link cannot mail-bomb the reader.
+    savepoint = session.begin_nested()
+    if not take_confirmation(session, sub.email, now, per_domain=False):
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    return now
+
+
 # --- changing the address ---------------------------------------------------------------------
 
 

@@ -221,7 +221,7 @@ def send_welcome(subscriber_id: int, due: str | None = None) -> str:
         sub.email,
         sub.name,
         unsubscribe_token=tok.unsubscribe_token(sub.id),
-        manage_token=tok.manage_token(sub.id, sub.created_at),
+        manage_token=tok.manage_token(sub.id, sub.created_at, sub.email),
         slot=settings().weekly_slot,
     )
     return mail_owed("welcome", sub.email, msg, "welcome_due_at", subscriber_id, owed)

@@ -1,4 +1,5 @@
-"""Mails of the reader's own page: the link to a new address, the notice to the old one.
+"""Mails of the reader's own page: the link to a new address, the notice to the old one, and
+the link that opens the page's sensitive actions (asked for on the page, mailed at once).
 
 As with confirmation mails (``tasks.mail``), the database says what is owed: a reader's
 ``new_email_due_at`` (the link to the new address) or ``old_email_due_at`` (the notice to the
@@ -18,19 +19,22 @@ from sqlalchemy.orm import Session
 from newsletter.extensions import db, settings
 from newsletter.models import Subscriber
 from newsletter.services import mailer, tokens
-from newsletter.subscribers.mails import address_link_mail, address_notice_mail
+from newsletter.subscribers.links import ACCESS_MAX_AGE
+from newsletter.subscribers.mails import access_link_mail, address_link_mail, address_notice_mail
 from newsletter.tasks.mail import (
     MAIL_JOB_TIMEOUT,
     MAIL_OWED_FOR,
     OwedMail,
+    enqueued,
     guarded,
     mail_owed,
     queue_owed,
     rebuild_owed,
+    send_mail,
     settle,
     stamp,
 )
-from newsletter.tasks.queues import MAIL_QUEUE, job
+from newsletter.tasks.queues import MAIL_QUEUE, job, name_job
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,41 @@ def queue_address_confirmation(
 def queue_address_notice(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
     """Queue the notice to the replaced address owed since ``due_at``; never raises for Redis."""
     queue_owed(send_address_notice, subscriber_id, due_at, app)
+
+
+def queue_access_link(subscriber_id: int, asked_at: datetime, app: Flask | None = None) -> None:
+    """Queue the page's full link asked for at ``asked_at``; never raises for Redis.
+
+    Nothing in the database owes it: with Redis down it is lost, and the reader asks again.
+    """
+    job_id = name_job(send_access_link, subscriber_id, asked_at)
+    enqueued(send_access_link, subscriber_id, stamp(asked_at), job_id=job_id, app=app)
+
+
+@job(
+    queue=MAIL_QUEUE,
+    timeout=MAIL_JOB_TIMEOUT,
+    unique=True,
+    name=lambda subscriber_id, asked_at: f"manage-link-{subscriber_id}-{stamp(asked_at)}",
+)
+def send_access_link(subscriber_id: int, asked: str) -> str:
+    """Mail the reader's current address the link opening data, erasing and a new address."""
+    sub = db.session.get(Subscriber, subscriber_id)
+    if sub is None:
+        db.session.commit()
+        return "skipped: erased"
+    to, name = sub.email, sub.name
+    # Signed for the address it goes to: a change of address meanwhile voids it.
+    token = tokens().access_token(sub.id, sub.created_at, to)
+    db.session.commit()  # hold no transaction while SMTP talks
+    m = mailer()
+    msg = access_link_mail(m, m.links, to, name, token, minutes=ACCESS_MAX_AGE // 60)
+    refused = send_mail(to, m.to_bytes(msg))
+    if refused is not None:
+        log.warning("page link for subscriber %s refused for good: %s", subscriber_id, refused)
+        return f"refused: {refused}"
+    log.info("page link mailed for subscriber %s (asked %s)", subscriber_id, asked)
+    return "sent"
 
 
 def _owing(

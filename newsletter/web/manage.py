@@ -1,9 +1,12 @@
 """The reader's own page (/manage/<token>) and leaving (/unsubscribe/<token>).
 
 Thin views: read the token, call one function of ``subscribers.manage``, render or redirect.
-Changes on the reader's page are POSTs from its own forms, with CSRF tokens. The unsubscribe
-POST needs neither a CSRF token nor a cookie: mail providers' one-click unsubscribe
-(RFC 8058) has neither, and the signed token in the URL is the proof.
+Changes on the reader's page are POSTs from its own forms, with CSRF tokens. The link in every
+mail opens the harmless actions (name, pause, leave); data, address change and erasing need a
+link freshly mailed to the current address (``Access.FRESH``), asked for on the page itself.
+The unsubscribe POST needs neither a CSRF token nor a cookie: mail providers' one-click
+unsubscribe (RFC 8058) has neither, and the signed token in the URL is the proof. The
+unsubscribe page does no more than that: it leads nowhere near the reader's page.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.services import tokens
 from newsletter.subscribers import manage
-from newsletter.subscribers.links import AddressClaim, TokenError, TokenExpired
+from newsletter.subscribers.links import (
+    ACCESS_MAX_AGE,
+    Access,
+    AddressClaim,
+    TokenError,
+    TokenExpired,
+)
 from newsletter.subscribers.signup import subscribe
 from newsletter.tasks.mail import queue_owed_confirmation
-from newsletter.tasks.manage import queue_address_confirmation, queue_address_notice
+from newsletter.tasks.manage import (
+    queue_access_link,
+    queue_address_confirmation,
+    queue_address_notice,
+)
 from newsletter.web.pages import MAX_TOKEN, bad_link, page
 
 T = TypeVar("T")
@@ -93,13 +106,38 @@ def _reader(subscriber_id: int) -> Subscriber:
     return sub
 
 
-def _manage_reader(token: str) -> Subscriber:
+def _manage_reader(token: str) -> tuple[Subscriber, Access]:
     claim = _read(token, tokens().read_manage)
     sub = _reader(claim.subscriber_id)
-    if not claim.names(sub):
-        # A row with this id, but not the one the link was made for: not theirs.
-        raise _NoReader(404, "unknown")
-    return sub
+    access = claim.access(sub)
+    if access is not None and claim.legacy and manage.address_changed(db.session(), sub):
+        access = None  # a link mailed before links named the address, to an address since left
+    if access is None:
+        # Another row with this id, another address since, or a forgery: show nothing.
+        raise _NoReader(404, "gone")
+    return sub, access
+
+
+class _NeedsLink(Exception):
+    """A sensitive action through an ordinary link: the page offers to mail a fresh one."""
+
+    def __init__(self, sub: Subscriber, token: str, access: Access) -> None:
+        super().__init__("needs a mailed link")
+        self.sub, self.token, self.access = sub, token, access
+
+
+@bp.errorhandler(_NeedsLink)
+def needs_link(exc: _NeedsLink) -> tuple[str, int]:
+    db.session.rollback()
+    return _manage(exc.sub, exc.token, exc.access, 403, needs_link=True)
+
+
+def _fresh_reader(token: str) -> tuple[Subscriber, Access]:
+    """Return the reader for a sensitive action; raise _NeedsLink without a fresh link."""
+    sub, access = _manage_reader(token)
+    if access is not Access.FRESH:
+        raise _NeedsLink(sub, token, access)
+    return sub, access
 
 
 def _unsubscribe_reader(token: str) -> Subscriber:
@@ -121,45 +159,73 @@ def _back(token: str, message: str) -> WerkzeugResponse:
 def _manage(
     sub: Subscriber,
     token: str,
+    access: Access,
     status: int = 200,
     error: NewsletterError | None = None,
-    **typed: str,
+    *,
+    needs_link: bool = False,
+    typed: dict[str, str] | None = None,
 ) -> tuple[str, int]:
     return page(
         "public/manage.html",
         status,
         sub=sub,
         token=token,
+        fresh=access is Access.FRESH,
+        needs_link=needs_link,
+        link_minutes=ACCESS_MAX_AGE // 60,
         paused_until=manage.paused_until(sub, utcnow()),
         subscribed=sub.status is SubscriberStatus.CONFIRMED,
         unsubscribe_token=tokens().unsubscribe_token(sub.id),
         weeks=manage.PAUSE_WEEKS,
         default_weeks=DEFAULT_PAUSE_WEEKS,
         error=error,
-        typed=typed,
+        typed=typed or {},
     )
 
 
-def _refused(sub: Subscriber, token: str, exc: NewsletterError, **typed: str) -> tuple[str, int]:
+def _refused(
+    sub: Subscriber, token: str, access: Access, exc: NewsletterError, **typed: str
+) -> tuple[str, int]:
     db.session.rollback()
-    return _manage(sub, token, 409 if isinstance(exc, Conflict) else 400, exc, **typed)
+    status = 409 if isinstance(exc, Conflict) else 400
+    return _manage(sub, token, access, status, exc, typed=typed)
 
 
 @bp.get("/manage/<token>")
 def manage_page(token: str) -> tuple[str, int]:
     """Show the reader what we hold and what they can change; change nothing."""
-    return _manage(_manage_reader(token), token)
+    sub, access = _manage_reader(token)
+    return _manage(sub, token, access)
+
+
+@bp.post("/manage/<token>/link")
+def mail_link(token: str) -> Any:
+    """Mail the current address a link opening every action; the same answer when limited."""
+    sub, _access = _manage_reader(token)
+    due = manage.request_access_link(db.session(), sub)
+    db.session.commit()
+    if due is not None:
+        queue_access_link(sub.id, due)
+    return _back(
+        token,
+        _(
+            "We sent a link to your address. Open it within %(minutes)s minutes to download "
+            "your data, change your address or erase your subscription.",
+            minutes=ACCESS_MAX_AGE // 60,
+        ),
+    )
 
 
 @bp.post("/manage/<token>/name")
 def rename(token: str) -> Any:
     """Save the name the reader typed."""
-    sub = _manage_reader(token)
+    sub, access = _manage_reader(token)
     raw = request.form.get("name", "")
     try:
         manage.rename(db.session(), sub, raw)
     except Invalid as exc:
-        return _refused(sub, token, exc, name=_echo(raw))
+        return _refused(sub, token, access, exc, name=_echo(raw))
     db.session.commit()
     return _back(token, _("Your name is saved."))
 
@@ -167,14 +233,14 @@ def rename(token: str) -> Any:
 @bp.post("/manage/<token>/address")
 def change_address(token: str) -> Any:
     """Mail a link to the new address; the same answer whether or not it is on the list."""
-    sub = _manage_reader(token)
+    sub, access = _fresh_reader(token)
     raw = request.form.get("email", "")
     try:
         asked = manage.request_address_change(
             db.session(), sub, raw, check_dns=settings().email_check_dns
         )
     except Invalid as exc:
-        return _refused(sub, token, exc, email=_echo(raw))
+        return _refused(sub, token, access, exc, email=_echo(raw))
     db.session.commit()
     if asked.due_at is not None:
         queue_address_confirmation(asked.subscriber_id, asked.due_at)
@@ -184,11 +250,11 @@ def change_address(token: str) -> Any:
 @bp.post("/manage/<token>/pause")
 def pause(token: str) -> Any:
     """Pause the tips for the weeks the reader chose."""
-    sub = _manage_reader(token)
+    sub, access = _manage_reader(token)
     try:
         until = manage.pause(db.session(), sub, manage.parse_weeks(request.form.get("weeks")))
     except (Invalid, Conflict) as exc:
-        return _refused(sub, token, exc)
+        return _refused(sub, token, access, exc)
     db.session.commit()
     return _back(token, _("Paused. The tips start again on %(day)s.", day=_day(until)))
 
@@ -196,7 +262,7 @@ def pause(token: str) -> Any:
 @bp.post("/manage/<token>/resume")
 def resume(token: str) -> Any:
     """End the reader's pause now."""
-    sub = _manage_reader(token)
+    sub, _access = _manage_reader(token)
     manage.resume(db.session(), sub)
     db.session.commit()
     return _back(token, _("Welcome back: the next tip comes to you as usual."))
@@ -205,7 +271,7 @@ def resume(token: str) -> Any:
 @bp.post("/manage/<token>/data")
 def download(token: str) -> Response:
     """Hand the reader everything stored about them, as a JSON file."""
-    sub = _manage_reader(token)
+    sub, _access = _fresh_reader(token)
     data = manage.export(db.session(), sub)
     db.session.commit()
     body = json.dumps(data, ensure_ascii=False, indent=2) + "\n"
@@ -219,11 +285,11 @@ def download(token: str) -> Response:
 @bp.post("/manage/<token>/erase")
 def erase(token: str) -> Any:
     """Erase the reader, once they typed their own address to say they mean it."""
-    sub = _manage_reader(token)
+    sub, access = _fresh_reader(token)
     try:
         manage.erase_reader(db.session(), sub, request.form.get("email", ""))
     except Invalid as exc:
-        return _refused(sub, token, exc)
+        return _refused(sub, token, access, exc)
     db.session.commit()
     return page("public/erased.html")
 
@@ -292,7 +358,6 @@ def _leave_page(sub: Subscriber, token: str) -> tuple[str, int]:
         "public/unsubscribe.html",
         token=token,
         state=sub.status.value,
-        manage_token=tokens().manage_token(sub.id, sub.created_at),
         paused_until=manage.paused_until(sub, utcnow()),
         reasons=list(manage.Reason),
     )

@@ -197,7 +197,7 @@ def proof_of_work_script() -> Response:
 
 def _welcome(subscriber_id: int) -> tuple[str, int]:
     sub = db.session.get(Subscriber, subscriber_id)
-    manage = f"/manage/{tokens().manage_token(sub.id, sub.created_at)}" if sub else ""
+    manage = f"/manage/{tokens().manage_token(sub.id, sub.created_at, sub.email)}" if sub else ""
     return page("public/welcome.html", manage_url=manage)
 
 

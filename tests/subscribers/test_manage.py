@@ -264,7 +264,7 @@ def test_address_tokens_have_their_own_salt_and_expire(app, monkeypatch):
     token = t.address_token(7, 3, "new@example.com")
     assert t.read_address(token, 60) == AddressClaim(7, 3, "new@example.com")
     for other in (
-        t.manage_token(7, utcnow()),
+        t.manage_token(7, utcnow(), "old@example.com"),
         t.unsubscribe_token(7),
         t.confirm_token(7, 3),
         token + "x",

@@ -6,10 +6,14 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import Signer
 
 from newsletter.extensions import db, settings
 from newsletter.models import SubscriberStatus
 from newsletter.subscribers.links import (
+    ACCESS_MAX_AGE,
+    LEGACY_MANAGE_SALT,
+    Access,
     ConfirmClaim,
     TokenError,
     TokenExpired,
@@ -125,10 +129,12 @@ def test_the_senders_fast_manage_tokens_are_the_same_tokens(fallbacks):
     when = datetime(2026, 12, 1, 16, 58, 2, 123456, tzinfo=UTC)
     for sid in [0, 1, 42, 999_999_999, 1_000_000_000, *range(1000, 9000, 37)]:
         at = when + timedelta(microseconds=sid * 7919)
-        token = make(sid, at)
-        assert token == tokens.manage_token(sid, at)
+        token = make(sid, at, f"r{sid}@example.com")
+        assert token == tokens.manage_token(sid, at, f"r{sid}@example.com")
         claim = tokens.read_manage(token)
         assert (claim.subscriber_id, claim.stamp) == (sid, link_stamp(at))
+        assert claim.check(f"r{sid}@example.com") is Access.PLAIN
+        assert claim.check(f"r{sid + 1}@example.com") is None
 
 
 def test_a_manage_token_is_no_unsubscribe_token_and_the_reverse():
@@ -136,4 +142,38 @@ def test_a_manage_token_is_no_unsubscribe_token_and_the_reverse():
     with pytest.raises(TokenError):
         tokens.read_manage(tokens.unsubscribe_token(5))
     with pytest.raises(TokenError):
-        tokens.read_unsubscribe(tokens.manage_token(5, datetime.now(UTC)))
+        tokens.read_unsubscribe(tokens.manage_token(5, datetime.now(UTC), "a@example.com"))
+
+
+def test_page_links_name_the_address_and_the_mailed_ones_expire(monkeypatch):
+    tokens = Tokens("the-current-key", ["an-old-key"])
+    at = datetime(2026, 12, 1, 16, 58, 2, 123456, tzinfo=UTC)
+    page = tokens.manage_token(5, at, "a@example.com")
+    assert "a@example.com" not in page and "example" not in page
+    fresh = tokens.access_token(5, at, "a@example.com")
+    assert "example" not in fresh
+    assert tokens.read_manage(fresh).check("a@example.com") is Access.FRESH
+    assert tokens.read_manage(fresh).check("b@example.com") is None
+    # Signed by the key before the current one: still good.
+    old_key = Tokens("an-old-key")
+    assert (
+        tokens.read_manage(old_key.manage_token(5, at, "a@example.com")).check("a@example.com")
+        is Access.PLAIN
+    )
+    # An hour later, the mailed link opens only what the ordinary one does.
+    real = time.time
+    monkeypatch.setattr("time.time", lambda: real() - ACCESS_MAX_AGE - 5)
+    late = tokens.access_token(5, at, "a@example.com")
+    monkeypatch.undo()
+    assert tokens.read_manage(late).check("a@example.com") is Access.PLAIN
+    assert tokens.read_manage(late).check("b@example.com") is None
+
+
+def test_page_links_mailed_before_they_named_the_address_still_read():
+    tokens = Tokens("the-current-key")
+    at = datetime(2026, 12, 1, 16, 58, 2, 123456, tzinfo=UTC)
+    legacy = Signer(["the-current-key"], salt=LEGACY_MANAGE_SALT)
+    token = legacy.sign(f"5-{link_stamp(at)}").decode()
+    claim = tokens.read_manage(token)
+    assert claim.legacy and claim.subscriber_id == 5
+    assert claim.check("anyone@example.com") is Access.PLAIN  # the page checks no change since

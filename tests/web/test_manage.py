@@ -56,7 +56,13 @@ def _state() -> tuple[Any, ...]:
 
 
 def _manage_path(sub: Subscriber) -> str:
-    return f"/manage/{tokens().manage_token(sub.id, sub.created_at)}"
+    """The link in every mail: the page with its harmless actions."""
+    return f"/manage/{tokens().manage_token(sub.id, sub.created_at, sub.email)}"
+
+
+def _fresh_path(sub: Subscriber) -> str:
+    """The link mailed on request: the page with data, address change and erasing too."""
+    return f"/manage/{tokens().access_token(sub.id, sub.created_at, sub.email)}"
 
 
 def _post(client: Any, page: str, action: str, **data: str) -> Any:
@@ -84,10 +90,17 @@ def test_the_page_shows_the_reader_and_a_get_changes_nothing(app, client, make_s
     assert answer.headers["Cache-Control"] == "no-store"
     body = answer.get_data(as_text=True)
     assert "ann@example.com" in body and 'value="Ann"' in body
-    for action in ("name", "address", "pause", "data", "erase"):
+    # The link in every mail: name and pause here; data, address and erasing by a mailed link.
+    for action in ("name", "pause", "link"):
         assert f'action="{_manage_path(sub)}/{action}"' in body
+    for action in ("address", "data", "erase"):
+        assert f'action="{_manage_path(sub)}/{action}"' not in body
+    assert body.count(f'action="{_manage_path(sub)}/link"') == 3
     assert f'href="/unsubscribe/{tokens().unsubscribe_token(sub.id)}"' in body
-    assert body.count('name="csrf_token"') == 5
+    fresh = client.get(_fresh_path(sub)).get_data(as_text=True)
+    for action in ("name", "address", "pause", "data", "erase"):
+        assert f'action="{_fresh_path(sub)}/{action}"' in fresh
+    assert "/link" not in fresh
     assert _state() == before
 
 
@@ -111,7 +124,7 @@ def test_the_links_in_an_issue_and_the_welcome_mail_open_the_page(
 
 def _bad_manage_tokens(sub: Subscriber) -> dict[str, str]:
     sub_id = sub.id
-    good = tokens().manage_token(sub_id, sub.created_at)
+    good = tokens().manage_token(sub_id, sub.created_at, sub.email)
     i = len(good) - 5
     return {
         "tampered": good[:i] + ("A" if good[i] != "A" else "B") + good[i + 1 :],
@@ -119,7 +132,7 @@ def _bad_manage_tokens(sub: Subscriber) -> dict[str, str]:
         "cross-purpose": tokens().unsubscribe_token(sub_id),
         "address link": tokens().address_token(sub_id, 1, "x@example.com"),
         "another key": Tokens("another-secret-key-that-is-long-enough-0123456789").manage_token(
-            sub_id, sub.created_at
+            sub_id, sub.created_at, sub.email
         ),
         "garbage": "not-a-token",
         "huge": "A" * 10_000,
@@ -136,25 +149,31 @@ ACTIONS = {
 }
 
 
+SIGNED_WRONG = ("tampered", "truncated", "another key")
+
+
 def test_forged_or_stale_manage_tokens_get_a_clear_page_and_change_nothing(
     app, client, make_subscriber, run_jobs, inbox
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
     gone = make_subscriber("gone@example.com")
-    stale = tokens().manage_token(gone.id, gone.created_at)
+    stale = tokens().manage_token(gone.id, gone.created_at, gone.email)
     db.session.delete(gone)
     db.session.commit()
     token = page_token(client, _manage_path(sub))
     before = _state()
+    # A signature that does not fit the reader is told apart from no link at all, never from
+    # a link to an address since changed: both "no longer work".
     for kind, bad in _bad_manage_tokens(sub).items():
+        status, words = (404, "no longer works") if kind in SIGNED_WRONG else (400, "not valid")
         answer = client.get(f"/manage/{bad}")
-        assert answer.status_code == 400, kind
-        assert "not valid" in answer.get_data(as_text=True) and "ann@" not in answer.get_data(
+        assert answer.status_code == status, kind
+        assert words in answer.get_data(as_text=True) and "ann@" not in answer.get_data(
             as_text=True
         )
-        for action, data in ACTIONS.items():
+        for action, data in {**ACTIONS, "link": {}}.items():
             answer = client.post(f"/manage/{bad}/{action}", data={"csrf_token": token, **data})
-            assert answer.status_code == 400, (kind, action)
+            assert answer.status_code == status, (kind, action)
     # A reader who erased themselves: their old links know nobody.
     assert client.get(f"/manage/{stale}").status_code == 404
     for action, data in ACTIONS.items():
@@ -276,7 +295,7 @@ def test_an_address_change_takes_effect_when_the_new_inbox_confirms(
     app, client, make_subscriber, run_jobs, inbox
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     answer = _post(client, path, f"{path}/address", email="Ann.New@Example.org")
     assert answer.status_code == 200 and "Check the new inbox" in answer.get_data(as_text=True)
     assert subscriber("ann@example.com") is not None  # nothing changed yet
@@ -303,10 +322,13 @@ def test_an_address_change_takes_effect_when_the_new_inbox_confirms(
     assert "ann.new@example.org" in text_part(notice)
     assert "add tips@example.org to your contacts" in text_part(notice)
     assert subscriber("ann.new@example.org").old_email is None
-    # The link did its work; pressing it again is harmless; the reader's links still work.
-    again = _post(client, path, link)
+    # The link did its work; pressing it again is harmless. The links to the page that named
+    # the old address show nothing now; links made for the new one work.
+    again = _post(client, _manage_path(moved), link)
     assert again.status_code == 200 and "Your address is changed" in again.get_data(as_text=True)
-    assert "ann.new@example.org" in client.get(path).get_data(as_text=True)
+    old = client.get(path)
+    assert old.status_code == 404 and "ann.new@" not in old.get_data(as_text=True)
+    assert "ann.new@example.org" in client.get(_manage_path(moved)).get_data(as_text=True)
     assert run_jobs() == 0
 
 
@@ -316,7 +338,7 @@ def test_an_address_already_on_the_list_gets_the_same_answer_and_nothing_else(
     sub = make_subscriber("ann@example.com")
     make_subscriber("bob@example.com", name="Bob")
     make_subscriber("cat@example.com", status="unsubscribed")
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     answers = {}
     for email in ("bob@example.com", "CAT@example.com"):
         before = _state()
@@ -345,7 +367,7 @@ def test_bad_new_addresses_are_refused_and_change_nothing(
     app, client, make_subscriber, run_jobs, inbox, email, words
 ):
     sub = make_subscriber("ann@example.com")
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     before = _state()
     answer = _post(client, path, f"{path}/address", email=email)
     assert answer.status_code == 400 and words in answer.get_data(as_text=True)
@@ -357,7 +379,7 @@ def test_an_address_taken_before_the_link_is_pressed_is_not_taken_over(
     app, client, make_subscriber, run_jobs, inbox
 ):
     sub = make_subscriber("ann@example.com")
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     _post(client, path, f"{path}/address", email="new@example.com")
     run_jobs()
     link = link_to(inbox.wait_for(1)[0], "/manage/address/")
@@ -376,7 +398,7 @@ def test_stale_expired_and_forged_address_links_change_nothing(
     app, client, make_subscriber, run_jobs, inbox, monkeypatch
 ):
     sub = make_subscriber("ann@example.com")
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     _post(client, path, f"{path}/address", email="one@example.com")
     run_jobs()
     _post(client, path, f"{path}/address", email="two@example.net")
@@ -392,7 +414,11 @@ def test_stale_expired_and_forged_address_links_change_nothing(
         (expired, 410, "This link has expired"),
         (second[:-4] + "AAAA", 400, "not valid"),
         ("/manage/address/" + "A" * 5000, 400, "not valid"),
-        ("/manage/address/" + tokens().manage_token(sub.id, sub.created_at), 400, "not valid"),
+        (
+            "/manage/address/" + tokens().manage_token(sub.id, sub.created_at, sub.email),
+            400,
+            "not valid",
+        ),
     ):
         assert client.get(link).status_code == status, link
         answer = _post(client, second, link)
@@ -410,7 +436,7 @@ def test_the_download_holds_profile_history_and_deliveries(
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
     send_and_wait("Tip one: bisect", "Use **git bisect**.", run_jobs, inbox)
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     _post(client, path, f"{path}/pause", weeks="1")
     answer = _post(client, path, f"{path}/data")
     assert answer.status_code == 200 and answer.mimetype == "application/json"
@@ -429,7 +455,7 @@ def test_erasing_needs_the_address_typed_and_then_leaves_nothing(
 ):
     sub = make_subscriber("ann@example.com", name="Ann")
     send_and_wait("Tip", "Body", run_jobs, inbox)
-    path = _manage_path(sub)
+    path = _fresh_path(sub)
     before = _state()
     for typed in ("", "bob@example.com", "ann@example", "x" * 10_000):
         answer = _post(client, path, f"{path}/erase", email=typed)
@@ -449,7 +475,7 @@ def test_erasing_needs_the_address_typed_and_then_leaves_nothing(
 # --- leaving -------------------------------------------------------------------------------------
 
 
-def test_the_unsubscribe_page_offers_a_reason_and_a_pause_with_one_button(
+def test_the_unsubscribe_page_offers_a_reason_and_one_button_and_no_way_to_the_page(
     app, client, make_subscriber
 ):
     sub = make_subscriber("ann@example.com")
@@ -457,7 +483,9 @@ def test_the_unsubscribe_page_offers_a_reason_and_a_pause_with_one_button(
     assert body.count("<button") == 1
     for value in ("too_many", "not_relevant", "never_signed_up", "other"):
         assert f'name="reason" value="{value}"' in body
-    assert f'href="{_manage_path(sub)}#pause"' in body
+    # The unsubscribe link is in years of mail and in headers anyone sees: it opens no page.
+    assert "/manage/" not in body
+    assert "ann@" not in body
 
 
 @pytest.mark.parametrize(
@@ -515,7 +543,7 @@ def test_editors_see_why_readers_left_and_who_was_skipped_for_a_pause(
 
 def test_the_manage_token_stays_out_of_the_logs(app, client, make_subscriber, caplog):
     sub = make_subscriber("ann@example.com")
-    token = tokens().manage_token(sub.id, sub.created_at)
+    token = tokens().manage_token(sub.id, sub.created_at, sub.email)
     address = tokens().address_token(sub.id, 1, "new@example.com")
     for line in (f"GET /manage/{token} HTTP/1.1", f"GET /manage/address/{address} HTTP/1.1"):
         assert token not in redact(line) and address not in redact(line)
