@@ -200,9 +200,10 @@ def request_access_link(
     for, or None when the limits of confirmation mails hold it back (then mail nothing).
     """
     now = now or utcnow()
-    # The limits of sign-up confirmations: a forwarded link cannot mail-bomb the reader.
+    # The daily cap of confirmation mails to one inbox: a forwarded link cannot mail-bomb the
+    # reader. Not the cooldown: a reader who just confirmed an address may ask at once.
     savepoint = session.begin_nested()
-    if not take_confirmation(session, sub.email, now, per_domain=False):
+    if not take_confirmation(session, sub.email, now, per_domain=False, since=now):
         savepoint.rollback()
         return None
     savepoint.commit()

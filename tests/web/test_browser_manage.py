@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ def _reader(app: Any, email: str, name: str = "") -> tuple[int, str, str]:
         db.session.commit()
         made = (
             sub.id,
-            tokens().manage_token(sub.id, sub.created_at),
+            tokens().manage_token(sub.id, sub.created_at, sub.email),
             tokens().unsubscribe_token(sub.id),
         )
         db.session.remove()
@@ -73,15 +74,7 @@ def test_a_reader_manages_everything_from_their_own_page(live_server, page, inbo
     page.get_by_text("Your name is saved.").wait_for()
     assert _row(live_server.app, sid).name == "Rae Lee"
 
-    # A bad address is refused beside its field, and nothing changes.
-    page.get_by_label("New email address").fill("rae.example.net")
-    page.get_by_role("button", name="Change address").click()
-    page.get_by_text("An email address needs an @").wait_for()
-    _look(page, "page-error")
-    assert inbox.messages == []
-
     # Pause for three weeks, then resume early.
-    page.goto(f"{base}/manage/{manage}")
     page.get_by_label("Pause for").select_option("3")
     page.get_by_role("button", name="Pause", exact=True).click()
     page.get_by_text("Paused. The tips start again on").wait_for()
@@ -90,6 +83,23 @@ def test_a_reader_manages_everything_from_their_own_page(live_server, page, inbo
     page.get_by_role("button", name="Resume now").click()
     page.get_by_text("Welcome back").wait_for()
     assert _row(live_server.app, sid).paused_until is None
+
+    # Data, a new address and erasing: first a link mailed to the address.
+    assert page.get_by_role("button", name="Download my data (JSON)").count() == 0
+    page.locator("#data").get_by_role("button", name="Email me the link").click()
+    page.get_by_text("We sent a link to your address.").wait_for()
+    _look(page, "page-link-sent")
+    (access_mail,) = inbox.wait_for(1, timeout=15)
+    assert inbox.envelopes[0][1] == ["rae.withaverylongaddressname@example.com"]
+    page.goto(_link(access_mail, base, "/manage/"))
+    page.get_by_text("You opened the link we emailed you").wait_for()
+    _look(page, "page-fresh")
+
+    # A bad address is refused beside its field, and nothing changes.
+    page.get_by_label("New email address").fill("rae.example.net")
+    page.get_by_role("button", name="Change address").click()
+    page.get_by_text("An email address needs an @").wait_for()
+    _look(page, "page-error")
 
     # Download everything as JSON.
     with page.expect_download() as caught:
@@ -105,8 +115,8 @@ def test_a_reader_manages_everything_from_their_own_page(live_server, page, inbo
     page.get_by_role("button", name="Change address").click()
     page.get_by_role("heading", name="Check the new inbox").wait_for()
     _look(page, "address-asked")
-    (link_mail,) = inbox.wait_for(1, timeout=15)
-    assert inbox.envelopes[0][1] == ["rae@example.net"]
+    link_mail = inbox.wait_for(2, timeout=15)[1]
+    assert inbox.envelopes[1][1] == ["rae@example.net"]
     page.goto(_link(link_mail, base, "/manage/address/"))
     page.get_by_role("heading", name="Use this address?").wait_for()
     _look(page, "address-confirm")
@@ -115,19 +125,31 @@ def test_a_reader_manages_everything_from_their_own_page(live_server, page, inbo
     page.get_by_role("heading", name="Your address is changed").wait_for()
     _look(page, "address-changed")
     assert _row(live_server.app, sid).email == "rae@example.net"
-    notice = inbox.wait_for(2, timeout=15)[1]
-    assert inbox.envelopes[1][1] == ["rae.withaverylongaddressname@example.com"]
+    notice = inbox.wait_for(3, timeout=15)[2]
+    assert inbox.envelopes[2][1] == ["rae.withaverylongaddressname@example.com"]
     assert "rae@example.net" in notice.get_body(preferencelist=("plain",)).get_content()
 
-    # The unsubscribe page offers a reason and a pause instead.
-    page.goto(f"{base}/unsubscribe/{unsubscribe}")
-    page.get_by_role("heading", name="Unsubscribe from Tip of the Week?").wait_for()
-    _look(page, "unsubscribe")
-    page.get_by_role("link", name="Pause the tips for 1 to 12 weeks instead").click()
-    page.get_by_role("heading", name="Take a break").wait_for()
-    assert page.url.endswith("#pause")
+    # The links mailed to the old address show nothing of the new one any more.
+    for old in (f"{base}/manage/{manage}", _link(access_mail, base, "/manage/")):
+        page.goto(old)
+        page.get_by_role("heading", name="This link no longer works").wait_for()
+        assert "rae@example.net" not in page.content()
+    _look(page, "old-link")
 
-    # Erase: a wrong address is refused, the right one erases.
+    # The unsubscribe link still unsubscribes, and leads nowhere else.
+    page.goto(f"{base}/unsubscribe/{unsubscribe}")
+    page.get_by_role("heading", name=re.compile("^Unsubscribe from")).wait_for()
+    _look(page, "unsubscribe")
+    assert "rae@example.net" not in page.content() and "/manage/" not in page.content()
+
+    # Erase, from a link mailed to the new address: a wrong address is refused, the right one
+    # erases.
+    page.goto(f"{base}/manage/{_page_token(live_server.app, sid)}")
+    page.locator("#erase").get_by_role("button", name="Email me the link").click()
+    page.get_by_text("We sent a link to your address.").wait_for()
+    erase_mail = inbox.wait_for(4, timeout=15)[3]
+    assert inbox.envelopes[3][1] == ["rae@example.net"]
+    page.goto(_link(erase_mail, base, "/manage/"))
     page.get_by_label("Type your email address to confirm").fill("someone@example.net")
     page.get_by_role("button", name="Erase me").click()
     page.get_by_text("That is not the address of this subscription.").wait_for()
@@ -140,6 +162,16 @@ def test_a_reader_manages_everything_from_their_own_page(live_server, page, inbo
     page.goto(f"{base}/manage/{manage}")
     page.get_by_role("heading", name="We don't know this link").wait_for()
     assert live_server.errors == []
+
+
+def _page_token(app: Any, subscriber_id: int) -> str:
+    """The page link a tip mailed to the reader's current address holds."""
+    with app.app_context():
+        sub = db.session.get(Subscriber, subscriber_id)
+        assert sub is not None
+        token = tokens().manage_token(sub.id, sub.created_at, sub.email)
+        db.session.remove()
+        return token
 
 
 def test_leaving_with_a_reason_in_the_browser(live_server, page, inbox):
