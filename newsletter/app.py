@@ -24,7 +24,7 @@ from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
 from newsletter.config import ENV_NAMES, Settings, flask_config, load_settings
 from newsletter.errors import NewsletterError
-from newsletter.extensions import babel, csrf, db, migrate
+from newsletter.extensions import babel, csrf, db, migrate, settings
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
@@ -277,6 +277,11 @@ def _init_security(app: Flask, loaded: Settings) -> None:
     @app.context_processor
     def nonce_helper() -> dict[str, Any]:
         return {"csp_nonce": csp_nonce}
+
+    @app.context_processor
+    def typed_settings() -> dict[str, Any]:
+        # Pages read the settings as the code does: `settings.newsletter_name`.
+        return {"settings": settings(app)}
 
     @app.after_request
     def security_headers(response: Response) -> Response:
