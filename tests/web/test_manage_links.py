@@ -147,3 +147,18 @@ def test_page_links_mailed_before_they_named_the_address_open_the_harmless_actio
     assert _post(client, fresh, confirm).status_code == 200
     gone = client.get(page)
     assert gone.status_code == 404 and "ann.new" not in gone.get_data(as_text=True)
+
+
+def test_asking_for_the_link_again_and_again_mails_at_most_the_daily_cap(
+    app, client, make_subscriber, run_jobs, inbox
+):
+    sub = make_subscriber("ann@example.com")
+    page = "/manage/" + tokens().manage_token(sub.id, sub.created_at, sub.email)
+    answers = set()
+    for _ in range(5):
+        answer = _post(client, page, f"{page}/link")
+        answers.add((answer.status_code, client.get(page).get_data(as_text=True).count("We sent")))
+    assert answers == {(303, 1)}  # the same answer each time, whether a mail goes or not
+    run_jobs()
+    assert len(inbox.wait_for(3)) == 3
+    assert run_jobs() == 0 and len(inbox.messages) == 3
