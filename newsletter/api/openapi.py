@@ -151,8 +151,21 @@ def build_document(base_url: str) -> dict[str, Any]:
         ),
         "SubscribeRequest": _obj({"email": EMAIL, "name": NAME}, ["email"]),
         "SubscribeAccepted": _obj(
-            {"status": {"type": "string", "const": "accepted"}, "message": STR},
-            ["status", "message"],
+            {
+                "status": {"type": "string", "const": "accepted"},
+                "message": STR,
+                "deferred": {
+                    "type": "boolean",
+                    "description": "many confirmation mails went to this address's domain "
+                    "just now: the mail waits its turn (never dropped)",
+                },
+                "mail_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "when the confirmation mail goes, if deferred; else null",
+                },
+            },
+            ["status", "message", "deferred", "mail_at"],
         ),
         "Subscriber": _fields(SUBSCRIBER_FIELDS),
         "SubscriberList": _page("Subscriber"),
@@ -230,7 +243,9 @@ def build_document(base_url: str) -> dict[str, Any]:
                 "operationId": "subscribe",
                 "summary": "Sign someone up (double opt-in: they get a confirmation mail)",
                 "description": "No token needed. The answer is the same whether the address "
-                "is new, pending or already subscribed. Limited per address and per IP.",
+                "is new, pending or already subscribed. Limited per address and per IP; a "
+                "domain that had many confirmation mails just now gets this one later "
+                "(202 with `deferred` and `mail_at`).",
                 "tags": ["subscribers"],
                 "security": [],
                 "requestBody": _body("SubscribeRequest"),

@@ -25,7 +25,7 @@ from newsletter.api.serialise import (
 )
 from newsletter.errors import NotFound
 from newsletter.extensions import db, get_redis, settings
-from newsletter.models import EventKind, Subscriber, SubscriberEvent
+from newsletter.models import EventKind, Subscriber, SubscriberEvent, utcnow
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
 from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
@@ -71,7 +71,17 @@ def api_subscribe() -> ResponseReturnValue:
     db.session.commit()
     ratelimit.count(get_redis(), "subscribe", client, limit)
     queue_owed_confirmation(result)  # never raises for Redis
-    return jsonify(SUBSCRIBE_ANSWER), 202
+    # When the domain had its share of confirmation mails the mail waits its turn: say until
+    # when (the same for a known address, so the answer still names nobody).
+    mail_at = result.mail_later(utcnow())
+    answer = dict(SUBSCRIBE_ANSWER, deferred=mail_at is not None, mail_at=None)
+    if mail_at is not None:
+        answer["mail_at"] = mail_at.isoformat(timespec="seconds")
+        answer["message"] = (
+            "If the address can receive mail, a confirmation link will go out at mail_at: "
+            "many sign-ups at this domain came first."
+        )
+    return jsonify(answer), 202
 
 
 def _subscriber(subscriber_id: int) -> Subscriber:

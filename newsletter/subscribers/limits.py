@@ -4,6 +4,10 @@ Accepted sign-ups per client address are counted in Redis (a fixed window, INCR 
 losing those counts costs little, and past the limit a client is asked for proof of work
 (``proof.py``), not refused. Confirmation mails are counted in the database, in the sign-up's
 own transaction, so that they hold while Redis is down and across every alias of one inbox.
+
+The mailbox limit refuses (the inbox's peace: the page says when to ask again). The domain's
+ceiling never refuses: a mail past it is owed later, in the first window with room, so that a
+stranger's flood at one domain delays a real reader's confirmation but never drops it.
 """
 
 from __future__ import annotations
@@ -31,9 +35,55 @@ log = logging.getLogger(__name__)
 CONFIRM_COOLDOWN = timedelta(minutes=10)
 CONFIRM_PER_DAY = 3
 # One domain gets at most DOMAIN_CONFIRMATIONS per DOMAIN_WINDOW: far above a room of
-# colleagues signing up together (45 in a minute), far below a flood at one company.
+# colleagues signing up together (45 in a minute), far below a flood at one company. Mails
+# past it wait for a later window (see ``take_confirmation``).
 DOMAIN_CONFIRMATIONS = 200
 DOMAIN_WINDOW = 600  # seconds
+# Large mailbox providers: many unrelated readers share each domain, so the ceiling that
+# protects a company's domain would hold real sign-ups back. They get a far larger one (the
+# mailbox limit still holds for each inbox). googlemail.com counts as gmail.com already.
+LARGE_PROVIDERS = frozenset(
+    {
+        "gmail.com",
+        "outlook.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.de",
+        "hotmail.fr",
+        "live.com",
+        "msn.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.de",
+        "yahoo.fr",
+        "ymail.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.de",
+        "gmx.net",
+        "gmx.at",
+        "gmx.com",
+        "web.de",
+        "t-online.de",
+        "freenet.de",
+        "mail.ru",
+        "yandex.ru",
+        "proton.me",
+        "protonmail.com",
+        "zoho.com",
+        "orange.fr",
+        "free.fr",
+        "libero.it",
+        "qq.com",
+        "163.com",
+    }
+)
+LARGE_PROVIDER_CONFIRMATIONS = 5000
+# Slots of a domain's ceiling are numbered from this day on: slot n is mailed in window
+# n // ceiling after it (small enough numbers for a 32-bit column for decades).
+SLOT_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 # Rows older than this no longer limit anything: the day and the window are over.
 _KEEP = timedelta(days=2)
 
@@ -97,6 +147,11 @@ def count(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> N
         log.warning("rate limit %s not counted: Redis did not answer", name)
 
 
+def domain_ceiling(domain: str) -> int:
+    """Return how many confirmation mails ``domain`` gets per DOMAIN_WINDOW."""
+    return LARGE_PROVIDER_CONFIRMATIONS if domain in LARGE_PROVIDERS else DOMAIN_CONFIRMATIONS
+
+
 @dataclass(frozen=True)
 class ConfirmQuota:
     """Where one confirmation mail to an address is counted, and the limits it must fit."""
@@ -106,6 +161,13 @@ class ConfirmQuota:
     day: datetime  # the mailbox's counted day
     window: datetime  # the domain's counted window
     cooled: datetime  # a mailbox last mailed at or before this may be mailed again
+    ceiling: int  # the domain's mails per window
+    first_slot: int  # the domain's first slot in the current window
+
+    def slot_due(self, slot: int, now: datetime) -> datetime:
+        """Return when the mail counted in the domain's ``slot`` may go (now, or later)."""
+        window = slot // self.ceiling
+        return max(now, SLOT_EPOCH + timedelta(seconds=window * DOMAIN_WINDOW))
 
 
 def _key(kind: str, value: str) -> str:
@@ -116,12 +178,17 @@ def confirm_quota(email: str, now: datetime) -> ConfirmQuota:
     """Return the counters and limits a confirmation mail to a normalised address falls under."""
     now = now.astimezone(UTC)
     epoch = int(now.timestamp())
+    domain = mailbox_domain(email)
+    ceiling = domain_ceiling(domain)
+    windows = max(0, int((now - SLOT_EPOCH).total_seconds()) // DOMAIN_WINDOW)
     return ConfirmQuota(
         mailbox=_key("m", mailbox_key(email)),
-        domain=_key("d", mailbox_domain(email)),
+        domain=_key("d", domain),
         day=now.replace(hour=0, minute=0, second=0, microsecond=0),
         window=datetime.fromtimestamp(epoch - epoch % DOMAIN_WINDOW, UTC),
         cooled=now - CONFIRM_COOLDOWN,
+        ceiling=ceiling,
+        first_slot=windows * ceiling,
     )
 
 
@@ -161,6 +228,35 @@ def _take_statement(dialect: str) -> sa.Insert:
     return stmt
 
 
+# Built once per dialect, like _TAKE.
+_SLOT: dict[str, sa.Insert] = {}
+
+
+def _slot_statement(dialect: str) -> sa.Insert:
+    """Take the domain's next free slot (never before the current window's first); one atomic
+    upsert, so that concurrent sign-ups each get a slot of their own, none refused or lost."""
+    stmt = _SLOT.get(dialect)
+    if stmt is None:
+        t = cast(sa.Table, ConfirmLimit.__table__)
+        when = UTCDateTime()
+        first = sa.bindparam("q_first", type_=sa.Integer())
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
+            key=sa.bindparam("q_key"),
+            period=sa.bindparam("q_period", type_=when),
+            count=first + 1,
+            last_at=sa.bindparam("q_at", type_=when),
+        )
+        stmt = _SLOT[dialect] = insert.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_={
+                "count": sa.case((t.c.count > first, t.c.count), else_=first) + 1,
+                "period": insert.excluded.period,
+                "last_at": insert.excluded.last_at,
+            },
+        ).returning(t.c.count)
+    return stmt
+
+
 def take_confirmation(
     session: Session,
     email: str,
@@ -168,19 +264,22 @@ def take_confirmation(
     *,
     per_domain: bool = True,
     since: datetime | None = None,
-) -> bool:
-    """Count one confirmation mail to the address's mailbox (and domain); False if over a limit.
+) -> datetime | None:
+    """Count one confirmation mail to the address's mailbox (and domain); say when it may go.
+
+    None when the mailbox had its share (nothing is owed then). Otherwise the mail is counted
+    under its domain's ceiling and owed at the returned time: now, or the start of the first
+    window with room when the domain's current one is full.
 
     ``since`` is when the reader left the list, if they did: a mail sent before that answered
     an earlier sign-up, so the cooldown does not hold back the one that brings them back (the
     daily cap still does).
 
     Call it inside a transaction (a savepoint, if the caller must undo the count when its own
-    write fails): a refused domain undoes nothing itself, the caller's rollback does.
+    write fails).
     """
     quota = confirm_quota(email, now)
     conn = session.connection()
-    stmt = _take_statement(conn.dialect.name)
     mailbox = {
         "q_key": quota.mailbox,
         "q_period": quota.day,
@@ -188,18 +287,24 @@ def take_confirmation(
         "q_cooled": quota.cooled if since is None else max(quota.cooled, since),
         "q_cap": CONFIRM_PER_DAY,
     }
-    if conn.execute(stmt, mailbox).first() is None:
-        return False
+    if conn.execute(_take_statement(conn.dialect.name), mailbox).first() is None:
+        return None
     if not per_domain:
-        return True
-    domain = {
-        "q_key": quota.domain,
-        "q_period": quota.window,
-        "q_at": now,
-        "q_cooled": now,  # no cooldown per domain, only the window's ceiling
-        "q_cap": DOMAIN_CONFIRMATIONS,
-    }
-    return conn.execute(stmt, domain).first() is not None
+        return now
+    domain = {"q_key": quota.domain, "q_period": quota.window, "q_at": now}
+    taken = conn.execute(_slot_statement(conn.dialect.name), domain | {"q_first": quota.first_slot})
+    return quota.slot_due(int(taken.scalar_one()) - 1, now)
+
+
+def domain_due(session: Session, email: str, now: datetime) -> datetime:
+    """Say when a confirmation mail to this address's domain would go if one were owed now.
+
+    Read only: it tells a sign-up that reserved nothing the same time as one that did, so the
+    answer never says whether the address is on the list.
+    """
+    quota = confirm_quota(email, now)
+    used = session.scalar(sa.select(ConfirmLimit.count).where(ConfirmLimit.key == quota.domain))
+    return quota.slot_due(max(used or 0, quota.first_slot), now)
 
 
 def prune(session: Session, now: datetime) -> int:

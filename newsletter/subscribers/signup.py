@@ -10,7 +10,7 @@ mail, which records that the mail is owed (``confirm_due_at``) and the name type
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import cast
 
 import sqlalchemy as sa
@@ -28,8 +28,10 @@ from newsletter.models import (
 )
 from newsletter.subscribers.limits import (
     CONFIRM_PER_DAY,
-    DOMAIN_CONFIRMATIONS,
+    DOMAIN_WINDOW,
+    SLOT_EPOCH,
     confirm_quota,
+    domain_due,
     take_confirmation,
 )
 from newsletter.subscribers.state import CONFIRMABLE, S, bump_stat, dialect_insert
@@ -46,8 +48,21 @@ SIGNUP_ANSWER = {
 class SubscribeResult:
     subscriber_id: int
     send_confirmation: bool
-    # The reservation the mail answers (names its job); None when no mail is to be sent.
+    # The reservation the mail answers (names its job, and is when it may go: later than the
+    # sign-up when the domain had its share); None when no mail is to be sent.
     due_at: datetime | None = None
+    # When a confirmation to this address goes: the reservation's time, or, when none was
+    # made, when one would have gone. The same either way, so it may be shown to anyone.
+    mail_at: datetime | None = None
+
+    def mail_later(self, now: datetime) -> datetime | None:
+        """Return when the confirmation goes if later than ``now`` (its domain had its share)."""
+        at = self.mail_at
+        return at if at is not None and at > now + _AT_ONCE else None
+
+
+# A mail owed within this of a sign-up goes at once: nobody is told to wait for it.
+_AT_ONCE = timedelta(seconds=1)
 
 
 def get_or_create(
@@ -99,14 +114,14 @@ def subscribe(
     now = now or utcnow()
     new = _insert_new(session, email, name, ip, source, now)
     if new is not None:
-        new_id, reserved = new
-        return SubscribeResult(new_id, reserved, now if reserved else None)
+        new_id, due = new
+        return _result(session, new_id, due, email, now)
     # Known address (or one another request inserted a moment ago): the general path.
     sub, created = get_or_create(session, email, name, ip, source, now)
     if sub.status not in CONFIRMABLE:
-        return SubscribeResult(sub.id, False)
+        return _result(session, sub.id, None, email, now)
     sid = sub.id
-    reserved = reserve_confirmation(
+    due = reserve_confirmation(
         session,
         sid,
         email,
@@ -115,7 +130,14 @@ def subscribe(
         record=created,
         since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
     )
-    return SubscribeResult(sid, reserved, now if reserved else None)
+    return _result(session, sid, due, email, now)
+
+
+def _result(
+    session: Session, sid: int, due: datetime | None, email: str, now: datetime
+) -> SubscribeResult:
+    mail_at = due if due is not None else domain_due(session, email, now)
+    return SubscribeResult(sid, due is not None, due, mail_at)
 
 
 # Statements of the new-address path, built once per dialect: building and cache-keying an
@@ -127,14 +149,12 @@ _NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
 # the mailbox and domain limits (limits.take_confirmation), insert the subscriber with the
 # reservation if it counted, write the history and the day's count. The limits are counted
 # only for an address not yet stored, or its general path would find them used up.
-_PG_NEW_ADDRESS = sa.text(
-    """
+_PG_NEW_ADDRESS = (
+    sa.text(
+        """
     WITH fresh AS (
         SELECT 1 AS one
         WHERE NOT EXISTS (SELECT 1 FROM subscriber WHERE email = :email)
-          AND NOT EXISTS (
-              SELECT 1 FROM confirm_limit
-              WHERE key = :domain_key AND period = :window AND count >= :domain_cap)
     ), mailbox AS (
         INSERT INTO confirm_limit AS q (key, period, count, last_at)
         SELECT :mailbox_key, :day_start, 1, :at FROM fresh
@@ -145,24 +165,25 @@ _PG_NEW_ADDRESS = sa.text(
         RETURNING 1 AS one
     ), domain AS (
         INSERT INTO confirm_limit AS q (key, period, count, last_at)
-        SELECT :domain_key, :window, 1, :at FROM mailbox
+        SELECT :domain_key, :window, :first_slot + 1, :at FROM mailbox
         ON CONFLICT (key) DO UPDATE
-        SET count = CASE WHEN q.period = EXCLUDED.period THEN q.count + 1 ELSE 1 END,
+        SET count = GREATEST(q.count, :first_slot) + 1,
             period = EXCLUDED.period, last_at = EXCLUDED.last_at
-        WHERE q.period <> EXCLUDED.period OR q.count < :domain_cap
-        RETURNING 1 AS one
+        RETURNING count - 1 AS slot
     ), reserved AS (
-        SELECT EXISTS (SELECT 1 FROM domain) AS yes
+        SELECT EXISTS (SELECT 1 FROM domain) AS yes,
+               (SELECT GREATEST(:at, :slot_epoch + make_interval(
+                    secs => (slot / :domain_cap) * :domain_window)) FROM domain) AS due
     ), new AS (
         INSERT INTO subscriber (email, name, status, version, created_at, updated_at,
                                 signup_ip, source, confirm_sent_at, confirm_sent_day,
                                 confirm_sent_count, confirm_due_at)
         SELECT :email, :name, 'pending', 1, :at, :at, :ip, :source,
                CASE WHEN yes THEN :at END, CASE WHEN yes THEN :day END,
-               CASE WHEN yes THEN 1 ELSE 0 END, CASE WHEN yes THEN :at END
+               CASE WHEN yes THEN 1 ELSE 0 END, due
         FROM reserved
         ON CONFLICT (email) DO NOTHING
-        RETURNING id, confirm_due_at IS NOT NULL AS reserved
+        RETURNING id, confirm_due_at IS NOT NULL AS reserved, confirm_due_at AS due
     ), history AS (
         INSERT INTO subscriber_event (subscriber_id, kind, at, ip, detail)
         SELECT new.id, e.kind, :at, e.ip, e.detail
@@ -177,11 +198,19 @@ _PG_NEW_ADDRESS = sa.text(
         SELECT :day, 'subscribed', 1 FROM new
         ON CONFLICT (day, kind) DO UPDATE SET count = daily_stat.count + 1
     )
-    SELECT id, reserved FROM new
+    SELECT id, due FROM new
     """
-).bindparams(
-    *(sa.bindparam(name, type_=UTCDateTime()) for name in ("at", "day_start", "window", "cooled")),
-    sa.bindparam("day", type_=sa.Date()),
+    )
+    .bindparams(
+        *(
+            sa.bindparam(name, type_=UTCDateTime())
+            for name in ("at", "day_start", "window", "cooled", "slot_epoch")
+        ),
+        sa.bindparam("day", type_=sa.Date()),
+        *(sa.bindparam(name, type_=sa.Integer()) for name in ("first_slot", "domain_cap")),
+        sa.bindparam("domain_window", type_=sa.Integer()),
+    )
+    .columns(sa.column("id", sa.Integer()), sa.column("due", UTCDateTime()))
 )
 
 
@@ -209,8 +238,9 @@ def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Inse
 
 def _insert_new(
     session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
-) -> tuple[int, bool] | None:
-    """Insert a brand-new pending subscriber; return its id and whether its mail is reserved.
+) -> tuple[int, datetime | None] | None:
+    """Insert a brand-new pending subscriber; return its id and when its mail is owed (None:
+    none is).
 
     The first confirmation is reserved as ``reserve_confirmation`` would, within the mailbox
     and domain limits. Return None, having changed nothing, when the address is already known.
@@ -226,7 +256,9 @@ def _insert_new(
         params = {"email": email, "name": name, "at": now, "day": today, "ip": ip}
         params |= {"source": source, "mailbox_key": quota.mailbox, "domain_key": quota.domain}
         params |= {"day_start": quota.day, "window": quota.window, "cooled": quota.cooled}
-        params |= {"per_day": CONFIRM_PER_DAY, "domain_cap": DOMAIN_CONFIRMATIONS}
+        params |= {"per_day": CONFIRM_PER_DAY, "domain_cap": quota.ceiling}
+        params |= {"first_slot": quota.first_slot, "slot_epoch": SLOT_EPOCH}
+        params |= {"domain_window": DOMAIN_WINDOW}
         current = session() if isinstance(session, scoped_session) else session
         if current.in_transaction():
             row = session.connection().execute(_PG_NEW_ADDRESS, params).first()
@@ -234,7 +266,7 @@ def _insert_new(
             autocommit = bind.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             with autocommit as conn:
                 row = conn.execute(_PG_NEW_ADDRESS, params).first()
-        return None if row is None else (int(row[0]), bool(row[1]))
+        return None if row is None else (int(row[0]), row[1])
     conn = session.connection()
     add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
     new_id = conn.execute(
@@ -254,7 +286,7 @@ def _insert_new(
         return None
     # SQLite writes one transaction at a time (BEGIN IMMEDIATE): no other sign-up can come
     # between the insert and the reservation.
-    reserved = reserve_confirmation(session, int(new_id), email, now)
+    due = reserve_confirmation(session, int(new_id), email, now)
     history = [
         {
             "subscriber_id": new_id,
@@ -264,7 +296,7 @@ def _insert_new(
             "detail": source,
         }
     ]
-    if reserved:
+    if due is not None:
         history.append(
             {
                 "subscriber_id": new_id,
@@ -276,7 +308,7 @@ def _insert_new(
         )
     conn.execute(add_events, history)
     conn.execute(bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1})
-    return int(new_id), reserved
+    return int(new_id), due
 
 
 _SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
@@ -290,7 +322,7 @@ _RESERVE = (
     )
     .values(
         confirm_sent_at=sa.bindparam("r_at", type_=_WHEN),
-        confirm_due_at=sa.bindparam("r_at", type_=_WHEN),
+        confirm_due_at=sa.bindparam("r_due", type_=_WHEN),
         confirm_name=sa.bindparam("r_name", type_=sa.String()),
         confirm_sent_count=sa.case(
             (
@@ -315,8 +347,11 @@ def reserve_confirmation(
     record: bool = False,
     per_domain: bool = True,
     since: datetime | None = None,
-) -> bool:
-    """Claim the right to mail one confirmation now, within the mailbox and domain limits.
+) -> datetime | None:
+    """Claim the right to mail one confirmation, within the mailbox and domain limits.
+
+    Return when the mail is owed (now, or later when the domain had its share: the mail then
+    waits for the reconciler), or None when the mailbox limit leaves nothing owed.
 
     A conditional UPDATE and counters in the same savepoint, so fifty simultaneous sign-ups of
     one address (or of fifty aliases of one inbox) send one mail, and a refusal leaves no
@@ -327,16 +362,18 @@ def reserve_confirmation(
     did (see ``limits.take_confirmation``).
     """
     savepoint = session.begin_nested()
+    due = take_confirmation(session, email, now, per_domain=per_domain, since=since)
+    if due is None:
+        savepoint.rollback()
+        return None
     updated = session.execute(
         _RESERVE,
-        {"r_id": subscriber_id, "r_at": now, "r_name": name, "r_day": now.date()},
+        {"r_id": subscriber_id, "r_at": now, "r_due": due, "r_name": name, "r_day": now.date()},
         execution_options={"synchronize_session": False},
     )
-    if rowcount(updated) != 1 or not take_confirmation(
-        session, email, now, per_domain=per_domain, since=since
-    ):
+    if rowcount(updated) != 1:
         savepoint.rollback()
-        return False
+        return None
     savepoint.commit()
     if record:
         session.add(
@@ -345,4 +382,4 @@ def reserve_confirmation(
     held = session.identity_map.get(identity_key(Subscriber, subscriber_id))
     if held is not None:
         session.expire(held)
-    return True
+    return due

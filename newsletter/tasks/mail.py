@@ -97,9 +97,12 @@ def queue_owed_confirmation(result: SubscribeResult, app: Flask | None = None) -
     """Queue the confirmation a sign-up reserved, if it reserved one; never raises for Redis.
 
     With Redis down the database still says the mail is owed: the reconciler sends it later.
+    A mail owed later (its domain had its share of confirmations) is left to the reconciler
+    too, which enqueues it once its time has come.
     """
-    if result.send_confirmation and result.due_at is not None:
-        queue_confirmation(result.subscriber_id, result.due_at, app)
+    due = result.due_at
+    if result.send_confirmation and due is not None and due <= utcnow():
+        queue_confirmation(result.subscriber_id, due, app)
 
 
 def queue_welcome(subscriber_id: int, due_at: datetime, app: Flask | None = None) -> None:
@@ -182,6 +185,10 @@ def send_confirmation(subscriber_id: int, due: str | None = None) -> str:
     if owed is None and (due is not None or sub.status is not S.PENDING):
         db.session.commit()
         return "skipped: nothing owed"
+    if owed is not None and owed > utcnow():
+        # Owed later (the domain had its share): the reconciler queues it when it is due.
+        db.session.commit()
+        return "skipped: not due yet"
     found, m = settings(), mailer()
     msg = confirmation_mail(
         m,

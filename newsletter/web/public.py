@@ -119,7 +119,7 @@ def accepted(answer: signup.Signup) -> WerkzeugResponse:
     """Send the browser on to the check-inbox page, able to confirm in one click."""
     response = redirect("/check-inbox", 303)
     # A bot that filled the honeypot is answered the same way, to learn nothing from it.
-    signup.remember_address(answer.email)
+    signup.remember_address(answer.email, answer.mail_at)
     signup.remember_pending(response, answer.email)
     return response
 
@@ -159,6 +159,7 @@ def check_inbox() -> tuple[str, int]:
         "public/check_inbox.html",
         email=signup.remembered_address(),
         wait_minutes=-(-signup.waiting_seconds() // 60),
+        mail_minutes=signup.mail_minutes(),
     )
 
 
@@ -275,15 +276,22 @@ def confirm_resend() -> tuple[str, int]:
     sub = db.session.get(Subscriber, claim.subscriber_id) if claim is not None else None
     # The token is ours, so it was mailed to this address: asking for a fresh one mails only
     # that inbox again, within its limits, whatever happened to the old link since.
+    minutes = 0
     if claim is not None and sub is not None and sub.status in CONFIRMABLE:
         sid, email, now = sub.id, sub.email, utcnow()
-        reserved = reserve_confirmation(
+        due = reserve_confirmation(
             db.session(), sid, email, now, name=claim.name, since=_left_at(sub)
         )
+        mail_at = due if due is not None else limits.domain_due(db.session(), email, now)
         db.session.commit()
-        queue_owed_confirmation(SubscribeResult(sid, reserved, now))
+        result = SubscribeResult(sid, due is not None, due, mail_at)
+        queue_owed_confirmation(result)
+        later = result.mail_later(utcnow())
+        minutes = signup.mail_minutes(later.timestamp()) if later else 0
     # The same answer whatever happened: the page must not tell who is on the list.
-    return page("public/check_inbox.html", email="", resent=True, wait_minutes=0)
+    return page(
+        "public/check_inbox.html", email="", resent=True, wait_minutes=0, mail_minutes=minutes
+    )
 
 
 def _left_at(sub: Subscriber) -> datetime | None:

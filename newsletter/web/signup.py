@@ -17,8 +17,10 @@ import base64
 import enum
 import hashlib
 import hmac
+import math
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import request, session
@@ -27,7 +29,7 @@ from werkzeug.wrappers import Response
 
 from newsletter.errors import Invalid
 from newsletter.extensions import db, get_redis, settings
-from newsletter.models import MAX_EMAIL_LENGTH
+from newsletter.models import MAX_EMAIL_LENGTH, utcnow
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
 from newsletter.subscribers.signup import SubscribeResult, subscribe
@@ -61,6 +63,8 @@ class Signup:
     # What was typed (echoed on the form again, unless too long to be a typo).
     typed: dict[str, str] = field(default_factory=dict)
     challenge: dict[str, object] | None = None
+    # When the confirmation mail goes (later than now when the domain had its share).
+    mail_at: datetime | None = None
 
 
 def _echo(typed: str) -> str:
@@ -102,7 +106,7 @@ def handle(source: str) -> Signup:
     result = _record(email, name, source)
     limits.count(redis_client, LIMIT_NAME, _client(), limit)
     queue_owed_confirmation(result)  # never raises for Redis
-    return Signup(Outcome.ACCEPTED, email=email, name=name)
+    return Signup(Outcome.ACCEPTED, email=email, name=name, mail_at=result.mail_later(utcnow()))
 
 
 def _record(email: str, name: str, source: str) -> SubscribeResult:
@@ -130,7 +134,7 @@ def resend(email: str) -> bool:
         return False
     result = _record(email, "", "form")  # a known address keeps its name: the link carries none
     queue_owed_confirmation(result)
-    remember_address(email)
+    remember_address(email, result.mail_later(utcnow()))
     return True
 
 
@@ -142,9 +146,15 @@ def _secrets() -> list[str]:
 # --- the check-inbox page's memory (the session) -----------------------------------------------
 
 
-def remember_address(email: str) -> None:
-    """Keep the address just signed up, for the check-inbox page and its resend button."""
-    session[_SESSION_KEY] = {"email": email, "at": int(time.time())}
+def remember_address(email: str, mail_at: datetime | None = None) -> None:
+    """Keep the address just signed up, for the check-inbox page and its resend button.
+
+    ``mail_at`` is when its confirmation goes, if that is later than now.
+    """
+    found = {"email": email, "at": int(time.time())}
+    if mail_at is not None:
+        found["mail_at"] = math.ceil(mail_at.timestamp())
+    session[_SESSION_KEY] = found
 
 
 def remembered_address() -> str:
@@ -161,6 +171,24 @@ def waiting_seconds() -> int:
         return 0
     cooldown = int(limits.CONFIRM_COOLDOWN.total_seconds())
     return max(0, at + cooldown - int(time.time()))
+
+
+def mail_minutes(mail_at: float | None = None) -> int:
+    """Return within how many minutes at most the confirmation mail goes; 0 if it went already.
+
+    A mail owed later is sent by the reconciler, which looks every RECONCILE_INTERVAL and
+    leaves a mail one interval old to the request that owes it: both are counted in.
+    """
+    if mail_at is None:
+        found = session.get(_SESSION_KEY)
+        at = found.get("mail_at") if isinstance(found, dict) else None
+        if not isinstance(at, int):
+            return 0
+        mail_at = at
+    left = mail_at - time.time()
+    if left <= 0:
+        return 0
+    return math.ceil((left + 2 * settings().reconcile_interval) / 60)
 
 
 def forget_address() -> None:
