@@ -13,6 +13,7 @@ Bad input of any kind (empty, binary, truncated, a few megabytes) gives no notic
 from __future__ import annotations
 
 import email
+import html
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -47,7 +48,7 @@ _REPLY_CODE = re.compile(r"(?<![0-9.])([245][0-9][0-9])(?=[\s:-])")
 # Where a plain-text bounce starts quoting what we sent: codes past this are ours, not its.
 _QUOTE_START = re.compile(
     r"^\s*-{2,}.*(original message|copy of the message|returned message|message follows"
-    r"|message headers|forwarded message)|^\s*original message follows",
+    r"|message headers|forwarded message|returned mail)|^\s*original message follows",
     re.IGNORECASE | re.MULTILINE,
 )
 
@@ -58,7 +59,15 @@ FAILED_ACTIONS = frozenset({"failed", "error", "failure"})
 _NOTICE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
 _NOTICE_SUBJECT = re.compile(
     r"undeliver|delivery (status notification|failure|has failed|failed)|returned mail"
-    r"|failure notice|could not be delivered|non-delivery|mail delivery failed",
+    r"|failure notice|could not be delivered|non-delivery|mail delivery failed|mail error"
+    r"|error during delivery|failed mail",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^>]{0,1000}>")
+_QUOTED_HEADER = re.compile(
+    r"^\s*(received|from|to|cc|subject|sent|date|message-id|return-path|x-[\w-]+|content-[\w-]+"
+    r"|mime-version|in-reply-to|references|reply-to|sender|delivered-to|precedence|list-[\w-]+"
+    r"|errors-to)\s*:",
     re.IGNORECASE,
 )
 _DELAY = re.compile(
@@ -131,6 +140,7 @@ def envelope_recipient(msg: Message) -> str:
 
 def _dsn(msg: Message, raw: bytes) -> Iterator[Notice]:
     message_id = _original_message_id(msg, raw)
+    words: str | None = None  # the notice's text part, read only when a block says nothing
     for part in msg.walk():
         if part.get_content_type() not in _DSN_TYPES:
             continue
@@ -148,7 +158,13 @@ def _dsn(msg: Message, raw: bytes) -> Iterator[Notice]:
             diagnostic = _typed_value(_field(block, "Diagnostic-Code")) or (
                 status_field if status_field != status else ""
             )
-            kind = kind_for(status, diagnostic) if action in FAILED_ACTIONS else None
+            kind = None
+            if action in FAILED_ACTIONS:
+                reading = read_failure(status, diagnostic)
+                if reading.outcome is Outcome.NOTHING:  # gateways put the reason in the text
+                    words = _notification_text(msg) if words is None else words
+                    reading = _read_notice(words, "")
+                kind = KINDS[reading.outcome]
             yield Notice(
                 kind=kind,
                 source="dsn",
@@ -279,9 +295,23 @@ def _read_notice(notification: str, diagnostic: str) -> Reading:
     """Read a plain-text notice: its answer line first, then all its own words."""
     reading = read_failure(enhanced_in(diagnostic), diagnostic)
     if reading.outcome is Outcome.NOTHING:
-        code = 550 if not enhanced_in(notification).startswith("4") else 450
-        reading = read_answer(code, enhanced_in(notification), REPORT, notification)
+        words = _own_words(notification)
+        code = 550 if not enhanced_in(words).startswith("4") else 450
+        reading = read_answer(code, enhanced_in(words), REPORT, words)
     return reading
+
+
+def _own_words(notification: str) -> str:
+    """Return what a notice says in its own words: not the headers of ours it quotes."""
+    kept = []
+    for line in notification.splitlines():
+        if _QUOTED_HEADER.match(line):
+            if line.lstrip().lower().startswith("received:"):
+                break  # the returned mail's headers begin: the rest is ours
+            continue  # "Subject: …" of our mail, named in the notice
+        if not line.lstrip().startswith((">", "|")):
+            kept.append(line)
+    return "\n".join(kept)
 
 
 def _text_only(msg: Message, raw: bytes) -> list[Notice]:
@@ -312,11 +342,17 @@ def _text_only(msg: Message, raw: bytes) -> list[Notice]:
 def _notification_text(msg: Message) -> str:
     """Return the bounce's own words: its text parts up to where it quotes the original."""
     texts = []
+    htmls = []
     for part in _own_parts(msg):
-        if part.get_content_maintype() == "text" and part.get_content_subtype() != "html":
+        if part.get_content_maintype() == "text":
             data = part.get_payload(decode=True)
-            if isinstance(data, bytes):
+            if not isinstance(data, bytes):
+                continue
+            if part.get_content_subtype() == "html":
+                htmls.append(_TAG.sub(" ", html.unescape(readable(data[:RAW_KEEP]))))
+            else:
                 texts.append(readable(data[:RAW_KEEP]))
+    texts = texts or htmls  # an HTML-only notice (old Exchange) is read without its tags
     text = "\n".join(texts)
     quoted = _QUOTE_START.search(text)
     return text[: quoted.start()] if quoted else text

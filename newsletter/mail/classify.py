@@ -88,6 +88,7 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"relay(ing)? (access )?(denied|not permitted)",
             r"unable to relay",
             r"not allowed to send",
+            r"not accepting (mail|messages) from",
         ),
     ),
     (
@@ -99,7 +100,7 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"\brbl\b",
             r"black ?list",
             r"block ?list",
-            r"listed (at|in|on|by)",
+            r"(?<!not )listed (at|in|on|by)",
             r"barracuda",
             r"spamcop",
             r"client host .{0,40}(blocked|rejected)",
@@ -126,7 +127,7 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
         "they refuse our content",
         _words(
             r"\bspam\b",
-            r"virus",
+            r"\bvirus(es)?\b",
             r"malware",
             r"\bphish",
             r"content (rejected|refused|filter)",
@@ -135,9 +136,12 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"message (is )?too (big|large)",
             r"exceeds? (the )?(fixed |maximum )?(message )?size",
             r"maximum (incoming |inbound )?message size",
-            r"too many hops",
-            r"message looping|mail loop|loop detected|forwarding loop",
         ),
+    ),
+    (
+        Outcome.NOTHING,
+        "a mail loop at their end",
+        _words(r"too many hops", r"message looping|mail loop|loop detected|forwarding loop"),
     ),
     (
         Outcome.SOFT,
@@ -147,9 +151,10 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"over (disk |the |their |his |her )?quota",
             r"quota (exceeded|violation|reached)",
             r"exceed(s|ed|ing)? (the |their |his |her |mailbox |disk )*quota",
-            r"\bdisk quota\b",
+            r"\bdisk ?quota\b",
             r"\binsufficient (disk |system )?(space|storage)",
             r"full mailbox",
+            r"mail ?box space",
         ),
     ),
     (
@@ -170,13 +175,21 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"doesn't have an? [\w.-]+ account",
             r"invalid (mailbox|recipient|final delivery userid|address|user)",
             r"not (a )?(valid|known) (user|recipient|mailbox)",
-            r"user not (found|local)",
+            r"user not (found|local|known)",
+            r"(recipient|user) name is not recognized",
+            r"not listed in .{0,30}directory",
             r"account (has been )?(disabled|discontinued|deactivated|closed|terminated)",
             r"mailbox name not allowed",
             r"bad destination mailbox",
+            r"no longer valid",
+            r"(e-?mail )?address is (wrong|invalid)",
+            r"utilisateur (inconnu|non recens)",
+            r"no matches to nameserver query",
+            r"final (e-?mail )?delivery point",
+            r"did not (exactly )?match an? .{0,30}address",
             r"no such domain",
             r"domain (name )?(does not exist|not found)",
-            r"host (or domain name )?not found",
+            r"host (or domain name )?not found(?!,? try again)",
             r"unknown host",
         ),
     ),
@@ -191,6 +204,11 @@ PHRASES: tuple[tuple[Outcome, str, re.Pattern[str]], ...] = (
             r"too long in (the )?queue",
             r"could not be delivered within",
             r"giving up",
+            r"failed \d+ attempts",
+            r"not (been )?collected",
+            r"queue period",
+            r"not delivered within",
+            r"aborted after",
         ),
     ),
 )
@@ -209,6 +227,7 @@ CODES: tuple[tuple[str, Outcome, str], ...] = (
     (r"7\.\d+", Outcome.ABOUT_US, "a policy refusal of us"),
 )
 
+_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[^\s<>()\[\]\"',;:]+")
 _ENHANCED = re.compile(r"(?<![0-9.])([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9])")
 _REPLY = re.compile(r"(?<![0-9.])([245][0-9][0-9])(?=[\s:-]|$)")
 
@@ -241,6 +260,8 @@ def read_answer(code: int, enhanced: str, stage: str, text: str) -> Reading:
     answer is read the same way; the caller decides what "soft for now" means for the copy.
     """
     klass = str(code)[0] if code else (enhanced[:1] or "")
+    # Addresses say nothing ("ultravirus2001@…" is no virus); lines wrap anywhere.
+    text = " ".join(_ADDRESS.sub(" ", text).split())
     if klass == "2":
         return Reading(Outcome.NOTHING, "a success", enhanced)
     for outcome, why, pattern in PHRASES:
