@@ -182,3 +182,34 @@ def test_what_a_notice_keeps_of_the_mail_is_capped_and_storable():
     raw += b"y" * 500_000
     (notice,) = parse(raw)
     assert len(notice.raw) <= 64 * 1024 and "\x00" not in notice.raw
+
+
+def test_a_jmrp_report_is_a_complaint_about_the_copy_it_attaches():
+    # Microsoft's junk mail reporting program: the reported mail attached whole, its
+    # original recipient in a header Microsoft adds, our Message-ID in it.
+    raw = (
+        b"From: staff@hotmail.com\nTo: abuse@example.org\nSubject: complaint about message\n"
+        b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Type: text/plain\n\nThis is an email abuse report.\n--b\n"
+        b"Content-Type: message/rfc822\n\n"
+        b"X-HmXmrOriginalRecipient: <reader@outlook.example>\n"
+        b"Return-Path: <bounces+d7-abc@example.org>\n"
+        + f"Message-ID: {MESSAGE_ID}\n".encode()
+        + b"Subject: Tip 12\n\nbody\n--b--\n"
+    )
+    (notice,) = parse(raw)
+    assert (notice.kind, notice.source, notice.recipient) == (
+        BounceKind.COMPLAINT,
+        "jmrp",
+        "reader@outlook.example",
+    )
+    assert notice.message_id == MESSAGE_ID
+    assert notice.original_mail_from == "bounces+d7-abc@example.org"
+
+
+def test_a_delay_warning_in_plain_text_is_nothing():
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\nSubject: Warning: message delayed 24 hours\n\n"
+        b"This is a warning only. 451 4.4.1 host not responding; will retry for 4 days.\n"
+    )
+    assert all(n.kind is None for n in parse(raw))
