@@ -105,7 +105,7 @@ def _parse(raw: bytes, envelope_to: str) -> list[Notice]:
         notices = list(_dsn(msg, raw))
     elif (jmrp := _jmrp(msg, raw)) is not None:
         notices = [jmrp]
-    elif msg.get_content_maintype() == "text" and raw.lstrip()[:1] != b"<":
+    elif msg.get_content_maintype() == "text":  # an SES notification mailed as JSON?
         notices = ses_mail_notices(_body_text(msg))
     if not notices:
         short = msg if len(raw) <= FLUFL_HEAD else None
@@ -164,6 +164,11 @@ def _dsn(msg: Message, raw: bytes) -> Iterator[Notice]:
                 if reading.outcome is Outcome.NOTHING:  # gateways put the reason in the text
                     words = _notification_text(msg) if words is None else words
                     reading = _read_notice(words, "")
+                    # That text may list every error it knows ("unknown user  Bad address"):
+                    # it can say the mailbox is full or we were refused, never that the
+                    # address is dead, which only the recipient's own block may say.
+                    if reading.outcome is Outcome.HARD:
+                        reading = Reading(Outcome.NOTHING, "no usable code for this recipient")
                 kind = KINDS[reading.outcome]
             yield Notice(
                 kind=kind,
