@@ -36,6 +36,7 @@ class Notice:
     recipient: str = ""  # the address the notification names (informational)
     message_id: str = ""  # the Message-ID of our copy that it quotes
     envelope_to: str = ""  # where the notification was sent: our VERP address
+    original_mail_from: str = ""  # the envelope sender a complaint says our copy had
     raw: str = ""
 
 
@@ -48,8 +49,9 @@ def find_copy(session: Session, notice: Notice, settings: Settings) -> match.Cop
     """Return the copy a notice is about, by VERP tag first, then by quoted Message-ID."""
     secrets: Sequence[bytes] = secrets_of(settings)
     copy = None
-    if notice.envelope_to:
-        copy = match.by_verp(session, notice.envelope_to, settings.bounce_address, secrets)
+    for address in (notice.envelope_to, notice.original_mail_from):
+        if copy is None and address:
+            copy = match.by_verp(session, address, settings.bounce_address, secrets)
     if copy is None and notice.message_id:
         copy = match.by_message_id(session, notice.message_id, secrets)
     return copy

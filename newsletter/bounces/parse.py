@@ -13,6 +13,7 @@ Bad input of any kind (empty, binary, truncated, a few megabytes) gives no notic
 from __future__ import annotations
 
 import email
+import html
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,12 @@ from email.utils import getaddresses, parseaddr
 from flufl.bounce import all_failures
 
 from newsletter.bounces.intake import Notice
+from newsletter.bounces.kinds import KINDS, OUR_MESSAGE_ID, kind_for, read_failure
+from newsletter.bounces.providers import ses_mail_notices
+from newsletter.mail.classify import REPORT, Outcome, Reading, enhanced_in, read_answer
 from newsletter.models import MAX_EMAIL_LENGTH, BounceKind
+
+__all__ = ["OUR_MESSAGE_ID", "enhanced_in", "kind_for", "parse"]
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +43,39 @@ PARSE_HEAD = 1024 * 1024
 FLUFL_HEAD = 128 * 1024
 RAW_KEEP = 64 * 1024  # what a notice carries of the mail, for editors to read
 
-# Our copies' Message-ID, as delivery/message.py makes it; match.py checks the MAC.
-OUR_MESSAGE_ID = re.compile(rb"<issue-[0-9]{1,12}\.sub-[0-9]{1,12}\.[0-9a-f]{8}@[^>\s]{1,253}>")
 _ENHANCED = re.compile(r"(?<![0-9.])([245])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9])")
 _REPLY_CODE = re.compile(r"(?<![0-9.])([245][0-9][0-9])(?=[\s:-])")
 # Where a plain-text bounce starts quoting what we sent: codes past this are ours, not its.
 _QUOTE_START = re.compile(
     r"^\s*-{2,}.*(original message|copy of the message|returned message|message follows"
-    r"|message headers|forwarded message)|^\s*original message follows",
+    r"|message headers|forwarded message|returned mail)|^\s*original message follows",
     re.IGNORECASE | re.MULTILINE,
 )
 
-COMPLAINT_TYPES = frozenset({"abuse", "fraud", "other"})
-FAILED_ACTIONS = frozenset({"failed", "error"})  # "error": OpenSMTPD's non-standard word
+COMPLAINT_TYPES = frozenset({"abuse", "fraud", "other", "opt-out"})
+# "error": OpenSMTPD's non-standard word; "failure": old Sun and Netscape servers'
+FAILED_ACTIONS = frozenset({"failed", "error", "failure"})
+# A mail that says it is a failure notice, by its sender or its subject (text-only notices).
+_NOTICE_FROM = re.compile(r"mailer-daemon|postmaster|mail delivery", re.IGNORECASE)
+_NOTICE_SUBJECT = re.compile(
+    r"undeliver|delivery (status notification|failure|has failed|failed)|returned mail"
+    r"|failure notice|could not be delivered|non-delivery|mail delivery failed|mail error"
+    r"|error during delivery|failed mail",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^>]{0,1000}>")
+_QUOTED_HEADER = re.compile(
+    r"^\s*(received|from|to|cc|subject|sent|date|message-id|return-path|x-[\w-]+|content-[\w-]+"
+    r"|mime-version|in-reply-to|references|reply-to|sender|delivered-to|precedence|list-[\w-]+"
+    r"|errors-to)\s*:",
+    re.IGNORECASE,
+)
+_DELAY = re.compile(
+    r"delayed|warning|not yet been delivered|still being retried"
+    r"|will (continue to )?(retry|attempt)",
+    re.IGNORECASE,
+)
+_ADDRESS = re.compile(r"[\w.+'-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 _DSN_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
 _ARF_TYPES = frozenset({"message/feedback-report"})
 _ORIGINAL_TYPES = frozenset({"message/rfc822", "message/global", "text/rfc822-headers"})
@@ -77,9 +103,15 @@ def _parse(raw: bytes, envelope_to: str) -> list[Notice]:
         notices = [_arf(msg, raw)]
     elif report == "delivery-status" or types & _DSN_TYPES:
         notices = list(_dsn(msg, raw))
+    elif (jmrp := _jmrp(msg, raw)) is not None:
+        notices = [jmrp]
+    elif msg.get_content_maintype() == "text":  # an SES notification mailed as JSON?
+        notices = ses_mail_notices(_body_text(msg))
     if not notices:
         short = msg if len(raw) <= FLUFL_HEAD else None
         notices = list(_flufl(short or email.message_from_bytes(raw[:FLUFL_HEAD]), raw))
+    if not notices:
+        notices = _text_only(msg, raw)
     kept = readable(raw[:RAW_KEEP])
     return [replace(n, envelope_to=to, raw=kept) for n in notices]
 
@@ -103,44 +135,12 @@ def envelope_recipient(msg: Message) -> str:
     return (tagged or found or [""])[0][:MAX_EMAIL_LENGTH]
 
 
-def kind_for(status: str, diagnostic: str = "") -> BounceKind | None:
-    """Return what a permanent failure's status code says about the reader's address.
-
-    The address is bad (5.1.x, 5.2.1, 5.4.4 no such domain, a bare 5xx): hard. The mailbox
-    is full or over quota (other 5.2.x), still failing after the remote retried for days
-    (5.4.7), or the answer was temporary (4.x.x): soft. A system, content or policy answer
-    (5.3.x, 5.6.x, 5.7.x) says the remote refused *us*, not that the reader is gone: blocked,
-    which leaves the reader alone, as the same answer does while sending.
-    """
-    code, detailed = status, enhanced_in(diagnostic)
-    if not code or (code.endswith(".0.0") and detailed[:1] == code[:1]):
-        code = detailed or code  # "Status: 5.0.0" says less than "550 5.7.1 …" beside it
-    if not code:
-        reply = _REPLY_CODE.search(diagnostic)
-        code = f"{reply.group(1)[0]}.0.0" if reply else "5.0.0"
-    klass, subject, detail = code.split(".")
-    if klass == "2":
-        return None
-    if klass == "4":
-        return BounceKind.SOFT
-    if (subject == "2" and detail != "1") or (subject, detail) == ("4", "7"):
-        return BounceKind.SOFT
-    if subject in ("3", "6", "7"):
-        return BounceKind.BLOCKED
-    return BounceKind.HARD
-
-
-def enhanced_in(text: str) -> str:
-    """Return the first RFC 3463 status code in ``text`` ("5.1.1"), or ""."""
-    found = _ENHANCED.search(text)
-    return ".".join(found.groups()) if found else ""
-
-
 # --- RFC 3464 ---------------------------------------------------------------------------------
 
 
 def _dsn(msg: Message, raw: bytes) -> Iterator[Notice]:
     message_id = _original_message_id(msg, raw)
+    words: str | None = None  # the notice's text part, read only when a block says nothing
     for part in msg.walk():
         if part.get_content_type() not in _DSN_TYPES:
             continue
@@ -152,9 +152,24 @@ def _dsn(msg: Message, raw: bytes) -> Iterator[Notice]:
             if not recipient:
                 continue
             action = _field(block, "Action").lower().split(" ", 1)[0]
-            status = enhanced_in(_field(block, "Status"))
-            diagnostic = _typed_value(_field(block, "Diagnostic-Code"))
-            kind = kind_for(status, diagnostic) if action in FAILED_ACTIONS else None
+            status_field = _field(block, "Status")
+            status = enhanced_in(status_field)
+            # Some servers put their answer in Status ("553 Exceeded maximum …").
+            diagnostic = _typed_value(_field(block, "Diagnostic-Code")) or (
+                status_field if status_field != status else ""
+            )
+            kind = None
+            if action in FAILED_ACTIONS:
+                reading = read_failure(status, diagnostic)
+                if reading.outcome is Outcome.NOTHING:  # gateways put the reason in the text
+                    words = _notification_text(msg) if words is None else words
+                    reading = _read_notice(words, "")
+                    # That text may list every error it knows ("unknown user  Bad address"):
+                    # it can say the mailbox is full or we were refused, never that the
+                    # address is dead, which only the recipient's own block may say.
+                    if reading.outcome is Outcome.HARD:
+                        reading = Reading(Outcome.NOTHING, "no usable code for this recipient")
+                kind = KINDS[reading.outcome]
             yield Notice(
                 kind=kind,
                 source="dsn",
@@ -217,7 +232,40 @@ def _arf(msg: Message, raw: bytes) -> Notice:
         diagnostic=f"{feedback or 'untyped'} report" + (f" from {agent}" if agent else ""),
         recipient=recipient,
         message_id=_original_message_id(msg, raw),
+        # A feedback loop may name our copy only by the envelope sender it was sent with.
+        original_mail_from=_address_field(fields, "Original-Mail-From"),
     )
+
+
+def _jmrp(msg: Message, raw: bytes) -> Notice | None:
+    """Read Microsoft's JMRP complaint: the reported mail attached, marked by its headers."""
+    for part in msg.walk():
+        if part.get_content_type() != "message/rfc822":
+            continue
+        inner = part.get_payload()
+        original = inner[0] if isinstance(inner, list) and inner else None
+        if not isinstance(original, Message):
+            continue
+        recipient = str(original.get("X-HmXmrOriginalRecipient", "")).strip()
+        if recipient:
+            return Notice(
+                kind=BounceKind.COMPLAINT,
+                source="jmrp",
+                diagnostic="complaint from Microsoft's junk mail reporting program",
+                recipient=parseaddr(recipient)[1][:MAX_EMAIL_LENGTH],
+                message_id=_original_message_id(msg, raw),
+                original_mail_from=_return_path(original),
+            )
+    return None
+
+
+def _return_path(original: Message) -> str:
+    return parseaddr(str(original.get("Return-Path", "")))[1][:MAX_EMAIL_LENGTH]
+
+
+def _body_text(msg: Message) -> str:
+    data = msg.get_payload(decode=True)
+    return readable(data[:RAW_KEEP]) if isinstance(data, bytes) else ""
 
 
 # --- everything else: flufl.bounce --------------------------------------------------------------
@@ -233,12 +281,11 @@ def _flufl(msg: Message, raw: bytes) -> Iterator[Notice]:
     notification = _notification_text(msg)
     status = enhanced_in(notification)
     diagnostic = _diagnostic_line(notification)
+    reading = _read_notice(notification, diagnostic)
     message_id = _original_message_id(msg, raw)
-    for failures, fallback in ((permanent, BounceKind.HARD), (temporary, BounceKind.SOFT)):
+    for failures, warning in ((permanent, False), (temporary, True)):
         for address in sorted(failures):
-            kind = kind_for(status, diagnostic) if status or diagnostic else fallback
-            if fallback is BounceKind.SOFT and kind is BounceKind.HARD:
-                kind = BounceKind.SOFT  # flufl read it as a warning: believe that
+            kind = None if warning else KINDS[reading.outcome]  # a delay changes nothing
             yield Notice(
                 kind=kind,
                 source="flufl",
@@ -249,14 +296,68 @@ def _flufl(msg: Message, raw: bytes) -> Iterator[Notice]:
             )
 
 
+def _read_notice(notification: str, diagnostic: str) -> Reading:
+    """Read a plain-text notice: its answer line first, then all its own words."""
+    reading = read_failure(enhanced_in(diagnostic), diagnostic)
+    if reading.outcome is Outcome.NOTHING:
+        words = _own_words(notification)
+        code = 550 if not enhanced_in(words).startswith("4") else 450
+        reading = read_answer(code, enhanced_in(words), REPORT, words)
+    return reading
+
+
+def _own_words(notification: str) -> str:
+    """Return what a notice says in its own words: not the headers of ours it quotes."""
+    kept = []
+    for line in notification.splitlines():
+        if _QUOTED_HEADER.match(line):
+            if line.lstrip().lower().startswith("received:"):
+                break  # the returned mail's headers begin: the rest is ours
+            continue  # "Subject: …" of our mail, named in the notice
+        if not line.lstrip().startswith((">", "|")):
+            kept.append(line)
+    return "\n".join(kept)
+
+
+def _text_only(msg: Message, raw: bytes) -> list[Notice]:
+    """Read a failure notice no detector knows (Office 365's text part): its words alone."""
+    subject, sender = str(msg.get("Subject", "")), str(msg.get("From", ""))
+    if not (_NOTICE_SUBJECT.search(subject) or _NOTICE_FROM.search(sender)):
+        return []
+    notification = _notification_text(msg)
+    if _DELAY.search(subject) or _DELAY.search(notification):
+        return []  # a delay warning changes nothing
+    diagnostic = _diagnostic_line(notification)
+    reading = _read_notice(notification, diagnostic)
+    if reading.outcome is Outcome.NOTHING:
+        return []
+    named = _ADDRESS.search(diagnostic) or _ADDRESS.search(notification)
+    return [
+        Notice(
+            kind=KINDS[reading.outcome],
+            source="text",
+            diagnostic=(diagnostic or reading.why)[:500],
+            status_code=enhanced_in(notification),
+            recipient=named.group(0)[:MAX_EMAIL_LENGTH] if named else "",
+            message_id=_original_message_id(msg, raw),
+        )
+    ]
+
+
 def _notification_text(msg: Message) -> str:
     """Return the bounce's own words: its text parts up to where it quotes the original."""
     texts = []
+    htmls = []
     for part in _own_parts(msg):
-        if part.get_content_maintype() == "text" and part.get_content_subtype() != "html":
+        if part.get_content_maintype() == "text":
             data = part.get_payload(decode=True)
-            if isinstance(data, bytes):
+            if not isinstance(data, bytes):
+                continue
+            if part.get_content_subtype() == "html":
+                htmls.append(_TAG.sub(" ", html.unescape(readable(data[:RAW_KEEP]))))
+            else:
                 texts.append(readable(data[:RAW_KEEP]))
+    texts = texts or htmls  # an HTML-only notice (old Exchange) is read without its tags
     text = "\n".join(texts)
     quoted = _QUOTE_START.search(text)
     return text[: quoted.start()] if quoted else text

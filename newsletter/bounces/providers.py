@@ -21,7 +21,7 @@ import logging
 import re
 import ssl
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from newsletter.bounces.intake import Notice
-from newsletter.bounces.parse import OUR_MESSAGE_ID, kind_for
+from newsletter.bounces.kinds import OUR_MESSAGE_ID, kind_for
 from newsletter.config import Settings
 from newsletter.models import BounceKind
 
@@ -209,13 +209,16 @@ def ses_notices(message: Mapping[str, Any], raw: str) -> list[Notice]:
     if kind == "Bounce":
         bounce = _dict(event.get("bounce"))
         permanent = bounce.get("bounceType") == "Permanent"
+        subtype = str(bounce.get("bounceSubType") or "")
         notices = []
         for person in _dicts(bounce.get("bouncedRecipients")):
             status = str(person.get("status") or "")
             diagnostic = str(person.get("diagnosticCode") or "")
             notices.append(
                 Notice(
-                    kind=_permanent_kind(status, diagnostic) if permanent else BounceKind.SOFT,
+                    kind=_permanent_kind(status, diagnostic, subtype == "NoEmail")
+                    if permanent
+                    else BounceKind.SOFT,
                     diagnostic=diagnostic or str(bounce.get("bounceSubType") or ""),
                     status_code=status,
                     recipient=str(person.get("emailAddress") or ""),
@@ -237,6 +240,34 @@ def ses_notices(message: Mapping[str, Any], raw: str) -> list[Notice]:
             for person in _dicts(complaint.get("complainedRecipients"))
         ]
     return [Notice(kind=None, source="ses", status_code=str(kind or "")[:12], raw=raw)]
+
+
+def ses_mail_notices(body: str) -> list[Notice]:
+    """Read an SES notification that came by mail (an SNS e-mail subscription): its JSON body.
+
+    Mailed, it is believed no more than any other report: only for a copy named by a signed
+    VERP tag or Message-ID. A body that is not such JSON gives no notice.
+    """
+    text = body.strip()
+    if not text.startswith("{") or len(text) > 256 * 1024:
+        return []
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    message = document if "Message" in document else {"Message": json.dumps(document)}
+    try:
+        notices = ses_notices(message, text)
+    except Malformed:
+        return []
+    # The mail's own envelope is the subscription's address; the copy's is SES's returnPath.
+    return [
+        replace(n, envelope_to="", original_mail_from=n.envelope_to)
+        for n in notices
+        if n.kind is not None or n.status_code
+    ]
 
 
 def _ses_message_id(mail: Mapping[str, Any]) -> str:
@@ -360,9 +391,11 @@ def _postmark_message_id(payload: Mapping[str, Any]) -> str:
 # --- shared -----------------------------------------------------------------------------------
 
 
-def _permanent_kind(status: str, diagnostic: str) -> BounceKind:
-    # A permanent failure is hard unless its code says otherwise (mailbox full, policy).
-    return kind_for(status if _CODE.fullmatch(status) else "", diagnostic) or BounceKind.HARD
+def _permanent_kind(status: str, diagnostic: str, no_such_user: bool = False) -> BounceKind | None:
+    # Read like any report: hard only for a clear "no such user", in words, in its code, or
+    # in the provider's own verdict (SES's "NoEmail"); a failure that says nothing is nothing.
+    kind = kind_for(status if _CODE.fullmatch(status) else "", diagnostic)
+    return BounceKind.HARD if kind is None and no_such_user else kind
 
 
 _CODE = re.compile(r"[245]\.[0-9]{1,3}\.[0-9]{1,3}")

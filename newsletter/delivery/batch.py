@@ -90,6 +90,7 @@ class BatchReport:
 # Records what a refusal says about the reader (``bounces.record`` applies it).
 Bounce = Callable[[Session, BounceReport], object]
 _ABOUT_THE_READER = frozenset({Stage.RCPT, Stage.DATA, Stage.END})
+PAUSED_THE_SEND = "paused the send:"
 _KINDS = {
     Verdict.HARD: BounceKind.HARD,
     Verdict.SOFT: BounceKind.SOFT,
@@ -313,8 +314,11 @@ class _BatchRun:
             )
             try:
                 send(row.email, data, envelope(row.delivery_id) if envelope else None)
-            except SMTPRelayError:
-                raise  # about us, not this reader: the caller pauses the send
+            except SMTPRelayError as exc:
+                if not self._paused_for_before(row, exc):
+                    raise  # about us, not this reader: the caller pauses the send
+                self._refused(claim_id, row, exc, BounceKind.BLOCKED)
+                return failed(issue_id)
             except SMTPPermanentError as exc:
                 self._refused(claim_id, row, exc)
                 return failed(issue_id)
@@ -329,11 +333,28 @@ class _BatchRun:
 
         return send_one
 
-    def _refused(self, claim_id: str, row: Claimed, exc: SMTPPermanentError) -> None:
+    def _paused_for_before(self, row: Claimed, exc: SMTPRelayError) -> bool:
+        """Return whether this copy, refused at its own RCPT or DATA, paused the send before.
+
+        A refusal of us at a reader's own stage pauses the send once (the editor lifts the
+        block, then resumes); the same copy refused again after the resume is failed, so
+        one reader's server never stalls the newsletter.
+        """
+        if exc.stage not in _ABOUT_THE_READER:
+            return False
+        return _last_error(self.session, row.delivery_id).startswith(PAUSED_THE_SEND)
+
+    def _refused(
+        self, claim_id: str, row: Claimed, exc: SMTPRefusal, kind: BounceKind | None = None
+    ) -> None:
         """Record a copy refused for good, and what the refusal says about the reader."""
         session = self.session
-        record_permanent(session, row, claim_id, utcnow(), str(exc))
-        self.ctx.bounce(session, self._report(row, _KINDS[exc.verdict], exc, str(exc)))
+        kind = kind or _KINDS[exc.verdict]
+        error = (
+            str(exc) if kind is not BounceKind.BLOCKED else f"refused again after a pause: {exc}"
+        )
+        record_permanent(session, row, claim_id, utcnow(), error)
+        self.ctx.bounce(session, self._report(row, kind, exc, error))
         session.commit()
         self.report.failed += 1
 
@@ -351,7 +372,7 @@ class _BatchRun:
         )
         # Only an answer about this reader's mailbox counts against them: a relay or
         # network that stayed down through every retry is nobody's bounce.
-        if outcome is D.FAILED and exc.stage in _ABOUT_THE_READER:
+        if outcome is D.FAILED and exc.stage in _ABOUT_THE_READER and exc.verdict is Verdict.RETRY:
             detail = f"still refused after {settings.max_attempts} attempts: {exc}"
             self.ctx.bounce(session, self._report(row, BounceKind.SOFT, exc, detail))
         session.commit()
@@ -374,6 +395,13 @@ class _BatchRun:
         """The relay refused us: pause at once; this copy and the rest go back untouched."""
         reason = f"paused: the mail relay refused us at {exc.stage}: {exc}"
         pause(self.session, self.issue_id, reason)
+        if exc.stage in _ABOUT_THE_READER:  # remembered: a second time fails this copy
+            self.session.execute(
+                sa.update(Delivery)
+                .where(Delivery.id == rest[0].delivery_id)
+                .values(last_error=f"{PAUSED_THE_SEND} {exc}"[:300])
+                .execution_options(synchronize_session=False)
+            )
         self._give_back(claim_id, rest)
         self.streak.clear(self.issue_id)
         self.report.paused = True

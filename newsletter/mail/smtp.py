@@ -239,8 +239,10 @@ def classify(code: int, message: bytes | str, stage: Stage = Stage.RCPT) -> SMTP
     verdict, why = judge(stage, code, text)
     if verdict is Verdict.RELAY:
         return SMTPRelayError(text, code=code, stage=stage, why=why)
-    if verdict is Verdict.RETRY:
-        return SMTPTemporaryError(text, code=code, stage=stage, why=why)
+    if verdict in (Verdict.RETRY, Verdict.THROTTLED):
+        error = SMTPTemporaryError(text, code=code, stage=stage, why=why)
+        error.verdict = verdict  # THROTTLED: retried like any "not now", never a bounce
+        return error
     return SMTPPermanentError(code, text, stage=stage, verdict=verdict, why=why)
 
 

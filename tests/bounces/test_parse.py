@@ -104,7 +104,7 @@ def test_a_dsn_for_several_recipients_gives_one_notice_each():
         ("5.1.10", "", HARD),
         ("5.2.1", "account disabled", HARD),
         ("5.2.2", "", SOFT),
-        ("5.2.3", "", SOFT),
+        ("5.2.3", "", BounceKind.BLOCKED),  # our message is too big: about us
         ("5.4.4", "no such domain", HARD),
         ("5.4.7", "delivery time expired", SOFT),
         ("5.7.1", "blocked by policy", BounceKind.BLOCKED),
@@ -112,7 +112,15 @@ def test_a_dsn_for_several_recipients_gives_one_notice_each():
         ("4.2.2", "", SOFT),
         ("", "smtp; 550 5.1.1 nobody", HARD),
         ("", "smtp; 452 over quota", SOFT),
-        ("", "", HARD),  # "failed" with no code says no more than "permanently"
+        ("", "", None),  # "failed" with no code and no words: nothing to act on, never hard
+        ("5.0.0", "smtp; 550 rejected", None),  # a bare 5xx says nothing usable
+        ("5.1.1", "smtp; 550 5.7.1 IP address blacklisted", BounceKind.BLOCKED),
+        ("5.1.1", "smtp; 552 5.2.2 Over quota", SOFT),
+        ("5.1.1", "smtp; 550 5.1.1 sender rejected", BounceKind.BLOCKED),
+        ("5.0.0", "smtp; 554 5.7.1 Email address is not verified.", BounceKind.BLOCKED),
+        ("5.4.7", "retry timeout exceeded", SOFT),
+        ("4.7.0", "421 4.7.0 [TSS04] Messages temporarily deferred", BounceKind.BLOCKED),
+        ("5.0.0", "smtp; 552 Requested mail action aborted, mailbox not found", HARD),
         ("5.0.0", "smtp; 550 5.7.1 client host blocked", BounceKind.BLOCKED),
         ("5.0.0", "smtp; 550 no such user", HARD),
         ("2.0.0", "", None),
@@ -124,6 +132,8 @@ def test_status_codes_say_what_happens_to_the_reader(status, diagnostic, kind):
 
 def test_a_policy_refusal_in_a_dsn_leaves_the_reader_alone():
     raw = fixture("postfix_user_unknown.eml").replace(b"Status: 5.1.1", b"Status: 5.7.1")
+    raw = raw.replace(b"550 5.1.1 <{recipient}>: Recipient address rejected:", b"550 5.7.1 x")
+    raw = raw.replace(b"User unknown", b"Client host blocked")
     (notice,) = parse(raw)
     assert notice.kind is BounceKind.BLOCKED
 
@@ -172,3 +182,34 @@ def test_what_a_notice_keeps_of_the_mail_is_capped_and_storable():
     raw += b"y" * 500_000
     (notice,) = parse(raw)
     assert len(notice.raw) <= 64 * 1024 and "\x00" not in notice.raw
+
+
+def test_a_jmrp_report_is_a_complaint_about_the_copy_it_attaches():
+    # Microsoft's junk mail reporting program: the reported mail attached whole, its
+    # original recipient in a header Microsoft adds, our Message-ID in it.
+    raw = (
+        b"From: staff@hotmail.com\nTo: abuse@example.org\nSubject: complaint about message\n"
+        b"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
+        b"Content-Type: text/plain\n\nThis is an email abuse report.\n--b\n"
+        b"Content-Type: message/rfc822\n\n"
+        b"X-HmXmrOriginalRecipient: <reader@outlook.example>\n"
+        b"Return-Path: <bounces+d7-abc@example.org>\n"
+        + f"Message-ID: {MESSAGE_ID}\n".encode()
+        + b"Subject: Tip 12\n\nbody\n--b--\n"
+    )
+    (notice,) = parse(raw)
+    assert (notice.kind, notice.source, notice.recipient) == (
+        BounceKind.COMPLAINT,
+        "jmrp",
+        "reader@outlook.example",
+    )
+    assert notice.message_id == MESSAGE_ID
+    assert notice.original_mail_from == "bounces+d7-abc@example.org"
+
+
+def test_a_delay_warning_in_plain_text_is_nothing():
+    raw = (
+        b"From: MAILER-DAEMON@mx.example\nSubject: Warning: message delayed 24 hours\n\n"
+        b"This is a warning only. 451 4.4.1 host not responding; will retry for 4 days.\n"
+    )
+    assert all(n.kind is None for n in parse(raw))

@@ -7,6 +7,7 @@ to the command as an MTA's pipe would.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -100,7 +101,11 @@ def test_a_full_mailbox_is_soft_and_the_reader_stays_until_the_limit(bounce_app,
 
 def test_a_policy_refusal_is_recorded_but_bounces_nobody(bounce_app, sent):
     (copy,) = sent(1)
-    raw = filled("postfix_user_unknown.eml", copy).replace(b"Status: 5.1.1", b"Status: 5.7.1")
+    # The relay summarises 5.1.1; the receiving server's own answer says it blocked us.
+    raw = filled("postfix_user_unknown.eml", copy).replace(
+        b"User unknown in local recipient table", b"Client host blocked by policy"
+    )
+    raw = raw.replace(b"550 5.1.1 <", b"554 5.7.1 <")
     result = receive(bounce_app, raw)
     assert result.stdout.startswith("recorded blocked") and "no change" in result.stdout
     assert status_of(copy.subscriber_id) == "confirmed"
@@ -320,3 +325,68 @@ def test_a_bad_setting_exits_75_so_the_mail_waits_for_the_operator(bounce_app, s
     # Any other command still says "usage or setting error" the usual way.
     other = run_cli(env, "bounces", "list")
     assert other.returncode == 2 and b"bad setting" in other.stderr
+
+
+RFC5965 = ROOT / "tests" / "bounces" / "corpus" / "rfc" / "rfc5965_b_abuse.eml"
+
+
+def _feedback_loop_report(feedback_type: str, original_mail_from: str) -> bytes:
+    """RFC 5965's example report, about our copy named only by its envelope sender."""
+    raw = RFC5965.read_bytes().replace(b"abuse\n", f"{feedback_type}\n".encode(), 1)
+    return raw.replace(
+        b"Original-Mail-From: <somespammer@example.net>",
+        f"Original-Mail-From: <{original_mail_from}>".encode(),
+    )
+
+
+@pytest.mark.parametrize("feedback_type", ["abuse", "opt-out"])
+def test_a_feedback_loop_naming_our_copy_only_by_its_verp_sender_is_a_complaint(
+    bounce_app, sent, feedback_type
+):
+    first, other = sent(2)
+    raw = _feedback_loop_report(feedback_type, first.envelope_from)
+    assert first.message_id.encode() not in raw
+    result = receive(bounce_app, raw)  # delivered to the abuse desk's address, no tag
+    assert result.stdout == f"recorded complaint for subscriber {first.subscriber_id} and applied\n"
+    assert status_of(first.subscriber_id) == "unsubscribed"
+    assert status_of(other.subscriber_id) == "confirmed"
+
+
+def test_a_feedback_loop_with_a_forged_verp_sender_changes_nothing(bounce_app, sent):
+    (copy,) = sent(1)
+    forged = copy.envelope_from.replace("+", "+0", 1)
+    result = receive(bounce_app, _feedback_loop_report("abuse", forged))
+    assert result.stdout.startswith("unmatched")
+    assert status_of(copy.subscriber_id) == "confirmed" and bounce_rows() == []
+
+
+def test_an_ses_complaint_mailed_as_json_is_a_complaint_not_a_bounce(bounce_app, sent):
+    (copy,) = sent(1)
+    event = {
+        "notificationType": "Complaint",
+        "complaint": {
+            "complainedRecipients": [{"emailAddress": copy.email}],
+            "complaintFeedbackType": "abuse",
+        },
+        "mail": {"returnPath": copy.envelope_from, "source": "tips@example.org"},
+    }
+    body = json.dumps({"Type": "Notification", "Message": json.dumps(event)})
+    headers = "From: no-reply@sns.amazonaws.com\nTo: ops@example.org\nSubject: AWS Notification"
+    raw = f"{headers}\n\n{body}\n"
+    result = receive(bounce_app, raw.encode())
+    assert result.stdout == f"recorded complaint for subscriber {copy.subscriber_id} and applied\n"
+    assert status_of(copy.subscriber_id) == "unsubscribed"
+
+
+def test_a_text_only_failure_notice_with_a_clear_code_is_hard(bounce_app, sent):
+    (copy,) = sent(1)
+    raw = (
+        f"From: postmaster@outlook.com\nTo: {copy.envelope_from}\n"
+        "Subject: Undeliverable: Tip 12\nContent-Type: text/plain\n\n"
+        f"Your message to {copy.email} couldn't be delivered.\n\n"
+        "Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not "
+        "found by SMTP address lookup'\n"
+    ).encode()
+    result = receive(bounce_app, raw)
+    assert result.stdout == f"recorded hard for subscriber {copy.subscriber_id} and applied\n"
+    assert status_of(copy.subscriber_id) == "bounced"

@@ -58,15 +58,19 @@ def test_spam_refusal_after_data_pauses_without_bouncing(fault_app, add_reader, 
 def test_each_rcpt_answer_does_what_it_says(fault_app, add_reader, run_jobs, sink):
     sink.script("f0@example.com", "550 5.1.1 no such user")
     sink.script("f1@example.com", "552 5.2.2 mailbox full")
-    sink.script("f2@example.com", "550 5.7.1 your domain is not welcome here")
-    issue_id, people = queue_issue(4, add_reader)
+    sink.script("f2@example.com", "550 5.4.1 Recipient address rejected: Access denied")
+    sink.script(
+        "f3@example.com", "end 554 delivery error: dd This user doesn't have a yahoo.com account"
+    )
+    issue_id, people = queue_issue(5, add_reader)
     run_jobs()
     rows = deliveries(issue_id)
-    assert [rows[f"f{i}@example.com"][0] for i in range(4)] == ["failed"] * 3 + ["sent"]
+    assert [rows[f"f{i}@example.com"][0] for i in range(5)] == ["failed"] * 4 + ["sent"]
     assert _statuses(people) == [
         SubscriberStatus.BOUNCED,  # the address is bad
         SubscriberStatus.CONFIRMED,  # full: one soft bounce counted
-        SubscriberStatus.CONFIRMED,  # their domain blocks us: not their fault
+        SubscriberStatus.CONFIRMED,  # refused for no clear reason: not their fault
+        SubscriberStatus.BOUNCED,  # Yahoo says so in words, after DATA
         SubscriberStatus.CONFIRMED,
     ]
     kinds = dict(db.session.execute(sa.select(Bounce.subscriber_id, Bounce.kind)).all())
@@ -74,8 +78,65 @@ def test_each_rcpt_answer_does_what_it_says(fault_app, add_reader, run_jobs, sin
         people[0].id: BounceKind.HARD,
         people[1].id: BounceKind.SOFT,
         people[2].id: BounceKind.BLOCKED,
+        people[3].id: BounceKind.HARD,
     }
+    # none of these per-reader answers stalled the send
     assert issue_status(issue_id)["status"] == "sent"
+
+
+def test_a_policy_refusal_at_rcpt_keeps_the_copy_and_pauses(fault_app, add_reader, run_jobs, sink):
+    answer = "554 5.7.1 Service unavailable; client host blocked"
+    sink.script("f1@example.com", answer)
+    issue_id, people = queue_issue(3, add_reader)
+    run_jobs()
+    found = issue_status(issue_id)
+    assert found["status"] == "paused" and answer in found["pause_reason"]
+    assert deliveries(issue_id)["f1@example.com"][0] == "queued"
+    assert _statuses(people) == [SubscriberStatus.CONFIRMED] * 3
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Bounce)) == 0
+    # The block is lifted; the editor resumes: that reader gets the tip too.
+    resume_issue(issue_id)
+    run_jobs()
+    assert issue_status(issue_id)["status"] == "sent"
+    assert sorted(a.rcpt for a in sink.accepted) == sorted(p.email for p in people)
+
+
+def test_a_copy_that_pauses_the_send_twice_is_failed_not_paused_again(
+    fault_app, add_reader, run_jobs, sink
+):
+    answer = "550 5.7.1 our policy refuses mail from your domain"
+    sink.script("f0@example.com", answer, answer)
+    issue_id, people = queue_issue(3, add_reader)
+    run_jobs()
+    assert issue_status(issue_id)["status"] == "paused"
+    resume_issue(issue_id)
+    run_jobs()
+    assert issue_status(issue_id)["status"] == "sent"
+    rows = deliveries(issue_id)
+    assert [rows[f"f{i}@example.com"][0] for i in range(3)] == ["failed", "sent", "sent"]
+    assert _statuses(people) == [SubscriberStatus.CONFIRMED] * 3  # never the reader's fault
+    bounce = db.session.scalar(sa.select(Bounce))
+    assert bounce.kind is BounceKind.BLOCKED and "refused again after a pause" in bounce.diagnostic
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "421 4.7.0 [TSS04] Messages temporarily deferred due to unexpected volume",
+        "451 4.7.650 The mail server has been temporarily rate limited due to IP reputation",
+    ],
+)
+def test_throttling_through_every_retry_bounces_nobody(
+    fault_app, add_reader, run_jobs, sink, answer
+):
+    attempts = settings(fault_app).send_max_attempts
+    sink.script("f0@example.com", *[answer] * attempts)
+    issue_id, people = queue_issue(1, add_reader)
+    while issue_status(issue_id)["status"] == "sending":
+        run_jobs()
+    assert deliveries(issue_id)["f0@example.com"][:2] == ("failed", attempts)
+    assert _statuses(people) == [SubscriberStatus.CONFIRMED]
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Bounce)) == 0
 
 
 def test_soft_bounces_in_a_row_over_issues_bounce_the_address(

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from newsletter.mail.refusals import RULES, Stage, Verdict, enhanced_code, judge
+from newsletter.mail.refusals import Stage, Verdict, judge
 from newsletter.mail.smtp import (
     SMTPPermanentError,
     SMTPRefusal,
@@ -27,9 +27,9 @@ from tests.helpers.smtp import start_sink
 V = Verdict
 MESSAGE = b"From: a@example.org\r\nTo: b@example.com\r\nSubject: t\r\n\r\nbody\r\n"
 
-# (stage, answer, verdict): the examples the issue and SPEC.md name, and one per table row.
+# (stage, answer, verdict): the examples the issue and SPEC.md name, one or more per outcome.
 CASES = [
-    # the reader's address is bad
+    # the reader's address is bad: only a clear "no such user"
     (Stage.RCPT, "550 5.1.1 no such user", V.HARD),
     (Stage.RCPT, "550 5.1.10 RecipientNotFound", V.HARD),
     (Stage.RCPT, "553 5.1.3 bad address syntax", V.HARD),
@@ -37,36 +37,91 @@ CASES = [
     (Stage.RCPT, "550 no such user here", V.HARD),
     (Stage.RCPT, "551 user not local", V.HARD),
     (Stage.RCPT, "553 mailbox name not allowed", V.HARD),
-    (Stage.RCPT, "550 5.5.0 Requested action not taken: mailbox unavailable", V.HARD),
     (Stage.END, "550 5.1.1 user unknown (checked after DATA)", V.HARD),
     # the mailbox is full: a soft bounce
     (Stage.RCPT, "552 5.2.2 mailbox full", V.SOFT),
     (Stage.RCPT, "552 mailbox over quota", V.SOFT),
     (Stage.END, "552 5.2.2 over quota", V.SOFT),
     (Stage.RCPT, "550 5.2.0 mailbox unavailable for now", V.SOFT),
-    # a domain that blocks us: this copy fails, the reader is left alone
-    (Stage.RCPT, "550 5.7.1 our policy refuses mail from your domain", V.BLOCKED),
+    # refused for this reader, for no clear reason: the copy fails, the reader is left alone
     (Stage.RCPT, "554 transaction failed", V.BLOCKED),
+    (Stage.RCPT, "550 5.5.0 Requested action not taken: mailbox unavailable", V.BLOCKED),
     # try again later
     (Stage.RCPT, "451 4.7.1 greylisted, try again later", V.RETRY),
     (Stage.RCPT, "450 4.2.2 mailbox full for now", V.RETRY),
     (Stage.RCPT, "451 try again later", V.RETRY),
     (Stage.END, "451 4.3.0 local error in processing", V.RETRY),
     (Stage.MAIL, "451 4.3.0 try again", V.RETRY),
-    # the relay refuses us: nobody bounced, the send pauses
+    (Stage.END, "451 4.7.1 rate limited", V.THROTTLED),
+    # a refusal of us: nobody bounced, the send pauses, the copy waits
     (Stage.MAIL, "550 5.4.5 Daily sending quota exceeded", V.RELAY),
     (Stage.MAIL, "554 5.7.1 client host blocked", V.RELAY),
     (Stage.MAIL, "553 5.1.8 sender address rejected", V.RELAY),
     (Stage.MAIL, "550 not allowed to send", V.RELAY),
     (Stage.MAIL, "421 4.7.0 too many messages, slow down", V.RELAY),
+    (Stage.RCPT, "550 5.7.1 our policy refuses mail from your domain", V.RELAY),
     (Stage.RCPT, "550 5.4.5 Daily sending quota exceeded", V.RELAY),
     (Stage.RCPT, "554 5.3.4 message too big for system", V.RELAY),
     (Stage.END, "552 5.2.3 message exceeds fixed maximum size", V.RELAY),
     (Stage.END, "554 5.7.1 message refused as spam", V.RELAY),
-    (Stage.END, "451 4.7.1 rate limited", V.RELAY),
     (Stage.END, "554 transaction failed", V.RELAY),
     (Stage.END, "550 5.6.0 content refused", V.RELAY),
 ]
+
+# Real providers' replies, as quoted in their postmaster pages and in issue 18, at the stage
+# where they come. Each was misread before: a refusal of us bounced the reader, or one dead
+# address paused the whole send.
+REAL_REPLIES = [
+    (Stage.RCPT, "554 5.7.1 Service unavailable; client host blocked", V.RELAY),
+    (Stage.RCPT, "550 Sender verify failed", V.RELAY),  # Exim
+    (Stage.RCPT, "550 Administrative prohibition", V.RELAY),  # Exim
+    (Stage.RCPT, "550 Rejected by header based Anti-Spoofing policy", V.RELAY),  # Mimecast
+    (Stage.RCPT, "550 5.1.0 sender rejected", V.RELAY),  # Cox
+    (Stage.RCPT, "550 too many recipients this hour", V.RELAY),  # GoDaddy
+    (
+        Stage.RCPT,
+        "550 5.2.1 The user you are trying to contact is receiving mail at a rate that "
+        "prevents additional messages from being delivered",
+        V.RELAY,
+    ),  # Gmail
+    (
+        Stage.END,
+        "554 5.2.0 STOREDRV.Submission.Exception:SendAsDeniedException."
+        "MapiExceptionSendAsDenied; Failed to process message due to a permanent exception",
+        V.RELAY,
+    ),  # Office 365 refusing our sender
+    (
+        Stage.RCPT,
+        "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected "
+        "volume or user complaints",
+        V.THROTTLED,
+    ),  # Yahoo
+    (
+        Stage.RCPT,
+        "451 4.7.650 The mail server [192.0.2.1] has been temporarily rate limited due to IP "
+        "reputation",
+        V.THROTTLED,
+    ),  # Outlook
+    (
+        Stage.RCPT,
+        "421 4.7.28 Our system has detected an unusual rate of unsolicited mail originating "
+        "from your IP address",
+        V.THROTTLED,
+    ),  # Gmail
+    # per-reader answers never stall a send
+    (Stage.END, "554 delivery error: dd This user doesn't have a yahoo.com account", V.HARD),
+    (Stage.RCPT, "550 5.4.1 Recipient address rejected: Access denied", V.BLOCKED),  # Exchange
+    (Stage.RCPT, "552 1 Requested mail action aborted, mailbox not found", V.HARD),
+    (
+        Stage.RCPT,
+        "550 5.1.1 The email account that you tried to reach does not exist",
+        V.HARD,
+    ),  # Gmail
+    (Stage.RCPT, "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found", V.HARD),
+    (Stage.RCPT, "552 5.2.2 The email account that you tried to reach is over quota", V.SOFT),
+    (Stage.RCPT, "550 5.1.1 sender rejected: MailFrom domain is listed in Spamhaus", V.RELAY),
+]
+CASES += REAL_REPLIES
 
 
 @pytest.mark.parametrize(("stage", "answer", "verdict"), CASES)
@@ -75,18 +130,9 @@ def test_the_table_reads_each_answer(stage, answer, verdict):
     assert judge(stage, int(code), text)[0] is verdict
 
 
-def test_every_row_of_the_table_is_reached_by_a_case():
-    used = set()
-    for stage, answer, _ in CASES:
-        code, _, text = answer.partition(" ")
-        enhanced = enhanced_code(text)
-        used.add(next(i for i, r in enumerate(RULES) if r.matches(stage, int(code), enhanced)))
-    # The last row is the catch-all for codes outside SMTP's (never sent by a real server).
-    assert used >= set(range(len(RULES) - 1)), sorted(set(range(len(RULES))) - used)
-
-
 def test_an_enhanced_code_that_contradicts_the_reply_code_is_ignored():
-    assert judge(Stage.RCPT, 550, "4.2.2 mailbox full")[0] is V.HARD
+    # the reply code (permanent) and the words (a full mailbox) decide
+    assert judge(Stage.RCPT, 550, "4.2.2 mailbox full")[0] is V.SOFT
 
 
 @pytest.fixture
@@ -122,6 +168,7 @@ ERRORS = {
     V.SOFT: SMTPPermanentError,
     V.BLOCKED: SMTPPermanentError,
     V.RETRY: SMTPTemporaryError,
+    V.THROTTLED: SMTPTemporaryError,
     V.RELAY: SMTPRelayError,
 }
 
