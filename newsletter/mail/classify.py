@@ -280,4 +280,8 @@ def read_answer(code: int, enhanced: str, stage: str, text: str) -> Reading:
         return Reading(Outcome.ABOUT_US, "the relay refused our session or sender", enhanced)
     if code == 552:
         return Reading(Outcome.SOFT, "the mailbox is over its quota", enhanced)
+    if stage == "rcpt" and code in (550, 551, 553) and not enhanced:
+        # A bare refusal of the recipient itself, with no word about us: the receiving
+        # server says this address is not one it takes (SPEC: "a plain 550/551/553 to RCPT").
+        return Reading(Outcome.HARD, "the receiving server refused this recipient", enhanced)
     return Reading(Outcome.NOTHING, "no usable code and no known wording", enhanced)

@@ -37,6 +37,8 @@ CASES = [
     (Stage.RCPT, "550 no such user here", V.HARD),
     (Stage.RCPT, "551 user not local", V.HARD),
     (Stage.RCPT, "553 mailbox name not allowed", V.HARD),
+    # SPEC: a plain 550/551/553 to RCPT, with no enhanced code and no word about us
+    (Stage.RCPT, "550 Requested action not taken: mailbox unavailable", V.HARD),
     (Stage.END, "550 5.1.1 user unknown (checked after DATA)", V.HARD),
     # the mailbox is full: a soft bounce
     (Stage.RCPT, "552 5.2.2 mailbox full", V.SOFT),
