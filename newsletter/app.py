@@ -397,12 +397,14 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        # The exception's own headers (Allow on a 405 …) go with the page, not its Content-Type.
+        headers = [(k, v) for k, v in exc.get_headers() if k.lower() != "content-type"]
         if wants_json():
             body = {
                 "error": {"code": exc.name.lower().replace(" ", "_"), "message": exc.description}
             }
-            return jsonify(body), exc.code
-        return render_template("error.html", error=exc), exc.code
+            return jsonify(body), exc.code, headers
+        return render_template("error.html", error=exc), exc.code, headers
 
     @app.errorhandler(NewsletterError)
     def domain_error(exc: NewsletterError) -> Any:

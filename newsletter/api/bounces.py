@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from newsletter.api.plumbing import ApiError, bp, int_arg, token_required
-from newsletter.api.serialise import BOUNCE_KINDS, DEFAULT_LIMIT, MAX_ID, MAX_LIMIT, bounce_json
+from newsletter.api.plumbing import ApiError, bp, cursor_arg, int_arg, token_required
+from newsletter.api.serialise import BOUNCE_KINDS, DEFAULT_LIMIT, MAX_LIMIT, bounce_json
 from newsletter.bounces import listing as bounce_listing
 from newsletter.extensions import db
 from newsletter.models import BounceKind
@@ -20,7 +20,7 @@ def list_bounces() -> ResponseReturnValue:
     if raw_kind is not None and raw_kind not in BOUNCE_KINDS:
         raise ApiError(400, "invalid_parameter", "Unknown kind.", "kind")
     limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
-    cursor = int_arg("cursor", None, 1, MAX_ID)
+    cursor = cursor_arg()
     kind = BounceKind(raw_kind) if raw_kind else None
     rows = bounce_listing.recent(db.session(), kind=kind, before=cursor, limit=limit + 1)
     more = len(rows) > limit

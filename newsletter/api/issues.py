@@ -9,7 +9,15 @@ from typing import Any
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 
-from newsletter.api.plumbing import ApiError, bp, int_arg, json_body, string_field, token_required
+from newsletter.api.plumbing import (
+    ApiError,
+    bp,
+    cursor_arg,
+    int_arg,
+    json_body,
+    string_field,
+    token_required,
+)
 from newsletter.api.serialise import DEFAULT_LIMIT, ISSUE_STATUS, MAX_ID, MAX_LIMIT, issue_json
 from newsletter.errors import Conflict, Invalid, NotFound
 from newsletter.extensions import db
@@ -36,7 +44,7 @@ def list_issues() -> ResponseReturnValue:
         raise ApiError(400, "invalid_parameter", "Unknown status.", "status")
     status = IssueStatus(raw_status) if raw_status else None
     limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
-    cursor = int_arg("cursor", None, 1, MAX_ID)
+    cursor = cursor_arg()
     rows = issues.issues_page(status, cursor, limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]

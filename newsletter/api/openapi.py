@@ -12,6 +12,7 @@ from typing import Any
 from newsletter.api.serialise import (
     BOUNCE_FIELDS,
     BOUNCE_KINDS,
+    CURSOR_PATTERN,
     DEFAULT_LIMIT,
     ISSUE_FIELDS,
     ISSUE_STATUS,
@@ -30,10 +31,18 @@ from newsletter.subscribers.validate import MAX_NAME
 STR = {"type": "string"}
 INT = {"type": "integer"}
 EMAIL = {**STR, "format": "email", "maxLength": MAX_EMAIL_LENGTH}
-NAME = {**STR, "maxLength": MAX_NAME}
+# No database stores a NUL character; plumbing.string_field refuses it with a 422.
+NO_NUL = "^[^\\u0000]*$"
+# subscribers.validate.clean_name: no line breaks, control characters or encoded words.
+NAME = {
+    **STR,
+    "maxLength": MAX_NAME,
+    "pattern": "^(?!.*=\\?)[^\\u0000-\\u001f\\u007f-\\u009f]*$",
+    "description": "a display name: no line breaks, control characters or '=?'",
+}
 # issues.actions refuses a subject or body that is empty once trimmed.
-SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT}
-BODY_MD = {**STR, "minLength": 1, "maxLength": MAX_BODY}
+SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT, "pattern": NO_NUL}
+BODY_MD = {**STR, "minLength": 1, "maxLength": MAX_BODY, "pattern": NO_NUL}
 ERROR_TEXT = {
     400: "Malformed request (bad JSON or query parameter)",
     401: "Missing, unknown or revoked bearer token",
@@ -100,8 +109,6 @@ ID_PARAM = {"schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "req
 SUB_ID = {"name": "subscriber_id", "in": "path", **ID_PARAM}
 ISSUE_ID = {"name": "issue_id", "in": "path", **ID_PARAM}
 AUTH: list[dict[str, list[str]]] = [{"bearerAuth": []}]
-# A cursor is the last id of a page, so never more digits than the largest id after it.
-CURSOR_PATTERN = f"^[0-9]{{1,{len(str(MAX_ID + 1))}}}$"
 LIMIT_PARAM = {
     "name": "limit",
     "in": "query",

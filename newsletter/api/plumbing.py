@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any, ParamSpec, TypeVar
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from newsletter.api.serialise import CURSOR_PATTERN, MAX_ID
 from newsletter.auth.api_tokens import verify_token
 from newsletter.errors import Invalid, NewsletterError
 from newsletter.extensions import csrf, db
@@ -184,3 +186,20 @@ def int_arg(name: str, default: int | None, lo: int, hi: int) -> int | None:
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or not lo <= int(raw) <= hi:
         raise ApiError(400, "invalid_parameter", f"{name} must be a whole number {lo}–{hi}.", name)
     return int(raw)
+
+
+def cursor_arg() -> int | None:
+    """Return ``?cursor=`` as the document allows it: any number of up to ten digits.
+
+    The lists run newest first, below the cursor: 0 is past the last row (an empty page), a
+    number past the largest id is before the first (the list from the top, as no cursor).
+    """
+    raw = request.args.get("cursor")
+    if raw is None or raw == "":
+        return None
+    if not re.fullmatch(CURSOR_PATTERN, raw, flags=re.ASCII):
+        raise ApiError(
+            400, "invalid_parameter", "cursor must be the next_cursor of a page.", "cursor"
+        )
+    cursor = int(raw)
+    return cursor if cursor <= MAX_ID else None

@@ -20,6 +20,9 @@ M = TypeVar("M")
 # --- bounds and choices the routes enforce and the document states ---------------------------
 
 MAX_ID = 2**31 - 1  # the column's range; a larger number in a URL is simply not found
+# A cursor is the last id of a page, so never more digits than the largest id after it; any
+# such number is a position in the list (api/plumbing.cursor_arg).
+CURSOR_PATTERN = f"^[0-9]{{1,{len(str(MAX_ID + 1))}}}$"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_QUERY = 100  # characters of a subscriber search

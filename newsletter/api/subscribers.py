@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 from newsletter.api.plumbing import (
     ApiError,
     bp,
+    cursor_arg,
     int_arg,
     json_body,
     string_field,
@@ -103,7 +104,7 @@ def list_subscribers() -> ResponseReturnValue:
     if len(q) > MAX_QUERY or "\0" in q:
         raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
     limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
-    cursor = int_arg("cursor", None, 1, MAX_ID)
+    cursor = cursor_arg()
     # The editor page's search: trigram indexes on both databases, never a full scan.
     rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
     more = len(rows) > limit

@@ -9,6 +9,8 @@ after a rollback: nothing was recorded and the mail should be tried again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -21,21 +23,30 @@ log = logging.getLogger(__name__)
 MAX_SIZE = MAX_INPUT
 
 
-def apply_mail(session: Session, raw: bytes, envelope_to: str, settings: Settings) -> list[str]:
-    """Parse one mail, apply each notice it holds and commit; return one line per notice."""
+def apply_mail(
+    session: Session, raw: bytes, envelope_to: str | Sequence[str], settings: Settings
+) -> list[str]:
+    """Parse one mail, apply each notice it holds and commit; return one line per notice.
+
+    ``envelope_to`` may list several envelope recipients (an SMTP transaction with several
+    RCPTs): the mail is parsed once and each notice applied for each recipient's address.
+    """
+    recipients = [envelope_to] if isinstance(envelope_to, str) else list(envelope_to)
     if len(raw) > MAX_SIZE:
         log.warning("notification of %d bytes refused (over %d)", len(raw), MAX_SIZE)
         return [f"refused: the message is over {MAX_SIZE} bytes; nothing recorded"]
-    notices = parse(raw, envelope_to)
+    notices = parse(raw, recipients[0] if recipients else "")
     if not notices:
         log.info("mail of %d bytes is no bounce or complaint we can read; dropped", len(raw))
         return ["ignored: not a bounce or complaint that can be read"]
     lines = []
     try:
-        for notice in notices:
-            line = apply_notice(session, notice, settings)
-            log.info("%s notification: %s", notice.source, line)
-            lines.append(line)
+        for rcpt in recipients or [""]:
+            for parsed in notices:
+                notice = replace(parsed, envelope_to=rcpt.strip() or parsed.envelope_to)
+                line = apply_notice(session, notice, settings)
+                log.info("%s notification: %s", notice.source, line)
+                lines.append(line)
         session.commit()
     except BaseException:
         session.rollback()

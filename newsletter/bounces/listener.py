@@ -1,10 +1,12 @@
 """An SMTP listener for the bounce address: what `newsletter bounces serve` runs behind an MX.
 
 It accepts RCPT only for the bounce address and its ``+tag`` forms (every other recipient
-gets 550 5.1.1, so it can never become an open relay or a catch-all), caps the message size
-(552 5.3.4), and hands each message to ``take`` once per accepted recipient: the envelope
-recipient is the VERP address that names the copy. If ``take`` fails (the database is
-away) the sender gets 451 and keeps the mail to try again later.
+gets 550 5.1.1, so it can never become an open relay or a catch-all), at most
+``MAX_RECIPIENTS`` of them per transaction (452 4.5.3 past that: the sending MTA sends the
+rest in another transaction), caps the message size (552 5.3.4), and hands each message to
+``take`` once with its accepted recipients: it is parsed once, and each envelope recipient
+is the VERP address that names a copy. If ``take`` fails (the database is away) the sender
+gets 451 and keeps the mail to try again later.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ from newsletter.models import MAX_EMAIL_LENGTH
 
 log = logging.getLogger(__name__)
 
-Take = Callable[[bytes, str], list[str]]
+Take = Callable[[bytes, list[str]], list[str]]
+
+# Recipients per transaction. A bounce names one copy; a sending MTA batches a few at most,
+# and a 452 for the rest only makes it send them in another transaction (RFC 5321 4.5.3.1.10).
+MAX_RECIPIENTS = 100
+TOO_MANY = "452 4.5.3 Too many recipients"
 
 
 def accepts(address: str, bounce_address: str) -> bool:
@@ -51,6 +58,10 @@ class BounceHandler:
     ) -> str:
         if not accepts(address, self.bounce_address):
             return f"550 5.1.1 <{address[:MAX_EMAIL_LENGTH]}>: no such mailbox here"
+        if address in envelope.rcpt_tos:
+            return "250 2.1.5 OK"  # the same copy named twice is recorded once
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return TOO_MANY
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
@@ -58,10 +69,8 @@ class BounceHandler:
         raw = envelope.original_content or envelope.content
         data = raw if isinstance(raw, bytes) else str(raw).encode("utf-8", errors="replace")
         loop = asyncio.get_running_loop()
-        lines: list[str] = []
         try:
-            for rcpt in envelope.rcpt_tos:
-                lines += await loop.run_in_executor(self.pool, self.take, data, rcpt)
+            lines = await loop.run_in_executor(self.pool, self.take, data, list(envelope.rcpt_tos))
         except Exception as exc:
             log.warning("could not record a notification: %s", exc)
             return "451 4.3.0 Cannot record it just now; please try again later"

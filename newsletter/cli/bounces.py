@@ -55,7 +55,7 @@ def bounce_address(settings: Settings) -> str:
     return settings.bounce_address or parseaddr(settings.mail_from)[1]
 
 
-def _take(app: Flask, raw: bytes, envelope_to: str) -> list[str]:
+def _take(app: Flask, raw: bytes, envelope_to: list[str]) -> list[str]:
     with app.app_context():
         try:
             return apply_mail(db.session(), raw, envelope_to, app_settings(app))
@@ -122,7 +122,7 @@ def bounces_serve(host: str, port: int, max_size: int) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         controller = start_listener(
-            lambda raw, rcpt: _take(app, raw, rcpt), address, host, port, max_size
+            lambda raw, rcpts: _take(app, raw, rcpts), address, host, port, max_size
         )
     except (OSError, RuntimeError) as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc}") from None

@@ -12,6 +12,7 @@ from newsletter.delivery.lifecycle import reconcile as reconcile_sends
 from newsletter.extensions import db, settings
 from newsletter.issues.due import start_due
 from newsletter.models import utcnow
+from newsletter.subscribers.expiry import expire_pending, expired_before
 from newsletter.tasks.dispatch import dispatch
 from newsletter.tasks.mail import reconcile as reconcile_mail
 from newsletter.tasks.manage import reconcile as reconcile_address_mail
@@ -49,4 +50,9 @@ def scheduler_tick() -> str:
         dispatch(issue_id, range(batches))
     if started:
         log.info("scheduler started issues %s", [i for i, _ in started])
-    return f"started {[i for i, _ in started]}; " + reconcile()
+    # Sign-ups never confirmed stop holding their address (subscribers/expiry.py).
+    expired = expire_pending(db.session(), expired_before(utcnow(), settings().confirm_max_age))
+    db.session.commit()
+    if expired:
+        log.info("expired %s sign-ups never confirmed", expired)
+    return f"started {[i for i, _ in started]}; expired {expired}; " + reconcile()

@@ -62,9 +62,12 @@ def embed_subscribe() -> Any:
         if as_json:
             return _json({"error": "origin_not_allowed", "message": message}, 403)
         return page("public/embed_refused.html", 403)
-    if request.mimetype not in signup.FORM_TYPES and not request.is_json:
+    # A blog's form posts form data, which needs no CORS preflight; a script that wants to send
+    # JSON calls POST /api/v1/subscribe instead. A JSON body here is refused, not ignored.
+    if request.mimetype not in signup.FORM_TYPES:
         if as_json:
-            return _json({"error": "unsupported_media_type", "message": "Send a form."}, 415)
+            message = "Send a form; scripts sending JSON call POST /api/v1/subscribe."
+            return _json({"error": "unsupported_media_type", "message": message}, 415)
         return page("public/form_expired.html", 415, wrong_type=True)
     answer = signup.handle("embed")
     if answer.outcome is signup.Outcome.INVALID:

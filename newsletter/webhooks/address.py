@@ -45,10 +45,32 @@ def normalise_host(host: str) -> str:
         return host
 
 
-def forbidden(address: IPAddress) -> bool:
-    """Say whether an address is internal: loopback, private, link-local, metadata …"""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+# IPv6 forms that carry an IPv4 address which cannot be read back reliably, or that are
+# deprecated: refused whatever they carry. The NAT64 local-use prefix may embed the IPv4
+# address at any of several prefix lengths (RFC 6052), and Teredo relays through servers of
+# its own; IPv4-compatible addresses (::a.b.c.d) were deprecated long ago.
+OPAQUE_IPV4_CARRIERS = (
+    ipaddress.ip_network("64:ff9b:1::/48"),  # NAT64, local use
+    ipaddress.ip_network("2001::/32"),  # Teredo
+    ipaddress.ip_network("::/96"),  # IPv4-compatible
+)
+NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """Return the IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64), if any."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64_WELL_KNOWN:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _internal(address: IPAddress) -> bool:
     return (
         address in METADATA_ADDRESSES
         or address.is_loopback
@@ -59,6 +81,30 @@ def forbidden(address: IPAddress) -> bool:
         or address.is_unspecified
         or not address.is_global
     )
+
+
+def is_metadata(address: IPAddress) -> bool:
+    """Say whether an address is a cloud metadata service, also when wrapped in IPv6."""
+    return address in METADATA_ADDRESSES or embedded_ipv4(address) in METADATA_ADDRESSES
+
+
+def forbidden(address: IPAddress) -> bool:
+    """Say whether an address is internal: loopback, private, link-local, metadata …
+
+    An IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, NAT64's well-known prefix)
+    is judged by the IPv4 address it leads to, so ``2002:7f00:1::`` is refused as 127.0.0.1
+    is, while NAT64 to a public address is allowed.
+    """
+    if isinstance(address, ipaddress.IPv6Address) and any(
+        address in carrier for carrier in OPAQUE_IPV4_CARRIERS
+    ):
+        return True
+    inner = embedded_ipv4(address)
+    if inner is not None:
+        # 6to4 is itself a global IPv6 range, NAT64's prefix is not global in every Python:
+        # the IPv4 address decides.
+        return _internal(inner)
+    return _internal(address)
 
 
 def resolve(host: str, port: int, timeout: float | None = None) -> list[IPAddress]:
@@ -132,7 +178,7 @@ def checked_addresses(
     addresses = resolve(host, port, timeout)
     allowed = name in {normalise_host(h) for h in allow}
     for address in addresses:
-        if address in METADATA_ADDRESSES or (not allowed and forbidden(address)):
+        if is_metadata(address) or (not allowed and forbidden(address)):
             raise Refused(
                 f"{host} is an internal address ({address}): loopback, private, link-local and "
                 "metadata addresses are refused. An operator can allow an intranet host with "

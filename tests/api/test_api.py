@@ -348,3 +348,32 @@ def test_the_issue_list_without_a_token_is_401_not_405(app):
     response = app.test_client().get("/api/v1/issues")
     assert response.status_code == 401
     assert error_of(response)["code"] == "invalid_token" or response.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/issues", "/api/v1/subscribers", "/api/v1/bounces"])
+def test_every_cursor_the_document_allows_is_answered(app, path):
+    client, auth = app.test_client(), bearer(app)
+    db.session.add(Issue(slug="one", subject="One", body_md="Hello"))
+    db.session.add(Subscriber(email="cur@example.com", status=SubscriberStatus.CONFIRMED))
+    db.session.commit()
+    doc = client.get("/api/v1/openapi.json").get_json()
+    params = doc["paths"][path.removeprefix("/api/v1")]["get"]["parameters"]
+    cursor_schema = next(p["schema"] for p in params if p["name"] == "cursor")
+    for cursor in ("0", "00", "1", "2147483647", "9999999999"):
+        assert re.fullmatch(cursor_schema["pattern"].strip("^$"), cursor)
+        answer = client.get(path, query_string={"cursor": cursor}, headers=auth)
+        assert answer.status_code == 200, (cursor, answer.get_json())
+        assert answer.get_json()["next_cursor"] is None
+    assert client.get(path, query_string={"cursor": "0"}, headers=auth).get_json()["data"] == []
+    for bad in ("-1", "1.0", "abc", "99999999999", "\u0661"):
+        answer = client.get(path, query_string={"cursor": bad}, headers=auth)
+        assert answer.status_code == 400 and error_of(answer)["field"] == "cursor", bad
+
+
+def test_a_wrong_method_is_answered_405_with_the_allowed_ones(app):
+    client, auth = app.test_client(), bearer(app)
+    answer = client.put("/api/v1/issues", headers=auth, json={})
+    assert answer.status_code == 405 and answer.is_json
+    assert set(answer.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+    page = client.delete("/subscribe")
+    assert page.status_code == 405 and "POST" in page.headers["Allow"]

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from newsletter.bounces.listener import MAX_RECIPIENTS
 from newsletter.models import BounceKind
 from tests.bounces.conftest import (
     BOUNCE_ADDRESS,
@@ -149,3 +150,47 @@ def test_sigterm_stops_the_listener(serve):
     assert proc.wait(timeout=15) == 0
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+def test_one_mail_to_several_verp_addresses_bounces_each_copy(serve, sent):
+    first, second, other = sent(3)
+    port, _proc = serve()
+    raw = crlf(filled("gmail_no_such_user.eml", first))
+    with smtp(port) as client:
+        # The same copy named twice counts once.
+        rcpts = [first.envelope_from, second.envelope_from, first.envelope_from]
+        assert client.sendmail("", rcpts, raw) == {}
+    assert status_of(first.subscriber_id) == "bounced"
+    assert status_of(second.subscriber_id) == "bounced"
+    assert status_of(other.subscriber_id) == "confirmed"
+    assert sorted(row.delivery_id for row in bounce_rows()) == sorted(
+        [first.delivery_id, second.delivery_id]
+    )
+
+
+def test_recipients_past_the_cap_get_452_and_the_sender_sends_them_later(serve, sent):
+    (copy,) = sent(1)
+    port, _proc = serve()
+    local, _, domain = BOUNCE_ADDRESS.partition("@")
+    tags = [f"{local}+n{i}@{domain}" for i in range(MAX_RECIPIENTS + 5)]
+    with smtp(port) as client:
+        client.mail("")
+        answers = [
+            client.rcpt(address)
+            for address in [
+                *tags[: MAX_RECIPIENTS - 1],
+                copy.envelope_from,
+                *tags[MAX_RECIPIENTS - 1 :],
+            ]
+        ]
+        assert [code for code, _ in answers[:MAX_RECIPIENTS]] == [250] * MAX_RECIPIENTS
+        assert {(code, text) for code, text in answers[MAX_RECIPIENTS:]} == {
+            (452, b"4.5.3 Too many recipients")
+        }
+        # The transaction goes on with the recipients accepted.
+        assert client.data(crlf(filled("gmail_no_such_user.eml", copy)))[0] == 250
+        # The next transaction starts counting afresh: a refused one is accepted there.
+        client.mail("")
+        assert client.rcpt(tags[-1])[0] == 250
+        client.rset()
+    assert status_of(copy.subscriber_id) == "bounced"

@@ -48,6 +48,14 @@ FORBIDDEN_URLS = [
     "http://0.0.0.0/hook",
     "http://224.0.0.1/hook",
     "http://[fe80::1]/hook",
+    # IPv6 forms that carry an internal IPv4 address: 6to4, NAT64, IPv4-compatible, Teredo.
+    "http://[2002:7f00:1::]/hook",
+    "http://[2002:a00:5::1]/hook",
+    "http://[64:ff9b::127.0.0.1]/hook",
+    "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+    "http://[64:ff9b:1::7f00:1]/hook",
+    "http://[::127.0.0.1]/hook",
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/hook",
 ]
 
 
@@ -243,15 +251,45 @@ def test_webhook_jobs_have_their_own_queue_after_mail(app, make_subscriber):
 
 @pytest.mark.parametrize(
     "address",
-    ["127.0.0.1", "::1", "::ffff:127.0.0.1", "::ffff:10.1.2.3", "169.254.169.254", "100.64.0.1"],
+    [
+        "127.0.0.1",
+        "::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.1.2.3",
+        "169.254.169.254",
+        "100.64.0.1",
+        "2002:7f00:1::",
+        "2002:c0a8:101::1",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a00:5",
+        "64:ff9b:1::5db8:d822",
+        "::5db8:d822",
+        "2001:0:5db8:d822::80ff:fffe",
+    ],
 )
 def test_internal_addresses_are_forbidden(address):
     assert forbidden(ipaddress.ip_address(address))
 
 
-def test_public_addresses_are_not():
-    assert not forbidden(ipaddress.ip_address("93.184.216.34"))
-    assert not forbidden(ipaddress.ip_address("2606:4700:4700::1111"))
+@pytest.mark.parametrize(
+    "address",
+    ["93.184.216.34", "2606:4700:4700::1111", "2002:5db8:d822::1", "64:ff9b::5db8:d822"],
+)
+def test_public_addresses_are_not(address):
+    # 6to4 and NAT64 to a public IPv4 address are how IPv6-only hosts reach the IPv4 internet.
+    assert not forbidden(ipaddress.ip_address(address))
+
+
+def test_a_metadata_address_wrapped_in_ipv6_stays_refused_when_its_host_is_allowed(make_app):
+    app = make_app(WEBHOOK_ALLOW_HOSTS="2002:a9fe:a9fe::, 64:ff9b::a9fe:a9fe")
+    with app.app_context():
+        truncate_all()
+        client = editor_client(app)
+        for url in ("http://[2002:a9fe:a9fe::]/", "http://[64:ff9b::169.254.169.254]/"):
+            answer = _register(client, url)
+            assert answer.status_code == 400 and "internal address" in answer.text, url
+        assert _hooks() == 0
+        db.session.rollback()
 
 
 def test_the_allow_list_setting_is_validated(tmp_path):

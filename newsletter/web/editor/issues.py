@@ -43,6 +43,8 @@ NO_ISSUE = "There is no issue with that number."
 bp = Blueprint("editor", __name__, url_prefix="/editor")
 
 PER_PAGE = 25
+# Past this page the OFFSET would not fit the database's integer: no list is that long.
+MAX_PAGE = 2**31 // PER_PAGE
 SCHEDULE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 
 
@@ -121,23 +123,33 @@ def _progress(issue: Issue) -> dict[str, Any] | None:
     return issues.issue_status(issue.id)
 
 
+def _page_number(raw: str) -> int:
+    """Return the page a ``?page=`` asks for, from 1; a clear 400 for anything else."""
+    digits = raw.strip()
+    if not (digits.isascii() and digits.isdigit()) or int(digits[:20]) < 1:
+        abort(400, "The page number must be a whole number from 1; go back to the first page.")
+    return int(digits[:20]) if len(digits) <= 20 else MAX_PAGE + 1
+
+
 @bp.get("/")
 @login_required
 def dashboard() -> Any:
     """List issues, newest first, with their status and progress."""
-    page = request.args.get("page", 1, type=int)
-    if page < 1:
-        abort(404)
-    rows = list(
-        db.session.scalars(
-            sa.select(Issue)
-            .order_by(Issue.created_at.desc(), Issue.id.desc())
-            .limit(PER_PAGE + 1)
-            .offset((page - 1) * PER_PAGE)
+    page = _page_number(request.args.get("page", "1"))
+    rows = []
+    if page <= MAX_PAGE:
+        rows = list(
+            db.session.scalars(
+                sa.select(Issue)
+                .order_by(Issue.created_at.desc(), Issue.id.desc())
+                .limit(PER_PAGE + 1)
+                .offset((page - 1) * PER_PAGE)
+            )
         )
-    )
     if page > 1 and not rows:
-        abort(404)
+        total = db.session.scalar(sa.select(sa.func.count()).select_from(Issue)) or 0
+        last = max(1, -(-total // PER_PAGE))
+        abort(404, f"There is no such page: the list of issues has {last} page(s).")
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
     progress = {i.id: _progress(i) for i in rows}
