@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from newsletter.extensions import Base, db
 
@@ -32,6 +32,17 @@ def rowcount(result: sa.Result[*tuple[Any, ...]]) -> int:
     """Return how many rows the UPDATE or DELETE that gave ``result`` matched."""
     # Session.execute() is typed to return a Result; for DML it is always a CursorResult.
     return cast("sa.CursorResult[*tuple[Any, ...]]", result).rowcount
+
+
+def refresh_statistics(session: Session, *tables: str) -> None:
+    """Refresh PostgreSQL's planner statistics of ``tables`` after a bulk change (else nothing).
+
+    A table filled a moment ago has none until autovacuum comes by (or never, with it off),
+    and the planner then guesses. Sampling costs tens of milliseconds even at a million rows.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        for table in tables:
+            session.execute(sa.text(f"ANALYZE {table}"))
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -256,7 +267,8 @@ class Delivery(Model):
     __tablename__ = "delivery"
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
-        sa.Index("ix_delivery_issue_batch_status", "issue_id", "batch", "status"),
+        # id last: a batch's claim reads its queued rows in id order and stops at the chunk.
+        sa.Index("ix_delivery_claim_order", "issue_id", "batch", "status", "id"),
         sa.Index("ix_delivery_issue_status", "issue_id", "status"),
         sa.Index("ix_delivery_subscriber", "subscriber_id"),
     )

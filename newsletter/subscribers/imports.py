@@ -24,7 +24,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.errors import Invalid
-from newsletter.models import ImportJob, ImportStatus, SubscriberStatus, rowcount, utcnow
+from newsletter.models import (
+    ImportJob,
+    ImportStatus,
+    SubscriberStatus,
+    refresh_statistics,
+    rowcount,
+    utcnow,
+)
 from newsletter.subscribers.signup import get_or_create, reserve_confirmation
 from newsletter.subscribers.state import Action, transition
 from newsletter.subscribers.validate import clean_name, normalize_email
@@ -233,6 +240,10 @@ def run_import(session: Session, import_id: int, notify: Callable[[int, datetime
             errors_json=json.dumps(_details(report)),
             csv_text=None,  # the file holds addresses; keep it no longer than needed
         )
+        if report.added:
+            # A list imported and sent the same day: the snapshot and the claims plan on these.
+            refresh_statistics(session, "subscriber")
+            session.commit()
     except TakenBack:
         session.rollback()
         log.warning("import %s attempt %s was taken back; stopping", import_id, attempt)
