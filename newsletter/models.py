@@ -267,9 +267,10 @@ class Delivery(Model):
     __tablename__ = "delivery"
     __table_args__ = (
         sa.UniqueConstraint("issue_id", "subscriber_id", name="uq_delivery_issue_subscriber"),
-        # id last: a batch's claim reads its queued rows in id order and stops at the chunk.
-        sa.Index("ix_delivery_claim_order", "issue_id", "batch", "status", "id"),
-        sa.Index("ix_delivery_issue_status", "issue_id", "status"),
+        # One index for every read of an issue's rows by status (and batch): a claim reads a
+        # batch's queued rows in id order and stops at the chunk. A second, smaller index on
+        # (issue_id, status) let a planner without statistics read the whole issue instead.
+        sa.Index("ix_delivery_issue_status_batch", "issue_id", "status", "batch", "id"),
         sa.Index("ix_delivery_subscriber", "subscriber_id"),
     )
 

@@ -208,8 +208,8 @@ class _Prepared:
         return tuple(p[k] for k in self.order) if self.order else p
 
 
-# issue_id and batch lead to ix_delivery_claim_order: without them this ran every 50 ms
-# as a scan of the whole delivery table.
+# issue_id, status and batch lead to ix_delivery_issue_status_batch: without them this ran
+# every 50 ms as a scan of the whole delivery table.
 _NO_LONGER_CONFIRMED = sa.select(_DELIVERY.c.id).where(
     _DELIVERY.c.issue_id == sa.bindparam("issue_id"),
     _DELIVERY.c.batch == sa.bindparam("batch"),
