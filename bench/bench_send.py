@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_send.py                       # 10k and 100k, 1 and 2 workers
     .venv/bin/python bench/bench_send.py --smoke               # 200 recipients, 1 worker (CI)
     .venv/bin/python bench/bench_send.py --n 10000 --workers 2 --sink smtp-sink
+    .venv/bin/python bench/bench_send.py --database-url postgresql://… --statistics none
 
 For each N: a fresh instance (database migrated with `newsletter db upgrade`), N confirmed
 subscribers inserted set-based, then for each sink and worker count a new issue created with
@@ -20,6 +21,11 @@ queued with `newsletter issues send`. Figures per run:
 * CPU µs per message in the workers (user + system from /proc, during the send only)
   against the raw senders' own CPU per message;
 * each worker's peak RSS (VmHWM).
+
+``--statistics none`` (PostgreSQL) turns autovacuum off for the reader and delivery tables
+before anything is inserted: the send then plans on a list filled a moment ago, as on a
+server whose autovacuum is off or behind; only what the product itself runs (the snapshot's
+ANALYZE) gives the planner statistics. ``server`` (the default) leaves it to autovacuum.
 """
 
 from __future__ import annotations
@@ -171,6 +177,19 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def without_statistics(app) -> None:  # type: ignore[no-untyped-def]
+    """Keep autovacuum away from the tables a send reads (PostgreSQL; SQLite has none)."""
+    from newsletter.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            raise SystemExit("--statistics none is for PostgreSQL (--database-url)")
+        with db.engine.begin() as conn:
+            for table in ("subscriber", "delivery"):
+                conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
+        db.engine.dispose()
 
 
 def delivery_counts(app, issue_id: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
@@ -357,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
         help="what the raw baseline sends: copies of the issue the workers "
         "send (default), or generic ~7 KB messages",
     )
+    parser.add_argument(
+        "--statistics",
+        choices=("server", "none"),
+        default="server",
+        help="PostgreSQL: leave the planner's statistics to autovacuum (default), or turn "
+        "autovacuum off for the tables a send reads, so the send plans without them",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--smoke",
@@ -374,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         kinds.remove("smtp-sink")
 
     print_machine()
+    print(f"planner statistics: {args.statistics}", flush=True)
     sinks = {kind: Sink(kind) for kind in kinds}
     runs: list[SendRun] = []
     baselines: dict[tuple[str, int], RawResult] = {}
@@ -397,6 +424,8 @@ def main(argv: list[str] | None = None) -> int:
             app = None
             try:
                 app = inst.app()
+                if args.statistics == "none":
+                    without_statistics(app)
                 began = time.monotonic()
                 insert_confirmed(app, n)
                 print(

