@@ -147,6 +147,29 @@ def count(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> N
         log.warning("rate limit %s not counted: Redis did not answer", name)
 
 
+def hit(client: redis.Redis, name: str, who: str, limit: tuple[int, int]) -> bool:
+    """Count one hit for a client under ``name``; say whether it went past the allowance.
+
+    ``over_limit`` and ``count`` in one round trip: INCR says how many hits the window holds
+    with this one, so the hit is over the limit when it is past ``hits``, exactly when
+    ``over_limit`` would have said so before it. Only call it for input that passed every
+    check (refused input must cost the client nothing). A hit answered with a challenge is
+    counted too; it changes nothing, the window being past its allowance already. When Redis
+    does not answer the visitor is let through, as ``over_limit`` lets them.
+    """
+    hits, seconds = limit
+    key = _window_key(name, who, seconds, time.time())
+    try:
+        pipe = client.pipeline(transaction=False)  # INCR and EXPIRE need no MULTI
+        pipe.incr(key)
+        pipe.expire(key, seconds + 1)
+        used, _ = pipe.execute()
+    except redis.RedisError:
+        log.warning("rate limit %s not checked: Redis did not answer", name)
+        return False
+    return int(used) > hits
+
+
 def domain_ceiling(domain: str) -> int:
     """Return how many confirmation mails ``domain`` gets per DOMAIN_WINDOW."""
     return LARGE_PROVIDER_CONFIRMATIONS if domain in LARGE_PROVIDERS else DOMAIN_CONFIRMATIONS

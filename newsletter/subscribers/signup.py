@@ -285,8 +285,13 @@ def _insert_new(
     if new_id is None:
         return None
     # SQLite writes one transaction at a time (BEGIN IMMEDIATE): no other sign-up can come
-    # between the insert and the reservation.
-    due = reserve_confirmation(session, int(new_id), email, now)
+    # between the insert and the reservation. The row is new and pending, so only the mailbox
+    # limit can refuse the mail, and its refusal writes nothing: reserve_confirmation's
+    # savepoint (two more statements and the ORM's bookkeeping around them) has nothing to undo.
+    due = take_confirmation(session, email, now)
+    if due is not None:
+        reserve = {"r_id": new_id, "r_at": now, "r_due": due, "r_name": None, "r_day": today}
+        conn.execute(_RESERVE, reserve)
     history = [
         {
             "subscriber_id": new_id,

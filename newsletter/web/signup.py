@@ -93,7 +93,8 @@ def handle(source: str) -> Signup:
         return Signup(Outcome.INVALID, error=exc, typed=typed)
     limit = found.subscribe_rate_limit
     redis_client = get_redis()
-    if limits.over_limit(redis_client, LIMIT_NAME, _client(), limit) and not proof.solved(
+    # One round trip counts this sign-up and says whether it is past the client's allowance.
+    if limits.hit(redis_client, LIMIT_NAME, _client(), limit) and not proof.solved(
         redis_client, form.get(PROOF_FIELD, ""), _secrets()
     ):
         return Signup(
@@ -104,7 +105,6 @@ def handle(source: str) -> Signup:
             challenge=proof.challenge(found.secret_key),
         )
     result = _record(email, name, source)
-    limits.count(redis_client, LIMIT_NAME, _client(), limit)
     queue_owed_confirmation(result)  # never raises for Redis
     return Signup(Outcome.ACCEPTED, email=email, name=name, mail_at=result.mail_later(utcnow()))
 
