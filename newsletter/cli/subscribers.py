@@ -12,13 +12,15 @@ from flask.cli import with_appcontext
 
 from newsletter.bounces.record import reactivate
 from newsletter.cli.errors import fail
-from newsletter.errors import Invalid
+from newsletter.errors import Invalid, NewsletterError
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.editing import add_person, clean_reason, edit_person
 from newsletter.subscribers.export import write_csv
 from newsletter.subscribers.imports import ImportFormatError, import_csv
 from newsletter.subscribers.state import erase
-from newsletter.subscribers.validate import normalize_email
+from newsletter.subscribers.tags import parse_tags, tag_names
+from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 
 STATUSES = click.Choice([s.value for s in SubscriberStatus])
@@ -120,3 +122,65 @@ def subscribers_reactivate(email: str) -> None:
         raise click.ClickException(f"{address} is {sub.status.value} with no bounce to undo")
     db.session.commit()
     click.echo(f"reactivated {address}: {sub.status.value}, {done.undone} bounces undone")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Their name.")
+@click.option("--tag", "tags", multiple=True, help="A tag to give them (repeatable).")
+@click.option(
+    "--confirmed",
+    "reason",
+    metavar="REASON",
+    help="They opted in elsewhere: confirm them now; REASON is kept in their history.",
+)
+@with_appcontext
+def subscribers_add(email: str, name: str, tags: tuple[str, ...], reason: str | None) -> None:
+    """Add one person by hand; without --confirmed they get the confirmation mail."""
+    try:
+        address = normalize_email(email)
+        sub, due = add_person(
+            db.session(),
+            address,
+            clean_name(name),
+            parse_tags(list(tags)),
+            reason=None if reason is None else clean_reason(reason),
+            by="cli",
+        )
+        db.session.commit()
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    if due is not None:
+        queue_confirmation(sub.id, due)
+        click.echo(f"added {address}: pending, confirmation mail queued")
+    elif reason is not None:
+        click.echo(f"added {address}: confirmed")
+    else:
+        click.echo(f"added {address}: pending (the mail limits held the confirmation back)")
+
+
+@subscribers.command("tag")
+@click.argument("email")
+@click.argument("tags", nargs=-1)
+@click.option("--remove", is_flag=True, help="Take these tags off instead.")
+@with_appcontext
+def subscribers_tag(email: str, tags: tuple[str, ...], remove: bool) -> None:
+    """Give a person tags (or take them off with --remove); print the tags they now have."""
+    try:
+        address = normalize_email(email)
+        sub = db.session.scalar(sa.select(Subscriber).where(Subscriber.email == address))
+        if sub is None:
+            raise click.ClickException(f"no subscriber with the address {address}")
+        names = parse_tags(list(tags))
+        have = tag_names(db.session(), [sub.id])[sub.id]
+        if remove:
+            gone = {n.lower() for n in names}
+            wanted = [n for n in have if n.lower() not in gone]
+        else:
+            wanted = have + names
+        edit_person(db.session(), sub.id, tags=parse_tags(wanted), by="cli")
+        db.session.commit()
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    now = tag_names(db.session(), [sub.id])[sub.id]
+    click.echo(f"{address}: {', '.join(now) if now else 'no tags'}")

@@ -19,8 +19,9 @@ from flask import (
     url_for,
 )
 
-from newsletter.auth.sessions import login_required
+from newsletter.auth.sessions import current_editor, login_required
 from newsletter.bounces import listing
+from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.models import (
     Delivery,
@@ -31,8 +32,19 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers import search
+from newsletter.subscribers.editing import (
+    EDITOR_STATUSES,
+    add_person,
+    change_status,
+    clean_reason,
+    edit_person,
+    resend_confirmation,
+)
 from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
+from newsletter.subscribers.tags import parse_tags, tag_names
+from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.mail import queue_confirmation
 from newsletter.web import row_id
 
 NO_SUBSCRIBER = "No subscriber with that number (they may have been erased)."
@@ -142,8 +154,109 @@ def subscriber(subscriber_id: int) -> Any:
     ).all()
     bounced = listing.recent(db.session(), subscriber_id=sub.id, limit=100)
     return render_template(
-        "editor/subscriber.html", sub=sub, events=events, deliveries=deliveries, bounces=bounced
+        "editor/subscriber.html",
+        sub=sub,
+        events=events,
+        deliveries=deliveries,
+        bounces=bounced,
+        tags=tag_names(db.session(), [sub.id])[sub.id],
+        statuses=[s.value for s in EDITOR_STATUSES],
     )
+
+
+def _by() -> str:
+    editor = current_editor()
+    return f"editor {editor.email}" if editor else "an editor"
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@login_required
+def new_subscriber() -> Any:
+    """Add one person by hand: mail them the confirmation, or confirm them with a reason."""
+    form = request.form
+    if request.method == "GET":
+        return render_template("editor/subscriber_new.html", form={}, error=None)
+    try:
+        if form.get("mode") not in ("confirm", "confirmed"):
+            raise NewsletterError(
+                "Choose whether to mail the confirmation or to mark them confirmed."
+            )
+        email = normalize_email(form.get("email"))
+        name = clean_name(form.get("name", ""))
+        tags = parse_tags(form.get("tags", ""))
+        reason = clean_reason(form.get("reason")) if form.get("mode") == "confirmed" else None
+        sub, due = add_person(db.session(), email, name, tags, reason=reason, by=_by())
+        db.session.commit()
+    except NewsletterError as exc:
+        db.session.rollback()
+        page = render_template("editor/subscriber_new.html", form=form, error=exc.message)
+        return page, exc.status if exc.status != 422 else 400
+    if due is not None:
+        queue_confirmation(sub.id, due)  # Redis down: the reconciler queues it
+        flash(f"{email} was added; a confirmation mail is on its way.")
+    elif reason is not None:
+        flash(f"{email} was added as confirmed.")
+    else:
+        flash(f"{email} was added; the limits held back the confirmation mail for now.")
+    return redirect(url_for("subscribers.subscriber", subscriber_id=sub.id))
+
+
+def _act(subscriber_id: int, done: str, action: Any) -> Any:
+    """Run one change to a person, commit, and go back to their page saying how it went."""
+    db.get_or_404(Subscriber, subscriber_id, description=NO_SUBSCRIBER)
+    try:
+        result = action()
+        db.session.commit()
+    except NewsletterError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash(done if result is not False else "Nothing changed.")
+    return redirect(url_for("subscribers.subscriber", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<id:subscriber_id>/edit")
+@login_required
+def edit_subscriber(subscriber_id: int) -> Any:
+    """Change a person's name and tags."""
+
+    def act() -> object:
+        name = clean_name(request.form.get("name", ""))
+        tags = parse_tags(request.form.get("tags", ""))
+        return edit_person(db.session(), subscriber_id, name=name, tags=tags, by=_by())
+
+    return _act(subscriber_id, "Saved.", act)
+
+
+@bp.post("/subscribers/<id:subscriber_id>/resend")
+@login_required
+def resend(subscriber_id: int) -> Any:
+    """Mail the confirmation link again, within the sign-up form's limits."""
+    due = None
+
+    def act() -> object:
+        nonlocal due
+        due = resend_confirmation(db.session(), subscriber_id)
+        return True
+
+    answer = _act(subscriber_id, "The confirmation mail is on its way again.", act)
+    if due is not None:
+        queue_confirmation(subscriber_id, due)
+    return answer
+
+
+@bp.post("/subscribers/<id:subscriber_id>/status")
+@login_required
+def set_status(subscriber_id: int) -> Any:
+    """Change a person's status (confirmed only with a reason; never back from unsubscribed)."""
+    target = request.form.get("status", "")
+
+    def act() -> object:
+        return change_status(
+            db.session(), subscriber_id, target, reason=request.form.get("reason"), by=_by()
+        )
+
+    return _act(subscriber_id, f"The status is now {target}.", act)
 
 
 @bp.route("/subscribers/<id:subscriber_id>/erase", methods=["GET", "POST"])
