@@ -328,6 +328,7 @@ class Delivery(Model):
 
 
 class ImportStatus(enum.StrEnum):
+    PREVIEW = "preview"  # uploaded; the editor checks the column mapping before it is queued
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -343,6 +344,8 @@ class ImportJob(Model):
     filename: Mapped[str] = mapped_column(sa.String(200))
     csv_text: Mapped[str | None] = mapped_column(sa.Text())  # dropped once imported
     confirmed: Mapped[bool] = mapped_column(default=False)
+    # Tags every row gets, comma-separated (tag names hold no commas).
+    tags: Mapped[str] = mapped_column(sa.Text(), default="", server_default="")
     status: Mapped[ImportStatus] = mapped_column(
         _enum(ImportStatus, "import_status"), default=ImportStatus.QUEUED
     )

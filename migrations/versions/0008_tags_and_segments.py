@@ -47,9 +47,12 @@ def upgrade():
         ),
     )
     op.create_index("ix_issue_tag_tag_id", "issue_tag", ["tag_id"])
+    op.add_column("import_job", sa.Column("tags", sa.Text(), nullable=False, server_default=""))
 
 
 def downgrade():
+    with op.batch_alter_table("import_job") as batch:
+        batch.drop_column("tags")
     op.drop_table("issue_tag")
     op.drop_index("ix_subscriber_tag_tag", table_name="subscriber_tag")
     op.drop_table("subscriber_tag")

@@ -17,6 +17,7 @@ from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscribers.editing import add_person, clean_reason, edit_person
 from newsletter.subscribers.export import write_csv
+from newsletter.subscribers.formats import decode
 from newsletter.subscribers.imports import ImportFormatError, import_csv
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.tags import parse_tags, tag_names
@@ -43,17 +44,23 @@ def subscribers() -> None:
     is_flag=True,
     help="These people already opted in elsewhere: no confirmation mail.",
 )
+@click.option("--tag", "tags", multiple=True, help="A tag every row gets (repeatable).")
 @with_appcontext
-def subscribers_import(csv_file: Path, confirmed: bool) -> None:
-    """Import subscribers from a CSV file with a header row (columns email, name)."""
+def subscribers_import(csv_file: Path, confirmed: bool, tags: tuple[str, ...]) -> None:
+    """Import subscribers from a CSV file with a header row and an email column.
+
+    Also reads name and tags columns, and the exports of Mailchimp, Substack, Buttondown,
+    listmonk and this service as they are; rows the file marks as unsubscribed, cleaned,
+    bounced or blocklisted are kept as such and never mailed.
+    """
     try:
-        text = csv_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{csv_file}: not UTF-8 text") from None
-    try:
-        report = import_csv(db.session(), text, confirmed=confirmed)
+        names = parse_tags(list(tags))
+        text = decode(csv_file.read_bytes())
+        report = import_csv(db.session(), text, confirmed=confirmed, tags=names)
     except ImportFormatError as exc:
         raise click.ClickException(f"{csv_file}: {exc.message}") from None
+    except NewsletterError as exc:
+        raise fail(exc) from None
     # import_csv reserved these confirmations (cooldown, daily cap): queue exactly those.
     for sid in report.to_confirm:
         queue_confirmation(sid, report.reserved_at)
@@ -61,7 +68,8 @@ def subscribers_import(csv_file: Path, confirmed: bool) -> None:
         click.echo(f"line {line}: {message}", err=True)
     click.echo(
         f"{report.rows} rows: {report.added} added, {report.confirmed} confirmed, "
-        f"{report.unchanged} already there, {len(report.errors)} skipped"
+        f"{report.unchanged} already there, {report.suppressed} kept out as the file says, "
+        f"{len(report.errors)} skipped"
         + (f", {len(report.to_confirm)} confirmation mails queued" if report.to_confirm else "")
     )
 
