@@ -274,6 +274,10 @@ class Issue(Model):
     audience: Mapped[int] = mapped_column(default=0)
     batches: Mapped[int] = mapped_column(default=0)
     pause_reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    # The tags it goes to (none: every confirmed reader); issues/segment.py writes them.
+    segment: Mapped[list[Tag]] = relationship(
+        secondary="issue_tag", viewonly=True, order_by="Tag.key"
+    )
 
 
 class IssueTag(Model):

@@ -243,7 +243,15 @@ def build_document(base_url: str) -> dict[str, Any]:
                     "type": ["string", "null"],
                     "format": "date-time",
                     "description": "schedule for this moment (with a time zone); omit for now",
-                }
+                },
+                "tags": {
+                    "type": "array",
+                    "items": TAG,
+                    "maxItems": MAX_TAGS_PER_PERSON,
+                    "description": "send only to the confirmed readers with any of these tags "
+                    "(a segment); omit or empty for every confirmed reader. An unknown tag "
+                    "answers 404, a segment with nobody confirmed 409; nothing is queued",
+                },
             }
         ),
         "Message": _obj({"message": STR}, ["message"]),

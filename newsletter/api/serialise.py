@@ -99,6 +99,8 @@ ISSUE_FIELDS: tuple[Field[Issue], ...] = (
     Field("queued_at", "string", lambda i: i.queued_at, DATE_TIME, nullable=True),
     Field("sent_at", "string", lambda i: i.sent_at, DATE_TIME, nullable=True),
     Field("audience", "integer", lambda i: i.audience),
+    # The tags whose confirmed readers it goes to; empty: every confirmed reader.
+    Field("segment", "array", lambda i: [t.name for t in i.segment]),
 )
 
 
