@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.models import Subscriber
-from newsletter.subscribers.search import like_clause
-from newsletter.subscribers.tags import carries, tag_names
+from newsletter.subscribers.search import carries, like_clause
+from newsletter.subscribers.tags import tag_names
 
 COLUMNS = ("email", "name", "status", "created_at", "confirmed_at", "unsubscribed_at", "source")
 # Rows read at a time; each chunk's tags come in one more query.

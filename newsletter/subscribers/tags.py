@@ -232,10 +232,3 @@ def tag_counts(session: Session) -> list[tuple[str, int, int]]:
         .order_by(Tag.key)
     )
     return [(name, int(n or 0), int(c or 0)) for name, n, c in rows]
-
-
-def carries(tag_id: int) -> sa.Exists:
-    """SQL saying that a subscriber row carries the tag ``tag_id`` (through its index)."""
-    return sa.exists().where(
-        SubscriberTag.subscriber_id == Subscriber.id, SubscriberTag.tag_id == tag_id
-    )

@@ -174,3 +174,12 @@ def test_a_segment_goes_out_exactly_once_through_a_kill_9_and_to_nobody_else(wor
     assert sum(n - 1 for n in copies.values()) <= 1  # the message in flight, at most
     found = world.status()
     assert found["audience"] == 600 == found["sent"]
+
+
+def test_the_stats_say_which_segment_an_issue_went_to(app, run_jobs):
+    _people(app)
+    issue = create_issue("Stats", "Hello.")
+    app.test_cli_runner().invoke(args=["issues", "send", str(issue.id), "--tag", "group 9"])
+    run_jobs()
+    page = editor_client(app).get("/editor/stats").text
+    assert '#1 Stats<br><small class="muted segment">to the readers tagged group 9' in page

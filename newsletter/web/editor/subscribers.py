@@ -32,6 +32,14 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers import search
+from newsletter.subscribers.bulk import (
+    Filter,
+    count_matching,
+    erase_all,
+    tag_all,
+    unsubscribe_all,
+    untag_all,
+)
 from newsletter.subscribers.editing import (
     EDITOR_STATUSES,
     add_person,
@@ -42,7 +50,7 @@ from newsletter.subscribers.editing import (
 )
 from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
-from newsletter.subscribers.tags import parse_tags, tag_names
+from newsletter.subscribers.tags import clean_tag, find_tags, parse_tags, tag_counts, tag_names
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 from newsletter.web import row_id
@@ -61,14 +69,23 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _filters() -> tuple[str, str]:
-    q = (request.args.get("q") or "").strip()[:MAX_SEARCH]
-    status = request.args.get("status") or ""
+def _filters(args: Any = None) -> tuple[str, str, str, int | None]:
+    """Return the list's filter: search term, status, tag name and that tag's id."""
+    args = request.args if args is None else args
+    q = (args.get("q") or "").strip()[:MAX_SEARCH]
+    status = args.get("status") or ""
+    tag = (args.get("tag") or "").strip()
     if "\0" in q:
         abort(400, "The search may not contain a NUL character.")
     if status and status not in STATUSES:
         abort(400, "Unknown status; choose pending, confirmed, unsubscribed or bounced.")
-    return q, status
+    tag_id = None
+    if tag:
+        try:
+            tag_id = find_tags(db.session(), [tag])[0].id
+        except NewsletterError as exc:
+            abort(404 if exc.status == 404 else 400, exc.message)
+    return q, status, tag, tag_id
 
 
 def _cursor(name: str) -> int | None:
@@ -90,9 +107,11 @@ def status_counts() -> dict[str, int]:
 @login_required
 def subscribers() -> Any:
     """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
-    q, status = _filters()
+    q, status, tag, tag_id = _filters()
     after, before = _cursor("after"), _cursor("before")
-    rows = search.page(db.session(), q, status, after=after, before=before, limit=PAGE_SIZE + 1)
+    rows = search.page(
+        db.session(), q, status, after=after, before=before, limit=PAGE_SIZE + 1, tag=tag_id
+    )
     if before is not None:
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
@@ -101,7 +120,8 @@ def subscribers() -> Any:
         has_older = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         has_newer = after is not None
-    base = {k: v for k, v in (("q", q), ("status", status)) if v}
+    base = {k: v for k, v in (("q", q), ("status", status), ("tag", tag)) if v}
+    filtered = bool(base)
     older_url = f"?{urlencode({**base, 'after': rows[-1].id})}" if rows and has_older else None
     newer_url = f"?{urlencode({**base, 'before': rows[0].id})}" if rows and has_newer else None
     return render_template(
@@ -111,6 +131,10 @@ def subscribers() -> Any:
         status=status,
         statuses=STATUSES,
         counts=status_counts(),
+        tag=tag,
+        tags=tag_counts(db.session()),
+        row_tags=tag_names(db.session(), [r.id for r in rows]),
+        matching=count_matching(db.session(), Filter(q, status, tag_id)) if filtered else None,
         older_url=older_url,
         newer_url=newer_url,
         export_url=url_for("subscribers.export") + (f"?{urlencode(base)}" if base else ""),
@@ -121,8 +145,8 @@ def subscribers() -> Any:
 @login_required
 def export() -> Response:
     """Stream the subscribers that match the current filter as CSV."""
-    q, status = _filters()
-    lines = csv_lines(status=status or None, search=q or None)
+    q, status, _tag, tag_id = _filters()
+    lines = csv_lines(status=status or None, search=q or None, tag=tag_id)
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(lines),
@@ -278,3 +302,55 @@ def erase_subscriber(subscriber_id: int) -> Any:
     db.session.commit()
     flash(f"{email} was erased: no row holds their address or name any more.")
     return redirect(url_for("subscribers.subscribers"))
+
+
+BULK_ACTIONS = ("tag", "untag", "unsubscribe", "erase", "export")
+
+
+@bp.post("/subscribers/bulk")
+@login_required
+def bulk() -> Any:
+    """Act on everyone the list's filter matches (all of them, not one page)."""
+    form = request.form
+    q, status, tag, tag_id = _filters(form)
+    kept = {k: v for k, v in (("q", q), ("status", status), ("tag", tag)) if v}
+    back = url_for("subscribers.subscribers") + (f"?{urlencode(kept)}" if kept else "")
+    action = form.get("do", "")
+    if action not in BULK_ACTIONS:
+        flash("Choose what to do with these people.", "error")
+        return redirect(back, 303)
+    if form.get("all") != "yes":
+        flash("Tick “all that match” to act on everyone the filter matches.", "error")
+        return redirect(back, 303)
+    filt = Filter(q, status, tag_id)
+    if action == "export":
+        return redirect(url_for("subscribers.export") + (f"?{urlencode(kept)}" if kept else ""))
+    try:
+        if action in ("tag", "untag"):
+            name = clean_tag(form.get("tag_name", ""))
+            if action == "tag":
+                n = tag_all(db.session(), filt, name)
+                done = f"Tagged {n} {_people(n)} “{name}”."
+            else:
+                found = find_tags(db.session(), [name])[0]
+                n = untag_all(db.session(), filt, found.id)
+                done = f"Took the tag “{found.name}” off {n} {_people(n)}."
+            db.session.commit()
+        elif action == "unsubscribe":
+            n = unsubscribe_all(db.session(), filt, by=_by())
+            done = f"Unsubscribed {n} {_people(n)} (recorded as by you)."
+        else:
+            n = erase_all(db.session(), filt, form.get("confirm_count", ""))
+            done = f"Erased {n} {_people(n)}: no row holds their address or name any more."
+    except NewsletterError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(back, 303)
+    flash(done)
+    if action == "erase" or (action == "untag" and tag):
+        back = url_for("subscribers.subscribers")
+    return redirect(back, 303)
+
+
+def _people(n: int) -> str:
+    return "person" if n == 1 else "people"
