@@ -155,3 +155,12 @@ def test_bulk_refuses_bad_input_and_changes_nothing(app):
         client, page, "/editor/subscribers/bulk", tag="group 7", do="export", all="yes"
     )
     assert export.headers["Location"].endswith("/editor/subscribers/export.csv?tag=group+7")
+
+
+def test_a_search_is_counted_only_when_asked(app):
+    _list(3, 12)
+    client = editor_client(app)
+    page = client.get("/editor/subscribers?q=r1").text
+    assert "Count everyone this search matches" in page and "With all" not in page
+    counted = client.get("/editor/subscribers?q=r1&count=1").text
+    assert "With all 6 people that match" in counted  # r1, r10–r14

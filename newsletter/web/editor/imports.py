@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,7 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from newsletter.auth.sessions import current_editor, login_required
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
-from newsletter.models import ImportJob, ImportStatus, rowcount
+from newsletter.models import ImportJob, ImportStatus, rowcount, utcnow
 from newsletter.subscribers.formats import decode, read
 from newsletter.subscribers.import_preview import preview_import
 from newsletter.subscribers.imports import import_report
@@ -81,7 +82,17 @@ def too_large(exc: RequestEntityTooLarge) -> Any:
     return _page(_too_large(), 413)
 
 
+# An upload never started is dropped after this long: the file holds addresses.
+PREVIEW_KEPT = timedelta(days=1)
+
+
 def _page(error: str | None = None, code: int = 200) -> Any:
+    db.session.execute(
+        sa.delete(ImportJob).where(
+            ImportJob.status == ImportStatus.PREVIEW, ImportJob.created_at < utcnow() - PREVIEW_KEPT
+        )
+    )
+    db.session.commit()
     recent = db.session.scalars(sa.select(ImportJob).order_by(ImportJob.id.desc()).limit(10))
     page = render_template(
         "editor/import.html", recent=list(recent), error=error, limit=size_text(upload_limit())

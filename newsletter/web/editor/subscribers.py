@@ -134,7 +134,12 @@ def subscribers() -> Any:
         tag=tag,
         tags=tag_counts(db.session()),
         row_tags=tag_names(db.session(), [r.id for r in rows]),
-        matching=count_matching(db.session(), Filter(q, status, tag_id)) if filtered else None,
+        # A search is counted only when asked: its count reads the whole list (LIKE), while its
+        # pages are found through the trigram index.
+        matching=count_matching(db.session(), Filter(q, status, tag_id))
+        if filtered and (not q or request.args.get("count"))
+        else None,
+        count_url=f"?{urlencode({**base, 'count': 1})}" if filtered else None,
         older_url=older_url,
         newer_url=newer_url,
         export_url=url_for("subscribers.export") + (f"?{urlencode(base)}" if base else ""),
