@@ -97,25 +97,28 @@ def _in_chunks(
     filt: Filter,
     extra: Sequence[sa.ColumnElement[bool]],
     each: Callable[..., bool],
+    most: int | None = None,
 ) -> int:
     """Call ``each`` on the matching people CHUNK at a time (keyset by id), committing each
-    chunk; return how many it changed."""
-    done, after = 0, 0
-    while True:
+    chunk; return how many it changed. ``most``: stop after that many people."""
+    done, after, seen = 0, 0, 0
+    while most is None or seen < most:
+        size = CHUNK if most is None else min(CHUNK, most - seen)
         chunk = list(
             session.scalars(
                 sa.select(Subscriber)
                 .where(*filt.where(), *extra, Subscriber.id > after)
                 .order_by(Subscriber.id)
-                .limit(CHUNK)
+                .limit(size)
             )
         )
         if not chunk:
             return done
-        after = chunk[-1].id
+        after, seen = chunk[-1].id, seen + len(chunk)
         done += sum(1 for sub in chunk if each(sub))
         session.commit()
         session.expunge_all()
+    return done
 
 
 def unsubscribe_all(session: Session, filt: Filter, *, by: str) -> int:
@@ -132,11 +135,12 @@ def unsubscribe_all(session: Session, filt: Filter, *, by: str) -> int:
 def erase_all(session: Session, filt: Filter, typed: str) -> int:
     """Erase everyone the filter matches, once ``typed`` is how many that is right now.
 
-    Raises Conflict, having erased nobody, when the typed number is not the count.
+    Raises Conflict, having erased nobody, when the typed number is not the count. Nobody
+    beyond that number is erased, whoever joins the match meanwhile.
     """
     count = count_matching(session, filt)
     if typed.strip() != str(count):
         raise Conflict(
             f"Type the number of people to erase, {count}, to confirm; nobody was erased."
         )
-    return _in_chunks(session, filt, [], lambda sub: erase(session, sub.email))
+    return _in_chunks(session, filt, [], lambda sub: erase(session, sub.email), most=count)
