@@ -129,6 +129,10 @@ class Subscriber(Model):
     events: Mapped[list[SubscriberEvent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
     )
+    # Read only (subscribers/tags.py writes the links); loaded when asked for, never by default.
+    tags: Mapped[list[Tag]] = relationship(
+        secondary="subscriber_tag", viewonly=True, order_by="Tag.key"
+    )
 
 
 class EventKind(enum.StrEnum):
@@ -161,6 +165,36 @@ class SubscriberEvent(Model):
     detail: Mapped[str] = mapped_column(sa.String(200), default="")
 
     subscriber: Mapped[Subscriber] = relationship(back_populates="events")
+
+
+# A tag's longest name; names are compared case-insensitively through ``Tag.key``.
+MAX_TAG_LENGTH = 50
+
+
+class Tag(Model):
+    """A label on people ("group 7"): what the list filters by and a send is segmented by."""
+
+    __tablename__ = "tag"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(MAX_TAG_LENGTH))
+    # The lower-cased name: "Group 7" and "group 7" are one tag.
+    key: Mapped[str] = mapped_column(sa.String(MAX_TAG_LENGTH), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class SubscriberTag(Model):
+    """Who carries which tag; indexed both ways (a person's tags, a tag's people)."""
+
+    __tablename__ = "subscriber_tag"
+    __table_args__ = (sa.Index("ix_subscriber_tag_tag", "tag_id", "subscriber_id"),)
+
+    subscriber_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class ConfirmLimit(Model):
@@ -251,6 +285,24 @@ class Issue(Model):
     audience: Mapped[int] = mapped_column(default=0)
     batches: Mapped[int] = mapped_column(default=0)
     pause_reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    # The tags it goes to (none: every confirmed reader); issues/segment.py writes them.
+    segment: Mapped[list[Tag]] = relationship(
+        secondary="issue_tag", viewonly=True, order_by="Tag.key"
+    )
+
+
+class IssueTag(Model):
+    """An issue's segment: it goes to the confirmed readers with any of these tags (none: all)."""
+
+    __tablename__ = "issue_tag"
+
+    issue_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True
+    )
+    # RESTRICT: a tag an issue went to stays, so the archive can still say who got it.
+    tag_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tag.id", ondelete="RESTRICT"), primary_key=True, index=True
+    )
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -293,6 +345,7 @@ class Delivery(Model):
 
 
 class ImportStatus(enum.StrEnum):
+    PREVIEW = "preview"  # uploaded; the editor checks the column mapping before it is queued
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -308,6 +361,8 @@ class ImportJob(Model):
     filename: Mapped[str] = mapped_column(sa.String(200))
     csv_text: Mapped[str | None] = mapped_column(sa.Text())  # dropped once imported
     confirmed: Mapped[bool] = mapped_column(default=False)
+    # Tags every row gets, comma-separated (tag names hold no commas).
+    tags: Mapped[str] = mapped_column(sa.Text(), default="", server_default="")
     status: Mapped[ImportStatus] = mapped_column(
         _enum(ImportStatus, "import_status"), default=ImportStatus.QUEUED
     )

@@ -22,6 +22,7 @@ from newsletter.api.serialise import DEFAULT_LIMIT, ISSUE_STATUS, MAX_ID, MAX_LI
 from newsletter.errors import Conflict, Invalid, NotFound
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
+from newsletter.issues.segment import choose_segment
 from newsletter.models import ISSUE_UNSENT, Issue, IssueStatus
 from newsletter.services import mailer
 from newsletter.subscribers.validate import normalize_email
@@ -126,11 +127,17 @@ def _parse_at(value: Any) -> datetime:
 @bp.post("/issues/<id:issue_id>/send")
 @token_required
 def send_issue(issue_id: int) -> ResponseReturnValue:
-    """Queue the issue now, or schedule it with {"at": "<ISO 8601 with zone>"}."""
+    """Queue the issue now, or schedule it with {"at": "<ISO 8601 with zone>"}; {"tags": [...]}
+    sends it to the confirmed readers with any of those tags (a segment)."""
     _issue(issue_id)
-    # The body is optional: no body (or an empty one) means "now".
-    data = json_body({"at"}) if request.get_data(cache=True).strip() else {}
+    # The body is optional: no body (or an empty one) means "now", to every confirmed reader.
+    data = json_body({"at", "tags"}) if request.get_data(cache=True).strip() else {}
     at = _parse_at(data["at"]) if data.get("at") is not None else None
+    tags = data.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ApiError(422, "invalid_field", "The field tags must be a list of strings.", "tags")
+    choose_segment(db.session(), issue_id, tags)
+    db.session.commit()
     message = dispatch.send_issue(issue_id, at)
     db.session.expire_all()
     return jsonify({"message": message, "issue": issue_json(_issue(issue_id))}), 202

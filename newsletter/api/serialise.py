@@ -29,8 +29,12 @@ MAX_QUERY = 100  # characters of a subscriber search
 SUBSCRIBER_STATUS = tuple(s.value for s in SubscriberStatus)
 ISSUE_STATUS = tuple(s.value for s in IssueStatus)
 BOUNCE_KINDS = tuple(k.value for k in BounceKind)
-# People confirm themselves: the API may only take someone off the list.
-SETTABLE_STATUS = (SubscriberStatus.UNSUBSCRIBED.value, SubscriberStatus.BOUNCED.value)
+# Confirmed only with a reason (kept in the person's history); pending only a sign-up makes.
+SETTABLE_STATUS = (
+    SubscriberStatus.CONFIRMED.value,
+    SubscriberStatus.UNSUBSCRIBED.value,
+    SubscriberStatus.BOUNCED.value,
+)
 
 DATE_TIME = "date-time"
 
@@ -51,6 +55,8 @@ class Field(Generic[M]):
         out: dict[str, Any] = {"type": [self.type, "null"] if self.nullable else self.type}
         if self.enum is not None:
             out["enum"] = list(self.enum)
+        if self.type == "array":
+            out["items"] = {"type": "string"}
         if self.format is not None:
             out["format"] = self.format
         return out
@@ -78,6 +84,7 @@ SUBSCRIBER_FIELDS: tuple[Field[Subscriber], ...] = (
     Field("bounced_at", "string", lambda s: s.bounced_at, DATE_TIME, nullable=True),
     # Set while the reader has paused the tips from their own page (sends skip them till then).
     Field("paused_until", "string", lambda s: s.paused_until, DATE_TIME, nullable=True),
+    Field("tags", "array", lambda s: [t.name for t in s.tags]),
 )
 
 ISSUE_FIELDS: tuple[Field[Issue], ...] = (
@@ -92,6 +99,8 @@ ISSUE_FIELDS: tuple[Field[Issue], ...] = (
     Field("queued_at", "string", lambda i: i.queued_at, DATE_TIME, nullable=True),
     Field("sent_at", "string", lambda i: i.sent_at, DATE_TIME, nullable=True),
     Field("audience", "integer", lambda i: i.audience),
+    # The tags whose confirmed readers it goes to; empty: every confirmed reader.
+    Field("segment", "array", lambda i: [t.name for t in i.segment]),
 )
 
 

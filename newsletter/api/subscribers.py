@@ -24,15 +24,17 @@ from newsletter.api.serialise import (
     SUBSCRIBER_STATUS,
     subscriber_json,
 )
-from newsletter.errors import NotFound
+from newsletter.errors import Invalid, NotFound
 from newsletter.extensions import db, get_redis, settings
-from newsletter.models import EventKind, Subscriber, SubscriberEvent, utcnow
+from newsletter.models import Subscriber, utcnow
 from newsletter.subscribers import limits as ratelimit
 from newsletter.subscribers import search
+from newsletter.subscribers.editing import add_person, change_status, clean_reason, edit_person
 from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
-from newsletter.subscribers.state import bounce, erase, unsubscribe
+from newsletter.subscribers.state import erase
+from newsletter.subscribers.tags import parse_tags, preload_tags
 from newsletter.subscribers.validate import clean_name, normalize_email
-from newsletter.tasks.mail import queue_owed_confirmation
+from newsletter.tasks.mail import queue_confirmation, queue_owed_confirmation
 
 SUBSCRIBE_ANSWER = SIGNUP_ANSWER
 
@@ -109,6 +111,7 @@ def list_subscribers() -> ResponseReturnValue:
     rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
+    preload_tags(db.session(), rows)
     return jsonify(
         {
             "data": [subscriber_json(s) for s in rows],
@@ -124,38 +127,57 @@ def get_subscriber(subscriber_id: int) -> ResponseReturnValue:
     return jsonify(subscriber_json(_subscriber(subscriber_id)))
 
 
+def _tags(data: dict[str, object]) -> list[str]:
+    raw = data.get("tags")
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise ApiError(422, "invalid_field", "The field tags must be a list of strings.", "tags")
+    return parse_tags(raw)
+
+
+@bp.post("/subscribers")
+@token_required
+def create_subscriber() -> ResponseReturnValue:
+    """Add one person by hand: pending (a confirmation mail goes) or confirmed with a reason."""
+    data = json_body({"email", "name", "tags", "status", "reason"}, {"email"})
+    email = normalize_email(string_field(data, "email"))
+    name = clean_name(string_field(data, "name")) if "name" in data else ""
+    tags = _tags(data) if "tags" in data else []
+    status = string_field(data, "status", 20) if "status" in data else "pending"
+    if status not in ("pending", "confirmed"):
+        raise Invalid("status", "A new person is pending (mailed the confirmation) or confirmed.")
+    reason = None
+    if status == "confirmed":
+        reason = clean_reason(string_field(data, "reason") if "reason" in data else "")
+    sub, due = add_person(db.session(), email, name, tags, reason=reason, by="api")
+    db.session.commit()
+    if due is not None:
+        queue_confirmation(sub.id, due)
+    db.session.refresh(sub)
+    return jsonify(subscriber_json(sub)), 201
+
+
 @bp.patch("/subscribers/<id:subscriber_id>")
 @token_required
 def patch_subscriber(subscriber_id: int) -> ResponseReturnValue:
-    """Change a name, or unsubscribe / mark bounced (the only status changes allowed here)."""
+    """Change the name and tags, or the status (confirmed only with a reason)."""
     sub = _subscriber(subscriber_id)
-    data = json_body({"name", "status"})
-    if "name" in data:
-        name = clean_name(string_field(data, "name"))
+    data = json_body({"name", "status", "tags", "reason"})
+    name = clean_name(string_field(data, "name")) if "name" in data else None
+    tags = _tags(data) if "tags" in data else None
+    target = None
     if "status" in data:
         target = string_field(data, "status", 20)
         if target not in SETTABLE_STATUS:
             raise ApiError(
                 422,
                 "invalid_status",
-                "Status can only be set to unsubscribed or bounced; people confirm themselves.",
+                "Status can be set to confirmed (with a reason), unsubscribed or bounced.",
                 "status",
             )
-        if sub.status.value != target and sub.status.value not in ("pending", "confirmed"):
-            raise ApiError(
-                409,
-                "invalid_transition",
-                f"A subscriber who is {sub.status.value} cannot become {target}.",
-                "status",
-            )
-    if "name" in data and name != sub.name:
-        sub.name = name
-        db.session.add(SubscriberEvent(subscriber=sub, kind=EventKind.EDITED, detail="name (api)"))
-    if "status" in data and sub.status.value != target:
-        if target == "unsubscribed":
-            unsubscribe(db.session(), sub.id, detail="api")
-        else:
-            bounce(db.session(), sub.id, detail="marked bounced via the api")
+    reason = string_field(data, "reason", 500) if "reason" in data else None
+    edit_person(db.session(), sub.id, name=name, tags=tags, by="api")
+    if target is not None:
+        change_status(db.session(), sub.id, target, reason=reason, by="api")
     db.session.commit()
     db.session.refresh(sub)
     return jsonify(subscriber_json(sub))

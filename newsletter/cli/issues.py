@@ -17,6 +17,7 @@ from newsletter.cli.errors import fail
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, each_issue, issue_status, mark_ready
+from newsletter.issues.segment import choose_segment
 from newsletter.models import IssueStatus
 from newsletter.tasks.dispatch import cancel_issue, pause_issue, resume_issue, send_issue, send_test
 
@@ -79,8 +80,16 @@ def _parse_at(raw: str) -> datetime:
 @click.argument("issue_id", type=int)
 @click.option("--at", "at_raw", help="Schedule at this ISO-8601 date and time (with a zone).")
 @click.option("--test-to", help="Send one test copy to this address instead.")
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    help="Send only to the confirmed readers with this tag (repeatable: any of them).",
+)
 @with_appcontext
-def send_command(issue_id: int, at_raw: str | None, test_to: str | None) -> None:
+def send_command(
+    issue_id: int, at_raw: str | None, test_to: str | None, tags: tuple[str, ...]
+) -> None:
     """Queue an issue now, schedule it (--at), or send one test copy (--test-to)."""
     if at_raw and test_to:
         raise click.ClickException("use either --at or --test-to, not both")
@@ -89,7 +98,12 @@ def send_command(issue_id: int, at_raw: str | None, test_to: str | None) -> None
             send_test(issue_id, test_to)
             click.echo(f"Test copy of issue {issue_id} sent to {test_to}.")
             return
-        click.echo(send_issue(issue_id, _parse_at(at_raw) if at_raw else None))
+        at = _parse_at(at_raw) if at_raw else None
+        # Every send says its audience: without --tag, every confirmed reader.
+        segment = choose_segment(db.session(), issue_id, tags)
+        db.session.commit()
+        said = send_issue(issue_id, at)
+        click.echo(said + (f" Segment: {', '.join(segment)}." if segment else ""))
     except NewsletterError as exc:
         raise fail(exc) from None
 

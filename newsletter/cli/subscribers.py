@@ -12,13 +12,16 @@ from flask.cli import with_appcontext
 
 from newsletter.bounces.record import reactivate
 from newsletter.cli.errors import fail
-from newsletter.errors import Invalid
+from newsletter.errors import Invalid, NewsletterError
 from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.editing import add_person, clean_reason, edit_person
 from newsletter.subscribers.export import write_csv
+from newsletter.subscribers.formats import decode
 from newsletter.subscribers.imports import ImportFormatError, import_csv
 from newsletter.subscribers.state import erase
-from newsletter.subscribers.validate import normalize_email
+from newsletter.subscribers.tags import parse_tags, tag_names
+from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation
 
 STATUSES = click.Choice([s.value for s in SubscriberStatus])
@@ -41,17 +44,23 @@ def subscribers() -> None:
     is_flag=True,
     help="These people already opted in elsewhere: no confirmation mail.",
 )
+@click.option("--tag", "tags", multiple=True, help="A tag every row gets (repeatable).")
 @with_appcontext
-def subscribers_import(csv_file: Path, confirmed: bool) -> None:
-    """Import subscribers from a CSV file with a header row (columns email, name)."""
+def subscribers_import(csv_file: Path, confirmed: bool, tags: tuple[str, ...]) -> None:
+    """Import subscribers from a CSV file with a header row and an email column.
+
+    Also reads name and tags columns, and the exports of Mailchimp, Substack, Buttondown,
+    listmonk and this service as they are; rows the file marks as unsubscribed, cleaned,
+    bounced or blocklisted are kept as such and never mailed.
+    """
     try:
-        text = csv_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise click.ClickException(f"{csv_file}: not UTF-8 text") from None
-    try:
-        report = import_csv(db.session(), text, confirmed=confirmed)
+        names = parse_tags(list(tags))
+        text = decode(csv_file.read_bytes())
+        report = import_csv(db.session(), text, confirmed=confirmed, tags=names)
     except ImportFormatError as exc:
         raise click.ClickException(f"{csv_file}: {exc.message}") from None
+    except NewsletterError as exc:
+        raise fail(exc) from None
     # import_csv reserved these confirmations (cooldown, daily cap): queue exactly those.
     for sid in report.to_confirm:
         queue_confirmation(sid, report.reserved_at)
@@ -59,7 +68,8 @@ def subscribers_import(csv_file: Path, confirmed: bool) -> None:
         click.echo(f"line {line}: {message}", err=True)
     click.echo(
         f"{report.rows} rows: {report.added} added, {report.confirmed} confirmed, "
-        f"{report.unchanged} already there, {len(report.errors)} skipped"
+        f"{report.unchanged} already there, {report.suppressed} kept out as the file says, "
+        f"{len(report.errors)} skipped"
         + (f", {len(report.to_confirm)} confirmation mails queued" if report.to_confirm else "")
     )
 
@@ -120,3 +130,65 @@ def subscribers_reactivate(email: str) -> None:
         raise click.ClickException(f"{address} is {sub.status.value} with no bounce to undo")
     db.session.commit()
     click.echo(f"reactivated {address}: {sub.status.value}, {done.undone} bounces undone")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Their name.")
+@click.option("--tag", "tags", multiple=True, help="A tag to give them (repeatable).")
+@click.option(
+    "--confirmed",
+    "reason",
+    metavar="REASON",
+    help="They opted in elsewhere: confirm them now; REASON is kept in their history.",
+)
+@with_appcontext
+def subscribers_add(email: str, name: str, tags: tuple[str, ...], reason: str | None) -> None:
+    """Add one person by hand; without --confirmed they get the confirmation mail."""
+    try:
+        address = normalize_email(email)
+        sub, due = add_person(
+            db.session(),
+            address,
+            clean_name(name),
+            parse_tags(list(tags)),
+            reason=None if reason is None else clean_reason(reason),
+            by="cli",
+        )
+        db.session.commit()
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    if due is not None:
+        queue_confirmation(sub.id, due)
+        click.echo(f"added {address}: pending, confirmation mail queued")
+    elif reason is not None:
+        click.echo(f"added {address}: confirmed")
+    else:
+        click.echo(f"added {address}: pending (the mail limits held the confirmation back)")
+
+
+@subscribers.command("tag")
+@click.argument("email")
+@click.argument("tags", nargs=-1)
+@click.option("--remove", is_flag=True, help="Take these tags off instead.")
+@with_appcontext
+def subscribers_tag(email: str, tags: tuple[str, ...], remove: bool) -> None:
+    """Give a person tags (or take them off with --remove); print the tags they now have."""
+    try:
+        address = normalize_email(email)
+        sub = db.session.scalar(sa.select(Subscriber).where(Subscriber.email == address))
+        if sub is None:
+            raise click.ClickException(f"no subscriber with the address {address}")
+        names = parse_tags(list(tags))
+        have = tag_names(db.session(), [sub.id])[sub.id]
+        if remove:
+            gone = {n.lower() for n in names}
+            wanted = [n for n in have if n.lower() not in gone]
+        else:
+            wanted = have + names
+        edit_person(db.session(), sub.id, tags=parse_tags(wanted), by="cli")
+        db.session.commit()
+    except NewsletterError as exc:
+        raise fail(exc) from None
+    now = tag_names(db.session(), [sub.id])[sub.id]
+    click.echo(f"{address}: {', '.join(now) if now else 'no tags'}")

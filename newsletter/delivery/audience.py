@@ -1,19 +1,24 @@
 """Who receives an issue: the one definition the plan, the claims, the editor and the API share.
 
-Today an issue's audience is every confirmed subscriber. A reader who paused is still in it:
-the snapshot keeps them as a skipped copy with the reason, and nobody claims it. Segments
-will be one more argument to ``audience``; everything that asks "who gets it" asks here.
+An issue's audience is every confirmed subscriber, or, for an issue sent to a segment, the
+confirmed subscribers who carry any of its tags (``in_segment``, one more clause). A reader
+who paused is still in it: the snapshot keeps them as a skipped copy with the reason, and
+nobody claims it. Everything that asks "who gets it" asks here.
+
+The segment decides the snapshot; after it, as for a whole send, only leaving the list
+(or pausing) takes a reader out: a tag taken off meanwhile takes nobody's copy away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import Delivery, Subscriber, SubscriberStatus
+from newsletter.models import Delivery, Subscriber, SubscriberStatus, SubscriberTag
 
 
 def in_audience() -> sa.ColumnElement[bool]:
@@ -42,14 +47,27 @@ def paused_note(dialect: str) -> sa.ColumnElement[str]:
     return sa.literal("paused until ", type_=sa.String()) + day
 
 
-def audience(*columns: Any) -> sa.Select[Any]:
-    """Return the SELECT of ``columns`` (default: the id) over the readers who receive an issue."""
-    return sa.select(*(columns or (Subscriber.id,))).where(in_audience())
+def in_segment(tag_ids: Sequence[int]) -> sa.Exists:
+    """SQL saying that a subscriber row carries any of the tags ``tag_ids`` (a segment)."""
+    return sa.exists().where(
+        SubscriberTag.subscriber_id == Subscriber.id, SubscriberTag.tag_id.in_(list(tag_ids))
+    )
 
 
-def count_audience(session: Session) -> int:
+def audience(*columns: Any, tags: Sequence[int] = ()) -> sa.Select[Any]:
+    """Return the SELECT of ``columns`` (default: the id) over the readers who receive an issue.
+
+    ``tags``: the ids of the segment's tags; none means every confirmed reader.
+    """
+    query = sa.select(*(columns or (Subscriber.id,))).where(in_audience())
+    return query.where(in_segment(tags)) if tags else query
+
+
+def count_audience(session: Session, tags: Sequence[int] = ()) -> int:
     """Return how many readers an issue sent now would be snapshotted for (paused ones too)."""
     query = sa.select(sa.func.count()).select_from(Subscriber).where(in_audience())
+    if tags:
+        query = query.where(in_segment(tags))
     return session.scalar(query) or 0
 
 

@@ -15,6 +15,7 @@ from newsletter.models import (
     DeliveryStatus,
     Issue,
     IssueStatus,
+    IssueTag,
     Subscriber,
     refresh_statistics,
 )
@@ -35,8 +36,9 @@ class QueueResult:
 def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int) -> QueueResult:
     """Snapshot the issue's audience into deliveries and mark the issue sending.
 
-    Readers paused at ``now`` are in the snapshot already skipped, with the reason. With
-    nobody in the audience the issue is left as it was and the result says ``nobody``.
+    An issue with a segment (its IssueTag rows) goes to the confirmed readers with any of
+    those tags. Readers paused at ``now`` are in the snapshot already skipped, with the
+    reason. With nobody in the audience the issue is left as it was and the result says ``nobody``.
 
     Only one caller can move the issue out of draft/ready/scheduled, so twenty simultaneous
     calls start one send. The caller commits.
@@ -47,6 +49,7 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
         snapshot.rollback()
         status = session.scalar(sa.select(Issue.status).where(Issue.id == issue_id))
         return QueueResult(False, 0, 0, status or IssueStatus.CANCELLED)
+    segment = session.scalars(sa.select(IssueTag.tag_id).where(IssueTag.issue_id == issue_id)).all()
     rank = sa.func.row_number().over(order_by=Subscriber.id)
     # A paused reader is in the snapshot as skipped, the reason on the row: the send's
     # counts show them, and nobody claims them.
@@ -58,6 +61,7 @@ def queue_issue(session: Session, issue_id: int, now: datetime, batch_size: int)
         sa.case((skipped, sa.literal(D.SKIPPED.value)), else_=sa.literal(D.QUEUED.value)),
         sa.literal(0),
         sa.case((skipped, paused_note(session.get_bind().dialect.name)), else_=sa.literal("")),
+        tags=segment,
     )
     session.execute(
         sa.insert(Delivery).from_select(

@@ -10,12 +10,10 @@ from its last progress report, and nothing before it is done twice.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -32,9 +30,13 @@ from newsletter.models import (
     rowcount,
     utcnow,
 )
+from newsletter.subscribers.formats import ImportFormatError, Row, read, split_tags
 from newsletter.subscribers.signup import get_or_create, reserve_confirmation
 from newsletter.subscribers.state import Action, transition
+from newsletter.subscribers.tags import add_tags, parse_tags
 from newsletter.subscribers.validate import clean_name, normalize_email
+
+__all__ = ["ImportFormatError", "ImportReport", "import_csv", "read_csv_rows", "run_import"]
 
 S = SubscriberStatus
 
@@ -52,6 +54,7 @@ class ImportReport:
     added: int = 0
     confirmed: int = 0
     unchanged: int = 0
+    suppressed: int = 0  # rows the file marks as gone: kept, never mailed
     rows: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
     # Pending subscribers whose confirmation mail this run reserved (and committed): the
@@ -74,26 +77,12 @@ class ImportReport:
 Progress = Callable[[ImportReport], None]
 
 
-class ImportFormatError(Invalid):
-    """The file as a whole is not a usable CSV (no header, no email column, not UTF-8)."""
+def read_csv_rows(text: str) -> Iterator[tuple[int, Row | str]]:
+    """Yield (line number, row or why it is skipped) of CSV text in any format ``formats`` reads.
 
-    def __init__(self, message: str) -> None:
-        super().__init__("file", message)
-
-
-def read_csv_rows(text: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield (line number, row) from CSV text with a header row that has an email column."""
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff"), newline=""))
-    if reader.fieldnames is None:
-        raise ImportFormatError("The file is empty: expected a header row with email and name.")
-    reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
-    if "email" not in reader.fieldnames:
-        raise ImportFormatError("The header row has no 'email' column.")
-    # Report the line a row starts on: a quoted field may span several lines.
-    ended = reader.line_num
-    for row in reader:
-        yield ended + 1, row
-        ended = reader.line_num
+    Raises ImportFormatError at once when the header row is unusable.
+    """
+    return read(text)[1]
 
 
 def count_rows(text: str) -> int:
@@ -106,6 +95,7 @@ def import_csv(
     text: str,
     *,
     confirmed: bool,
+    tags: Sequence[str] = (),
     progress: Progress | None = None,
     resume: ImportReport | None = None,
 ) -> ImportReport:
@@ -113,8 +103,12 @@ def import_csv(
 
     Bad rows are reported by line and skipped. Re-importing is harmless: existing people keep
     their status, except that ``confirmed`` confirms a pending one; nobody who unsubscribed or
-    bounced is brought back. Without ``confirmed``, each new person's confirmation is reserved
-    as a sign-up's is (``reserve_confirmation``); ``report.to_confirm`` lists those reserved.
+    bounced is brought back. A row the file marks as unsubscribed, cleaned, bounced or
+    blocklisted is kept as such (suppressed: never mailed, never confirmed by an import), and
+    a row marked pending is never confirmed. ``tags`` (clean names) go on every row, with the
+    row's own. The file's sign-up dates are kept for new people. Without ``confirmed``, each
+    new person's confirmation is reserved as a sign-up's is (``reserve_confirmation``);
+    ``report.to_confirm`` lists those reserved.
     ``progress`` is called every PROGRESS_EVERY rows and at the end, and must commit; without
     it the rows are committed there. ``resume`` is the report of an interrupted run of the
     same text: its rows are skipped. Raises ImportFormatError, having changed nothing, when
@@ -127,6 +121,7 @@ def import_csv(
         islice(rows, report.rows, None) if report.rows else rows,
         report,
         confirmed=confirmed,
+        tags=tags,
         progress=progress or (lambda _report: session.commit()),
     )
     return report
@@ -134,17 +129,18 @@ def import_csv(
 
 def _import_rows(
     session: Session,
-    rows: Iterable[tuple[int, dict[str, str]]],
+    rows: Iterable[tuple[int, Row | str]],
     report: ImportReport,
     *,
     confirmed: bool,
+    tags: Sequence[str],
     progress: Progress,
 ) -> None:
     """Add or update subscribers from CSV rows, counting them in ``report``."""
     now = report.reserved_at = utcnow()
     reported = time.monotonic()
     for line, row in rows:
-        _import_row(session, line, row, report, confirmed=confirmed, now=now)
+        _import_row(session, line, row, report, confirmed=confirmed, tags=tags, now=now)
         if report.rows % PROGRESS_EVERY == 0 or time.monotonic() - reported >= PROGRESS_SECONDS:
             progress(report)
             reported = time.monotonic()
@@ -154,23 +150,61 @@ def _import_rows(
 def _import_row(
     session: Session,
     line: int,
-    row: dict[str, str],
+    row: Row | str,
+    report: ImportReport,
+    *,
+    confirmed: bool,
+    tags: Sequence[str],
+    now: datetime,
+) -> None:
+    report.rows += 1
+    if isinstance(row, str):
+        report.errors.append((line, row))
+        return
+    try:
+        email = normalize_email(row.email)
+        name = clean_name(row.name)
+        names = parse_tags([*tags, *split_tags(row.tags)])
+    except Invalid as exc:
+        report.errors.append((line, exc.message))
+        return
+    # One savepoint per row: a row refused half-way (too many tags) leaves nothing behind.
+    savepoint = session.begin_nested()
+    try:
+        _apply_row(session, email, name, names, row, report, confirmed=confirmed, now=now)
+    except Invalid as exc:
+        savepoint.rollback()
+        report.errors.append((line, exc.message))
+        return
+    savepoint.commit()
+
+
+def _apply_row(
+    session: Session,
+    email: str,
+    name: str,
+    names: list[str],
+    row: Row,
     report: ImportReport,
     *,
     confirmed: bool,
     now: datetime,
 ) -> None:
-    report.rows += 1
-    try:
-        email = normalize_email(row.get("email"))
-        name = clean_name(row.get("name") or "")
-    except Invalid as exc:
-        report.errors.append((line, exc.message))
-        return
     sub, created = get_or_create(session, email, name, None, "import", now)
     if created:
         report.added += 1
-    if confirmed and sub.status is S.PENDING:
+        if row.created_at is not None:
+            sub.created_at = row.created_at
+    add_tags(session, sub.id, names, by="import")
+    if row.status in (S.UNSUBSCRIBED, S.BOUNCED):
+        # The file says they left: they stay out, whatever else this import is told.
+        action = Action.UNSUBSCRIBE if row.status is S.UNSUBSCRIBED else Action.BOUNCE
+        if transition(session, sub, action, detail=row.status_note, now=now):
+            report.suppressed += 1
+        elif not created:
+            report.unchanged += 1
+        return
+    if confirmed and sub.status is S.PENDING and row.status is not S.PENDING:
         transition(session, sub, Action.IMPORT_CONFIRMED, detail="import", now=now)
         report.confirmed += 1
     elif not confirmed and sub.status is S.PENDING and created:
@@ -211,6 +245,7 @@ def run_import(session: Session, import_id: int, notify: Callable[[int, datetime
     job = session.get(ImportJob, import_id)
     assert job is not None
     text, confirmed, attempt = job.csv_text or "", job.confirmed, job.attempt
+    tags = [t for t in (job.tags or "").split(",") if t]
     resume = _earlier_run(job) if job.done_rows else None
     session.commit()  # end the read: SQLite holds its write lock for the whole transaction
     this_run = sa.update(ImportJob).where(
@@ -232,7 +267,9 @@ def run_import(session: Session, import_id: int, notify: Callable[[int, datetime
                 done_rows=report.rows, added=report.added, errors_json=json.dumps(_details(report))
             )
 
-        report = import_csv(session, text, confirmed=confirmed, progress=progress, resume=resume)
+        report = import_csv(
+            session, text, confirmed=confirmed, tags=tags, progress=progress, resume=resume
+        )
         write(
             status=ImportStatus.DONE,
             done_rows=report.rows,
@@ -273,6 +310,7 @@ def _details(report: ImportReport) -> dict[str, object]:
         "error_count": report.error_count,
         "confirmed": report.confirmed,
         "unchanged": report.unchanged,
+        "suppressed": report.suppressed,
         "confirmations": report.confirmations,
     }
 
@@ -294,6 +332,7 @@ def _earlier_run(job: ImportJob) -> ImportReport:
         added=job.added,
         confirmed=int(details.get("confirmed", 0)),
         unchanged=int(details.get("unchanged", 0)),
+        suppressed=int(details.get("suppressed", 0)),
         rows=job.done_rows,
         errors=errors,
         earlier_errors=max(0, int(details.get("error_count", 0)) - len(errors)),
@@ -336,6 +375,7 @@ def import_report(job: ImportJob) -> dict[str, object]:
         "error_count": details.get("error_count", 0),
         "confirmed_now": details.get("confirmed", 0),
         "unchanged": details.get("unchanged", 0),
+        "suppressed": details.get("suppressed", 0),
         "confirmations": details.get("confirmations", 0),
         "failure": details.get("failure", ""),
     }

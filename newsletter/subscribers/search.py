@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import Subscriber, SubscriberStatus, SubscriberTag
 
 COUNT_TABLE = "subscriber_count"
 FTS_TABLE = "subscriber_search"
@@ -77,6 +77,13 @@ def fold_counts(session: Session) -> None:
     session.commit()
 
 
+def carries(tag_id: int) -> sa.Exists:
+    """SQL saying that a subscriber row carries the tag ``tag_id`` (through its index)."""
+    return sa.exists().where(
+        SubscriberTag.subscriber_id == Subscriber.id, SubscriberTag.tag_id == tag_id
+    )
+
+
 def like_clause(q: str, entity: Any = Subscriber) -> sa.ColumnElement[bool]:
     """Match a term anywhere in the address or the name, case-insensitively (plain LIKE)."""
     escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -107,10 +114,12 @@ def page(
     after: int | None = None,
     before: int | None = None,
     limit: int = 50,
+    tag: int | None = None,
 ) -> list[Subscriber]:
     """Return up to ``limit`` matching subscribers next to a cursor, in the order walked.
 
-    Newest first below ``after`` (or from the top); oldest first above ``before``.
+    Newest first below ``after`` (or from the top); oldest first above ``before``. ``tag``:
+    only the people who carry the tag of that id.
     """
     ascending = before is not None
     cursor = before if ascending else after
@@ -119,6 +128,8 @@ def page(
         query = sa.select(Subscriber)
         if status:
             query = query.where(Subscriber.status == status)
+        if tag is not None:
+            query = query.where(carries(tag))
         if cursor is not None:
             query = query.where(Subscriber.id > cursor if ascending else Subscriber.id < cursor)
         return query

@@ -40,6 +40,7 @@ class Action(StrEnum):
     BOUNCE = "bounce"
     IMPORT_CONFIRMED = "import_confirmed"
     REACTIVATE = "reactivate"  # an editor undoes a bounce
+    EDITOR_CONFIRM = "editor_confirm"  # an editor vouches for an opt-in, with a reason
 
 
 # (from, action) -> to. Anything not listed is not a change.
@@ -48,6 +49,7 @@ TRANSITIONS: dict[tuple[SubscriberStatus, Action], SubscriberStatus] = {
     (S.PENDING, Action.UNSUBSCRIBE): S.UNSUBSCRIBED,
     (S.PENDING, Action.BOUNCE): S.BOUNCED,
     (S.PENDING, Action.IMPORT_CONFIRMED): S.CONFIRMED,
+    (S.PENDING, Action.EDITOR_CONFIRM): S.CONFIRMED,
     (S.CONFIRMED, Action.UNSUBSCRIBE): S.UNSUBSCRIBED,
     (S.CONFIRMED, Action.BOUNCE): S.BOUNCED,
     # Coming back: the sign-up changed nothing; the link it mailed, once confirmed, does this.

@@ -153,9 +153,14 @@ def test_list_get_update_and_erase_subscribers(app, make_subscriber):
     assert renamed.get_json()["name"] == "Ada"
     out = client.patch(f"/api/v1/subscribers/{sid}", headers=auth, json={"status": "unsubscribed"})
     assert out.get_json()["status"] == "unsubscribed" and out.get_json()["unsubscribed_at"]
-    # People confirm themselves; and an unsubscribed person cannot be marked bounced.
-    refused = client.patch(f"/api/v1/subscribers/{sid}", headers=auth, json={"status": "confirmed"})
-    assert refused.status_code == 422 and error_of(refused)["field"] == "status"
+    # Someone who unsubscribed comes back only by their own sign-up, whatever the reason
+    # given; a person cannot be made pending; an unsubscribed person cannot be marked bounced.
+    refused = client.patch(
+        f"/api/v1/subscribers/{sid}", headers=auth, json={"status": "confirmed", "reason": "x"}
+    )
+    assert refused.status_code == 409 and "own sign-up" in error_of(refused)["message"]
+    pending = client.patch(f"/api/v1/subscribers/{sid}", headers=auth, json={"status": "pending"})
+    assert pending.status_code == 422 and error_of(pending)["field"] == "status"
     conflict = client.patch(f"/api/v1/subscribers/{sid}", headers=auth, json={"status": "bounced"})
     assert conflict.status_code == 409
     db.session.expire_all()

@@ -14,6 +14,7 @@ PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "number": (int, float),
     "string": (str,),
     "null": (type(None),),
+    "array": (list,),
 }
 
 
@@ -47,6 +48,8 @@ def mismatches(body: dict[str, Any], schema: dict[str, Any], schemas: dict[str, 
             found.append(f"{key}: {value!r} is not {types}")
         elif "enum" in prop and value not in prop["enum"]:
             found.append(f"{key}: {value!r} not in {prop['enum']}")
+        elif prop.get("type") == "array" and not all(isinstance(v, str) for v in value):
+            found.append(f"{key}: {value!r} is not a list of strings")
         elif prop.get("format") == "date-time" and value is not None and not is_aware(value):
             found.append(f"{key}: {value!r} is not an ISO 8601 time with a zone")
     return found

@@ -51,7 +51,7 @@ def load_schema(app):
 def test_api_answers_match_the_document(app, inbox, mode):
     auth = bearer(app)
     operations = [result.ok() for result in load_schema(app).get_all_operations()]
-    assert len(operations) == 18
+    assert len(operations) == 19
 
     for operation in operations:
 

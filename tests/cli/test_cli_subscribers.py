@@ -49,7 +49,7 @@ def test_import_confirmed_sends_no_mail(app, tmp_path, run_jobs):
 
 def test_import_of_an_unusable_file_fails_with_one_line(app, tmp_path):
     path = tmp_path / "bad.csv"
-    path.write_bytes(b"email,name\n\xff\xfe,x\n")
+    path.write_bytes(b"email,name\n\x00\x01,x\n")  # binary, not text
     result = _run(app, "import", str(path))
     assert result.exit_code != 0
     assert len(result.stderr.strip().splitlines()) == 1

@@ -149,11 +149,14 @@ def csv_text(n: int, prefix: str) -> str:
 
 def upload(client: Any, text: str, mode: str) -> Any:
     token = csrf_from(client.get("/editor/import").text)
-    answer = client.post(
+    checked = client.post(
         "/editor/import",
         data={"csrf_token": token, "mode": mode, "file": (io.BytesIO(text.encode()), "p.csv")},
         content_type="multipart/form-data",
     )
+    # The column check comes first; starting the import from it queues the job.
+    start = checked.headers["Location"].replace("/check", "/start")
+    answer = client.post(start, data={"csrf_token": token})
     # The requests ran in this test's app context: end their session's transaction, which
     # on SQLite holds the write lock.
     db.session.commit()

@@ -38,7 +38,9 @@ def test_an_editor_finds_imports_reads_stats_and_manages_tokens(live_server, pag
     page.goto(live_server.url + "/editor/import")
     page.get_by_label("CSV file").set_input_files(str(csv_file))
     page.get_by_label("already opted in elsewhere").check()
-    page.get_by_role("button", name="Import").click()
+    page.get_by_role("button", name="Check the columns").click()
+    page.locator("#mapping").wait_for()
+    page.get_by_role("button", name="Import", exact=True).click()
     page.locator("#bad-rows").wait_for(timeout=20_000)
     assert page.locator("#bad-rows tbody tr").count() == 1
     assert page.locator("#bad-rows tbody td").first.inner_text() == "3"

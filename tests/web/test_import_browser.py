@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -23,14 +24,23 @@ CSV = (
 )
 
 
-def upload(client, text: str | bytes, mode: str = "confirmed", name: str = "people.csv"):
+def upload(
+    client, text: str | bytes, mode: str = "confirmed", name: str = "people.csv", **fields: str
+):
+    """Upload a file, then start it from the column check (the answer to the upload if refused)."""
     token = csrf_from(client.get("/editor/import").text)
     data = text.encode() if isinstance(text, str) else text
-    return client.post(
+    checked = client.post(
         "/editor/import",
-        data={"csrf_token": token, "mode": mode, "file": (io.BytesIO(data), name)},
+        data={"csrf_token": token, "mode": mode, "file": (io.BytesIO(data), name), **fields},
         content_type="multipart/form-data",
     )
+    if checked.status_code != 302:
+        return checked
+    check = client.get(checked.headers["Location"]).text
+    start = re.search(r'action="(/editor/import/\d+/start)"', check)
+    assert start, check
+    return client.post(start.group(1), data={"csrf_token": csrf_from(check)})
 
 
 def test_upload_runs_in_a_worker_and_reports_bad_rows_by_line(app, run_jobs):
@@ -95,9 +105,11 @@ def test_send_a_confirmation_mails_each_new_person(app, run_jobs, inbox):
 def test_unusable_files_are_refused_with_a_clear_message(app):
     client = editor_client(app)
     cases = [
-        ("name,phone\nAda,1\n", "no &#39;email&#39; column"),
+        ("name,phone\nAda,1\n", "no email column"),
         ("", "empty"),
-        (b"\xff\xfeemail\n", "not UTF-8"),
+        (b"\xff\xfeemail\n", "no email column"),  # says UTF-16, is not
+        (b"email,name\n\x00\x01,x\n", "not a CSV text file"),
+        ("email,Email Address\na@example.com,b@example.com\n", "two columns for the email"),
     ]
     for text, message in cases:
         response = upload(client, text)
@@ -179,3 +191,54 @@ def test_only_an_editor_gets_the_import_limit(app):
     assert refused.status_code == 413
     assert "private-list" not in refused.text and 'name="file"' not in refused.text
     assert count(ImportJob) == 1
+
+
+def test_the_column_check_shows_the_mapping_the_first_rows_and_the_mails_it_will_send(
+    app, run_jobs, inbox, make_subscriber
+):
+    make_subscriber("grace@example.com", "confirmed")
+    client = editor_client(app)
+    token = csrf_from(client.get("/editor/import").text)
+    data = Path(__file__).parents[1] / "subscribers/exports/mailchimp_subscribed_members.csv"
+    checked = client.post(
+        "/editor/import",
+        data={
+            "csrf_token": token,
+            "mode": "confirm",
+            "tags": "from mailchimp",
+            "file": (io.BytesIO(data.read_bytes()), "members.csv"),
+        },
+        content_type="multipart/form-data",
+    )
+    assert checked.status_code == 302 and checked.headers["Location"].endswith("/check")
+    page = client.get(checked.headers["Location"]).text
+    mapping = dict(re.findall(r"<tr><td>([^<]+)</td><td[^>]*>([^<]+)</td></tr>", page))
+    assert mapping["Email Address"] == "email address"
+    assert mapping["First Name"] == "first name" and mapping["TAGS"] == "tags"
+    assert mapping["OPTIN_TIME"] == "sign-up date" and mapping["LEID"] == "not imported"
+    assert "ada@example.com (Ada Lovelace)" in page and "tags group 7, vip" in page
+    # Grace is on the list already: two new addresses, two mails.
+    assert "This will send 2 confirmation mails" in page
+    assert run_jobs() == 0 and not inbox.messages  # nothing happens before the start
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 1
+    start = re.search(r'action="(/editor/import/\d+/start)"', page).group(1)
+    client.post(start, data={"csrf_token": csrf_from(page)})
+    run_jobs()
+    assert sorted(m["To"] for m in inbox.wait_for(2)) == ["ada@example.com", "alan@example.com"]
+    again = client.post(start, data={"csrf_token": csrf_from(page)})
+    assert again.status_code == 409  # started once only
+
+
+def test_a_checked_import_can_be_dropped(app):
+    client = editor_client(app)
+    token = csrf_from(client.get("/editor/import").text)
+    checked = client.post(
+        "/editor/import",
+        data={"csrf_token": token, "mode": "confirm", "file": (io.BytesIO(CSV.encode()), "p.csv")},
+        content_type="multipart/form-data",
+    )
+    page = client.get(checked.headers["Location"]).text
+    drop = re.search(r'action="(/editor/import/\d+/discard)"', page).group(1)
+    client.post(drop, data={"csrf_token": csrf_from(page)})
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(ImportJob)) == 0
+    assert db.session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
+    abort,
+    flash,
     jsonify,
     redirect,
     render_template,
@@ -17,9 +20,13 @@ from flask import (
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.auth.sessions import current_editor, login_required
+from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
-from newsletter.models import ImportJob
-from newsletter.subscribers.imports import ImportFormatError, import_report, read_csv_rows
+from newsletter.models import ImportJob, ImportStatus, rowcount, utcnow
+from newsletter.subscribers.formats import decode, read
+from newsletter.subscribers.import_preview import preview_import
+from newsletter.subscribers.imports import import_report
+from newsletter.subscribers.tags import parse_tags
 from newsletter.tasks.mail import queue_import
 
 NO_IMPORT = "No import with that number."
@@ -75,7 +82,17 @@ def too_large(exc: RequestEntityTooLarge) -> Any:
     return _page(_too_large(), 413)
 
 
+# An upload never started is dropped after this long: the file holds addresses.
+PREVIEW_KEPT = timedelta(days=1)
+
+
 def _page(error: str | None = None, code: int = 200) -> Any:
+    db.session.execute(
+        sa.delete(ImportJob).where(
+            ImportJob.status == ImportStatus.PREVIEW, ImportJob.created_at < utcnow() - PREVIEW_KEPT
+        )
+    )
+    db.session.commit()
     recent = db.session.scalars(sa.select(ImportJob).order_by(ImportJob.id.desc()).limit(10))
     page = render_template(
         "editor/import.html", recent=list(recent), error=error, limit=size_text(upload_limit())
@@ -102,26 +119,69 @@ def import_page() -> Any:
     if len(data) > limit:
         return _page(_too_large(), 413)
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return _page("That file is not UTF-8 text; save it as CSV (UTF-8) and try again.", 400)
-    if "\0" in text:
-        return _page("That file is not a CSV text file.", 400)
-    try:
-        next(read_csv_rows(text), None)
-    except ImportFormatError as exc:
+        tags = parse_tags(request.form.get("tags", ""))
+        text = decode(data)
+        read(text)
+    except NewsletterError as exc:
         return _page(exc.message, 400)
-    except Exception:
-        return _page("That file could not be read as CSV.", 400)
     job = ImportJob(
         filename=(upload.filename or "upload.csv")[:200],
         csv_text=text,
         confirmed=choice == "confirmed",
+        tags=",".join(tags),
+        status=ImportStatus.PREVIEW,
     )
     db.session.add(job)
     db.session.commit()
-    queue_import(job.id)  # Redis down: the reconciler queues it once Redis is back
-    return redirect(url_for("imports.import_status", import_id=job.id))
+    return redirect(url_for("imports.import_check", import_id=job.id))
+
+
+def _preview_job(import_id: int) -> ImportJob:
+    job = db.get_or_404(ImportJob, import_id, description=NO_IMPORT)
+    if job.status is not ImportStatus.PREVIEW:
+        abort(409, "This import has already started; its progress is on its own page.")
+    return job
+
+
+@bp.get("/import/<id:import_id>/check")
+@login_required
+def import_check(import_id: int) -> Any:
+    """Show what each column becomes, the first rows, and how many mails the import sends."""
+    job = db.get_or_404(ImportJob, import_id, description=NO_IMPORT)
+    if job.status is not ImportStatus.PREVIEW:
+        return redirect(url_for("imports.import_status", import_id=job.id))
+    tags = [t for t in job.tags.split(",") if t]
+    preview = preview_import(db.session(), job.csv_text or "", confirmed=job.confirmed, tags=tags)
+    return render_template("editor/import_check.html", job=job, preview=preview, tags=tags)
+
+
+@bp.post("/import/<id:import_id>/start")
+@login_required
+def import_start(import_id: int) -> Any:
+    """Start a checked import: a worker imports it while the next page shows the progress."""
+    _preview_job(import_id)
+    started = rowcount(
+        db.session.execute(
+            sa.update(ImportJob)
+            .where(ImportJob.id == import_id, ImportJob.status == ImportStatus.PREVIEW)
+            .values(status=ImportStatus.QUEUED)
+        )
+    )
+    db.session.commit()
+    if started:
+        queue_import(import_id)  # Redis down: the reconciler queues it once Redis is back
+    return redirect(url_for("imports.import_status", import_id=import_id))
+
+
+@bp.post("/import/<id:import_id>/discard")
+@login_required
+def import_discard(import_id: int) -> Any:
+    """Drop a checked import that was not started (and the addresses its file held)."""
+    job = _preview_job(import_id)
+    db.session.delete(job)
+    db.session.commit()
+    flash("The import was dropped; nothing was imported.")
+    return redirect(url_for("imports.import_page"))
 
 
 @bp.get("/import/<id:import_id>")

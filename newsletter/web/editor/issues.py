@@ -24,10 +24,10 @@ from newsletter.auth.passwords import authenticate
 from newsletter.auth.sessions import current_editor, log_in, log_out, login_required, safe_next
 from newsletter.auth.throttle import clear_failures, login_blocked, record_failure
 from newsletter.bounces.listing import issue_counts
-from newsletter.delivery.audience import count_audience
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
+from newsletter.issues.segment import audience_of, choose_segment, segment_of
 from newsletter.models import (
     ISSUE_STARTED,
     ISSUE_UNSENT,
@@ -36,6 +36,7 @@ from newsletter.models import (
     IssueStatus,
 )
 from newsletter.services import mailer
+from newsletter.subscribers.tags import tag_counts
 from newsletter.tasks import dispatch
 
 NO_ISSUE = "There is no issue with that number."
@@ -177,20 +178,20 @@ def new_issue() -> Any:
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
 
 
-def _confirmed_count() -> int:
-    return count_audience(db.session())
-
-
 def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
+    segment = segment_of(db.session(), issue.id)
+    editable = issue.status in ISSUE_UNSENT
     return render_template(
         "editor/issue.html",
         issue=issue,
         progress=_progress(issue),
         bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
-        editable=issue.status in ISSUE_UNSENT,
+        editable=editable,
         zones=time_zones(),
         editor=current_editor(),
-        audience_now=_confirmed_count(),
+        audience_now=audience_of(db.session(), segment) if editable else issue.audience,
+        segment=segment,
+        tag_choices=tag_counts(db.session()) if editable else [],
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
         **extra,
@@ -311,6 +312,36 @@ def schedule(issue_id: int) -> Any:
 def ready(issue_id: int) -> Any:
     """Mark the issue ready for the next weekly slot."""
     return _action(issue_id, lambda issue: issues.mark_ready(issue.id, settings().weekly_slot))
+
+
+@bp.post("/issues/<id:issue_id>/segment")
+@login_required
+def set_segment(issue_id: int) -> Any:
+    """Choose who gets the issue: the confirmed readers with any of the ticked tags, or all."""
+    names = request.form.getlist("tag")
+
+    def run(issue: Issue) -> str:
+        chosen = choose_segment(db.session(), issue.id, names)
+        db.session.commit()
+        if issue.status not in ISSUE_UNSENT:
+            return "This issue was already queued; its audience stays as it was."
+        count = audience_of(db.session(), chosen)
+        who = f"the readers tagged {', '.join(chosen)}" if chosen else "every confirmed reader"
+        return f"This issue goes to {who}: {count} now."
+
+    return _action(issue_id, run)
+
+
+@bp.get("/issues/<id:issue_id>/audience.json")
+@login_required
+def audience_count(issue_id: int) -> Any:
+    """Return how many readers a send to the given tags (?tag=…, none: all) would reach now."""
+    db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    try:
+        count = audience_of(db.session(), request.args.getlist("tag")[:200])
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), exc.status
+    return jsonify({"count": count})
 
 
 @bp.post("/issues/<id:issue_id>/pause")

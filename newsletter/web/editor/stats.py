@@ -16,6 +16,7 @@ from flask import (
 from newsletter.auth.sessions import login_required
 from newsletter.bounces.listing import issue_counts
 from newsletter.extensions import db, get_redis
+from newsletter.issues.segment import segments_of
 from newsletter.models import (
     Issue,
     utcnow,
@@ -117,5 +118,6 @@ def stats_page() -> Any:
         issue_chart=issue_chart,
         figures=figures,
         exact={f.id: issue_counts(db.session(), f.id) for f in figures},
+        segments=segments_of(db.session(), [f.id for f in figures]),
         overall_rate=(min(1.0, confirmed / new) if new else None),
     )

@@ -19,8 +19,9 @@ from flask import (
     url_for,
 )
 
-from newsletter.auth.sessions import login_required
+from newsletter.auth.sessions import current_editor, login_required
 from newsletter.bounces import listing
+from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.models import (
     Delivery,
@@ -31,8 +32,27 @@ from newsletter.models import (
     utcnow,
 )
 from newsletter.subscribers import search
+from newsletter.subscribers.bulk import (
+    Filter,
+    count_matching,
+    erase_all,
+    tag_all,
+    unsubscribe_all,
+    untag_all,
+)
+from newsletter.subscribers.editing import (
+    EDITOR_STATUSES,
+    add_person,
+    change_status,
+    clean_reason,
+    edit_person,
+    resend_confirmation,
+)
 from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
+from newsletter.subscribers.tags import clean_tag, find_tags, parse_tags, tag_counts, tag_names
+from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.mail import queue_confirmation
 from newsletter.web import row_id
 
 NO_SUBSCRIBER = "No subscriber with that number (they may have been erased)."
@@ -49,14 +69,23 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _filters() -> tuple[str, str]:
-    q = (request.args.get("q") or "").strip()[:MAX_SEARCH]
-    status = request.args.get("status") or ""
+def _filters(args: Any = None) -> tuple[str, str, str, int | None]:
+    """Return the list's filter: search term, status, tag name and that tag's id."""
+    args = request.args if args is None else args
+    q = (args.get("q") or "").strip()[:MAX_SEARCH]
+    status = args.get("status") or ""
+    tag = (args.get("tag") or "").strip()
     if "\0" in q:
         abort(400, "The search may not contain a NUL character.")
     if status and status not in STATUSES:
         abort(400, "Unknown status; choose pending, confirmed, unsubscribed or bounced.")
-    return q, status
+    tag_id = None
+    if tag:
+        try:
+            tag_id = find_tags(db.session(), [tag])[0].id
+        except NewsletterError as exc:
+            abort(404 if exc.status == 404 else 400, exc.message)
+    return q, status, tag, tag_id
 
 
 def _cursor(name: str) -> int | None:
@@ -78,9 +107,11 @@ def status_counts() -> dict[str, int]:
 @login_required
 def subscribers() -> Any:
     """List subscribers, newest first, a page at a time by id (keyset, no OFFSET)."""
-    q, status = _filters()
+    q, status, tag, tag_id = _filters()
     after, before = _cursor("after"), _cursor("before")
-    rows = search.page(db.session(), q, status, after=after, before=before, limit=PAGE_SIZE + 1)
+    rows = search.page(
+        db.session(), q, status, after=after, before=before, limit=PAGE_SIZE + 1, tag=tag_id
+    )
     if before is not None:
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
@@ -89,7 +120,8 @@ def subscribers() -> Any:
         has_older = len(rows) > PAGE_SIZE
         rows = rows[:PAGE_SIZE]
         has_newer = after is not None
-    base = {k: v for k, v in (("q", q), ("status", status)) if v}
+    base = {k: v for k, v in (("q", q), ("status", status), ("tag", tag)) if v}
+    filtered = bool(base)
     older_url = f"?{urlencode({**base, 'after': rows[-1].id})}" if rows and has_older else None
     newer_url = f"?{urlencode({**base, 'before': rows[0].id})}" if rows and has_newer else None
     return render_template(
@@ -99,6 +131,15 @@ def subscribers() -> Any:
         status=status,
         statuses=STATUSES,
         counts=status_counts(),
+        tag=tag,
+        tags=tag_counts(db.session()),
+        row_tags=tag_names(db.session(), [r.id for r in rows]),
+        # A search is counted only when asked: its count reads the whole list (LIKE), while its
+        # pages are found through the trigram index.
+        matching=count_matching(db.session(), Filter(q, status, tag_id))
+        if filtered and (not q or request.args.get("count"))
+        else None,
+        count_url=f"?{urlencode({**base, 'count': 1})}" if filtered else None,
         older_url=older_url,
         newer_url=newer_url,
         export_url=url_for("subscribers.export") + (f"?{urlencode(base)}" if base else ""),
@@ -109,8 +150,8 @@ def subscribers() -> Any:
 @login_required
 def export() -> Response:
     """Stream the subscribers that match the current filter as CSV."""
-    q, status = _filters()
-    lines = csv_lines(status=status or None, search=q or None)
+    q, status, _tag, tag_id = _filters()
+    lines = csv_lines(status=status or None, search=q or None, tag=tag_id)
     stamp = utcnow().strftime("%Y%m%d-%H%M")
     return Response(
         stream_with_context(lines),
@@ -142,8 +183,109 @@ def subscriber(subscriber_id: int) -> Any:
     ).all()
     bounced = listing.recent(db.session(), subscriber_id=sub.id, limit=100)
     return render_template(
-        "editor/subscriber.html", sub=sub, events=events, deliveries=deliveries, bounces=bounced
+        "editor/subscriber.html",
+        sub=sub,
+        events=events,
+        deliveries=deliveries,
+        bounces=bounced,
+        tags=tag_names(db.session(), [sub.id])[sub.id],
+        statuses=[s.value for s in EDITOR_STATUSES],
     )
+
+
+def _by() -> str:
+    editor = current_editor()
+    return f"editor {editor.email}" if editor else "an editor"
+
+
+@bp.route("/subscribers/new", methods=["GET", "POST"])
+@login_required
+def new_subscriber() -> Any:
+    """Add one person by hand: mail them the confirmation, or confirm them with a reason."""
+    form = request.form
+    if request.method == "GET":
+        return render_template("editor/subscriber_new.html", form={}, error=None)
+    try:
+        if form.get("mode") not in ("confirm", "confirmed"):
+            raise NewsletterError(
+                "Choose whether to mail the confirmation or to mark them confirmed."
+            )
+        email = normalize_email(form.get("email"))
+        name = clean_name(form.get("name", ""))
+        tags = parse_tags(form.get("tags", ""))
+        reason = clean_reason(form.get("reason")) if form.get("mode") == "confirmed" else None
+        sub, due = add_person(db.session(), email, name, tags, reason=reason, by=_by())
+        db.session.commit()
+    except NewsletterError as exc:
+        db.session.rollback()
+        page = render_template("editor/subscriber_new.html", form=form, error=exc.message)
+        return page, exc.status if exc.status != 422 else 400
+    if due is not None:
+        queue_confirmation(sub.id, due)  # Redis down: the reconciler queues it
+        flash(f"{email} was added; a confirmation mail is on its way.")
+    elif reason is not None:
+        flash(f"{email} was added as confirmed.")
+    else:
+        flash(f"{email} was added; the limits held back the confirmation mail for now.")
+    return redirect(url_for("subscribers.subscriber", subscriber_id=sub.id))
+
+
+def _act(subscriber_id: int, done: str, action: Any) -> Any:
+    """Run one change to a person, commit, and go back to their page saying how it went."""
+    db.get_or_404(Subscriber, subscriber_id, description=NO_SUBSCRIBER)
+    try:
+        result = action()
+        db.session.commit()
+    except NewsletterError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+    else:
+        flash(done if result is not False else "Nothing changed.")
+    return redirect(url_for("subscribers.subscriber", subscriber_id=subscriber_id))
+
+
+@bp.post("/subscribers/<id:subscriber_id>/edit")
+@login_required
+def edit_subscriber(subscriber_id: int) -> Any:
+    """Change a person's name and tags."""
+
+    def act() -> object:
+        name = clean_name(request.form.get("name", ""))
+        tags = parse_tags(request.form.get("tags", ""))
+        return edit_person(db.session(), subscriber_id, name=name, tags=tags, by=_by())
+
+    return _act(subscriber_id, "Saved.", act)
+
+
+@bp.post("/subscribers/<id:subscriber_id>/resend")
+@login_required
+def resend(subscriber_id: int) -> Any:
+    """Mail the confirmation link again, within the sign-up form's limits."""
+    due = None
+
+    def act() -> object:
+        nonlocal due
+        due = resend_confirmation(db.session(), subscriber_id)
+        return True
+
+    answer = _act(subscriber_id, "The confirmation mail is on its way again.", act)
+    if due is not None:
+        queue_confirmation(subscriber_id, due)
+    return answer
+
+
+@bp.post("/subscribers/<id:subscriber_id>/status")
+@login_required
+def set_status(subscriber_id: int) -> Any:
+    """Change a person's status (confirmed only with a reason; never back from unsubscribed)."""
+    target = request.form.get("status", "")
+
+    def act() -> object:
+        return change_status(
+            db.session(), subscriber_id, target, reason=request.form.get("reason"), by=_by()
+        )
+
+    return _act(subscriber_id, f"The status is now {target}.", act)
 
 
 @bp.route("/subscribers/<id:subscriber_id>/erase", methods=["GET", "POST"])
@@ -165,3 +307,55 @@ def erase_subscriber(subscriber_id: int) -> Any:
     db.session.commit()
     flash(f"{email} was erased: no row holds their address or name any more.")
     return redirect(url_for("subscribers.subscribers"))
+
+
+BULK_ACTIONS = ("tag", "untag", "unsubscribe", "erase", "export")
+
+
+@bp.post("/subscribers/bulk")
+@login_required
+def bulk() -> Any:
+    """Act on everyone the list's filter matches (all of them, not one page)."""
+    form = request.form
+    q, status, tag, tag_id = _filters(form)
+    kept = {k: v for k, v in (("q", q), ("status", status), ("tag", tag)) if v}
+    back = url_for("subscribers.subscribers") + (f"?{urlencode(kept)}" if kept else "")
+    action = form.get("do", "")
+    if action not in BULK_ACTIONS:
+        flash("Choose what to do with these people.", "error")
+        return redirect(back, 303)
+    if form.get("all") != "yes":
+        flash("Tick “all that match” to act on everyone the filter matches.", "error")
+        return redirect(back, 303)
+    filt = Filter(q, status, tag_id)
+    if action == "export":
+        return redirect(url_for("subscribers.export") + (f"?{urlencode(kept)}" if kept else ""))
+    try:
+        if action in ("tag", "untag"):
+            name = clean_tag(form.get("tag_name", ""))
+            if action == "tag":
+                n = tag_all(db.session(), filt, name)
+                done = f"Tagged {n} {_people(n)} “{name}”."
+            else:
+                found = find_tags(db.session(), [name])[0]
+                n = untag_all(db.session(), filt, found.id)
+                done = f"Took the tag “{found.name}” off {n} {_people(n)}."
+            db.session.commit()
+        elif action == "unsubscribe":
+            n = unsubscribe_all(db.session(), filt, by=_by())
+            done = f"Unsubscribed {n} {_people(n)} (recorded as by you)."
+        else:
+            n = erase_all(db.session(), filt, form.get("confirm_count", ""))
+            done = f"Erased {n} {_people(n)}: no row holds their address or name any more."
+    except NewsletterError as exc:
+        db.session.rollback()
+        flash(exc.message, "error")
+        return redirect(back, 303)
+    flash(done)
+    if action == "erase" or (action == "untag" and tag):
+        back = url_for("subscribers.subscribers")
+    return redirect(back, 303)
+
+
+def _people(n: int) -> str:
+    return "person" if n == 1 else "people"
