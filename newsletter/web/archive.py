@@ -1,4 +1,4 @@
-"""The public archive of sent issues, and its Atom feed."""
+"""The public archive of sent and archived issues (the back catalogue), and its Atom feed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from flask import Blueprint, Flask, Response, abort, render_template, request
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from newsletter.archive.tables import IssueSource
 from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
-from newsletter.models import ISSUE_PUBLIC, Issue, utcnow
+from newsletter.models import ISSUE_IN_ARCHIVE, Issue, utcnow
 from newsletter.web import row_id
 
 bp = Blueprint("archive", __name__)
@@ -33,20 +34,19 @@ def register(app: Flask) -> None:
 
 
 def _published_at() -> Any:
-    return sa.func.coalesce(Issue.sent_at, Issue.queued_at)
-
-
-def _published() -> sa.Select[Issue]:
-    return (
-        sa.select(Issue)
-        .where(Issue.status.in_(ISSUE_PUBLIC))
-        .order_by(_published_at().desc(), Issue.id.desc())
+    # A back-catalogue post keeps the date it was first published on the blog.
+    return sa.func.coalesce(
+        Issue.sent_at, Issue.queued_at, IssueSource.published_at, Issue.created_at
     )
 
 
-def published_on(issue: Issue) -> datetime:
-    """Return when an issue went public: sent, else queued, else created."""
-    return issue.sent_at or issue.queued_at or issue.created_at
+def _published() -> sa.Select[Issue, datetime]:
+    return (
+        sa.select(Issue, _published_at())
+        .outerjoin(IssueSource, IssueSource.issue_id == Issue.id)
+        .where(Issue.status.in_(ISSUE_IN_ARCHIVE))
+        .order_by(_published_at().desc(), Issue.id.desc())
+    )
 
 
 @bp.get("/archive")
@@ -55,40 +55,34 @@ def index() -> Any:
     page = request.args.get("page", 1, type=int)
     if page < 1 or page > 100_000:
         abort(404, description=_("There is no such page of the archive."))
-    rows = list(db.session.scalars(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
+    rows = list(db.session.execute(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
     if page > 1 and not rows:
         abort(404, description=_("There is no such page of the archive."))
     return render_template(
         "public/archive.html",
-        issues=rows[:PER_PAGE],
+        tips=[(issue, published) for issue, published in rows[:PER_PAGE]],
         page=page,
         more=len(rows) > PER_PAGE,
-        published_on=published_on,
     )
 
 
 @bp.get("/archive/<key>")
 def show(key: str) -> Any:
     """Show one sent issue by its slug (or its id): the body only, nothing personal."""
-    issue = None
+    found = None
     if len(key) > 200:
         abort(404)
     issue_id = row_id(key)
     if issue_id is not None:
-        issue = db.session.scalar(
-            sa.select(Issue).where(Issue.id == issue_id, Issue.status.in_(ISSUE_PUBLIC))
-        )
-    if issue is None:
-        issue = db.session.scalar(
-            sa.select(Issue).where(Issue.slug == key, Issue.status.in_(ISSUE_PUBLIC))
-        )
-    if issue is None:
+        found = db.session.execute(_published().where(Issue.id == issue_id)).first()
+    if found is None:
+        found = db.session.execute(_published().where(Issue.slug == key)).first()
+    if found is None:
         abort(404, description=_("There is no sent issue at this address."))
+    issue, published = found
     # Markup is safe here: markdown_to_html runs the result through nh3.
     body = Markup(markdown_to_html(issue.body_md, settings().base_url))
-    return render_template(
-        "public/archive_issue.html", issue=issue, body=body, published=published_on(issue)
-    )
+    return render_template("public/archive_issue.html", issue=issue, body=body, published=published)
 
 
 def _iso(moment: datetime) -> str:
@@ -102,7 +96,12 @@ def _tag(base_url: str, issue: Issue) -> str:
 
 
 def build_feed(
-    base_url: str, title: str, issues: list[Issue], *, language: str = "en", subtitle: str = ""
+    base_url: str,
+    title: str,
+    issues: list[tuple[Issue, datetime]],
+    *,
+    language: str = "en",
+    subtitle: str = "",
 ) -> bytes:
     """Return an Atom document for ``issues`` (newest first), every URL absolute."""
     ET.register_namespace("", ATOM)
@@ -118,17 +117,17 @@ def build_feed(
     sub(feed, "title", title)
     if subtitle:
         sub(feed, "subtitle", subtitle)
-    sub(feed, "updated", _iso(published_on(issues[0]) if issues else utcnow()))
+    sub(feed, "updated", _iso(issues[0][1] if issues else utcnow()))
     sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/feed.xml")
     sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/archive")
     author = sub(feed, "author")
     sub(author, "name", title)
-    for issue in issues:
+    for issue, published in issues:
         entry = sub(feed, "entry")
         sub(entry, "id", _tag(base_url, issue))
         sub(entry, "title", issue.subject)
-        sub(entry, "updated", _iso(published_on(issue)))
-        sub(entry, "published", _iso(published_on(issue)))
+        sub(entry, "updated", _iso(published))
+        sub(entry, "published", _iso(published))
         href = f"{base_url}/archive/{issue.slug}"
         sub(entry, "link", rel="alternate", type="text/html", href=href)
         sub(entry, "content", markdown_to_html(issue.body_md, base_url), type="html")
@@ -140,7 +139,7 @@ def build_feed(
 def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
     found = settings()
-    issues = list(db.session.scalars(_published().limit(FEED_ENTRIES)))
+    issues = [(i, p) for i, p in db.session.execute(_published().limit(FEED_ENTRIES))]
     name = found.newsletter_name
     body = build_feed(
         found.base_url,

@@ -1,0 +1,107 @@
+"""A blog post's HTML into an issue's editable Markdown: blog boilerplate out, nh3, markdownify.
+
+What a blog wraps around a post (Medium's title repeated as the first heading, the byline,
+"3 min read", "Follow", the "subscribe" footer, a tracking pixel) is not the tip: it is dropped
+before the HTML is cleaned, so the Markdown an editor gets holds the post and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+
+import nh3
+from bs4 import BeautifulSoup, Tag
+from markdownify import MarkdownConverter
+
+from newsletter.mail.body import ALLOWED_ATTRIBUTES, ALLOWED_TAGS, URL_SCHEMES
+
+# Structure a post may have beyond what an issue body allows; markdownify reads it.
+_TAGS = ALLOWED_TAGS | {"figure", "figcaption", "section", "article", "header", "footer"}
+# A whole block that says only one of these is the blog's furniture, not the post.
+_FURNITURE = re.compile(
+    r"^(?:\d+\s*min(?:ute)?s?\s+read|follow|following|listen|share|·|--|"
+    r"(?:.{1,80}\s*·\s*)?follow(?:\s*·.{0,40})?|"
+    r"(?:published in .{1,80}|sign up|sign in|open in app|member-only story))$",
+    re.IGNORECASE,
+)
+# The last few blocks of a post that ask the reader to subscribe, or say where it came from.
+_FOOTER = re.compile(
+    r"(?:subscribe|sign up for|newsletter|in your inbox|follow me|clap|"
+    r"was originally published in|on medium, where people are continuing the conversation)",
+    re.IGNORECASE,
+)
+FOOTER_BLOCKS = 3
+_BLOCK_TAGS = ("p", "div", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "section", "figure")
+_SPACES = re.compile(r"\s+")
+_EDGE_RULES = re.compile(r"\A(?:(?:-{3,}|\*{3,}|_{3,})\s*)+|(?:\s*(?:-{3,}|\*{3,}|_{3,}))+\Z")
+
+
+def _text(tag: Tag) -> str:
+    return _SPACES.sub(" ", tag.get_text(" ")).strip()
+
+
+def _leaf_blocks(root: Tag) -> list[Tag]:
+    """Return the blocks that hold text directly, in document order (no block inside)."""
+    blocks = []
+    for tag in root.find_all(_BLOCK_TAGS):
+        if not tag.find(_BLOCK_TAGS):
+            blocks.append(tag)
+    return blocks
+
+
+def strip_boilerplate(soup: BeautifulSoup, title: str = "") -> None:
+    """Remove a blog's furniture from a post's HTML in place (see the module's docstring)."""
+    for pixel in soup.find_all("img"):
+        src = str(pixel.get("src") or "")
+        if "/_/stat" in src or (str(pixel.get("width")) == "1" and str(pixel.get("height")) == "1"):
+            pixel.decompose()
+    blocks = _leaf_blocks(soup)
+    wanted = _SPACES.sub(" ", title).strip().casefold()
+    # The title again as the first heading (Medium repeats it in every post's body).
+    for block in blocks[:3]:
+        if block.name and block.name[0] == "h" and wanted and _text(block).casefold() == wanted:
+            block.decompose()
+            break
+    for block in _leaf_blocks(soup):
+        text = _text(block)
+        if _FURNITURE.fullmatch(text) or "graf--subtitle" in (block.get("class") or []):
+            block.decompose()
+    for block in _leaf_blocks(soup)[-FOOTER_BLOCKS:]:
+        text = _text(block)
+        if len(text) < 300 and _FOOTER.search(text):
+            block.decompose()
+
+
+class _Converter(MarkdownConverter):
+    """Markdown as an editor writes it: # headings, - bullets, fenced code."""
+
+    def __init__(self) -> None:
+        super().__init__(heading_style="ATX", bullets="-", code_language="", escape_misc=False)
+
+
+def clean_html(html: str) -> str:
+    """Return HTML with nothing executable left: no scripts, handlers or javascript: links."""
+    return nh3.clean(
+        html,
+        tags=_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=URL_SCHEMES,
+        link_rel=None,
+    )
+
+
+def to_markdown(html: str, title: str = "") -> str:
+    """Turn a post's HTML into clean, editable Markdown without the blog's furniture."""
+    # The furniture is found by the blog's own classes, which cleaning drops: strip it first.
+    soup = BeautifulSoup(html, "html.parser")
+    strip_boilerplate(soup, title)
+    markdown = _Converter().convert_soup(BeautifulSoup(clean_html(str(soup)), "html.parser"))
+    lines = [line.rstrip() for line in markdown.replace("\r\n", "\n").split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    # A rule before the first word or after the last (Medium's section dividers) divides nothing.
+    return _EDGE_RULES.sub("", text).strip() + "\n"
+
+
+def plain_text(html: str) -> str:
+    """Return the readable text of some HTML (a feed's title or summary may hold markup)."""
+    return _SPACES.sub(" ", BeautifulSoup(clean_html(html), "html.parser").get_text(" ")).strip()
