@@ -104,4 +104,8 @@ def to_markdown(html: str, title: str = "") -> str:
 
 def plain_text(html: str) -> str:
     """Return the readable text of some HTML (a feed's title or summary may hold markup)."""
-    return _SPACES.sub(" ", BeautifulSoup(clean_html(html), "html.parser").get_text(" ")).strip()
+    soup = BeautifulSoup(clean_html(html), "html.parser")
+    # Blocks end in a space, inline markup does not: "Run `tool`." stays "Run tool."
+    for block in soup.find_all((*_BLOCK_TAGS, "li", "br", "tr", "td", "th", "pre")):
+        block.append(" ")
+    return _SPACES.sub(" ", soup.get_text()).strip()

@@ -7,15 +7,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, abort, render_template, request
 from flask_babel import gettext as _
 from markupsafe import Markup
 
-from newsletter.archive.tables import IssueSource
+from newsletter.archive import listing
 from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
-from newsletter.models import ISSUE_IN_ARCHIVE, Issue, utcnow
+from newsletter.models import Issue, utcnow
 from newsletter.web import row_id
 
 bp = Blueprint("archive", __name__)
@@ -33,56 +32,61 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _published_at() -> Any:
-    # A back-catalogue post keeps the date it was first published on the blog.
-    return sa.func.coalesce(
-        Issue.sent_at, Issue.queued_at, IssueSource.published_at, Issue.created_at
-    )
-
-
-def _published() -> sa.Select[Issue, datetime]:
-    return (
-        sa.select(Issue, _published_at())
-        .outerjoin(IssueSource, IssueSource.issue_id == Issue.id)
-        .where(Issue.status.in_(ISSUE_IN_ARCHIVE))
-        .order_by(_published_at().desc(), Issue.id.desc())
-    )
+def _page_number() -> int:
+    page = request.args.get("page", 1, type=int)
+    if page < 1 or page > 100_000:
+        abort(404, description=_("There is no such page of the archive."))
+    return page
 
 
 @bp.get("/archive")
 def index() -> Any:
-    """List sent issues, newest first, a page at a time."""
-    page = request.args.get("page", 1, type=int)
-    if page < 1 or page > 100_000:
-        abort(404, description=_("There is no such page of the archive."))
-    rows = list(db.session.execute(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
-    if page > 1 and not rows:
+    """List the tips, newest first, a page at a time: searched (?q=) or by tag (?tag=)."""
+    page = _page_number()
+    query = request.args.get("q", "")[: listing.MAX_QUERY].strip()
+    tag = listing.clean_tag(request.args.get("tag", ""))
+    tips, more, total = listing.list_tips(
+        db.session(),
+        settings().base_url,
+        page=page,
+        per_page=PER_PAGE,
+        words=listing.search_words(query),
+        tag=tag,
+    )
+    if page > 1 and not tips:
         abort(404, description=_("There is no such page of the archive."))
     return render_template(
         "public/archive.html",
-        tips=[(issue, published) for issue, published in rows[:PER_PAGE]],
+        tips=tips,
         page=page,
-        more=len(rows) > PER_PAGE,
+        more=more,
+        total=total,
+        query=query,
+        tag=tag,
+        tags=[] if query or tag else listing.top_tags(db.session()),
+        filters={k: v for k, v in (("q", query), ("tag", tag)) if v},
     )
 
 
 @bp.get("/archive/<key>")
 def show(key: str) -> Any:
-    """Show one sent issue by its slug (or its id): the body only, nothing personal."""
-    found = None
+    """Show one tip by its slug (or its id): the body and a way to subscribe, nothing personal."""
     if len(key) > 200:
         abort(404)
-    issue_id = row_id(key)
-    if issue_id is not None:
-        found = db.session.execute(_published().where(Issue.id == issue_id)).first()
-    if found is None:
-        found = db.session.execute(_published().where(Issue.slug == key)).first()
+    found = listing.find_tip(db.session(), row_id(key), key)
     if found is None:
         abort(404, description=_("There is no sent issue at this address."))
-    issue, published = found
+    issue, published, source = found
     # Markup is safe here: markdown_to_html runs the result through nh3.
     body = Markup(markdown_to_html(issue.body_md, settings().base_url))
-    return render_template("public/archive_issue.html", issue=issue, body=body, published=published)
+    return render_template(
+        "public/archive_issue.html",
+        issue=issue,
+        body=body,
+        published=published,
+        canonical=(source.url if source is not None and source.url else None),
+        tags=listing.tags_of(db.session(), [issue.id])[issue.id],
+    )
 
 
 def _iso(moment: datetime) -> str:
@@ -139,7 +143,7 @@ def build_feed(
 def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
     found = settings()
-    issues = [(i, p) for i, p in db.session.execute(_published().limit(FEED_ENTRIES))]
+    issues = [(i, p) for i, p in db.session.execute(listing.in_archive(Issue).limit(FEED_ENTRIES))]
     name = found.newsletter_name
     body = build_feed(
         found.base_url,
