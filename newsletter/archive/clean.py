@@ -42,14 +42,18 @@ def _text(tag: Tag) -> str:
 
 def _leaf_blocks(root: Tag) -> list[Tag]:
     """Return the blocks that hold text directly, in document order (no block inside)."""
-    blocks = []
-    for tag in root.find_all(_BLOCK_TAGS):
-        if not tag.find(_BLOCK_TAGS):
-            blocks.append(tag)
-    return blocks
+    blocks = root.find_all(_BLOCK_TAGS)
+    holders: set[int] = set()  # blocks with a block inside: marked from below, in one pass
+    for block in blocks:
+        for parent in block.parents:
+            if parent.name in _BLOCK_TAGS:
+                if id(parent) in holders:
+                    break
+                holders.add(id(parent))
+    return [block for block in blocks if id(block) not in holders]
 
 
-def strip_boilerplate(soup: BeautifulSoup, title: str = "") -> None:
+def strip_boilerplate(soup: Tag, title: str = "") -> None:
     """Remove a blog's furniture from a post's HTML in place (see the module's docstring)."""
     for pixel in soup.find_all("img"):
         src = str(pixel.get("src") or "")
@@ -92,10 +96,15 @@ def clean_html(html: str) -> str:
 
 def to_markdown(html: str, title: str = "") -> str:
     """Turn a post's HTML into clean, editable Markdown without the blog's furniture."""
+    return tag_to_markdown(BeautifulSoup(html, "html.parser"), title)
+
+
+def tag_to_markdown(post: Tag, title: str = "") -> str:
+    """Turn a parsed post (changed in place) into clean, editable Markdown."""
     # The furniture is found by the blog's own classes, which cleaning drops: strip it first.
-    soup = BeautifulSoup(html, "html.parser")
-    strip_boilerplate(soup, title)
-    markdown = _Converter().convert_soup(BeautifulSoup(clean_html(str(soup)), "html.parser"))
+    strip_boilerplate(post, title)
+    cleaned = clean_html(post.decode_contents())
+    markdown = _Converter().convert_soup(BeautifulSoup(cleaned, "html.parser"))
     lines = [line.rstrip() for line in markdown.replace("\r\n", "\n").split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     # A rule before the first word or after the last (Medium's section dividers) divides nothing.

@@ -18,7 +18,7 @@ import yaml
 from bs4 import BeautifulSoup, Tag
 
 from newsletter.archive.bundle import Bundle, each_file
-from newsletter.archive.clean import to_markdown
+from newsletter.archive.clean import tag_to_markdown, to_markdown
 from newsletter.archive.entry import (
     Entry,
     Skipped,
@@ -166,7 +166,7 @@ def _page(name: str, html: str) -> Entry | Skipped:
         ident=url or name,
         title=title,
         published_at=published,
-        body_md=to_markdown(body.decode_contents(), title),
+        body_md=tag_to_markdown(body, title),
         url=url if url.startswith(("http://", "https://")) else "",
         slug=slug,
     )
