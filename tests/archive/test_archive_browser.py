@@ -64,6 +64,9 @@ def test_an_editor_imports_an_export_and_a_reader_finds_and_subscribes(
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="Back catalogue").wait_for()
+    page.goto(live_server.url + "/editor/import")  # where an editor looks for it
+    page.get_by_role("link", name="back catalogue").click()
+    page.get_by_role("heading", name="Back catalogue").wait_for()
     page.set_input_files("#file", str(export))
     page.get_by_role("button", name="Import").click()
     page.locator("#report").wait_for()
