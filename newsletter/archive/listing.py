@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from newsletter.archive.clean import plain_text
 from newsletter.archive.tables import MAX_TAG, IssueSource, IssueTag
 from newsletter.mail.body import markdown_to_html
-from newsletter.models import ISSUE_IN_ARCHIVE, Issue
+from newsletter.models import ISSUE_IN_ARCHIVE, Issue, IssueStatus
 
 EXCERPT_SOURCE = 1500  # characters of a body read for its excerpt
 EXCERPT = 220
@@ -53,6 +53,12 @@ def in_archive(*columns: Any) -> sa.Select[Any]:
         .where(Issue.status.in_(ISSUE_IN_ARCHIVE))
         .order_by(published_at().desc(), Issue.id.desc())
     )
+
+
+def latest(session: Session, limit: int) -> list[tuple[Issue, datetime]]:
+    """Return the newest tips that were sent or brought in as back catalogue, with their dates."""
+    query = in_archive(Issue).where(Issue.status.in_((IssueStatus.SENT, IssueStatus.ARCHIVED)))
+    return [(issue, published) for issue, published in session.execute(query.limit(limit))]
 
 
 def search_words(query: str) -> list[str]:

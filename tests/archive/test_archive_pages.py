@@ -167,3 +167,11 @@ def test_import_then_search_finds_a_post_by_a_word_of_its_body(archive_app, clie
     assert counts(run_import(archive_app, tmp_path / "md")[1]) == (3, 0, 0)
     html = client.get("/archive?q=--2").get_data(as_text=True)
     assert titles(html) == [posts[1].title]
+
+
+def test_the_front_page_shows_the_latest_tips_of_the_back_catalogue(archive_app, client):
+    add_tips(12)
+    html = client.get("/").get_data(as_text=True)
+    latest = re.findall(r'<li><a href="/archive/(tip-\d+)">', html)
+    assert latest == ["tip-12", "tip-11", "tip-10", "tip-9", "tip-8"]
+    assert "Jan 16, 2016" in html  # tip 12's date on the blog
