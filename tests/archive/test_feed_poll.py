@@ -225,3 +225,17 @@ def test_two_pollers_at_the_same_moment_make_one_issue_per_item(blog, feed_serve
     assert sorted(found["draft"]) == sorted(p.title for p in posts[2:])
     assert len(found["archived"]) == 2
     assert feed_state(db.session(), feed).issues_made >= 10
+
+
+def test_a_feed_that_redirects_to_an_internal_address_is_an_error_not_a_fetch(blog, feed_server):
+    run_jobs = _runner(blog)
+    port = feed_server.server.server_address[1]
+    feed_server.serve(FEED, status=302, headers={"Location": f"http://localhost:{port}/x.xml"})
+    feed_server.serve("/x.xml", rss(weekly(2)))
+    poll(run_jobs)
+    assert "localhost is an internal address" in state().last_error
+    assert "FEED_ALLOW_HOSTS" in state().last_error
+    assert feed_server.hits("/x.xml") == [] and by_status() == {}
+    feed_server.serve(FEED, status=301, headers={"Location": "http://169.254.169.254/feed"})
+    poll(run_jobs)
+    assert "169.254.169.254" in state().last_error and state().failures == 2
