@@ -222,6 +222,8 @@ ISSUE_ACTIVE = (IssueStatus.SENDING, IssueStatus.PAUSED)  # a send under way
 ISSUE_PUBLIC = (*ISSUE_ACTIVE, IssueStatus.SENT)  # in the archive and the feed
 ISSUE_STARTED = (*ISSUE_PUBLIC, IssueStatus.CANCELLED)  # queued at some point: no more edits
 ISSUE_IN_ARCHIVE = (*ISSUE_PUBLIC, IssueStatus.ARCHIVED)  # the public archive and its feed
+# Editable: an unsent issue, or a back-catalogue tip (its conversion may want a touch).
+ISSUE_EDITABLE = (*ISSUE_UNSENT, IssueStatus.ARCHIVED)
 
 
 class Issue(Model):

@@ -86,3 +86,24 @@ def test_bad_uploads_and_urls_get_the_page_with_the_reason_and_change_nothing(
         assert expected in html, (expected, html[:2000])
         assert 'id="import-error"' in html
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Issue)) == 0
+
+
+def test_an_archived_tip_can_be_corrected_and_keeps_its_address(archive_app, inbox):
+    client = editor_client(archive_app)
+    _post(client, file=(io.BytesIO(medium_export(weekly(1))), "medium-export.zip"))
+    issue = db.session.scalars(sa.select(Issue)).one()
+    slug = issue.slug
+    page = client.get(f"/editor/issues/{issue.id}").get_data(as_text=True)
+    assert 'name="body_md"' in page and "Send now" not in page
+    token = csrf_from(page)
+    saved = client.post(
+        f"/editor/issues/{issue.id}",
+        data={"csrf_token": token, "subject": "Tip 1, corrected", "body_md": "Fixed **body**."},
+    )
+    assert saved.status_code == 302
+    db.session.expire_all()
+    issue = db.session.get(Issue, issue.id)
+    assert issue.status is IssueStatus.ARCHIVED and issue.slug == slug
+    public = archive_app.test_client().get(f"/archive/{slug}").get_data(as_text=True)
+    assert "Tip 1, corrected" in public and "<strong>body</strong>" in public
+    assert inbox.messages == []

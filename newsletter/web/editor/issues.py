@@ -29,8 +29,8 @@ from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
 from newsletter.models import (
+    ISSUE_EDITABLE,
     ISSUE_STARTED,
-    ISSUE_UNSENT,
     MAX_EMAIL_LENGTH,
     Issue,
     IssueStatus,
@@ -187,7 +187,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         issue=issue,
         progress=_progress(issue),
         bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
-        editable=issue.status in ISSUE_UNSENT,
+        editable=issue.status in ISSUE_EDITABLE,
         zones=time_zones(),
         editor=current_editor(),
         audience_now=_confirmed_count(),
@@ -216,7 +216,7 @@ def save_issue(issue_id: int) -> Any:
     except NewsletterError as exc:
         db.session.rollback()
         db.session.refresh(issue)
-        code = 400 if issue.status in ISSUE_UNSENT else 409
+        code = 400 if issue.status in ISSUE_EDITABLE else 409
         return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
     flash("Saved.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
