@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, ServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
+import newsletter.archive.tables  # noqa: F401 - the back catalogue's tables, on db.metadata too
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID
@@ -30,6 +31,7 @@ from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.tasks.webhook_posts import install as install_webhooks
 from newsletter.web import archive, dev, embed, manage, provider_notices, public
+from newsletter.web.editor import back_catalogue as catalogue_page
 from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
 from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
@@ -389,6 +391,7 @@ def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
     for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
+    catalogue_page.register(app)
 
 
 def _register_errors(app: Flask) -> None:

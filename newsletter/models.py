@@ -256,6 +256,9 @@ class IssueStatus(enum.StrEnum):
     PAUSED = "paused"
     SENT = "sent"
     CANCELLED = "cancelled"
+    # The back catalogue: published before, elsewhere (a blog, an export), brought in by an
+    # import or the feed's first poll. Public in the archive; never mailed as new, never a send.
+    ARCHIVED = "archived"
 
 
 # The issue states other code asks about, named once (views, engine, API and stats use these).
@@ -263,6 +266,9 @@ ISSUE_UNSENT = (IssueStatus.DRAFT, IssueStatus.READY, IssueStatus.SCHEDULED)  # 
 ISSUE_ACTIVE = (IssueStatus.SENDING, IssueStatus.PAUSED)  # a send under way
 ISSUE_PUBLIC = (*ISSUE_ACTIVE, IssueStatus.SENT)  # in the archive and the feed
 ISSUE_STARTED = (*ISSUE_PUBLIC, IssueStatus.CANCELLED)  # queued at some point: no more edits
+ISSUE_IN_ARCHIVE = (*ISSUE_PUBLIC, IssueStatus.ARCHIVED)  # the public archive and its feed
+# Editable: an unsent issue, or a back-catalogue tip (its conversion may want a touch).
+ISSUE_EDITABLE = (*ISSUE_UNSENT, IssueStatus.ARCHIVED)
 
 
 class Issue(Model):

@@ -1,4 +1,5 @@
-"""`newsletter issues …`: create, list, send (now, later, test), status, pause, resume, cancel."""
+"""`newsletter issues …`: create, list, send (now, later, test), status, pause, resume, cancel,
+and import (the back catalogue)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from typing import Any
 import click
 from flask import Flask
 from flask.cli import with_appcontext
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from newsletter.archive.sources import fetching_for, is_url, read_path, read_url
+from newsletter.archive.store import import_entries
 from newsletter.cli.errors import fail
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
@@ -206,6 +210,36 @@ def _eta(seconds: float | None) -> str:
         return "?"
     seconds = int(seconds)
     return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+@issues_group.command("import")
+@click.argument("source")
+@with_appcontext
+def import_command(source: str) -> None:
+    """Bring in the back catalogue: an RSS/Atom feed (file or URL), a folder or ZIP of Markdown
+    posts, or Medium's or Substack's export. Each post becomes an archived issue, never mailed;
+    importing again adds nothing twice."""
+    found = settings()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        reading = bar.add_task("reading", total=None)
+        try:
+            if is_url(source):
+                fetching = fetching_for(found)
+                items = read_url(source, fetching, lambda n: bar.update(reading, completed=n))
+            else:
+                items = read_path(Path(source), lambda n: bar.update(reading, completed=n))
+            saving = bar.add_task("saving", total=None)
+            report = import_entries(
+                db.session(),
+                source,
+                items,
+                lambda done, total: bar.update(saving, completed=done, total=total),
+            )
+        except NewsletterError as exc:
+            raise fail(exc) from None
+    for line in report.lines():
+        click.echo(line)
 
 
 def register(app: Flask) -> None:

@@ -20,6 +20,7 @@ from newsletter.config.parse import (
     SMTP_SECURITY_CHOICES,
     WEEKDAYS,
     ConfigError,
+    Feed,
     Mailbox,
     WeeklySlot,
     parse_mailbox,
@@ -31,6 +32,7 @@ from newsletter.config.parse import (
     read_database_url,
     read_dkim,
     read_editor_sessions,
+    read_feed,
     read_float,
     read_int,
     read_language,
@@ -50,6 +52,7 @@ __all__ = [
     "SMTP_SECURITY_CHOICES",
     "WEEKDAYS",
     "ConfigError",
+    "Feed",
     "Mailbox",
     "Settings",
     "WeeklySlot",
@@ -118,6 +121,10 @@ ENV_NAMES = frozenset(
         "EDITOR_SESSION_IDLE",
         "EDITOR_SESSION_MAX",
         "IMPORT_MAX_BYTES",
+        "FEED_URL",
+        "FEED_MODE",
+        "FEED_POLL_INTERVAL",
+        "FEED_ALLOW_HOSTS",
     )
 )
 
@@ -180,6 +187,10 @@ class Settings:
     # The largest CSV file one import may upload: the import page admits this plus the
     # form around it (web/editor/imports.py). Every other request keeps the limits below.
     import_max_bytes: int
+    # FEED_URL, FEED_MODE, FEED_POLL_INTERVAL: the blog the worker polls (None: no feed).
+    feed: Feed | None
+    # Hosts the feed and the back catalogue's imports may fetch from although internal.
+    feed_allow_hosts: frozenset[str]
     max_content_length: int = MAX_CONTENT_LENGTH
     max_form_memory_size: int = MAX_FORM_MEMORY_SIZE
 
@@ -307,6 +318,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
         editor_session_max=session_max,
         session_cookie_secure=production or base_url.startswith("https://"),
         import_max_bytes=read_int(env, "IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
+        feed=read_feed(env, weekly_slot is not None),
+        feed_allow_hosts=read_allow_hosts(env, "FEED_ALLOW_HOSTS"),
     )
 
 

@@ -220,10 +220,10 @@ def read_editor_sessions(env: Mapping[str, str]) -> tuple[int, int]:
 _HOST_NAME = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*")
 
 
-def read_allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
-    """Read the hosts webhooks may be posted to although their addresses are internal."""
+def read_allow_hosts(env: Mapping[str, str], name: str = "WEBHOOK_ALLOW_HOSTS") -> frozenset[str]:
+    """Read hosts that may be reached although their addresses are internal (webhooks, feeds)."""
     hosts: set[str] = set()
-    for item in env.get("WEBHOOK_ALLOW_HOSTS", "").split(","):
+    for item in env.get(name, "").split(","):
         host = item.strip().lower().rstrip(".")
         if not host:
             continue
@@ -234,11 +234,44 @@ def read_allow_hosts(env: Mapping[str, str]) -> frozenset[str]:
             pass
         if len(host) > 253 or not _HOST_NAME.fullmatch(host):
             raise ConfigError(
-                "WEBHOOK_ALLOW_HOSTS: expected host names or IP addresses separated by commas "
+                f"{name}: expected host names or IP addresses separated by commas "
                 f"(like intranet.example.com,10.0.0.5), got {item.strip()!r}"
             )
         hosts.add(host)
     return frozenset(hosts)
+
+
+FEED_MODES = ("draft", "ready")
+
+
+@dataclass(frozen=True)
+class Feed:
+    """FEED_URL and how it is polled (``newsletter.archive.poll``)."""
+
+    url: str
+    mode: str  # draft or ready: what a new item becomes
+    interval: float  # seconds between two polls
+
+
+def read_feed(env: Mapping[str, str], weekly_slot: bool) -> Feed | None:
+    """Read FEED_URL, FEED_MODE and FEED_POLL_INTERVAL; None when no feed is set."""
+    url = read_url(env, "FEED_URL", ("http", "https"))
+    mode = env.get("FEED_MODE", "").strip().lower() or "draft"
+    if mode not in FEED_MODES:
+        raise ConfigError(f"FEED_MODE: expected draft or ready, got {mode!r}")
+    interval = read_float(env, "FEED_POLL_INTERVAL", 900.0)
+    if interval < 1:
+        raise ConfigError(f"FEED_POLL_INTERVAL: must be at least 1 second, got {interval:g}")
+    if url is None:
+        return None
+    if not urlsplit(url).hostname:
+        raise ConfigError(f"FEED_URL: needs a host, got {url!r}")
+    if mode == "ready" and not weekly_slot:
+        raise ConfigError(
+            "FEED_MODE: ready means 'for the weekly slot', and WEEKLY_SLOT is not set; set it "
+            "(e.g. monday 09:00 Europe/Berlin) or use FEED_MODE=draft"
+        )
+    return Feed(url, mode, interval)
 
 
 def read_trusted_proxies(env: Mapping[str, str]) -> int:

@@ -29,8 +29,8 @@ from newsletter.mail.body import slugify
 from newsletter.mail.render import Mailer, Rendered
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
 from newsletter.models import (
+    ISSUE_EDITABLE,
     ISSUE_PUBLIC,
-    ISSUE_UNSENT,
     Issue,
     IssueStatus,
     rowcount,
@@ -126,16 +126,18 @@ def create_issue(subject: str, body_md: str) -> Issue:
 
 @_unit
 def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
-    """Change an issue's subject and body while it has not been queued."""
+    """Change an issue's subject and body while it has not been queued (or is back catalogue)."""
     subject, body_md = _clean(subject, body_md)
     issue = _get(issue_id)
-    if issue.status not in ISSUE_UNSENT:
+    if issue.status not in ISSUE_EDITABLE:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it can no longer be edited.")
-    slug = issue.slug if subject == issue.subject else _unique_slug(subject, issue.id)
+    # A back-catalogue tip is public already: its address stays what readers have linked to.
+    keep = subject == issue.subject or issue.status is IssueStatus.ARCHIVED
+    slug = issue.slug if keep else _unique_slug(subject, issue.id)
     changed = rowcount(
         db.session.execute(
             sa.update(Issue)
-            .where(Issue.id == issue.id, Issue.status.in_(ISSUE_UNSENT))
+            .where(Issue.id == issue.id, Issue.status.in_(ISSUE_EDITABLE))
             .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         )

@@ -14,6 +14,7 @@ from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.subscribers.expiry import expire_pending, expired_before
 from newsletter.tasks.dispatch import dispatch
+from newsletter.tasks.feed import schedule_feed_poll
 from newsletter.tasks.mail import reconcile as reconcile_mail
 from newsletter.tasks.manage import reconcile as reconcile_address_mail
 from newsletter.tasks.process import owner_is_dead
@@ -55,4 +56,9 @@ def scheduler_tick() -> str:
     db.session.commit()
     if expired:
         log.info("expired %s sign-ups never confirmed", expired)
+    try:
+        schedule_feed_poll()  # FEED_URL, when a poll is due
+    except Exception:  # the feed's own trouble never stops the tick
+        db.session.rollback()
+        log.exception("could not schedule the feed's poll")
     return f"started {[i for i, _ in started]}; expired {expired}; " + reconcile()

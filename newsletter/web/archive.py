@@ -1,4 +1,4 @@
-"""The public archive of sent issues, and its Atom feed."""
+"""The public archive of sent and archived issues (the back catalogue), and its Atom feed."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, Response, abort, render_template, request
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from newsletter.archive import listing
 from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
-from newsletter.models import ISSUE_PUBLIC, Issue, utcnow
+from newsletter.models import Issue, utcnow
 from newsletter.web import row_id
 
 bp = Blueprint("archive", __name__)
@@ -32,62 +32,60 @@ def register(app: Flask) -> None:
     app.register_blueprint(bp)
 
 
-def _published_at() -> Any:
-    return sa.func.coalesce(Issue.sent_at, Issue.queued_at)
-
-
-def _published() -> sa.Select[Issue]:
-    return (
-        sa.select(Issue)
-        .where(Issue.status.in_(ISSUE_PUBLIC))
-        .order_by(_published_at().desc(), Issue.id.desc())
-    )
-
-
-def published_on(issue: Issue) -> datetime:
-    """Return when an issue went public: sent, else queued, else created."""
-    return issue.sent_at or issue.queued_at or issue.created_at
+def _page_number() -> int:
+    page = request.args.get("page", 1, type=int)
+    if page < 1 or page > 100_000:
+        abort(404, description=_("There is no such page of the archive."))
+    return page
 
 
 @bp.get("/archive")
 def index() -> Any:
-    """List sent issues, newest first, a page at a time."""
-    page = request.args.get("page", 1, type=int)
-    if page < 1 or page > 100_000:
-        abort(404, description=_("There is no such page of the archive."))
-    rows = list(db.session.scalars(_published().limit(PER_PAGE + 1).offset((page - 1) * PER_PAGE)))
-    if page > 1 and not rows:
+    """List the tips, newest first, a page at a time: searched (?q=) or by tag (?tag=)."""
+    page = _page_number()
+    query = request.args.get("q", "")[: listing.MAX_QUERY].strip()
+    tag = listing.clean_tag(request.args.get("tag", ""))
+    tips, more, total = listing.list_tips(
+        db.session(),
+        settings().base_url,
+        page=page,
+        per_page=PER_PAGE,
+        words=listing.search_words(query),
+        tag=tag,
+    )
+    if page > 1 and not tips:
         abort(404, description=_("There is no such page of the archive."))
     return render_template(
         "public/archive.html",
-        issues=rows[:PER_PAGE],
+        tips=tips,
         page=page,
-        more=len(rows) > PER_PAGE,
-        published_on=published_on,
+        more=more,
+        total=total,
+        query=query,
+        tag=tag,
+        tags=[] if query or tag else listing.top_tags(db.session()),
+        filters={k: v for k, v in (("q", query), ("tag", tag)) if v},
     )
 
 
 @bp.get("/archive/<key>")
 def show(key: str) -> Any:
-    """Show one sent issue by its slug (or its id): the body only, nothing personal."""
-    issue = None
+    """Show one tip by its slug (or its id): the body and a way to subscribe, nothing personal."""
     if len(key) > 200:
         abort(404)
-    issue_id = row_id(key)
-    if issue_id is not None:
-        issue = db.session.scalar(
-            sa.select(Issue).where(Issue.id == issue_id, Issue.status.in_(ISSUE_PUBLIC))
-        )
-    if issue is None:
-        issue = db.session.scalar(
-            sa.select(Issue).where(Issue.slug == key, Issue.status.in_(ISSUE_PUBLIC))
-        )
-    if issue is None:
+    found = listing.find_tip(db.session(), row_id(key), key)
+    if found is None:
         abort(404, description=_("There is no sent issue at this address."))
+    issue, published, source = found
     # Markup is safe here: markdown_to_html runs the result through nh3.
     body = Markup(markdown_to_html(issue.body_md, settings().base_url))
     return render_template(
-        "public/archive_issue.html", issue=issue, body=body, published=published_on(issue)
+        "public/archive_issue.html",
+        issue=issue,
+        body=body,
+        published=published,
+        canonical=(source.url if source is not None and source.url else None),
+        tags=listing.tags_of(db.session(), [issue.id])[issue.id],
     )
 
 
@@ -102,7 +100,12 @@ def _tag(base_url: str, issue: Issue) -> str:
 
 
 def build_feed(
-    base_url: str, title: str, issues: list[Issue], *, language: str = "en", subtitle: str = ""
+    base_url: str,
+    title: str,
+    issues: list[tuple[Issue, datetime]],
+    *,
+    language: str = "en",
+    subtitle: str = "",
 ) -> bytes:
     """Return an Atom document for ``issues`` (newest first), every URL absolute."""
     ET.register_namespace("", ATOM)
@@ -118,17 +121,17 @@ def build_feed(
     sub(feed, "title", title)
     if subtitle:
         sub(feed, "subtitle", subtitle)
-    sub(feed, "updated", _iso(published_on(issues[0]) if issues else utcnow()))
+    sub(feed, "updated", _iso(issues[0][1] if issues else utcnow()))
     sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/feed.xml")
     sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/archive")
     author = sub(feed, "author")
     sub(author, "name", title)
-    for issue in issues:
+    for issue, published in issues:
         entry = sub(feed, "entry")
         sub(entry, "id", _tag(base_url, issue))
         sub(entry, "title", issue.subject)
-        sub(entry, "updated", _iso(published_on(issue)))
-        sub(entry, "published", _iso(published_on(issue)))
+        sub(entry, "updated", _iso(published))
+        sub(entry, "published", _iso(published))
         href = f"{base_url}/archive/{issue.slug}"
         sub(entry, "link", rel="alternate", type="text/html", href=href)
         sub(entry, "content", markdown_to_html(issue.body_md, base_url), type="html")
@@ -140,7 +143,7 @@ def build_feed(
 def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
     found = settings()
-    issues = list(db.session.scalars(_published().limit(FEED_ENTRIES)))
+    issues = [(i, p) for i, p in db.session.execute(listing.in_archive(Issue).limit(FEED_ENTRIES))]
     name = found.newsletter_name
     body = build_feed(
         found.base_url,

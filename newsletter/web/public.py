@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import sqlalchemy as sa
 from flask import (
     Blueprint,
     Flask,
@@ -27,12 +26,12 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from newsletter.archive import listing
 from newsletter.errors import Invalid
 from newsletter.extensions import csrf, db, settings
 from newsletter.models import (
     MAX_EMAIL_LENGTH,
     Issue,
-    IssueStatus,
     Subscriber,
     SubscriberStatus,
     utcnow,
@@ -68,14 +67,9 @@ def register(app: Flask) -> None:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _latest_tips() -> list[Issue]:
-    query = (
-        sa.select(Issue)
-        .where(Issue.status == IssueStatus.SENT)
-        .order_by(Issue.sent_at.desc().nulls_last(), Issue.id.desc())
-        .limit(LATEST_TIPS)
-    )
-    return list(db.session.scalars(query))
+def _latest_tips() -> list[tuple[Issue, datetime]]:
+    # The back catalogue too: a newsletter that starts from a blog shows its tips at once.
+    return listing.latest(db.session(), LATEST_TIPS)
 
 
 def front_page(status: int = 200, error: Invalid | None = None, **form: str) -> tuple[str, int]:

@@ -29,6 +29,7 @@ from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
 from newsletter.issues.segment import audience_of, choose_segment, segment_of
 from newsletter.models import (
+    ISSUE_EDITABLE,
     ISSUE_STARTED,
     ISSUE_UNSENT,
     MAX_EMAIL_LENGTH,
@@ -180,7 +181,8 @@ def new_issue() -> Any:
 
 def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
     segment = segment_of(db.session(), issue.id)
-    editable = issue.status in ISSUE_UNSENT
+    editable = issue.status in ISSUE_EDITABLE
+    unsent = issue.status in ISSUE_UNSENT
     return render_template(
         "editor/issue.html",
         issue=issue,
@@ -189,9 +191,9 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         editable=editable,
         zones=time_zones(),
         editor=current_editor(),
-        audience_now=audience_of(db.session(), segment) if editable else issue.audience,
+        audience_now=audience_of(db.session(), segment) if unsent else issue.audience,
         segment=segment,
-        tag_choices=tag_counts(db.session()) if editable else [],
+        tag_choices=tag_counts(db.session()) if unsent else [],
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
         **extra,
@@ -217,7 +219,7 @@ def save_issue(issue_id: int) -> Any:
     except NewsletterError as exc:
         db.session.rollback()
         db.session.refresh(issue)
-        code = 400 if issue.status in ISSUE_UNSENT else 409
+        code = 400 if issue.status in ISSUE_EDITABLE else 409
         return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
     flash("Saved.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))

@@ -1,0 +1,76 @@
+"""Tables of the back catalogue: where each imported issue came from, its tags, the polled feed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from newsletter.models import Model, UTCDateTime, utcnow
+
+MAX_TAG = 50
+MAX_URL = 1000
+
+
+class IssueSource(Model):
+    """Where an issue came from outside: a feed item, an exported post, a Markdown file.
+
+    ``key`` is what makes an import idempotent: a hash of the entry's id (a feed's guid, a
+    Medium post's canonical link, a Substack post id, a file name), unique, so the same entry
+    never becomes two issues whoever imports or polls it, and however often. ``url_key``
+    hashes the canonical link, so the same post reached by another route (a later export, the
+    blog's feed) is found too.
+    """
+
+    __tablename__ = "issue_source"
+
+    issue_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    ident: Mapped[str] = mapped_column(sa.String(500))  # the id as the source wrote it
+    url: Mapped[str] = mapped_column(sa.String(MAX_URL), default="")  # the post on the blog
+    url_key: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    origin: Mapped[str] = mapped_column(sa.String(20))  # feed, markdown, medium, substack, html
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class IssueTag(Model):
+    """A tag an imported post carried (front matter ``tags``, a feed's categories)."""
+
+    __tablename__ = "issue_tag"
+
+    issue_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(MAX_TAG), primary_key=True, index=True)
+
+
+class FeedState(Model):
+    """What the worker knows of the polled blog feed (``FEED_URL``): one row per feed URL.
+
+    ``started_at`` is the first successful poll: what the feed held then is back catalogue,
+    what appears after it becomes an issue. ``next_poll_at`` is claimed by a conditional
+    UPDATE, so two workers' ticks never poll the same interval twice.
+    """
+
+    __tablename__ = "feed_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url_key: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    url: Mapped[str] = mapped_column(sa.String(MAX_URL))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_ok_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[str] = mapped_column(sa.String(20), default="")  # 200, 304, error
+    last_error: Mapped[str] = mapped_column(sa.String(500), default="")
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    failures: Mapped[int] = mapped_column(default=0)  # failed polls in a row
+    etag: Mapped[str] = mapped_column(sa.String(300), default="")
+    last_modified: Mapped[str] = mapped_column(sa.String(100), default="")
+    items_seen: Mapped[int] = mapped_column(default=0)  # items of the last feed read
+    archived: Mapped[int] = mapped_column(default=0)  # joined the archive (first poll)
+    issues_made: Mapped[int] = mapped_column(default=0)  # new items made into issues
