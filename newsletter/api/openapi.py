@@ -24,7 +24,7 @@ from newsletter.api.serialise import (
     SUBSCRIBER_STATUS,
     Field,
 )
-from newsletter.issues.actions import MAX_BODY, MAX_SUBJECT
+from newsletter.issues.actions import MAX_BODY, MAX_PREHEADER, MAX_SUBJECT
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.subscribers.validate import MAX_NAME
 
@@ -43,6 +43,13 @@ NAME = {
 # issues.actions refuses a subject or body that is empty once trimmed.
 SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT, "pattern": NO_NUL}
 BODY_MD = {**STR, "minLength": 1, "maxLength": MAX_BODY, "pattern": NO_NUL}
+# One line in the inbox after the subject; whitespace is folded; empty: none is added.
+PREHEADER = {
+    **STR,
+    "maxLength": MAX_PREHEADER,
+    "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$",
+    "description": "the line an inbox shows after the subject (hidden in the mail)",
+}
 ERROR_TEXT = {
     400: "Malformed request (bad JSON or query parameter)",
     401: "Missing, unknown or revoked bearer token",
@@ -189,8 +196,11 @@ def build_document(base_url: str) -> dict[str, Any]:
                 },
             }
         ),
-        "IssueCreate": _obj({"subject": SUBJECT, "body_md": BODY_MD}, ["subject", "body_md"]),
-        "IssuePatch": _obj({"subject": SUBJECT, "body_md": BODY_MD}),
+        "IssueCreate": _obj(
+            {"subject": SUBJECT, "body_md": BODY_MD, "preheader": PREHEADER},
+            ["subject", "body_md"],
+        ),
+        "IssuePatch": _obj({"subject": SUBJECT, "body_md": BODY_MD, "preheader": PREHEADER}),
         "Issue": _fields(ISSUE_FIELDS),
         "Preview": _obj({"subject": STR, "text": STR, "html": STR}, ["subject", "text", "html"]),
         "TestRequest": _obj({"to": EMAIL}, ["to"]),

@@ -163,14 +163,21 @@ def dashboard() -> Any:
 def new_issue() -> Any:
     """Write a new issue (subject and Markdown body); it starts as a draft."""
     if request.method == "GET":
-        return render_template("editor/issue_form.html", issue=None, subject="", body_md="")
+        return render_template(
+            "editor/issue_form.html", issue=None, subject="", body_md="", preheader=""
+        )
     subject = request.form.get("subject", "")
     body_md = request.form.get("body_md", "")
+    preheader = request.form.get("preheader", "")
     try:
-        issue = issues.create_issue(subject, body_md)
+        issue = issues.create_issue(subject, body_md, preheader)
     except NewsletterError as exc:
         page = render_template(
-            "editor/issue_form.html", subject=subject, body_md=body_md, error=exc.message
+            "editor/issue_form.html",
+            subject=subject,
+            body_md=body_md,
+            preheader=preheader,
+            error=exc.message,
         )
         return page, 400
     flash("Draft saved. Preview it, send yourself a test, then queue or schedule it.")
@@ -193,6 +200,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         audience_now=_confirmed_count(),
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
+        preheader=extra.pop("preheader", issue.preheader),
         **extra,
     ), status
 
@@ -207,17 +215,20 @@ def issue_page(issue_id: int) -> Any:
 @bp.post("/issues/<id:issue_id>")
 @login_required
 def save_issue(issue_id: int) -> Any:
-    """Save the subject and body of an issue that has not been queued yet."""
+    """Save the subject, preheader and body of an issue that has not been queued yet."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     subject = request.form.get("subject", "")
     body_md = request.form.get("body_md", "")
+    preheader = request.form.get("preheader", "")
     try:
-        issues.update_issue(issue.id, subject, body_md)
+        issues.update_issue(issue.id, subject, body_md, preheader)
     except NewsletterError as exc:
         db.session.rollback()
         db.session.refresh(issue)
         code = 400 if issue.status in ISSUE_UNSENT else 409
-        return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
+        return _render_issue(
+            issue, code, error=exc.message, subject=subject, body_md=body_md, preheader=preheader
+        )
     flash("Saved.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
 
