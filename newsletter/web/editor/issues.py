@@ -37,6 +37,7 @@ from newsletter.models import (
 )
 from newsletter.services import mailer
 from newsletter.tasks import dispatch
+from newsletter.web.editor import send_status
 
 NO_ISSUE = "There is no issue with that number."
 
@@ -189,10 +190,14 @@ def _confirmed_count() -> int:
 
 
 def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
+    found = _progress(issue)
     return render_template(
         "editor/issue.html",
         issue=issue,
-        progress=_progress(issue),
+        progress=found,
+        view=send_status.send_view(db.session(), issue, found) if found else None,
+        label=send_status.label(issue.status),
+        slot_at=send_status.next_slot_at(settings().weekly_slot),
         bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
         editable=issue.status in ISSUE_UNSENT,
         zones=time_zones(),
@@ -252,7 +257,7 @@ def _action(issue_id: int, run: Any) -> Any:
         db.session.refresh(issue)
         return _render_issue(issue, 409, error=exc.message)
     if message:
-        flash(message)
+        flash(send_status.editor_words(message))
     return redirect(url_for("editor.issue_page", issue_id=issue_id))
 
 
@@ -314,7 +319,18 @@ def schedule(issue_id: int) -> Any:
         return _render_issue(
             issue, 400, error="That time has passed; pick one in the future, or queue it now."
         )
-    return _action(issue_id, lambda i: dispatch.send_issue(i.id, at=at))
+    zone = ZoneInfo(request.form.get("tz", "UTC"))
+
+    def run(i: Issue) -> str:
+        said = dispatch.send_issue(i.id, at=at)
+        db.session.refresh(i)
+        if i.status is not IssueStatus.SCHEDULED:
+            return said
+        # Said back in the zone it was picked in, the UTC time beside it.
+        local = at.astimezone(zone)
+        return f"Scheduled for {local:%a %d %b %Y %H:%M} {zone.key} ({at:%H:%M} UTC)."
+
+    return _action(issue_id, run)
 
 
 @bp.post("/issues/<id:issue_id>/ready")
@@ -358,4 +374,5 @@ def progress(issue_id: int) -> Any:
         percent = min(100.0, round(100.0 * done / audience, 1))
     else:
         percent = 100.0 if found["status"] == IssueStatus.SENT.value else 0.0
-    return jsonify({**found, "percent": percent, "finished": finished})
+    view = send_status.send_view(db.session(), issue, found)
+    return jsonify({**found, **view, "percent": percent, "finished": finished})
