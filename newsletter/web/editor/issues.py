@@ -37,7 +37,7 @@ from newsletter.models import (
 )
 from newsletter.services import mailer
 from newsletter.tasks import dispatch
-from newsletter.web.editor import send_status
+from newsletter.web.editor import send_status, words
 
 NO_ISSUE = "There is no issue with that number."
 
@@ -63,7 +63,15 @@ def time_zones() -> tuple[str, ...]:
 
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"current_editor": current_editor}
+    return {"current_editor": current_editor, "history_words": words.history}
+
+
+@bp.url_value_preprocessor
+def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Before CSRF protection reads the form: a body may hold MAX_BODY characters of up to 4
+    # bytes each, past the app's 64 KB a field; refused later, it is shown again with the error.
+    if endpoint in ("editor.new_issue", "editor.save_issue") and request.method == "POST":
+        request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
 
 
 # --- login ----------------------------------------------------------------------------------
