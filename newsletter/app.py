@@ -32,7 +32,16 @@ from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.services import brand
 from newsletter.tasks.webhook_posts import install as install_webhooks
 from newsletter.web import archive, branding, dev, embed, manage, provider_notices, public
-from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
+from newsletter.web.editor import (
+    bounces,
+    doctor,
+    imports,
+    stats,
+    subscribers,
+    tokens,
+    webhooks,
+    writing,
+)
 from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
 from newsletter.web.editor import settings as settings_page
@@ -399,7 +408,7 @@ def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
     for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
-    for module in (branding, settings_page):
+    for module in (branding, settings_page, writing):
         module.register(app)
 
 
