@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -29,12 +30,23 @@ from newsletter.extensions import babel, csrf, db, migrate, settings
 from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
+from newsletter.services import brand
 from newsletter.tasks.webhook_posts import install as install_webhooks
-from newsletter.web import archive, dev, embed, manage, provider_notices, public
+from newsletter.web import archive, branding, dev, embed, manage, provider_notices, public
 from newsletter.web.editor import back_catalogue as catalogue_page
-from newsletter.web.editor import bounces, doctor, imports, stats, subscribers, tokens, webhooks
+from newsletter.web.editor import (
+    bounces,
+    doctor,
+    imports,
+    stats,
+    subscribers,
+    tokens,
+    webhooks,
+    writing,
+)
 from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
+from newsletter.web.editor import settings as settings_page
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -282,8 +294,15 @@ def _init_security(app: Flask, loaded: Settings) -> None:
 
     @app.context_processor
     def typed_settings() -> dict[str, Any]:
-        # Pages read the settings as the code does: `settings.newsletter_name`.
-        return {"settings": settings(app)}
+        # Pages read the settings as the code does: `settings.newsletter_name`; the name and
+        # address set at /editor/settings win over the environment's here, for every page.
+        look = brand(app)
+        found = settings(app)
+        if (look.name, look.postal_address) != (found.newsletter_name, found.postal_address):
+            found = dataclasses.replace(
+                found, newsletter_name=look.name, postal_address=look.postal_address
+            )
+        return {"settings": found, "brand": look}
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -392,6 +411,8 @@ def _register_blueprints(app: Flask) -> None:
     for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
     catalogue_page.register(app)
+    for module in (branding, settings_page, writing):
+        module.register(app)
 
 
 def _register_errors(app: Flask) -> None:

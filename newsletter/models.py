@@ -278,6 +278,8 @@ class Issue(Model):
     slug: Mapped[str] = mapped_column(sa.String(120), unique=True)
     subject: Mapped[str] = mapped_column(sa.String(200))
     body_md: Mapped[str] = mapped_column(sa.Text())
+    # The line an inbox shows after the subject; empty: none is added to the mail.
+    preheader: Mapped[str] = mapped_column(sa.String(200), default="", server_default="")
     status: Mapped[IssueStatus] = mapped_column(
         _enum(IssueStatus, "issue_status"), default=IssueStatus.DRAFT, index=True
     )
@@ -309,6 +311,25 @@ class IssueTag(Model):
     tag_id: Mapped[int] = mapped_column(
         sa.ForeignKey("tag.id", ondelete="RESTRICT"), primary_key=True, index=True
     )
+
+
+class Branding(Model):
+    """The look set at /editor/settings: one row (id 1); an empty field leaves the default."""
+
+    __tablename__ = "branding"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), default="")
+    pitch: Mapped[str] = mapped_column(sa.String(300), default="")
+    blurb: Mapped[str] = mapped_column(sa.String(2000), default="")
+    footer: Mapped[str] = mapped_column(sa.String(1000), default="")
+    postal_address: Mapped[str] = mapped_column(sa.String(300), default="")
+    welcome_text: Mapped[str] = mapped_column(sa.String(2000), default="")
+    accent: Mapped[str] = mapped_column(sa.String(7), default="")
+    logo_url: Mapped[str] = mapped_column(sa.String(500), default="")
+    logo_png: Mapped[bytes | None] = mapped_column(sa.LargeBinary())  # an upload, resized
+    version: Mapped[int] = mapped_column(default=1)  # new on every save: logo URLs change
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class DeliveryStatus(enum.StrEnum):

@@ -7,9 +7,13 @@ never reach for the app: they are handed what they need.
 
 from __future__ import annotations
 
-from flask import Flask
+import functools
 
-from newsletter.extensions import settings, this_app
+from flask import Flask, has_app_context
+
+from newsletter.branding.store import BrandCache, load
+from newsletter.extensions import db, settings, this_app
+from newsletter.mail.brand import Brand
 from newsletter.mail.render import Mailer
 from newsletter.subscribers.links import Tokens, tokens_for
 
@@ -19,8 +23,37 @@ def mailer(app: Flask | None = None) -> Mailer:
     app = this_app(app)
     found: Mailer | None = app.extensions.get("mailer")
     if found is None or found.settings is not settings(app):
-        found = app.extensions["mailer"] = Mailer(settings(app), app.template_folder or "templates")
+        found = app.extensions["mailer"] = Mailer(
+            settings(app), app.template_folder or "templates", functools.partial(brand, app)
+        )
     return found
+
+
+def brand_cache(app: Flask | None = None) -> BrandCache:
+    """Return the app's cache of the look set at /editor/settings."""
+    app = this_app(app)
+    found: BrandCache | None = app.extensions.get("brand")
+    if found is None:
+        found = app.extensions["brand"] = BrandCache()
+    return found
+
+
+def brand(app: Flask | None = None) -> Brand:
+    """Return the look every page and mail shows: /editor/settings over the environment.
+
+    The one place the environment's NEWSLETTER_NAME and POSTAL_ADDRESS are overridden; pages
+    get it as ``settings``/``brand`` (app.py), mail through the Mailer.
+    """
+    app = this_app(app)
+    found = settings(app)
+
+    def loader() -> Brand:
+        if has_app_context():
+            return load(db.session(), found)
+        with app.app_context():  # a mail rendered outside any context (a thread of its own)
+            return load(db.session(), found)
+
+    return brand_cache(app).get(loader, lambda: Brand.from_settings(found))
 
 
 def tokens(app: Flask | None = None) -> Tokens:

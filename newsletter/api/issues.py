@@ -60,10 +60,11 @@ def list_issues() -> ResponseReturnValue:
 @bp.post("/issues")
 @token_required
 def create_issue() -> ResponseReturnValue:
-    """Create a draft issue from a subject and a Markdown body."""
-    data = json_body({"subject", "body_md"}, {"subject", "body_md"})
+    """Create a draft issue from a subject, a Markdown body and an optional preheader."""
+    data = json_body({"subject", "body_md", "preheader"}, {"subject", "body_md"})
     subject, body = string_field(data, "subject"), string_field(data, "body_md")
-    issue = issues.create_issue(subject, body)
+    preheader = string_field(data, "preheader") if "preheader" in data else ""
+    issue = issues.create_issue(subject, body, preheader)
     return jsonify(issue_json(issue)), 201
 
 
@@ -77,15 +78,16 @@ def get_issue(issue_id: int) -> ResponseReturnValue:
 @bp.patch("/issues/<id:issue_id>")
 @token_required
 def update_issue(issue_id: int) -> ResponseReturnValue:
-    """Change the subject and/or body of an issue that has not gone out."""
+    """Change the subject, body and/or preheader of an issue that has not gone out."""
     issue = _issue(issue_id)
-    data = json_body({"subject", "body_md"})
+    data = json_body({"subject", "body_md", "preheader"})
     subject = string_field(data, "subject") if "subject" in data else issue.subject
     body = string_field(data, "body_md") if "body_md" in data else issue.body_md
+    preheader = string_field(data, "preheader") if "preheader" in data else None
     # Checked before the subject and body, so a late edit hears "too late" whatever it holds.
     if issue.status not in ISSUE_UNSENT:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; too late.")
-    issue = issues.update_issue(issue_id, subject, body)
+    issue = issues.update_issue(issue_id, subject, body, preheader)
     return jsonify(issue_json(issue))
 
 

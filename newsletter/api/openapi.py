@@ -24,7 +24,7 @@ from newsletter.api.serialise import (
     SUBSCRIBER_STATUS,
     Field,
 )
-from newsletter.issues.actions import MAX_BODY, MAX_SUBJECT
+from newsletter.issues.actions import MAX_BODY, MAX_PREHEADER, MAX_SUBJECT
 from newsletter.models import MAX_EMAIL_LENGTH, MAX_TAG_LENGTH
 from newsletter.subscribers.editing import MAX_REASON
 from newsletter.subscribers.tags import MAX_TAGS_PER_PERSON
@@ -67,6 +67,13 @@ REASON = {
 # issues.actions refuses a subject or body that is empty once trimmed.
 SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT, "pattern": NO_NUL}
 BODY_MD = {**STR, "minLength": 1, "maxLength": MAX_BODY, "pattern": NO_NUL}
+# One line in the inbox after the subject; whitespace is folded; empty: none is added.
+PREHEADER = {
+    **STR,
+    "maxLength": MAX_PREHEADER,
+    "pattern": "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$",
+    "description": "the line an inbox shows after the subject (hidden in the mail)",
+}
 ERROR_TEXT = {
     400: "Malformed request (bad JSON or query parameter)",
     401: "Missing, unknown or revoked bearer token",
@@ -232,8 +239,11 @@ def build_document(base_url: str) -> dict[str, Any]:
             },
             ["email"],
         ),
-        "IssueCreate": _obj({"subject": SUBJECT, "body_md": BODY_MD}, ["subject", "body_md"]),
-        "IssuePatch": _obj({"subject": SUBJECT, "body_md": BODY_MD}),
+        "IssueCreate": _obj(
+            {"subject": SUBJECT, "body_md": BODY_MD, "preheader": PREHEADER},
+            ["subject", "body_md"],
+        ),
+        "IssuePatch": _obj({"subject": SUBJECT, "body_md": BODY_MD, "preheader": PREHEADER}),
         "Issue": _fields(ISSUE_FIELDS),
         "Preview": _obj({"subject": STR, "text": STR, "html": STR}, ["subject", "text", "html"]),
         "TestRequest": _obj({"to": EMAIL}, ["to"]),

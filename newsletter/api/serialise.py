@@ -92,6 +92,7 @@ ISSUE_FIELDS: tuple[Field[Issue], ...] = (
     Field("slug", "string", lambda i: i.slug),
     Field("subject", "string", lambda i: i.subject),
     Field("body_md", "string", lambda i: i.body_md),
+    Field("preheader", "string", lambda i: i.preheader),
     Field("status", "string", lambda i: i.status, enum=ISSUE_STATUS),
     Field("created_at", "string", lambda i: i.created_at, DATE_TIME),
     Field("updated_at", "string", lambda i: i.updated_at, DATE_TIME),

@@ -42,15 +42,20 @@ def issues_group() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A Markdown file with the body.",
 )
+@click.option(
+    "--preheader",
+    default="",
+    help="The line an inbox shows after the subject (hidden in the mail); unset, none.",
+)
 @with_appcontext
-def create_command(subject: str, body_file: Path) -> None:
+def create_command(subject: str, body_file: Path, preheader: str) -> None:
     """Create a draft issue; print its id on the last line."""
     try:
         body = body_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"cannot read {body_file}: {exc}") from None
     try:
-        issue = create_issue(subject, body)
+        issue = create_issue(subject, body, preheader)
     except NewsletterError as exc:
         raise fail(exc) from None
     click.echo(f"Created draft issue '{issue.subject}' (/archive/{issue.slug} once sent).")

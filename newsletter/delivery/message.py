@@ -191,10 +191,13 @@ def render_issue(
     slug: str,
     unsubscribe_url: str,
     manage_url: str | None = None,
+    *,
+    preheader: str = "",
 ) -> Rendered:
     """Render an issue's email (subject, text, HTML) around one reader's two links.
 
     Without ``manage_url`` (a preview) the link to the reader's own page is a sample one.
+    A ``preheader`` goes hidden at the top of the HTML part, for the inbox's preview line.
     """
     links = mailer.links
     body = render_body(body_md, links.base_url)
@@ -208,6 +211,7 @@ def render_issue(
             "unsubscribe_url": unsubscribe_url,
             "manage_url": manage_url or links.sample_manage,
             "language": mailer.language,
+            "preheader": preheader,
         },
     )
 
@@ -230,6 +234,7 @@ def issue_message(
         issue.slug,
         unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER,
         manage_base + MANAGE_PLACEHOLDER,
+        preheader=issue.preheader,
     )
     return IssueMessage(
         mailer,

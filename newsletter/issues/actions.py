@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 
 MAX_SUBJECT = 200
 MAX_BODY = 200_000
+MAX_PREHEADER = 200  # inboxes show about 100; the rest is never seen
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -91,6 +93,16 @@ def _clean(subject: str, body_md: str) -> tuple[str, str]:
     return subject, body_md
 
 
+def clean_preheader(preheader: str | None) -> str:
+    """Return the preheader as one line of text; refuse one an inbox could not show."""
+    raw = preheader or ""
+    if len(raw) > MAX_PREHEADER:
+        raise Invalid("preheader", f"The preheader is longer than {MAX_PREHEADER} characters.")
+    if any(unicodedata.category(c) == "Cc" and c not in "\t\n\r" for c in raw):
+        raise Invalid("preheader", "The preheader holds a control character.")
+    return " ".join(raw.split())
+
+
 def _unique_slug(subject: str, issue_id: int | None = None) -> str:
     base = slugify(subject)
     taken = set(
@@ -110,11 +122,14 @@ def _unique_slug(subject: str, issue_id: int | None = None) -> str:
 
 
 @_unit
-def create_issue(subject: str, body_md: str) -> Issue:
-    """Create a draft issue from a subject and a Markdown body."""
+def create_issue(subject: str, body_md: str, preheader: str = "") -> Issue:
+    """Create a draft issue from a subject, a Markdown body and an optional preheader."""
     subject, body_md = _clean(subject, body_md)
+    preheader = clean_preheader(preheader)
     for _ in range(3):
-        issue = Issue(subject=subject, body_md=body_md, slug=_unique_slug(subject))
+        issue = Issue(
+            subject=subject, body_md=body_md, preheader=preheader, slug=_unique_slug(subject)
+        )
         db.session.add(issue)
         try:
             db.session.commit()
@@ -125,10 +140,11 @@ def create_issue(subject: str, body_md: str) -> Issue:
 
 
 @_unit
-def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
-    """Change an issue's subject and body while it has not been queued (or is back catalogue)."""
+def update_issue(issue_id: int, subject: str, body_md: str, preheader: str | None = None) -> Issue:
+    """Change an issue's subject, body (and preheader, unless None) while it is editable."""
     subject, body_md = _clean(subject, body_md)
     issue = _get(issue_id)
+    preheader = issue.preheader if preheader is None else clean_preheader(preheader)
     if issue.status not in ISSUE_EDITABLE:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; it can no longer be edited.")
     # A back-catalogue tip is public already: its address stays what readers have linked to.
@@ -138,7 +154,13 @@ def update_issue(issue_id: int, subject: str, body_md: str) -> Issue:
         db.session.execute(
             sa.update(Issue)
             .where(Issue.id == issue.id, Issue.status.in_(ISSUE_EDITABLE))
-            .values(subject=subject, body_md=body_md, slug=slug, updated_at=utcnow())
+            .values(
+                subject=subject,
+                body_md=body_md,
+                preheader=preheader,
+                slug=slug,
+                updated_at=utcnow(),
+            )
             .execution_options(synchronize_session=False)
         )
     )
@@ -247,7 +269,12 @@ def preview(issue_id: int, mailer: Mailer) -> Rendered:
     """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link."""
     issue = _get(issue_id)
     return message.render_issue(
-        mailer, issue.subject, issue.body_md, issue.slug, mailer.links.sample_unsubscribe
+        mailer,
+        issue.subject,
+        issue.body_md,
+        issue.slug,
+        mailer.links.sample_unsubscribe,
+        preheader=issue.preheader,
     )
 
 

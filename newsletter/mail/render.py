@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -21,6 +21,7 @@ import jinja2
 
 from newsletter.config import Settings
 from newsletter.i18n import DEFAULT_LANGUAGE, format_date, translations
+from newsletter.mail.brand import Brand
 from newsletter.mail.dkim import dkim_signer
 from newsletter.mail.urls import ReaderLinks
 
@@ -60,8 +61,15 @@ def make_jinja_env(
 class Mailer:
     """Render and build emails from the app's settings; sign them when DKIM is configured."""
 
-    def __init__(self, settings: Settings, templates_dir: str | os.PathLike[str]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        templates_dir: str | os.PathLike[str],
+        brand: Callable[[], Brand] | None = None,
+    ) -> None:
         self.settings = settings
+        # The look set at /editor/settings, asked for at each render (it is cached there).
+        self._brand = brand or (lambda: Brand.from_settings(settings))
         self.language = settings.language
         self.jinja = make_jinja_env(templates_dir, self.language)
         self.mail_from = settings.mail_from
@@ -75,12 +83,20 @@ class Mailer:
         """Return the builder of every URL a mail links a reader to, from BASE_URL."""
         return ReaderLinks(self.settings.base_url)
 
+    @property
+    def brand(self) -> Brand:
+        """Return the look every mail shows now: name, address, colour, logo, footer."""
+        return self._brand()
+
     def site_context(self) -> dict[str, Any]:
         """Return what every email template may use: names, addresses, absolute URLs."""
         links = self.links
+        brand = self.brand
         return {
-            "newsletter_name": self.settings.newsletter_name,
-            "postal_address": self.settings.postal_address,
+            "brand": brand,
+            "logo_src": brand.absolute_logo(links.base_url),
+            "newsletter_name": brand.name,
+            "postal_address": brand.postal_address,
             "mail_from": self.mail_from,
             "from_address": self.from_address,
             "base_url": links.base_url,

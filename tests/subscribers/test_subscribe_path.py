@@ -37,8 +37,8 @@ def test_a_new_address_is_stored_with_its_history_stats_and_one_confirmation(
     assert ann.created_at <= utcnow() and ann.confirm_sent_at == ann.created_at
 
     history = history_of(app, ann.id)
-    assert history.count("confirmation sent") == 1  # the repeat inside 10 minutes sent none
-    assert "subscribed" in history and "127.0.0.1" in history
+    assert history.count("Confirmation mail sent") == 1  # the repeat inside 10 minutes sent none
+    assert "Signed up" in history and "127.0.0.1" in history
     assert stats.kind_totals(db.session).get("subscribed") == 2
     db.session.commit()
 

@@ -67,17 +67,36 @@ def test_an_editor_writes_previews_tests_and_sends_an_issue(live_server, page, i
     # Slow enough (2 a second) that the bar is seen moving, not just drawn full.
     override_settings(live_server.app, send_rate=2)
     page.get_by_role("button", name="Send now to 5 subscribers").click()
-    page.get_by_text("is queued for 5 subscribers").wait_for()
+    page.get_by_text("Sending to 5 subscribers now").wait_for()
+    assert "batch" not in page.locator("main").inner_text()
     first = float(page.locator('#progress [data-k="percent"]').inner_text().rstrip("%"))
     assert first < 100
+    assert page.locator("#issue-status").inner_text() == "Sending"
+    assert "in the last minute" in page.locator("#live").inner_text()
+    page.get_by_role("button", name="Pause").wait_for()
     page.evaluate("window.sameDocument = true")
-    page.locator('#progress [data-k="percent"]', has_text="100").wait_for(timeout=20_000)
-    assert page.locator('#progress [data-k="sent"]').inner_text() == "5"
-    assert page.locator('#progress [data-k="failed"]').inner_text() == "0"
-    width = page.locator("#progress .progress > div").evaluate("el => el.style.width")
-    assert width == "100%"
-    assert page.locator('#progress [data-k="status"]').inner_text() == "sent"
+    # The moment the last copy is accounted for, the page says so: no reload.
+    page.locator("#send-summary").wait_for(state="visible", timeout=20_000)
+    assert page.locator("#issue-status").inner_text() == "Sent"
+    assert page.locator('#send-summary [data-s="sent"]').inner_text() == "5"
+    assert page.locator('#send-summary [data-s="failed"]').inner_text() == "0"
+    assert page.locator('#send-summary [data-s="complaints"]').inner_text() == "0"
+    assert page.locator('#send-summary [data-s="unsubscribed"]').inner_text() == "0"
+    assert "per second on average over the whole send" in page.locator("#send-summary").inner_text()
+    assert page.locator("#live").is_hidden()
+    assert page.get_by_role("button", name="Pause").count() == 0
+    assert page.get_by_role("button", name=re.compile("Cancel")).count() == 0
+    assert page.get_by_text("0.00% of 0 delivered").count() == 0
+    page.get_by_role("link", name="Stats").first.wait_for()
+    page.get_by_role("link", name="The issue in the public archive").wait_for()
     assert page.evaluate("window.sameDocument === true")  # updated live, not by a reload
+    assert "finished" in page.locator("#status-when").inner_text()
+    # A reload says the same, once: no "sent sent".
+    page.reload()
+    assert page.locator("#issue-status").inner_text() == "Sent"
+    assert page.locator("#send-summary").is_visible()
+    assert "sent sent" not in page.locator("main").inner_text().lower()
+    assert page.get_by_role("button", name="Pause").count() == 0
 
     inbox.wait_for(6, timeout=15)
     delivered = sorted(rcpts[0] for _f, rcpts in inbox.envelopes[1:])
@@ -103,6 +122,12 @@ def test_the_schedule_form_defaults_to_the_browsers_time_zone(live_server, page)
         tab.get_by_label("Or schedule for").fill("2099-01-15T09:00")
         tab.get_by_role("button", name="Schedule").click()
         # 09:00 in Chicago (CST, UTC-6) is 15:00 UTC.
-        tab.get_by_text(re.compile(r"scheduled for 2099-01-15 15:00 UTC")).first.wait_for()
+        tab.get_by_text(
+            "Scheduled for Thu 15 Jan 2099 09:00 America/Chicago (15:00 UTC)."
+        ).wait_for()
+        # The page shows the time in the browser's zone, with UTC on hover.
+        shown = tab.locator("#status-when time")
+        assert "9:00" in shown.inner_text() and "CST" in shown.inner_text()
+        assert shown.get_attribute("title") == "15/01/2099, 15:00 UTC"
     finally:
         context.close()

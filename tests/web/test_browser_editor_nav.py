@@ -22,7 +22,10 @@ PAGES = [
     "/editor/embed",
     "/editor/webhooks",
 ]
-LINKS = ["Issues", "Subscribers", "Import", "Stats", "Bounces", "Embed", "API tokens", "Webhooks"]
+LINKS = [
+    "Issues", "Subscribers", "Import", "Stats", "Bounces", "Embed", "API tokens", "Webhooks",
+    "Settings",
+]  # fmt: skip
 
 
 def test_every_editor_page_has_one_nav_with_log_out(live_server, page, tmp_path):

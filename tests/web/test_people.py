@@ -123,8 +123,8 @@ def test_a_persons_page_shows_their_history_and_deliveries(app):
     html = editor_client(app).get(f"/editor/subscribers/{sub.id}").text
     assert "lin@example.com" in html and "203.0.113.9" in html and "198.51.100.4" in html
     history = html[html.index('id="history"') : html.index('id="deliveries"')]
-    assert "subscribed" in history and "unsubscribed" in history
-    assert "confirmation sent" in history
+    assert "Signed up" in history and "Unsubscribed" in history
+    assert "Confirmation mail sent" in history
     assert "Tip one: shell history" in html and ">sent<" in html
 
 

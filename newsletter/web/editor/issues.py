@@ -39,6 +39,7 @@ from newsletter.models import (
 from newsletter.services import mailer
 from newsletter.subscribers.tags import tag_counts
 from newsletter.tasks import dispatch
+from newsletter.web.editor import send_status, words
 
 NO_ISSUE = "There is no issue with that number."
 
@@ -64,7 +65,15 @@ def time_zones() -> tuple[str, ...]:
 
 @bp.app_context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"current_editor": current_editor}
+    return {"current_editor": current_editor, "history_words": words.history}
+
+
+@bp.url_value_preprocessor
+def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # Before CSRF protection reads the form: a body may hold MAX_BODY characters of up to 4
+    # bytes each, past the app's 64 KB a field; refused later, it is shown again with the error.
+    if endpoint in ("editor.new_issue", "editor.save_issue") and request.method == "POST":
+        request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
 
 
 # --- login ----------------------------------------------------------------------------------
@@ -165,14 +174,21 @@ def dashboard() -> Any:
 def new_issue() -> Any:
     """Write a new issue (subject and Markdown body); it starts as a draft."""
     if request.method == "GET":
-        return render_template("editor/issue_form.html", issue=None, subject="", body_md="")
+        return render_template(
+            "editor/issue_form.html", issue=None, subject="", body_md="", preheader=""
+        )
     subject = request.form.get("subject", "")
     body_md = request.form.get("body_md", "")
+    preheader = request.form.get("preheader", "")
     try:
-        issue = issues.create_issue(subject, body_md)
+        issue = issues.create_issue(subject, body_md, preheader)
     except NewsletterError as exc:
         page = render_template(
-            "editor/issue_form.html", subject=subject, body_md=body_md, error=exc.message
+            "editor/issue_form.html",
+            subject=subject,
+            body_md=body_md,
+            preheader=preheader,
+            error=exc.message,
         )
         return page, 400
     flash("Draft saved. Preview it, send yourself a test, then queue or schedule it.")
@@ -183,10 +199,14 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
     segment = segment_of(db.session(), issue.id)
     editable = issue.status in ISSUE_EDITABLE
     unsent = issue.status in ISSUE_UNSENT
+    found = _progress(issue)
     return render_template(
         "editor/issue.html",
         issue=issue,
-        progress=_progress(issue),
+        progress=found,
+        view=send_status.send_view(db.session(), issue, found) if found else None,
+        label=send_status.label(issue.status),
+        slot_at=send_status.next_slot_at(settings().weekly_slot),
         bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
         editable=editable,
         zones=time_zones(),
@@ -196,6 +216,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         tag_choices=tag_counts(db.session()) if unsent else [],
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
+        preheader=extra.pop("preheader", issue.preheader),
         **extra,
     ), status
 
@@ -210,17 +231,20 @@ def issue_page(issue_id: int) -> Any:
 @bp.post("/issues/<id:issue_id>")
 @login_required
 def save_issue(issue_id: int) -> Any:
-    """Save the subject and body of an issue that has not been queued yet."""
+    """Save the subject, preheader and body of an issue that has not been queued yet."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     subject = request.form.get("subject", "")
     body_md = request.form.get("body_md", "")
+    preheader = request.form.get("preheader", "")
     try:
-        issues.update_issue(issue.id, subject, body_md)
+        issues.update_issue(issue.id, subject, body_md, preheader)
     except NewsletterError as exc:
         db.session.rollback()
         db.session.refresh(issue)
         code = 400 if issue.status in ISSUE_EDITABLE else 409
-        return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
+        return _render_issue(
+            issue, code, error=exc.message, subject=subject, body_md=body_md, preheader=preheader
+        )
     flash("Saved.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
 
@@ -244,7 +268,7 @@ def _action(issue_id: int, run: Any) -> Any:
         db.session.refresh(issue)
         return _render_issue(issue, 409, error=exc.message)
     if message:
-        flash(message)
+        flash(send_status.editor_words(message))
     return redirect(url_for("editor.issue_page", issue_id=issue_id))
 
 
@@ -306,7 +330,18 @@ def schedule(issue_id: int) -> Any:
         return _render_issue(
             issue, 400, error="That time has passed; pick one in the future, or queue it now."
         )
-    return _action(issue_id, lambda i: dispatch.send_issue(i.id, at=at))
+    zone = ZoneInfo(request.form.get("tz", "UTC"))
+
+    def run(i: Issue) -> str:
+        said = dispatch.send_issue(i.id, at=at)
+        db.session.refresh(i)
+        if i.status is not IssueStatus.SCHEDULED:
+            return said
+        # Said back in the zone it was picked in, the UTC time beside it.
+        local = at.astimezone(zone)
+        return f"Scheduled for {local:%a %d %b %Y %H:%M} {zone.key} ({at:%H:%M} UTC)."
+
+    return _action(issue_id, run)
 
 
 @bp.post("/issues/<id:issue_id>/ready")
@@ -380,4 +415,5 @@ def progress(issue_id: int) -> Any:
         percent = min(100.0, round(100.0 * done / audience, 1))
     else:
         percent = 100.0 if found["status"] == IssueStatus.SENT.value else 0.0
-    return jsonify({**found, "percent": percent, "finished": finished})
+    view = send_status.send_view(db.session(), issue, found)
+    return jsonify({**found, **view, "percent": percent, "finished": finished})

@@ -1,0 +1,1 @@
+"""The newsletter's look, set by editors at /editor/settings: checked, stored, cached."""

@@ -1,0 +1,89 @@
+"""While the editor writes: the email rendered beside the Markdown as they type (the same
+builder as every sent copy), and drafts saved as they go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Flask, jsonify, request
+
+from newsletter.auth.sessions import login_required
+from newsletter.delivery import message
+from newsletter.errors import NewsletterError
+from newsletter.extensions import db
+from newsletter.issues import actions as issues
+from newsletter.mail.body import slugify
+from newsletter.models import ISSUE_UNSENT, Issue
+from newsletter.services import mailer
+
+bp = Blueprint("writing", __name__, url_prefix="/editor")
+
+# Gmail shows "[Message clipped]" past this many bytes of HTML: say so beside the preview.
+GMAIL_CLIP_BYTES = 102 * 1024
+NO_ISSUE = "There is no issue with that number."
+
+
+def register(app: Flask) -> None:
+    """Attach the live preview and autosave to ``app``."""
+    app.register_blueprint(bp)
+
+
+@bp.url_value_preprocessor
+def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    # As the issue forms: a body of MAX_BODY characters must reach its own check.
+    if request.method == "POST":
+        request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
+
+
+def _fields() -> tuple[str, str, str]:
+    form = request.form
+    return form.get("subject", ""), form.get("body_md", ""), form.get("preheader", "")
+
+
+@bp.post("/preview")
+@login_required
+def live_preview() -> Any:
+    """Render the email from the form as it stands; nothing is stored."""
+    subject, body_md, preheader = _fields()
+    if len(body_md) > issues.MAX_BODY:
+        return jsonify({"error": f"The body is longer than {issues.MAX_BODY} characters."}), 400
+    try:
+        preheader = issues.clean_preheader(preheader)
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), 400
+    subject = " ".join(subject.split())[: issues.MAX_SUBJECT] or "(no subject yet)"
+    found = mailer()
+    rendered = message.render_issue(
+        found,
+        subject,
+        body_md,
+        slugify(subject),
+        found.links.sample_unsubscribe,
+        preheader=preheader,
+    )
+    size = len(rendered.html.encode("utf-8"))
+    return jsonify(
+        {
+            "subject": rendered.subject,
+            "html": rendered.html,
+            "text": rendered.text,
+            "bytes": size,
+            "clipped": size > GMAIL_CLIP_BYTES,
+        }
+    )
+
+
+@bp.post("/issues/<id:issue_id>/autosave")
+@login_required
+def autosave(issue_id: int) -> Any:
+    """Save the draft as typed; say why not when it cannot be (empty subject, queued)."""
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    if issue.status not in ISSUE_UNSENT:
+        return jsonify({"saved": False, "error": "It is queued now: no more changes."}), 409
+    subject, body_md, preheader = _fields()
+    try:
+        saved = issues.update_issue(issue.id, subject, body_md, preheader)
+    except NewsletterError as exc:
+        db.session.rollback()
+        return jsonify({"saved": False, "error": exc.message}), exc.status
+    return jsonify({"saved": True, "at": saved.updated_at.isoformat()})
