@@ -49,8 +49,9 @@ def test_killed_database_connections_during_a_send_duplicate_nobody(world):
     world.env["DATABASE_URL"] += f"{separator}application_name={WORKERS_APP}"
     emails = world.subscribers(READERS)
     issue = create_issue("Killed connections", "Body of the tip.")
-    send_issue(issue.id)
     world.issue_id = issue.id
+    send_issue(issue.id)
+    db.session.remove()
     workers = [world.worker(), world.worker()]
     engine = db.engine
     killed: list[int] = []

@@ -30,8 +30,9 @@ READERS = 900
 def _start(world: Any, readers: int = READERS) -> list[str]:
     emails = world.subscribers(readers)
     issue = create_issue("Through an outage", "Body of the tip.")
-    send_issue(issue.id)
     world.issue_id = issue.id
+    send_issue(issue.id)
+    db.session.remove()  # hold no transaction (on SQLite, the write lock) while workers run
     world.worker()
     world.worker()
     return emails
