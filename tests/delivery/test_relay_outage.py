@@ -65,14 +65,15 @@ def _hold(seconds: float, world: Any) -> None:
         time.sleep(min(0.5, max(end - time.monotonic(), 0)))
 
 
-def _everyone_once(world: Any, emails: list[str]) -> None:
+def _everyone_once(world: Any, emails: list[str], in_flight: int = 0) -> None:
+    """Everyone got exactly one copy; at most ``in_flight`` copies counted as maybe sent twice."""
     world.wait_until(world.finished, timeout=180)
     counts = Counter(a.rcpt for a in world.sink.accepted)
     assert set(counts) == set(emails), f"{len(set(emails) - set(counts))} readers got nothing"
     assert [e for e, n in counts.items() if n > 1] == []
     found = world.status()
     assert (found["sent"], found["failed"], found["skipped"]) == (len(emails), 0, 0)
-    assert found["possible_duplicates"] == 0 and found["relay_waiting"] is False
+    assert found["possible_duplicates"] <= in_flight and found["relay_waiting"] is False
     db.session.remove()
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Bounce)) == 0
 
@@ -95,7 +96,9 @@ def test_a_relay_stopped_mid_send_is_waited_out_without_a_resume(world):
     held = world.status()
     assert held["sent"] == found["sent"]  # nothing "sent" while nothing could be
     world.start_relay()
-    _everyone_once(world, emails)
+    # A copy whose line died between its last byte and the relay's answer is sent again and
+    # counted as a possible duplicate: at most one per worker's connection.
+    _everyone_once(world, emails, in_flight=2)
     assert _status_lines(world)[0] == "state sent"
 
 
