@@ -45,6 +45,10 @@ class Stop(Exception):
     """The chunk in hand ends here: the report says why (stopped, paused or halted)."""
 
 
+class AcceptedUnrecorded(Exception):
+    """The relay took a copy and the database could not be told for minutes: end the batch."""
+
+
 class Again(Exception):
     """The chunk in hand ends here and the batch claims afresh (after a wait for the relay)."""
 
@@ -76,9 +80,14 @@ class Answers:
 
     def _record_sent(self, claim_id: str, row: Claimed) -> None:
         """Record an accepted copy, on a fresh connection if need be: it is never sent again."""
-        recorded, retried = self.recorder.call(
-            lambda r: r.sent(row.delivery_id, claim_id, utcnow())
-        )
+        try:
+            recorded, retried = self.recorder.call(
+                lambda r: r.sent(row.delivery_id, claim_id, utcnow())
+            )
+        except self.recorder.errors as exc:
+            # Accepted, and no database to say so: the row stays held (never given back as
+            # unsent), and once its lease lapses the reconciler counts it as possibly sent.
+            raise AcceptedUnrecorded(f"copy {row.delivery_id} accepted, not recorded") from exc
         if self.relay_down:
             self.relay_down = False
             clear_unreachable(self.session, self.issue_id)
