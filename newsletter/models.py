@@ -293,6 +293,10 @@ class Issue(Model):
     audience: Mapped[int] = mapped_column(default=0)
     batches: Mapped[int] = mapped_column(default=0)
     pause_reason: Mapped[str] = mapped_column(sa.String(300), default="")
+    # The relay cannot be reached: since when, its last answer, when the send tries again.
+    relay_down_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    relay_error: Mapped[str] = mapped_column(sa.String(300), default="", server_default="")
+    relay_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # The tags it goes to (none: every confirmed reader); issues/segment.py writes them.
     segment: Mapped[list[Tag]] = relationship(
         secondary="issue_tag", viewonly=True, order_by="Tag.key"

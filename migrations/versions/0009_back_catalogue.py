@@ -4,14 +4,14 @@ Archived issues need no DDL of their own: the issue status is a VARCHAR enum wit
 CHECK, so "archived" is one more value.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -2,14 +2,14 @@
 an editor sets at /editor/settings (it wins over NEWSLETTER_NAME and POSTAL_ADDRESS)
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -10,13 +10,13 @@ claims, the re-check) and gives a batch's queued rows already in claim order, so
 finds the same path whatever the estimates.
 
 Revision ID: 0011
-Revises: 0007
+Revises: 0010
 """
 
 from alembic import op
 
 revision = "0011"
-down_revision = "0007"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 

@@ -283,6 +283,9 @@ def build_document(base_url: str) -> dict[str, Any]:
                 "eta_seconds": {"type": ["number", "null"]},
                 "pause_reason": STR,
                 "possible_duplicates": INT,
+                "relay_waiting": {"type": "boolean"},
+                "relay_error": STR,
+                "relay_retry_in": {"type": ["integer", "null"]},
             },
             "required": [
                 "id",

@@ -168,8 +168,20 @@ def _state_line(found: dict[str, Any]) -> str:
     return line
 
 
+def _relay_line(found: dict[str, Any]) -> str | None:
+    """For a send waiting for its relay: that it retries by itself, when, and the last answer."""
+    if not found.get("relay_waiting"):
+        return None
+    due = found.get("relay_retry_in")
+    when = f"next try in {due} s" if due else "trying now"
+    return f"relay unreachable, retrying by itself ({when}): {found['relay_error']}"
+
+
 def _print_counts(found: dict[str, Any]) -> None:
     click.echo(_state_line(found))
+    relay = _relay_line(found)
+    if relay is not None:
+        click.echo(relay)
     for key in COUNTS:
         click.echo(f"{key} {found[key]}")
     if found["sending"]:

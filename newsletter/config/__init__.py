@@ -193,6 +193,9 @@ class Settings:
     feed_allow_hosts: frozenset[str]
     max_content_length: int = MAX_CONTENT_LENGTH
     max_form_memory_size: int = MAX_FORM_MEMORY_SIZE
+    # A relay that cannot be reached: the first wait before trying again, and the longest.
+    send_relay_wait: float = 2.0
+    send_relay_wait_max: float = 120.0
 
     @property
     def production(self) -> bool:
@@ -252,6 +255,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
     send_max_attempts = read_int(env, "SEND_MAX_ATTEMPTS", 6, minimum=1)
     send_retry_base = read_float(env, "SEND_RETRY_BASE", 60.0)
     send_pause_after = read_int(env, "SEND_PAUSE_AFTER", 50, minimum=1)
+    send_relay_wait = max(read_float(env, "SEND_RELAY_WAIT", 2.0), 0.01)
+    send_relay_wait_max = max(read_float(env, "SEND_RELAY_WAIT_MAX", 120.0), send_relay_wait)
     bounce_soft_limit = read_int(env, "BOUNCE_SOFT_LIMIT", 3, minimum=1)
     subscribe_rate_limit = read_rate(env, "SUBSCRIBE_RATE_LIMIT", "60/600")
     embed_origins = read_origins(env, "EMBED_ORIGINS")
@@ -295,6 +300,8 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
         send_max_attempts=send_max_attempts,
         send_retry_base=send_retry_base,
         send_pause_after=send_pause_after,
+        send_relay_wait=send_relay_wait,
+        send_relay_wait_max=send_relay_wait_max,
         bounce_soft_limit=bounce_soft_limit,
         subscribe_rate_limit=subscribe_rate_limit,
         embed_origins=embed_origins,

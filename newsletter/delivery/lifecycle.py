@@ -23,11 +23,21 @@ from newsletter.models import (
 
 D = DeliveryStatus
 
+# A copy taken back from a claim that ended without a word: the first still in flight of
+# each claim (a chunk goes out in id order, one message at a time) may have been accepted;
+# the rest of the chunk had not been tried. Only the first kind counts as a possible duplicate.
 LEASE_EXPIRED = "lease expired; may have been sent"
 OWNER_DIED = "its worker died; may have been sent"
+LEASE_EXPIRED_UNSENT = "lease expired before it was tried"
+OWNER_DIED_UNSENT = "its worker died before trying it"
+# The line to the relay died between the message's last byte and the relay's answer.
+ANSWER_LOST = "connection lost before the relay answered; may have been sent"
+MAYBE_SENT = (LEASE_EXPIRED, OWNER_DIED, ANSWER_LOST)
 
 # Called as listener(session, issue_id) when an issue becomes sent (webhooks register here).
 ISSUE_SENT_LISTENERS: list[Callable[[Session, int], None]] = []
+# Called as listener(session, issue_id, reason, automatic) when a send pauses.
+ISSUE_PAUSED_LISTENERS: list[Callable[[Session, int, str, bool], None]] = []
 
 
 def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
@@ -42,9 +52,18 @@ def finish_if_done(session: Session, issue_id: int, now: datetime) -> bool:
     return finished
 
 
-def pause(session: Session, issue_id: int, reason: str = "paused by an editor") -> bool:
-    """Stop handing out deliveries of a sending issue; what is in flight finishes."""
-    return move_issue(session, issue_id, IssueMove.PAUSE, utcnow(), pause_reason=reason[:300])
+def pause(
+    session: Session, issue_id: int, reason: str = "paused by an editor", *, automatic: bool = False
+) -> bool:
+    """Stop handing out deliveries of a sending issue; what is in flight finishes.
+
+    ``automatic``: the send paused itself (a refusal of us, too many refused readers).
+    """
+    moved = move_issue(session, issue_id, IssueMove.PAUSE, utcnow(), pause_reason=reason[:300])
+    if moved:
+        for listener in ISSUE_PAUSED_LISTENERS:  # e.g. webhooks; same transaction
+            listener(session, issue_id, reason[:300], automatic)
+    return moved
 
 
 def resume(session: Session, issue_id: int) -> bool:
@@ -88,6 +107,38 @@ def claim_owner_of(claim_id: str) -> str:
     return claim_id.split(":", 1)[0]
 
 
+def _take_back(
+    session: Session, where: list[sa.ColumnElement[bool]], maybe_sent: str, unsent: str
+) -> int:
+    """Put claimed rows back in the queue: the first of each claim marked ``maybe_sent``.
+
+    Two statements, the marking first: on SQLite an UPDATE's subquery sees the rows the same
+    statement already changed.
+    """
+    first = (
+        sa.select(sa.func.min(Delivery.id))
+        .where(Delivery.status == D.SENDING, *where)
+        .group_by(Delivery.claimed_by)
+    )
+    back = {"status": D.QUEUED, "lease_until": None, "claimed_by": None}
+    taken = rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.id.in_(first.scalar_subquery()))
+            .values(last_error=maybe_sent, **back)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    return taken + rowcount(
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.status == D.SENDING, *where)
+            .values(last_error=unsent, **back)
+            .execution_options(synchronize_session=False)
+        )
+    )
+
+
 def _release_dead(session: Session, issue_id: int, dead: Callable[[str], bool]) -> int:
     """Give back at once the rows whose owning process is known to have died."""
     claims = session.scalars(
@@ -98,18 +149,8 @@ def _release_dead(session: Session, issue_id: int, dead: Callable[[str], bool]) 
     gone = [c for c in claims if c and dead(claim_owner_of(c))]
     if not gone:
         return 0
-    return rowcount(
-        session.execute(
-            sa.update(Delivery)
-            .where(
-                Delivery.issue_id == issue_id,
-                Delivery.status == D.SENDING,
-                Delivery.claimed_by.in_(gone),
-            )
-            .values(status=D.QUEUED, lease_until=None, claimed_by=None, last_error=OWNER_DIED)
-            .execution_options(synchronize_session=False)
-        )
-    )
+    where = [Delivery.issue_id == issue_id, Delivery.claimed_by.in_(gone)]
+    return _take_back(session, where, OWNER_DIED, OWNER_DIED_UNSENT)
 
 
 def _never(_owner: str) -> bool:
@@ -133,26 +174,14 @@ def reconcile(
     """
     report = Reconciliation()
     live = session.execute(
-        sa.select(Issue.id, Issue.status).where(
+        sa.select(Issue.id, Issue.status, Issue.relay_retry_at).where(
             Issue.status.in_((*ISSUE_ACTIVE, IssueStatus.CANCELLED)), Issue.queued_at.is_not(None)
         )
     ).all()
-    for issue_id, status in live:
+    for issue_id, status, relay_retry_at in live:
         report.reclaimed += _release_dead(session, issue_id, dead)
-        report.reclaimed += rowcount(
-            session.execute(
-                sa.update(Delivery)
-                .where(
-                    Delivery.issue_id == issue_id,
-                    Delivery.status == D.SENDING,
-                    Delivery.lease_until < now,
-                )
-                .values(
-                    status=D.QUEUED, lease_until=None, claimed_by=None, last_error=LEASE_EXPIRED
-                )
-                .execution_options(synchronize_session=False)
-            )
-        )
+        expired = [Delivery.issue_id == issue_id, Delivery.lease_until < now]
+        report.reclaimed += _take_back(session, expired, LEASE_EXPIRED, LEASE_EXPIRED_UNSENT)
         if status is IssueStatus.CANCELLED:
             _skip_cancelled(session, issue_id)
             continue
@@ -161,6 +190,8 @@ def reconcile(
         if finish_if_done(session, issue_id, now):
             report.finished.append(issue_id)
             continue
+        if relay_retry_at is not None and relay_retry_at > now:
+            continue  # waiting for its relay: handed out again when the next try is due
         due = sa.or_(Delivery.next_attempt_at.is_(None), Delivery.next_attempt_at <= now)
         batches = session.scalars(
             sa.select(Delivery.batch)

@@ -9,7 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.delivery.lifecycle import LEASE_EXPIRED
+from newsletter.delivery.lifecycle import MAYBE_SENT
+from newsletter.delivery.relay import relay_state
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus
 
 D = DeliveryStatus
@@ -24,6 +25,13 @@ class Progress:
     eta_seconds: float | None
     pause_reason: str
     possible_duplicates: int
+    # A sending issue whose relay cannot be reached: its last answer, seconds to the next try.
+    relay_error: str = ""
+    relay_retry_in: float | None = None
+
+    @property
+    def relay_waiting(self) -> bool:
+        return self.status is IssueStatus.SENDING and bool(self.relay_error)
 
     @property
     def done(self) -> int:
@@ -39,6 +47,13 @@ class Progress:
             "eta_seconds": None if self.eta_seconds is None else round(self.eta_seconds),
             "pause_reason": self.pause_reason,
             "possible_duplicates": self.possible_duplicates,
+            "relay_waiting": self.relay_waiting,
+            "relay_error": self.relay_error if self.relay_waiting else "",
+            "relay_retry_in": (
+                round(self.relay_retry_in)
+                if self.relay_waiting and self.relay_retry_in is not None
+                else None
+            ),
         }
 
 
@@ -73,9 +88,18 @@ def progress(session: Session, issue_id: int, now: datetime, window: float = 60.
         sa.select(sa.func.count()).where(
             Delivery.issue_id == issue_id,
             Delivery.status == D.SENT,
-            Delivery.last_error == LEASE_EXPIRED,
+            Delivery.last_error.in_(MAYBE_SENT),
         )
     )
+    relay = relay_state(session, issue_id)
     return Progress(
-        IssueStatus(issue.status), issue.audience, counts, rate, eta, issue.pause_reason, dupes or 0
+        IssueStatus(issue.status),
+        issue.audience,
+        counts,
+        rate,
+        eta,
+        issue.pause_reason,
+        dupes or 0,
+        relay_error=relay.error if relay.down_since is not None else "",
+        relay_retry_in=relay.wait(now) if relay.retry_at is not None else None,
     )

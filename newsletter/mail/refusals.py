@@ -34,6 +34,9 @@ class Verdict(enum.StrEnum):
     RETRY = "retry"  # try again later; still refused after every retry: a soft bounce
     THROTTLED = "throttled"  # they limit us for now: retried later, never a bounce
     RELAY = "relay"  # the relay refuses us: nobody bounced, the send pauses, copies wait
+    # The relay cannot take mail now (down, busy, no answer, a "not now" before any reader
+    # is named): nobody's copy counts a try, the whole send waits and goes on by itself.
+    WAIT = "wait"
 
 
 _SESSION = frozenset({Stage.CONNECT, Stage.EHLO, Stage.AUTH, Stage.MAIL})
@@ -62,9 +65,9 @@ def judge(stage: Stage, code: int, text: str) -> tuple[Verdict, str]:
     reading = read_answer(code, enhanced, stage.value, text)
     temporary = code < 500
     if stage in _SESSION:
-        if not temporary or enhanced.startswith("4.7"):
+        if not temporary:
             return Verdict.RELAY, f"the relay refused us: {reading.why}"
-        return Verdict.RETRY, "the relay is busy"
+        return Verdict.WAIT, f"the relay cannot take mail now: {reading.why}"
     outcome = reading.outcome
     if outcome is Outcome.ABOUT_US:
         return (Verdict.THROTTLED if temporary else Verdict.RELAY), reading.why

@@ -26,7 +26,21 @@ class SMTPRefusal(Exception):
 
 
 class SMTPTemporaryError(SMTPRefusal):
-    """The server or the network said 'not now' (4xx, dropped connection, timeout): retry later."""
+    """The server or the network said 'not now' (4xx, dropped connection, timeout): retry later.
+
+    ``maybe_accepted`` is True when the line went dead after the whole message was handed
+    over and before the server's answer: the server may have taken it.
+    """
+
+    maybe_accepted = False
+
+
+def unreachable(text: str, stage: Stage, *, maybe_accepted: bool = False) -> SMTPTemporaryError:
+    """Return the error for a relay that cannot be reached or stopped answering: wait for it."""
+    error = SMTPTemporaryError(text, stage=stage, why="the relay does not answer")
+    error.verdict = Verdict.WAIT
+    error.maybe_accepted = maybe_accepted
+    return error
 
 
 class SMTPRelayError(SMTPTemporaryError):
@@ -103,7 +117,7 @@ class SMTPSender:
         except smtplib.SMTPResponseException as exc:
             raise classify(exc.smtp_code, exc.smtp_error, _session_stage(exc, stage)) from None
         except (smtplib.SMTPException, OSError) as exc:
-            raise SMTPTemporaryError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
+            raise unreachable(f"cannot connect to {self.host}:{self.port}: {exc}", stage) from None
         self._pipelining = bool(conn.has_extn("pipelining"))
         self._size = bool(conn.has_extn("size"))
         self._smtputf8 = bool(conn.has_extn("smtputf8"))
@@ -132,6 +146,7 @@ class SMTPSender:
             b"DATA\r\n",
         )
         conn = self._conn
+        stage = Stage.MAIL
         try:
             if self._pipelining:
                 conn.send(b"".join(commands))
@@ -155,13 +170,16 @@ class SMTPSender:
                 conn.send(b".\r\n")
                 conn.getreply()
             else:
+                stage = Stage.END
                 conn.send(dot_stuffed(data))
                 code, message = conn.getreply()
                 if code != 250:
                     refusal = ((code, message), Stage.END)
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
-            raise SMTPTemporaryError(f"connection lost: {exc}") from None
+            # Lost after the message went out: whether the server took it is unknown.
+            lost = stage is Stage.END
+            raise unreachable(f"connection lost: {exc}", stage, maybe_accepted=lost) from None
         if refusal is not None:
             (code, message), stage = refusal
             self._after_refusal(code)
@@ -239,9 +257,10 @@ def classify(code: int, message: bytes | str, stage: Stage = Stage.RCPT) -> SMTP
     verdict, why = judge(stage, code, text)
     if verdict is Verdict.RELAY:
         return SMTPRelayError(text, code=code, stage=stage, why=why)
-    if verdict in (Verdict.RETRY, Verdict.THROTTLED):
+    if verdict in (Verdict.RETRY, Verdict.THROTTLED, Verdict.WAIT):
         error = SMTPTemporaryError(text, code=code, stage=stage, why=why)
-        error.verdict = verdict  # THROTTLED: retried like any "not now", never a bounce
+        # THROTTLED: retried like any "not now", never a bounce; WAIT: the whole send waits
+        error.verdict = verdict
         return error
     return SMTPPermanentError(code, text, stage=stage, verdict=verdict, why=why)
 

@@ -57,6 +57,8 @@ def _send_settings(found: Settings) -> SendSettings:
         retry_base=found.send_retry_base,
         pause_after=found.send_pause_after,
         short_wait=min(2.0, found.reconcile_interval),
+        relay_wait=found.send_relay_wait,
+        relay_wait_max=found.send_relay_wait_max,
     )
 
 
@@ -118,6 +120,7 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         f"sent {report.sent}, failed {report.failed}, retrying {report.retried}"
         f"{', stopped' if report.stopped else ''}{', paused' if report.paused else ''}"
         f"{', halted (paused or cancelled)' if report.halted else ''}"
+        f"{', waiting for the mail relay' if report.waiting else ''}"
         f"{', issue finished' if report.finished else ''}"
     )
 

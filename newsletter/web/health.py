@@ -3,7 +3,8 @@
 The status code speaks for the web process only (SPEC: 200 when the database and Redis answer,
 503 otherwise), so a load balancer keeps sending readers to a web process that can serve them
 while the workers are down. The body says what else an operator should know: how many workers
-are alive and when one was last seen, and which sends are paused and why.
+are alive and when one was last seen, which sends are paused and why, and which wait for
+a relay they cannot reach.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ def healthz_answer() -> Any:
             for issue_id, reason in db.session.execute(
                 sa.select(Issue.id, Issue.pause_reason)
                 .where(Issue.status == IssueStatus.PAUSED)
+                .order_by(Issue.id)
+            )
+        ]
+        # Sends that wait for a relay they cannot reach (they go on by themselves).
+        body["relay_waits"] = [
+            {"issue": issue_id, "since": _iso(since), "error": error}
+            for issue_id, since, error in db.session.execute(
+                sa.select(Issue.id, Issue.relay_down_since, Issue.relay_error)
+                .where(Issue.status == IssueStatus.SENDING, Issue.relay_down_since.is_not(None))
                 .order_by(Issue.id)
             )
         ]

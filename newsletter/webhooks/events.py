@@ -26,6 +26,7 @@ EVENTS = (
     "subscriber.bounced",
     "subscriber.complained",
     "issue.sent",
+    "send.paused",
 )
 # The reason an unsubscribe carries when the reader reported the mail as spam.
 COMPLAINT = "complaint"
@@ -126,12 +127,36 @@ def issue_sent(session: Session, issue_id: int) -> None:
     )
 
 
+def send_paused(session: Session, issue_id: int, reason: str, automatic: bool) -> None:
+    """Emit send.paused for a send that stopped (a delivery.lifecycle listener).
+
+    ``automatic`` says the send paused itself (the relay refused us, too many readers were
+    refused): it waits for an editor to look, then resume.
+    """
+    issue = session.get(Issue, issue_id)
+    if issue is None:
+        return
+    emit(
+        session,
+        "send.paused",
+        {
+            "issue_id": issue.id,
+            "subject": issue.subject,
+            "slug": issue.slug,
+            "reason": reason,
+            "automatic": automatic,
+        },
+    )
+
+
 def listen() -> None:
     """Emit events for subscription changes and finished sends (idempotent)."""
     if subscriber_changed not in state.LISTENERS:
         state.LISTENERS.append(subscriber_changed)
     if issue_sent not in lifecycle.ISSUE_SENT_LISTENERS:
         lifecycle.ISSUE_SENT_LISTENERS.append(issue_sent)
+    if send_paused not in lifecycle.ISSUE_PAUSED_LISTENERS:
+        lifecycle.ISSUE_PAUSED_LISTENERS.append(send_paused)
 
 
 def take_pending(session: Session) -> list[int]:

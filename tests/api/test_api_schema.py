@@ -15,6 +15,7 @@ PYTHON_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
     "null": (type(None),),
     "array": (list,),
+    "boolean": (bool,),
 }
 
 
@@ -44,7 +45,8 @@ def mismatches(body: dict[str, Any], schema: dict[str, Any], schemas: dict[str, 
             continue
         types = prop["type"] if isinstance(prop["type"], list) else [prop["type"]]
         # bool is an int to Python, never to JSON Schema.
-        if isinstance(value, bool) or not any(isinstance(value, PYTHON_TYPES[t]) for t in types):
+        wrong_bool = isinstance(value, bool) != ("boolean" in types and isinstance(value, bool))
+        if wrong_bool or not any(isinstance(value, PYTHON_TYPES[t]) for t in types):
             found.append(f"{key}: {value!r} is not {types}")
         elif "enum" in prop and value not in prop["enum"]:
             found.append(f"{key}: {value!r} not in {prop['enum']}")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
 from flask import current_app
 
 from newsletter.extensions import db
@@ -35,6 +36,8 @@ FAST = {
     "SEND_LEASE_SECONDS": "3",
     "RECONCILE_INTERVAL": "1",
     "SEND_RETRY_BASE": "0.2",
+    "SEND_RELAY_WAIT": "0.2",
+    "SEND_RELAY_WAIT_MAX": "2",
 }
 
 
@@ -63,10 +66,22 @@ def world(
         **settings,
     }
     procs: list[subprocess.Popen[bytes]] = []
+    relay = {"up": controller}
 
     class World:
         def __init__(self) -> None:
             self.app, self.sink, self.env = app, sink, env
+
+        def stop_relay(self) -> None:
+            """Take the relay down: connections in progress drop, new ones are refused."""
+            up = relay.pop("up")
+            up.stop()
+
+        def start_relay(self) -> None:
+            """Bring the relay back on the same port, with the same counting handler."""
+            again = Controller(sink, hostname="127.0.0.1", port=controller.port, ready_timeout=10)
+            again.start()
+            relay["up"] = again
 
         def worker(self) -> subprocess.Popen[bytes]:
             proc = subprocess.Popen(
@@ -110,7 +125,8 @@ def world(
                 proc.kill()
             proc.wait()
         db.session.remove()
-    controller.stop()
+    if "up" in relay:
+        relay["up"].stop()
 
 
 # --- one app with a sink that fails on demand, drained by an in-process worker ---------------
@@ -120,6 +136,8 @@ FAST_RETRIES = {
     "RECONCILE_INTERVAL": "1",
     "SEND_MAX_ATTEMPTS": "4",
     "SMTP_TIMEOUT": "1",
+    "SEND_RELAY_WAIT": "0.05",
+    "SEND_RELAY_WAIT_MAX": "2",
 }
 
 

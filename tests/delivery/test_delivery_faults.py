@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue, issue_status
-from newsletter.models import Bounce, BounceKind, Delivery, Subscriber, SubscriberStatus
+from newsletter.models import Bounce, BounceKind, Issue, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.dispatch import send_issue
 from newsletter.tasks.tick import reconcile
 from tests.delivery.conftest import FAST_RETRIES
@@ -90,7 +90,21 @@ def test_a_connection_dropped_after_data_resends_the_same_message(
     assert issue_status(issue_id)["sent"] == 2
 
 
-def test_a_relay_refusing_everything_pauses_the_send_with_a_reason(
+def _until_sent(issue_id, run_jobs, timeout=30.0):
+    """Run jobs, and the reconciler when a wait for the relay falls due, until the send ends."""
+    deadline = time.monotonic() + timeout
+    found = issue_status(issue_id)
+    while found["status"] == "sending":
+        assert time.monotonic() < deadline, found
+        time.sleep(found["relay_retry_in"] or 0)  # the relay's next try: a time, not an event
+        reconcile()
+        run_jobs()
+        db.session.remove()
+        found = issue_status(issue_id)
+    return found
+
+
+def test_a_relay_saying_not_now_to_every_reader_is_waited_out_not_paused(
     make_app, add_reader, run_jobs, sink
 ):
     app = make_app(SMTP_PORT=str(sink.port), SEND_PAUSE_AFTER="5", **FAST_RETRIES)
@@ -98,12 +112,17 @@ def test_a_relay_refusing_everything_pauses_the_send_with_a_reason(
         truncate_all()
         sink.reject_all = "451 relay not permitted right now"
         issue_id, _ = queue_issue(12, add_reader)
-        run_jobs()
+        run_jobs()  # the job waits a little, then leaves the next try to the reconciler
         found = issue_status(issue_id)
-        assert found["status"] == "paused"
-        assert "5 messages all failed" in found["pause_reason"]
-        assert "451" in found["pause_reason"]
+        assert found["status"] == "sending" and found["relay_waiting"]
+        assert "451 relay not permitted" in found["relay_error"] and found["pause_reason"] == ""
         assert found["queued"] == 12 and found["failed"] == 0
+        # No reader paid for it: a few counted one try before the relay was suspected.
+        assert max(a for _s, a, _e in deliveries(issue_id).values()) <= 1
+        sink.reject_all = None
+        found = _until_sent(issue_id, run_jobs)
+        assert (found["sent"], found["failed"], found["relay_waiting"]) == (12, 0, False)
+        assert all(len(sink.to(f"f{i}@example.com")) == 1 for i in range(12))
 
 
 def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
@@ -118,13 +137,15 @@ def test_a_server_that_never_answers_times_out_and_the_worker_carries_on(
             truncate_all()
             issue_id, _ = queue_issue(1, add_reader)
             started = time.monotonic()
-            run_jobs()  # returns: the client gave up after SMTP_TIMEOUT
+            run_jobs()  # returns: the client gave up after SMTP_TIMEOUT, the send waits
             assert time.monotonic() - started < 20
-            status, attempts, error = deliveries(issue_id)["f0@example.com"]
-            assert (status, attempts) == ("queued", 1) and "timed out" in error
-            # The relay comes back and the retry falls due: the reconciler hands the batch out.
+            status, attempts, _error = deliveries(issue_id)["f0@example.com"]
+            assert (status, attempts) == ("queued", 0)  # the relay's silence is nobody's try
+            found = issue_status(issue_id)
+            assert found["relay_waiting"] and "timed out" in found["relay_error"]
+            # The relay comes back and its next try falls due: the reconciler hands it out.
             override_settings(app, smtp_port=sink.port)
-            db.session.execute(sa.update(Delivery).values(next_attempt_at=None))
+            db.session.execute(sa.update(Issue).values(relay_retry_at=utcnow()))
             db.session.commit()
             assert "enqueued 1" in reconcile()
             run_jobs()

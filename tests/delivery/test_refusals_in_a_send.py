@@ -12,8 +12,9 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db, settings
 from newsletter.issues.actions import create_issue, issue_status
-from newsletter.models import Bounce, BounceKind, Subscriber, SubscriberStatus
+from newsletter.models import Bounce, BounceKind, Issue, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.dispatch import resume_issue, send_issue
+from newsletter.tasks.tick import reconcile
 from tests.helpers.sending import deliveries, queue_issue
 
 
@@ -171,11 +172,23 @@ def test_a_temporary_answer_after_every_retry_is_a_soft_bounce(
     assert bounce.kind is BounceKind.SOFT and "after 4 attempts" in bounce.diagnostic
 
 
-def test_a_relay_down_through_every_retry_bounces_nobody(fault_app, add_reader, run_jobs, sink):
+def test_a_relay_down_for_a_long_while_fails_nobody_and_bounces_nobody(
+    fault_app, add_reader, run_jobs, sink
+):
     sink.mail_answer = "451 4.3.0 try again later"
     issue_id, people = queue_issue(2, add_reader)
-    while issue_status(issue_id)["status"] == "sending":
+    # Many more tries than SEND_MAX_ATTEMPTS: the relay's "not now" is nobody's try.
+    for _ in range(4):
         run_jobs()
-    assert {s for s, _, _ in deliveries(issue_id).values()} == {"failed"}
+        found = issue_status(issue_id)
+        assert found["status"] == "sending" and found["relay_waiting"], found
+        db.session.execute(sa.update(Issue).values(relay_retry_at=utcnow()))  # due again now
+        db.session.commit()
+        reconcile()
+    assert deliveries(issue_id) == {p.email: ("queued", 0, "") for p in people}
     assert _statuses(people) == [SubscriberStatus.CONFIRMED] * 2
     assert db.session.scalar(sa.select(sa.func.count()).select_from(Bounce)) == 0
+    sink.mail_answer = None
+    run_jobs()
+    assert issue_status(issue_id)["status"] == "sent"
+    assert all(len(sink.to(p.email)) == 1 for p in people)
