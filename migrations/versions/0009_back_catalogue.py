@@ -34,13 +34,13 @@ def upgrade():
     op.create_index("ix_issue_source_url_key", "issue_source", ["url_key"], unique=False)
     op.create_index("ix_issue_source_published_at", "issue_source", ["published_at"], unique=False)
     op.create_table(
-        "issue_tag",
+        "archive_tag",
         sa.Column("issue_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=50), nullable=False),
         sa.ForeignKeyConstraint(["issue_id"], ["issue.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("issue_id", "name"),
     )
-    op.create_index("ix_issue_tag_name", "issue_tag", ["name"], unique=False)
+    op.create_index("ix_archive_tag_name", "archive_tag", ["name"], unique=False)
     op.create_table(
         "feed_state",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -66,8 +66,8 @@ def upgrade():
 
 def downgrade():
     op.drop_table("feed_state")
-    op.drop_index("ix_issue_tag_name", table_name="issue_tag")
-    op.drop_table("issue_tag")
+    op.drop_index("ix_archive_tag_name", table_name="archive_tag")
+    op.drop_table("archive_tag")
     op.drop_index("ix_issue_source_published_at", table_name="issue_source")
     op.drop_index("ix_issue_source_url_key", table_name="issue_source")
     op.drop_table("issue_source")

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from newsletter.archive.clean import plain_text
-from newsletter.archive.tables import MAX_TAG, IssueSource, IssueTag
+from newsletter.archive.tables import MAX_TAG, ArchiveTag, IssueSource
 from newsletter.mail.body import markdown_to_html
 from newsletter.models import ISSUE_IN_ARCHIVE, Issue, IssueStatus
 
@@ -89,7 +89,9 @@ def _filtered(query: sa.Select[Any], words: list[str], tag: str) -> sa.Select[An
             )
         )
     if tag:
-        query = query.where(sa.exists().where(IssueTag.issue_id == Issue.id, IssueTag.name == tag))
+        query = query.where(
+            sa.exists().where(ArchiveTag.issue_id == Issue.id, ArchiveTag.name == tag)
+        )
     return query
 
 
@@ -98,9 +100,9 @@ def tags_of(session: Session, issue_ids: list[int]) -> dict[int, tuple[str, ...]
     found: dict[int, list[str]] = {i: [] for i in issue_ids}
     if issue_ids:
         for issue_id, name in session.execute(
-            sa.select(IssueTag.issue_id, IssueTag.name)
-            .where(IssueTag.issue_id.in_(issue_ids))
-            .order_by(IssueTag.name)
+            sa.select(ArchiveTag.issue_id, ArchiveTag.name)
+            .where(ArchiveTag.issue_id.in_(issue_ids))
+            .order_by(ArchiveTag.name)
         ):
             found[issue_id].append(name)
     return {i: tuple(names) for i, names in found.items()}
@@ -153,11 +155,11 @@ def list_tips(
 def top_tags(session: Session, limit: int = 30) -> list[tuple[str, int]]:
     """Return the tags public tips carry most, with how many carry each."""
     rows = session.execute(
-        sa.select(IssueTag.name, sa.func.count())
-        .join(Issue, Issue.id == IssueTag.issue_id)
+        sa.select(ArchiveTag.name, sa.func.count())
+        .join(Issue, Issue.id == ArchiveTag.issue_id)
         .where(Issue.status.in_(ISSUE_IN_ARCHIVE))
-        .group_by(IssueTag.name)
-        .order_by(sa.func.count().desc(), IssueTag.name)
+        .group_by(ArchiveTag.name)
+        .order_by(sa.func.count().desc(), ArchiveTag.name)
         .limit(limit)
     )
     return [(name, int(n)) for name, n in rows]

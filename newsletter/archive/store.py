@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from newsletter.archive.entry import Entry, Skipped, check_entry
-from newsletter.archive.tables import IssueSource, IssueTag
+from newsletter.archive.tables import ArchiveTag, IssueSource
 from newsletter.errors import Conflict
 from newsletter.mail.body import slugify
 from newsletter.models import Issue, IssueStatus, utcnow
@@ -119,7 +119,7 @@ def add_issue(
             imported_at=utcnow(),
         )
     )
-    session.add_all(IssueTag(issue_id=issue.id, name=tag) for tag in entry.tags)
+    session.add_all(ArchiveTag(issue_id=issue.id, name=tag) for tag in entry.tags)
     return issue
 
 

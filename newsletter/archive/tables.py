@@ -37,10 +37,10 @@ class IssueSource(Model):
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-class IssueTag(Model):
+class ArchiveTag(Model):
     """A tag an imported post carried (front matter ``tags``, a feed's categories)."""
 
-    __tablename__ = "issue_tag"
+    __tablename__ = "archive_tag"
 
     issue_id: Mapped[int] = mapped_column(
         sa.ForeignKey("issue.id", ondelete="CASCADE"), primary_key=True
