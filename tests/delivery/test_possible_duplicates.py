@@ -18,7 +18,8 @@ from newsletter.tasks.tick import reconcile
 def test_a_lapsed_claim_counts_one_copy_in_flight_not_its_whole_chunk(
     app, make_subscriber, run_jobs, inbox
 ):
-    people = [make_subscriber(f"chunk{i}@example.com") for i in range(5)]
+    for i in range(5):
+        make_subscriber(f"chunk{i}@example.com")
     issue = create_issue("Lapsed", "Body")
     issue_id = issue.id
     send_issue(issue_id)
@@ -31,10 +32,9 @@ def test_a_lapsed_claim_counts_one_copy_in_flight_not_its_whole_chunk(
     db.session.execute(sa.update(Delivery).values(lease_until=utcnow() - timedelta(seconds=1)))
     db.session.commit()
     assert "reclaimed 5" in reconcile()
-    errors = dict(db.session.execute(sa.select(Delivery.subscriber_id, Delivery.last_error)).all())
+    errors = db.session.scalars(sa.select(Delivery.last_error).order_by(Delivery.id)).all()
     # The chunk goes out in order: only its first copy can have reached the relay.
-    assert errors[people[0].id] == LEASE_EXPIRED
-    assert {errors[p.id] for p in people[1:]} == {LEASE_EXPIRED_UNSENT}
+    assert errors == [LEASE_EXPIRED] + [LEASE_EXPIRED_UNSENT] * 4
     run_jobs()
     inbox.wait_for(5)
     found = issue_status(issue_id)
