@@ -115,7 +115,9 @@ def _in_chunks(
         if not chunk:
             return done
         after, seen = chunk[-1].id, seen + len(chunk)
-        done += sum(1 for sub in chunk if each(sub))
+        # One flush per chunk (at the commit), not one per person before each listener's query.
+        with session.no_autoflush:
+            done += sum(1 for sub in chunk if each(sub))
         session.commit()
         session.expunge_all()
     return done

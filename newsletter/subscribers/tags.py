@@ -220,15 +220,24 @@ def _link(session: Session, subscriber_ids: Sequence[int], tag_ids: Iterable[int
         session.execute(insert.values(rows).on_conflict_do_nothing())
 
 
-def tag_counts(session: Session) -> list[tuple[str, int, int]]:
-    """Return every tag's name, how many people carry it, and how many of them are confirmed."""
-    confirmed = sa.func.sum(sa.case((Subscriber.status == SubscriberStatus.CONFIRMED, 1), else_=0))
-    rows = session.execute(
-        sa.select(Tag.name, sa.func.count(Subscriber.id), confirmed)
+def tag_counts(session: Session, *, confirmed: bool = True) -> list[tuple[str, int, int]]:
+    """Return every tag's name, how many people carry it, and how many of them are confirmed.
+
+    Without ``confirmed`` the last figure is 0 and only the link index is read (the list page
+    shows this on every load); with it each link joins its person.
+    """
+    people = sa.func.count(SubscriberTag.subscriber_id)
+    query = (
+        sa.select(Tag.name, people)
         .select_from(Tag)
         .outerjoin(SubscriberTag, SubscriberTag.tag_id == Tag.id)
-        .outerjoin(Subscriber, Subscriber.id == SubscriberTag.subscriber_id)
         .group_by(Tag.id, Tag.name, Tag.key)
         .order_by(Tag.key)
     )
-    return [(name, int(n or 0), int(c or 0)) for name, n, c in rows]
+    if not confirmed:
+        return [(name, int(n or 0), 0) for name, n in session.execute(query)]
+    yes = sa.func.sum(sa.case((Subscriber.status == SubscriberStatus.CONFIRMED, 1), else_=0))
+    joined = query.add_columns(yes).outerjoin(
+        Subscriber, Subscriber.id == SubscriberTag.subscriber_id
+    )
+    return [(name, int(n or 0), int(c or 0)) for name, n, c in session.execute(joined)]

@@ -67,7 +67,7 @@ def test_the_issue_page_explains_a_relay_wait_and_a_pause(live_server, page):
     page.wait_for_function("document.querySelector('[data-k=relay_retry_in]').textContent < 600")
     assert relay.is_visible() and not page.locator("#paused-notice").is_visible()
     assert "retrying by itself" in relay.inner_text() and "Connection refused" in relay.inner_text()
-    assert page.locator("#issue-status").inner_text() == "sending"
+    assert page.locator("#issue-status").inner_text() == "Sending"
     _look(page, "relay-wait")
 
     page.goto(f"{live_server.url}/editor/issues/{paused}")

@@ -132,7 +132,7 @@ def subscribers() -> Any:
         statuses=STATUSES,
         counts=status_counts(),
         tag=tag,
-        tags=tag_counts(db.session()),
+        tags=tag_counts(db.session(), confirmed=False),
         row_tags=tag_names(db.session(), [r.id for r in rows]),
         # A search is counted only when asked: its count reads the whole list (LIKE), while its
         # pages are found through the trigram index.
