@@ -24,10 +24,9 @@ from newsletter.api.serialise import (
     SUBSCRIBER_STATUS,
     Field,
 )
+from newsletter.api.tag_schemas import SEGMENT, subscriber_writes
 from newsletter.issues.actions import MAX_BODY, MAX_PREHEADER, MAX_SUBJECT
-from newsletter.models import MAX_EMAIL_LENGTH, MAX_TAG_LENGTH
-from newsletter.subscribers.editing import MAX_REASON
-from newsletter.subscribers.tags import MAX_TAGS_PER_PERSON
+from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.subscribers.validate import MAX_NAME
 
 STR = {"type": "string"}
@@ -41,28 +40,6 @@ NAME = {
     "maxLength": MAX_NAME,
     "pattern": "^(?!.*=\\?)[^\\u0000-\\u001f\\u007f-\\u009f]*$",
     "description": "a display name: no line breaks, control characters or '=?'",
-}
-# subscribers.tags.clean_tag: trimmed, 1-50 characters, no commas, HTML or control characters;
-# one tag whatever its case.
-_TAG_CHAR = "[^,<>&\"'`\\u0000-\\u001f\\u007f-\\u009f]"
-TAG = {
-    **STR,
-    "minLength": 1,
-    "maxLength": MAX_TAG_LENGTH,
-    "pattern": f"^(?!.*=\\?){_TAG_CHAR}*(?=\\S){_TAG_CHAR}{_TAG_CHAR}*$",
-    "description": "a tag: trimmed, no commas, HTML, quotes or control characters",
-}
-TAGS = {
-    "type": "array",
-    "items": TAG,
-    "maxItems": MAX_TAGS_PER_PERSON,
-    "description": "every tag the person carries, replacing the ones they had",
-}
-REASON = {
-    **STR,
-    "maxLength": MAX_REASON,
-    "pattern": NO_NUL,
-    "description": "why the person counts as confirmed; kept in their history",
 }
 # issues.actions refuses a subject or body that is empty once trimmed.
 SUBJECT = {**STR, "minLength": 1, "maxLength": MAX_SUBJECT, "pattern": NO_NUL}
@@ -210,35 +187,7 @@ def build_document(base_url: str) -> dict[str, Any]:
         "IssueList": _page("Issue"),
         "Bounce": _fields(BOUNCE_FIELDS),
         "BounceList": _page("Bounce"),
-        "SubscriberPatch": _obj(
-            {
-                "name": NAME,
-                "tags": TAGS,
-                "status": {
-                    "type": "string",
-                    "enum": list(SETTABLE_STATUS),
-                    "description": "confirmed needs a reason and is refused for someone who "
-                    "unsubscribed (only their own sign-up brings them back)",
-                },
-                "reason": REASON,
-            }
-        ),
-        "SubscriberCreate": _obj(
-            {
-                "email": EMAIL,
-                "name": NAME,
-                "tags": TAGS,
-                "status": {
-                    "type": "string",
-                    "enum": ["pending", "confirmed"],
-                    "default": "pending",
-                    "description": "pending: they are mailed the confirmation; confirmed: "
-                    "they opted in elsewhere (a reason is required)",
-                },
-                "reason": REASON,
-            },
-            ["email"],
-        ),
+        **subscriber_writes(NAME, EMAIL, list(SETTABLE_STATUS)),
         "IssueCreate": _obj(
             {"subject": SUBJECT, "body_md": BODY_MD, "preheader": PREHEADER},
             ["subject", "body_md"],
@@ -254,14 +203,7 @@ def build_document(base_url: str) -> dict[str, Any]:
                     "format": "date-time",
                     "description": "schedule for this moment (with a time zone); omit for now",
                 },
-                "tags": {
-                    "type": "array",
-                    "items": TAG,
-                    "maxItems": MAX_TAGS_PER_PERSON,
-                    "description": "send only to the confirmed readers with any of these tags "
-                    "(a segment); omit or empty for every confirmed reader. An unknown tag "
-                    "answers 404, a segment with nobody confirmed 409; nothing is queued",
-                },
+                "tags": SEGMENT,
             }
         ),
         "Message": _obj({"message": STR}, ["message"]),
