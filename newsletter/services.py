@@ -7,11 +7,13 @@ never reach for the app: they are handed what they need.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from flask import Flask, has_app_context
 
 from newsletter.branding.store import BrandCache, load
+from newsletter.config import Settings
 from newsletter.extensions import db, settings, this_app
 from newsletter.mail.brand import Brand
 from newsletter.mail.render import Mailer
@@ -54,6 +56,18 @@ def brand(app: Flask | None = None) -> Brand:
             return load(db.session(), found)
 
     return brand_cache(app).get(loader, lambda: Brand.from_settings(found))
+
+
+def branded_settings(app: Flask | None = None) -> Settings:
+    """Return the settings with the name and postal address set at /editor/settings.
+
+    For the readers of Settings that speak for the newsletter outside a page or a mail: the
+    feed's title and the doctor's postal-address check.
+    """
+    found = brand(app)
+    return dataclasses.replace(
+        settings(app), newsletter_name=found.name, postal_address=found.postal_address
+    )
 
 
 def tokens(app: Flask | None = None) -> Tokens:

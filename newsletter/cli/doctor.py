@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 
 from newsletter.config import ConfigError, parse_nameserver
 from newsletter.doctor import Lookup, Status, run_checks
-from newsletter.extensions import settings
+from newsletter.services import branded_settings
 
 DNS_TIMEOUT = 3.0
 
@@ -29,7 +29,7 @@ def doctor_command(as_json: bool, nameserver: str | None) -> None:
         server = parse_nameserver(nameserver or "", "--nameserver")
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    found = settings()
+    found = branded_settings()
     checks = run_checks(found, Lookup.for_config(found, server, timeout=DNS_TIMEOUT))
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks], indent=2, ensure_ascii=False))

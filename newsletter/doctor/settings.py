@@ -141,8 +141,8 @@ def _findings(settings: Settings) -> list[Finding]:
             Finding(
                 "POSTAL_ADDRESS",
                 unsafe,
-                "POSTAL_ADDRESS is empty: CAN-SPAM and Gmail's and Yahoo's sender rules want "
-                "a postal address in every issue",
+                "no postal address (POSTAL_ADDRESS, or the one at /editor/settings): CAN-SPAM "
+                "and Gmail's and Yahoo's sender rules want a postal address in every issue",
             )
         )
     if not settings.redis_url:

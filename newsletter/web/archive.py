@@ -15,6 +15,7 @@ from newsletter.archive import listing
 from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
 from newsletter.models import Issue, utcnow
+from newsletter.services import branded_settings
 from newsletter.web import row_id
 
 bp = Blueprint("archive", __name__)
@@ -142,7 +143,7 @@ def build_feed(
 @bp.get("/feed.xml")
 def feed() -> Response:
     """Serve the newest sent issues as an Atom feed."""
-    found = settings()
+    found = branded_settings()
     issues = [(i, p) for i, p in db.session.execute(listing.in_archive(Issue).limit(FEED_ENTRIES))]
     name = found.newsletter_name
     body = build_feed(

@@ -223,3 +223,19 @@ def test_pages_still_answer_when_nothing_was_ever_set(app):
     client = app.test_client()
     log_in(client, make_editor("second@example.org"))
     assert client.get("/editor/settings").status_code == 200
+
+
+def test_the_feed_and_the_doctor_read_the_name_and_address_set_here(app):
+    """The feed's title is the name set here; the doctor finds the postal address set here."""
+    from tests.helpers import override_settings
+
+    override_settings(app, postal_address="")
+    client = editor_client(app)
+    runner = app.test_cli_runner()
+    before = runner.invoke(args=["doctor", "--json"])
+    assert "no postal address" in before.output
+    assert _save(client).status_code == 302
+    feed = app.test_client().get("/feed.xml").text
+    assert "<title>Shell Notes</title>" in feed
+    after = runner.invoke(args=["doctor", "--json"])
+    assert "no postal address" not in after.output

@@ -19,7 +19,8 @@ from flask import Blueprint, Flask, redirect, render_template, url_for
 
 from newsletter.auth.sessions import login_required
 from newsletter.doctor import Check, Lookup, Status, run_checks, worst
-from newsletter.extensions import get_redis, settings
+from newsletter.extensions import get_redis
+from newsletter.services import branded_settings
 
 log = logging.getLogger(__name__)
 bp = Blueprint("doctor", __name__, url_prefix="/editor")
@@ -93,7 +94,7 @@ def cached_health() -> Health | None:
 
 def fresh_health() -> Health:
     """Run every check now and keep the result for the next views."""
-    found = settings()
+    found = branded_settings()
     lookup = Lookup.for_config(found, timeout=DNS_TIMEOUT)
     timeout = min(found.smtp_timeout or SMTP_TIMEOUT, SMTP_TIMEOUT)
     health = Health(run_checks(found, lookup, smtp_timeout=timeout), datetime.now(UTC))
