@@ -52,6 +52,7 @@ from common import (  # noqa: E402
     Instance,
     RawResult,
     Sink,
+    backend_cpu,
     cpu_seconds,
     insert_confirmed,
     peak_rss_kb,
@@ -193,27 +194,6 @@ def without_statistics(app) -> None:  # type: ignore[no-untyped-def]
             for table in ("subscriber", "delivery"):
                 conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = false)")
         db.engine.dispose()
-
-
-def backend_cpu(app) -> dict[int, float]:  # type: ignore[no-untyped-def]
-    """Return CPU seconds so far of each PostgreSQL backend on the app's database ({} else)."""
-    import sqlalchemy as sa
-
-    from newsletter.extensions import db
-
-    with app.app_context():
-        if db.engine.dialect.name != "postgresql":
-            return {}
-        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-        pids = db.session.scalars(sa.text(query)).all()
-        db.session.remove()
-    found = {}
-    for pid in pids:
-        try:
-            found[int(pid)] = cpu_seconds(int(pid))
-        except (OSError, ValueError):
-            continue  # gone meanwhile, or the server runs elsewhere
-    return found
 
 
 def delivery_counts(app, issue_id: int) -> dict[str, int]:  # type: ignore[no-untyped-def]
