@@ -20,7 +20,9 @@ queued with `newsletter issues send`. Figures per run:
 * queue s: from ``queued_at`` until `newsletter issues send` exits (snapshot + enqueue);
 * CPU µs per message in the workers (user + system from /proc, during the send only)
   against the raw senders' own CPU per message;
-* each worker's peak RSS (VmHWM).
+* each worker's peak RSS (VmHWM);
+* PostgreSQL: the CPU the database's own server processes spent per message (every backend
+  connected to the bench database, read from /proc: the server must run on this machine).
 
 ``--statistics none`` (PostgreSQL) turns autovacuum off for the reader and delivery tables
 before anything is inserted: the send then plans on a list filled a moment ago, as on a
@@ -50,6 +52,7 @@ from common import (  # noqa: E402
     Instance,
     RawResult,
     Sink,
+    backend_cpu,
     cpu_seconds,
     insert_confirmed,
     peak_rss_kb,
@@ -131,6 +134,7 @@ class SendRun:
     raw_cpu_us: float
     rss_kb: list[int] = field(default_factory=list)
     avg_bytes: float = 0.0
+    db_cpu_us: float = float("nan")  # PostgreSQL backends' CPU per message
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -239,6 +243,7 @@ def run_send(
     procs = start_workers(inst, sink, workers)
     try:
         cpu_before = [cpu_seconds(p.pid) for p in procs]
+        db_before = backend_cpu(app)
         start_count, start_bytes = sink.count, sink.bytes
         started = time.time()
         inst.run("issues", "send", str(issue_id))
@@ -255,6 +260,9 @@ def run_send(
                 break
             time.sleep(0.1)
         cpu = sum(cpu_seconds(p.pid) - c for p, c in zip(procs, cpu_before, strict=True))
+        db_after = backend_cpu(app)
+        # A backend that started during the send counts whole; one that ended is missed.
+        db_cpu = sum(s - db_before.get(pid, 0.0) for pid, s in db_after.items())
         rss = [peak_rss_kb(p.pid) for p in procs]
     finally:
         stop_workers(procs)
@@ -278,6 +286,7 @@ def run_send(
         rss_kb=rss,
         avg_bytes=avg_bytes,
         counts=counts,
+        db_cpu_us=db_cpu / n * 1e6 if db_after else float("nan"),
     )
 
 
@@ -310,6 +319,7 @@ def print_table(runs: list[SendRun], baselines: dict[tuple[str, int], RawResult]
             f"baseline={r.baseline_rate:.0f} ratio={r.ratio:.3f} queue_s={r.queue_s:.2f} "
             f"cpu_us={r.cpu_us:.0f} raw_cpu_us={r.raw_cpu_us:.0f} rss_kb={rss}"
             + (f" avg_bytes={r.avg_bytes:.0f}" if r.avg_bytes else "")
+            + (f" db_cpu_us={r.db_cpu_us:.0f}" if r.db_cpu_us == r.db_cpu_us else "")
         )
 
 

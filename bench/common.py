@@ -59,6 +59,27 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / CLK_TCK
 
 
+def backend_cpu(app) -> dict[int, float]:  # type: ignore[no-untyped-def]
+    """Return CPU seconds so far of each PostgreSQL backend on the app's database ({} else)."""
+    import sqlalchemy as sa
+
+    from newsletter.extensions import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            return {}
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        pids = db.session.scalars(sa.text(query)).all()
+        db.session.remove()
+    found = {}
+    for pid in pids:
+        try:
+            found[int(pid)] = cpu_seconds(int(pid))
+        except (OSError, ValueError):
+            continue  # gone meanwhile, or the server runs elsewhere
+    return found
+
+
 def peak_rss_kb(pid: int) -> int:
     """Return the peak resident set size (VmHWM) of process ``pid`` in KiB."""
     match = re.search(r"^VmHWM:\s+(\d+)\s+kB", Path(f"/proc/{pid}/status").read_text(), re.M)
