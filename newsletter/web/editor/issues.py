@@ -40,6 +40,7 @@ from newsletter.services import mailer
 from newsletter.subscribers.tags import tag_counts
 from newsletter.tasks import dispatch
 from newsletter.web.editor import send_status, words
+from newsletter.web.editor.writing import editor_as_reader
 
 NO_ISSUE = "There is no issue with that number."
 
@@ -254,7 +255,7 @@ def save_issue(issue_id: int) -> Any:
 def preview(issue_id: int) -> Any:
     """Show the email exactly as a subscriber gets it: the HTML part and the text part."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
-    rendered = issues.preview(issue.id, mailer())
+    rendered = issues.preview(issue.id, mailer(), editor_as_reader())
     return render_template("editor/preview.html", issue=issue, rendered=rendered)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, jsonify, request
 
-from newsletter.auth.sessions import login_required
+from newsletter.auth.sessions import current_editor, login_required
 from newsletter.delivery import message
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
@@ -35,6 +35,12 @@ def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> 
         request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
 
 
+def editor_as_reader() -> str:
+    """Return the name merge fields show the editor: theirs as a reader, if they are one."""
+    editor = current_editor()
+    return issues.reader_name(editor.email) if editor else ""
+
+
 def _fields() -> tuple[str, str, str]:
     form = request.form
     return form.get("subject", ""), form.get("body_md", ""), form.get("preheader", "")
@@ -53,14 +59,18 @@ def live_preview() -> Any:
         return jsonify({"error": exc.message}), 400
     subject = " ".join(subject.split())[: issues.MAX_SUBJECT] or "(no subject yet)"
     found = mailer()
-    rendered = message.render_issue(
-        found,
-        subject,
-        body_md,
-        slugify(subject),
-        found.links.sample_unsubscribe,
-        preheader=preheader,
-    )
+    try:
+        rendered = message.render_issue(
+            found,
+            subject,
+            body_md,
+            slugify(subject),
+            found.links.sample_unsubscribe,
+            preheader=preheader,
+            name=editor_as_reader(),
+        )
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), 400
     size = len(rendered.html.encode("utf-8"))
     return jsonify(
         {
