@@ -12,14 +12,16 @@ from newsletter.delivery import message
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
+from newsletter.issues import preflight
 from newsletter.mail.body import slugify
 from newsletter.models import ISSUE_UNSENT, Issue
 from newsletter.services import mailer
+from newsletter.tasks import link_check
 
 bp = Blueprint("writing", __name__, url_prefix="/editor")
 
 # Gmail shows "[Message clipped]" past this many bytes of HTML: say so beside the preview.
-GMAIL_CLIP_BYTES = 102 * 1024
+GMAIL_CLIP_BYTES = preflight.GMAIL_CLIP_BYTES
 NO_ISSUE = "There is no issue with that number."
 
 
@@ -97,3 +99,42 @@ def autosave(issue_id: int) -> Any:
         db.session.rollback()
         return jsonify({"saved": False, "error": exc.message}), exc.status
     return jsonify({"saved": True, "at": saved.updated_at.isoformat()})
+
+
+def preflight_report(issue: Issue) -> preflight.Report:
+    """Return what preflight finds in ``issue`` without the network (links come by poll)."""
+    return preflight.check(issue, mailer())
+
+
+def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str]:
+    """Say whether ``issue`` may go: (why not, or None; what to add to the flash).
+
+    Failures stop a test and a send; warnings (with any broken link found so far) stop a
+    send unless the form's "send anyway" box is ticked, and the flash then names them.
+    """
+    report = preflight_report(issue)
+    if report.failures:
+        return "Not sent: " + " ".join(f.message for f in report.failures), ""
+    warnings = [f.message for f in report.warnings]
+    broken = link_check.broken_links(report.links)
+    if broken:
+        named = ", ".join(f"{r['url']} ({r['status'] or r['error']})" for r in broken[:5])
+        warnings.append(f"{len(broken)} link(s) not answering: {named}.")
+    if test or not warnings:
+        return None, ""
+    if request.form.get("anyway") != "1":
+        return (
+            "Preflight found something to look at: "
+            + " ".join(warnings)
+            + " Fix it, or tick “Send anyway” and press the button again.",
+            "",
+        )
+    return None, " Sent anyway despite: " + " ".join(warnings)
+
+
+@bp.post("/issues/<id:issue_id>/links")
+@login_required
+def link_status(issue_id: int) -> Any:
+    """Answer the issue's link check (queued on the first ask); the page polls this."""
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    return jsonify(link_check.link_results(preflight_report(issue).links))
