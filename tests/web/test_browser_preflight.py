@@ -31,9 +31,7 @@ def test_preflight_and_the_link_check_appear_without_blocking_the_page(live_serv
         issue = create_issue(
             "Hi {{ name | default('there') }}: this week's tip",
             "Hi {{ name | default('there') }},\n\nTODO: finish.\n\n![](https://example.org/a.png)"
-            f"\n\n[home]({url}/) and [a long broken link]({url}/no-such-page-"
-            + "x" * 80
-            + ")",
+            f"\n\n[home]({url}/) and [a long broken link]({url}/no-such-page-" + "x" * 80 + ")",
         )
         issue_id = issue.id
         db.session.remove()

@@ -100,7 +100,7 @@ def test_the_preview_shows_the_email_as_sent_with_script_and_handlers_removed(ed
     assert "onerror" not in mail_html and "onclick" not in mail_html
     assert "javascript:" not in mail_html
     assert 'href="https://example.org/ok"' in mail_html
-    assert "Merged, escaped: &lt;b&gt;you&lt;/b&gt;" in frame.group(1)  # a name is text
+    assert "Merged, escaped: &lt;b&gt;you&lt;/b&gt;" in mail_html  # a name is text
     assert "http://newsletter.test/unsubscribe/" in mail_html
     text = unescape(re.search(r'<pre class="mail">(.*?)</pre>', page, re.S).group(1))
     assert "Merged, escaped: <b>you</b>" in text

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, abort, jsonify, request, send_from_directory
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.auth.sessions import current_editor, login_required
 from newsletter.delivery import message
 from newsletter.errors import NewsletterError
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
-from newsletter.issues import preflight
+from newsletter.issues import images, preflight
 from newsletter.mail.body import slugify
 from newsletter.models import ISSUE_UNSENT, Issue
 from newsletter.services import mailer
 from newsletter.tasks import link_check
 
 bp = Blueprint("writing", __name__, url_prefix="/editor")
+# Where readers' mail clients fetch an issue's images: public, no login.
+media = Blueprint("media", __name__, url_prefix="/media")
 
 # Gmail shows "[Message clipped]" past this many bytes of HTML: say so beside the preview.
 GMAIL_CLIP_BYTES = preflight.GMAIL_CLIP_BYTES
@@ -28,6 +31,7 @@ NO_ISSUE = "There is no issue with that number."
 def register(app: Flask) -> None:
     """Attach the live preview and autosave to ``app``."""
     app.register_blueprint(bp)
+    app.register_blueprint(media)
 
 
 @bp.url_value_preprocessor
@@ -35,6 +39,8 @@ def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> 
     # As the issue forms: a body of MAX_BODY characters must reach its own check.
     if request.method == "POST":
         request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
+    if endpoint == "writing.upload_image":
+        request.max_content_length = images.MAX_BYTES + 64 * 1024
 
 
 def editor_as_reader() -> str:
@@ -138,3 +144,41 @@ def link_status(issue_id: int) -> Any:
     """Answer the issue's link check (queued on the first ask); the page polls this."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
     return jsonify(link_check.link_results(preflight_report(issue).links))
+
+
+def _image_folder() -> Any:
+    return settings().instance_path / images.FOLDER
+
+
+@bp.post("/issues/<id:issue_id>/images")
+@login_required
+def upload_image(issue_id: int) -> Any:
+    """Store an image for the issue; answer the Markdown that shows it, alt text included."""
+    db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    upload = request.files.get("image")
+    try:
+        alt = images.clean_alt(request.form.get("alt"))
+        if upload is None or not upload.filename:
+            return jsonify({"error": "Choose an image file to upload."}), 400
+        name = images.store_image(upload.read(images.MAX_BYTES + 1), _image_folder())
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), 400
+    url = f"{settings().base_url.rstrip('/')}/media/{images.FOLDER}/{name}"
+    return jsonify({"url": url, "markdown": f"![{alt}]({url})"})
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> Any:
+    if request.endpoint == "writing.upload_image":
+        return jsonify(
+            {"error": "The image is larger than 10 MB; please upload a smaller one."}
+        ), 413
+    return jsonify({"error": "What was sent is larger than this page accepts."}), 413
+
+
+@media.get(f"/{images.FOLDER}/<name>")
+def issue_image(name: str) -> Any:
+    """Serve an issue's image by its content-derived name (stable, cacheable for a year)."""
+    if not images.NAME.match(name):
+        abort(404)
+    return send_from_directory(_image_folder(), name, max_age=365 * 24 * 3600)
