@@ -1,9 +1,11 @@
 """In Chromium: the issue page's preflight above the send buttons, its link check filled in
-when the job answers, and merge fields shown with the editor's name in the live preview."""
+when the job answers, merge fields shown with the editor's name in the live preview, and an
+image uploaded into the body."""
 
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
@@ -52,4 +54,34 @@ def test_preflight_and_the_link_check_appear_without_blocking_the_page(live_serv
     page.locator("#send-now").click()
     page.get_by_text("Preflight found something to look at").wait_for()
     shoot(page, "issue-preflight-refused")
+    _no_sideways_scroll(page)
+
+
+def test_an_image_uploads_into_the_body_with_its_alt_text(live_server, page, tmp_path):
+    url = live_server.url
+    with live_server.app.app_context():
+        add_editor("ed@example.org")
+        issue_id = create_issue("Pictures", "Look at this:").id
+        db.session.remove()
+    picture = tmp_path / "chart.png"
+    Image.new("RGB", (2400, 800), (20, 120, 200)).save(picture)
+    fake = tmp_path / "notes.png"
+    fake.write_bytes(b"not a picture at all")
+    log_in(page, url)
+    page.goto(f"{url}/editor/issues/{issue_id}")
+    page.locator("#image-file").set_input_files(str(picture))
+    page.get_by_role("button", name="Upload and insert").click()
+    page.get_by_text("Describe the image in a few words").wait_for()  # alt text is required
+    page.get_by_label("Describe it (alt text, required)").fill("Weekly chart")
+    page.get_by_role("button", name="Upload and insert").click()
+    page.get_by_text("Inserted.").wait_for()
+    body = page.get_by_label("Body (Markdown)").input_value()
+    assert f"![Weekly chart]({url}/media/issue-images/" in body
+    image = page.frame_locator("#live-mail").locator("img[alt='Weekly chart']")
+    image.wait_for()
+    assert image.evaluate("i => i.complete && i.naturalWidth") == 1200  # loaded, resized
+    page.locator("#image-file").set_input_files(str(fake))
+    page.get_by_role("button", name="Upload and insert").click()
+    page.get_by_text("not an image we can read").wait_for()
+    shoot(page, "issue-image-upload")
     _no_sideways_scroll(page)
