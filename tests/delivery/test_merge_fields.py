@@ -12,7 +12,7 @@ from newsletter.models import Issue
 from newsletter.services import mailer
 from newsletter.tasks.dispatch import send_issue
 from tests.helpers import html_part, text_part
-from tests.helpers.editors import editor_client, page_token
+from tests.helpers.editors import bearer, editor_client, page_token
 
 BODY = "Hi {{ name | default('there') }},\n\ntry `git bisect` today."
 
@@ -74,7 +74,7 @@ def test_the_editor_form_shows_the_error_and_stores_nothing(app):
         "/editor/issues/new",
         data={"csrf_token": token, "subject": "S", "body_md": "Hi {{ name.__class__ }}"},
     )
-    assert answer.status_code == 400
+    assert answer.status_code == 422  # the API's answer to every invalid field
     assert "is not a merge field this newsletter knows" in answer.get_data(as_text=True)
     assert db.session.query(Issue).count() == 0
     preview = client.post(
@@ -122,3 +122,14 @@ def test_without_a_field_a_copy_is_built_exactly_as_before(app):
     strip = [line for line in one.split(b"\r\n") if not line.startswith(b"Date:")]
     assert strip == [line for line in two.split(b"\r\n") if not line.startswith(b"Date:")]
     assert b"{braces}" in one
+
+
+def test_the_api_refuses_a_field_that_is_not_the_name(app, client):
+    answer = client.post(
+        "/api/v1/issues",
+        json={"subject": "S", "body_md": "Hi {{ name.__class__.__mro__ }}"},
+        headers=bearer(app),
+    )
+    assert answer.status_code == 422  # the API's answer to every invalid field
+    assert "is not a merge field this newsletter knows" in answer.get_data(as_text=True)
+    assert db.session.query(Issue).count() == 0
