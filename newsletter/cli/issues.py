@@ -20,9 +20,11 @@ from newsletter.archive.store import import_entries
 from newsletter.cli.errors import fail
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
+from newsletter.issues import preflight
 from newsletter.issues.actions import create_issue, each_issue, issue_status, mark_ready
 from newsletter.issues.segment import choose_segment
-from newsletter.models import IssueStatus
+from newsletter.models import ISSUE_EDITABLE, Issue, IssueStatus
+from newsletter.services import mailer
 from newsletter.tasks.dispatch import cancel_issue, pause_issue, resume_issue, send_issue, send_test
 
 COUNTS = ("queued", "sent", "failed", "skipped")
@@ -102,6 +104,7 @@ def send_command(
     """Queue an issue now, schedule it (--at), or send one test copy (--test-to)."""
     if at_raw and test_to:
         raise click.ClickException("use either --at or --test-to, not both")
+    _preflight(issue_id)
     try:
         if test_to:
             send_test(issue_id, test_to)
@@ -115,6 +118,18 @@ def send_command(
         click.echo(said + (f" Segment: {', '.join(segment)}." if segment else ""))
     except NewsletterError as exc:
         raise fail(exc) from None
+
+
+def _preflight(issue_id: int) -> None:
+    """Print preflight's warnings to stderr; refuse on a failure (links: see the issue page)."""
+    issue = db.session.get(Issue, issue_id)
+    if issue is None or issue.status not in ISSUE_EDITABLE:
+        return  # the action itself says there is no such issue, or that it went already
+    report = preflight.check(issue, mailer())
+    for finding in report.warnings:
+        click.echo(f"warning: {finding.message}", err=True)
+    if report.failures:
+        raise click.ClickException("not sent: " + " ".join(f.message for f in report.failures))
 
 
 @issues_group.command("ready")

@@ -287,6 +287,7 @@ class _BatchRun(Answers):
                 row.email,
                 token_for(sid),
                 manage_token=manage_token_for(sid, row.created_at, row.email),
+                name=row.name,
             )
             try:
                 send(row.email, data, envelope(row.delivery_id) if envelope else None)

@@ -47,6 +47,7 @@ class Claimed:
     email: str
     attempts: int
     created_at: datetime  # when the reader's row was made: their manage link names it
+    name: str = ""  # fills the merge fields
 
 
 def skip_unsubscribed(
@@ -124,11 +125,16 @@ def claim(
             this_reader(Subscriber.email),
             Delivery.attempts,
             this_reader(Subscriber.created_at),
+            this_reader(Subscriber.name),
         )
         .execution_options(synchronize_session=False)
     ).all()
     # A reader erased meanwhile has no address: left out, as the join of old left them out.
-    return [Claimed(*row) for row in sorted(taken) if row[2] is not None]
+    return [
+        Claimed(row[0], row[1], row[2], row[3], row[4], row[5] or "")
+        for row in sorted(taken)
+        if row[2] is not None
+    ]
 
 
 def held(delivery_id: int, claim_id: str) -> tuple[Any, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import functools
 import hashlib
 import hmac
 import re
@@ -12,8 +13,9 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
+from newsletter.mail import merge
 from newsletter.mail.body import render_body, slugify
 from newsletter.mail.render import Mailer, Rendered
 from newsletter.mail.urls import LIST_UNSUBSCRIBE, LIST_UNSUBSCRIBE_POST, ONE_CLICK
@@ -66,6 +68,7 @@ class IssueMessage:
         manage_base: str,
         secret: bytes,
         list_id: str,
+        merged: merge.Merged | None = None,
     ) -> None:
         self.mailer = mailer
         self.issue_id = issue_id
@@ -91,10 +94,19 @@ class IssueMessage:
             unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER: _UNSUBSCRIBE,
             manage_base + MANAGE_PLACEHOLDER: _MANAGE,
         }
+        # Merge field i fills slot kind 2 + 2i in the text part, 3 + 2i in the HTML part.
+        self._fields = tuple(merged.fields) if merged else ()
+        # Many readers share a name (most often none): their encoded values are reused.
+        self._values_for = functools.lru_cache(maxsize=4096)(self._field_slots)
+        fields = merged.placeholders() if merged else {}
         body: list[bytes] = [b"\r\nThis is a multi-part message in MIME format.\r\n"]
         slots: list[tuple[int, int]] = []
-        for opening, part in ((text_open, rendered.text), (html_open, rendered.html)):
-            pieces, kinds = _split(_crlf(part), placeholders)
+        for is_html, opening, part in (
+            (0, text_open, rendered.text),
+            (1, html_open, rendered.html),
+        ):
+            here = {**placeholders, **{p: 2 + 2 * i + is_html for p, i in fields.items()}}
+            pieces, kinds = _split(_crlf(part), here)
             encoded = _qp_pieces(pieces)
             body += (opening, encoded[0])
             for kind, piece in zip(kinds, encoded[1:], strict=True):
@@ -105,10 +117,13 @@ class IssueMessage:
         self._slots = tuple(slots)
         self._date_second = -1
         self._date = b""
+        # A subject with a merge field gets its Subject header per copy; any other, once.
+        self._subject = rendered.subject if any(p in rendered.subject for p in fields) else None
+        self._merged = merged
         self._head = _header_block(
             [
                 ("From", mailer.mail_from),
-                ("Subject", rendered.subject),
+                *([] if self._subject else [("Subject", rendered.subject)]),
                 ("MIME-Version", "1.0"),
                 ("List-Id", list_id),
                 (LIST_UNSUBSCRIBE_POST, ONE_CLICK),
@@ -131,11 +146,13 @@ class IssueMessage:
         *,
         manage_token: str | None = None,
         message_id: str | None = None,
+        name: str = "",
     ) -> bytes:
         """Return the complete, signed-if-configured message for one subscriber.
 
         ``token`` signs the unsubscribe link, ``manage_token`` the link to the reader's own
-        page; a copy for no reader (a test send) may pass one placeholder for both.
+        page; a copy for no reader (a test send) may pass one placeholder for both. ``name``
+        fills the issue's merge fields, if it has any.
         """
         url = (self.unsubscribe_base + token).encode()
         manage = (self.manage_base + (token if manage_token is None else manage_token)).encode()
@@ -144,13 +161,22 @@ class IssueMessage:
         except UnicodeEncodeError:
             to = _header_block([("To", email)])[4:-2]
         mid = message_id or self._message_id(subscriber_id)
-        qp_urls = (b"=\r\n" + _qp(url) + b"=\r\n", b"=\r\n" + _qp(manage) + b"=\r\n")
+        qp_urls: tuple[bytes, ...] = (
+            b"=\r\n" + _qp(url) + b"=\r\n",
+            b"=\r\n" + _qp(manage) + b"=\r\n",
+        )
+        head = self._head
+        if self._fields:
+            qp_urls += self._values_for(" ".join(name.split()))
+            if self._subject is not None and self._merged is not None:
+                subject = self._merged.fill(self._subject, " ".join(name.split()))
+                head += _header_block([("Subject", subject)])
         body = self._body.copy()
         for index, kind in self._slots:
             body[index] = qp_urls[kind]
         data = b"".join(
             (
-                self._head,
+                head,
                 b"To: ", to, b"\r\n",
                 b"Date: ", self._date_header(), b"\r\n",
                 b"Message-ID: ", mid.encode(), b"\r\n",
@@ -159,6 +185,15 @@ class IssueMessage:
             )
         )  # fmt: skip
         return self.mailer.sign(data)
+
+    def _field_slots(self, name: str) -> tuple[bytes, ...]:
+        """Encode each merge field's value for ``name``: as text, then escaped for HTML."""
+        out: list[bytes] = []
+        for field in self._fields:
+            value = field.value(name)
+            for part in (value, str(escape(value))):
+                out.append(b"=\r\n" + _qp(part.encode()) + b"=\r\n")
+        return tuple(out)
 
 
 def _split(text: str, placeholders: dict[str, int]) -> tuple[list[str], list[int]]:
@@ -193,12 +228,36 @@ def render_issue(
     manage_url: str | None = None,
     *,
     preheader: str = "",
+    name: str = "",
 ) -> Rendered:
     """Render an issue's email (subject, text, HTML) around one reader's two links.
 
     Without ``manage_url`` (a preview) the link to the reader's own page is a sample one.
     A ``preheader`` goes hidden at the top of the HTML part, for the inbox's preview line.
+    Merge fields show ``name`` (or their fallback); a bad one is refused (``Invalid``).
     """
+    merged = merge.split(subject, body_md)
+    rendered = _render_merged(mailer, merged, slug, unsubscribe_url, manage_url, preheader)
+    if not merged.fields:
+        return rendered
+    name = " ".join(name.split())
+    return Rendered(
+        merged.fill(rendered.subject, name),
+        merged.fill(rendered.text, name),
+        merged.fill(rendered.html, name, html=True),
+    )
+
+
+def _render_merged(
+    mailer: Mailer,
+    merged: merge.Merged,
+    slug: str,
+    unsubscribe_url: str,
+    manage_url: str | None,
+    preheader: str,
+) -> Rendered:
+    """Render the email once with each merge field still a placeholder."""
+    subject, body_md = merged.subject, merged.body_md
     links = mailer.links
     body = render_body(body_md, links.base_url)
     return mailer.render(
@@ -227,14 +286,14 @@ def issue_message(
     """Render ``issue`` once and return the per-recipient builder."""
     links = mailer.links
     unsubscribe_base, manage_base = links.unsubscribe_prefix, links.manage_prefix
-    rendered = render_issue(
+    merged = merge.split(subject_prefix + issue.subject, issue.body_md, strict=False)
+    rendered = _render_merged(
         mailer,
-        subject_prefix + issue.subject,
-        issue.body_md,
+        merged,
         issue.slug,
         unsubscribe_base + UNSUBSCRIBE_PLACEHOLDER,
         manage_base + MANAGE_PLACEHOLDER,
-        preheader=issue.preheader,
+        issue.preheader,
     )
     return IssueMessage(
         mailer,
@@ -244,4 +303,5 @@ def issue_message(
         manage_base=manage_base,
         secret=secret,
         list_id=list_id(mailer.settings.newsletter_name, mailer.from_domain),
+        merged=merged if merged.fields else None,
     )

@@ -26,6 +26,7 @@ from newsletter.delivery.issue_state import IssueMove, move_issue
 from newsletter.errors import Conflict, Invalid, NotFound, Upstream
 from newsletter.extensions import db
 from newsletter.issues.schedule import next_slot
+from newsletter.mail import merge
 from newsletter.mail.body import slugify
 from newsletter.mail.render import Mailer, Rendered
 from newsletter.mail.smtp import SMTPPermanentError, SMTPSender, SMTPTemporaryError
@@ -34,6 +35,7 @@ from newsletter.models import (
     ISSUE_PUBLIC,
     Issue,
     IssueStatus,
+    Subscriber,
     rowcount,
     utcnow,
 )
@@ -90,7 +92,14 @@ def _clean(subject: str, body_md: str) -> tuple[str, str]:
         raise Invalid("body_md", "The body is empty.")
     if len(body_md) > MAX_BODY:
         raise Invalid("body_md", f"The body is longer than {MAX_BODY} characters.")
+    merge.check(subject, body_md)  # nothing is stored with a field that is not the name
     return subject, body_md
+
+
+def reader_name(address: str) -> str:
+    """Return the name of the reader at ``address`` ("" if none): merge fields show it."""
+    found = db.session.scalar(sa.select(Subscriber.name).where(Subscriber.email == address))
+    return found or ""
 
 
 def clean_preheader(preheader: str | None) -> str:
@@ -256,7 +265,13 @@ def send_test(issue_id: int, to_email: str, mailer: Mailer) -> None:
         mailer, issue, mailer.settings.secret_key.encode(), subject_prefix="[Test] "
     )
     # A test copy carries no one's real token: its unsubscribe link lands on a harmless page.
-    data = built.bytes_for(0, address, "test", message_id=make_msgid("test", domain=built.domain))
+    data = built.bytes_for(
+        0,
+        address,
+        "test",
+        message_id=make_msgid("test", domain=built.domain),
+        name=reader_name(address),
+    )
     try:
         with SMTPSender(mailer.settings) as smtp:
             smtp.send(address, data)
@@ -265,8 +280,11 @@ def send_test(issue_id: int, to_email: str, mailer: Mailer) -> None:
 
 
 @_unit
-def preview(issue_id: int, mailer: Mailer) -> Rendered:
-    """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link."""
+def preview(issue_id: int, mailer: Mailer, name: str = "") -> Rendered:
+    """Return the issue's email exactly as a subscriber gets it, with a sample unsubscribe link.
+
+    Merge fields show ``name``, or their fallback without one.
+    """
     issue = _get(issue_id)
     return message.render_issue(
         mailer,
@@ -275,6 +293,7 @@ def preview(issue_id: int, mailer: Mailer) -> Rendered:
         issue.slug,
         mailer.links.sample_unsubscribe,
         preheader=issue.preheader,
+        name=name,
     )
 
 

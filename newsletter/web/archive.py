@@ -14,6 +14,7 @@ from markupsafe import Markup
 from newsletter.archive import listing
 from newsletter.extensions import db, settings
 from newsletter.mail.body import markdown_to_html
+from newsletter.mail.merge import with_fallbacks
 from newsletter.models import Issue, utcnow
 from newsletter.services import branded_settings
 from newsletter.web import row_id
@@ -79,7 +80,7 @@ def show(key: str) -> Any:
         abort(404, description=_("There is no sent issue at this address."))
     issue, published, source = found
     # Markup is safe here: markdown_to_html runs the result through nh3.
-    body = Markup(markdown_to_html(issue.body_md, settings().base_url))
+    body = Markup(markdown_to_html(with_fallbacks(issue.body_md), settings().base_url))
     return render_template(
         "public/archive_issue.html",
         issue=issue,
@@ -135,7 +136,9 @@ def build_feed(
         sub(entry, "published", _iso(published))
         href = f"{base_url}/archive/{issue.slug}"
         sub(entry, "link", rel="alternate", type="text/html", href=href)
-        sub(entry, "content", markdown_to_html(issue.body_md, base_url), type="html")
+        sub(
+            entry, "content", markdown_to_html(with_fallbacks(issue.body_md), base_url), type="html"
+        )
     document: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return document
 

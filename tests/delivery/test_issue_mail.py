@@ -60,10 +60,17 @@ def test_both_parts_carry_every_link_absolute(app, make_subscriber, run_jobs, in
 
 
 def test_template_syntax_in_a_body_or_name_is_plain_text(app, make_subscriber, run_jobs, inbox):
-    _sub, _issue, msg = _send_one(
-        make_subscriber, run_jobs, inbox, "Say {{ 7*7 }} {% if 1 %}x{% endif %}"
-    )
+    # Only the name's merge field is allowed at save time (tests/delivery/test_merge_fields.py);
+    # an issue stored before that check still goes out as written, never evaluated.
+    sub = make_subscriber("reader@example.com", name="{{ config.SECRET_KEY }}")
+    issue = create_issue("Tip: bisect — fast", "placeholder")
+    issue.body_md = "Say {{ 7*7 }} {% if 1 %}x{% endif %}\n\nHi {{ name }}"
+    db.session.commit()
+    send_issue(issue.id)
+    run_jobs()
+    (msg,) = inbox.wait_for(1)
     text = text_part(msg)
+    assert f"Hi {sub.name}" in text  # the reader's name is a value, never a template
     # The body's line as written; "49" would only show if the template were evaluated
     # (the line is checked, not the whole mail: a token may hold "49" by chance).
     (line,) = [line for line in text.splitlines() if line.startswith("Say")]

@@ -40,6 +40,7 @@ from newsletter.services import mailer
 from newsletter.subscribers.tags import tag_counts
 from newsletter.tasks import dispatch
 from newsletter.web.editor import send_status, words
+from newsletter.web.editor.writing import editor_as_reader, preflight_gate, preflight_report
 
 NO_ISSUE = "There is no issue with that number."
 
@@ -214,6 +215,7 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         audience_now=audience_of(db.session(), segment) if unsent else issue.audience,
         segment=segment,
         tag_choices=tag_counts(db.session()) if unsent else [],
+        checks=preflight_report(issue) if editable else None,
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
         preheader=extra.pop("preheader", issue.preheader),
@@ -254,13 +256,22 @@ def save_issue(issue_id: int) -> Any:
 def preview(issue_id: int) -> Any:
     """Show the email exactly as a subscriber gets it: the HTML part and the text part."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
-    rendered = issues.preview(issue.id, mailer())
+    rendered = issues.preview(issue.id, mailer(), editor_as_reader())
     return render_template("editor/preview.html", issue=issue, rendered=rendered)
 
 
-def _action(issue_id: int, run: Any) -> Any:
-    """Run one issue action; flash its message, or show the issue page with the error."""
+def _action(issue_id: int, run: Any, *, checked: bool = False, test: bool = False) -> Any:
+    """Run one issue action; flash its message, or show the issue page with the error.
+
+    A ``checked`` action (a test or a send) first passes preflight: failures stop it, and
+    warnings stop a send unless the editor ticked "send anyway" (then the flash says so).
+    """
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    note = ""
+    if checked:
+        refusal, note = preflight_gate(issue, test=test)
+        if refusal:
+            return _render_issue(issue, 409, error=refusal)
     try:
         message = run(issue)
     except NewsletterError as exc:
@@ -268,7 +279,7 @@ def _action(issue_id: int, run: Any) -> Any:
         db.session.refresh(issue)
         return _render_issue(issue, 409, error=exc.message)
     if message:
-        flash(send_status.editor_words(message))
+        flash(send_status.editor_words(message) + note)
     return redirect(url_for("editor.issue_page", issue_id=issue_id))
 
 
@@ -288,14 +299,14 @@ def send_test(issue_id: int) -> Any:
         dispatch.send_test(issue.id, to)
         return f"A test copy went to {to}."
 
-    return _action(issue_id, run)
+    return _action(issue_id, run, checked=True, test=True)
 
 
 @bp.post("/issues/<id:issue_id>/send")
 @login_required
 def send_now(issue_id: int) -> Any:
     """Queue the issue for every confirmed subscriber now (a repeat starts nothing new)."""
-    return _action(issue_id, lambda issue: dispatch.send_issue(issue.id))
+    return _action(issue_id, lambda issue: dispatch.send_issue(issue.id), checked=True)
 
 
 def parse_local_time(value: str, zone_name: str) -> datetime:
@@ -341,14 +352,16 @@ def schedule(issue_id: int) -> Any:
         local = at.astimezone(zone)
         return f"Scheduled for {local:%a %d %b %Y %H:%M} {zone.key} ({at:%H:%M} UTC)."
 
-    return _action(issue_id, run)
+    return _action(issue_id, run, checked=True)
 
 
 @bp.post("/issues/<id:issue_id>/ready")
 @login_required
 def ready(issue_id: int) -> Any:
     """Mark the issue ready for the next weekly slot."""
-    return _action(issue_id, lambda issue: issues.mark_ready(issue.id, settings().weekly_slot))
+    return _action(
+        issue_id, lambda issue: issues.mark_ready(issue.id, settings().weekly_slot), checked=True
+    )
 
 
 @bp.post("/issues/<id:issue_id>/segment")

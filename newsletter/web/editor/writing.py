@@ -5,27 +5,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, jsonify, request
+from flask import Blueprint, Flask, abort, jsonify, request, send_from_directory
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from newsletter.auth.sessions import login_required
+from newsletter.auth.sessions import current_editor, login_required
 from newsletter.delivery import message
 from newsletter.errors import NewsletterError
-from newsletter.extensions import db
+from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
+from newsletter.issues import images, preflight
 from newsletter.mail.body import slugify
 from newsletter.models import ISSUE_UNSENT, Issue
 from newsletter.services import mailer
+from newsletter.tasks import link_check
 
 bp = Blueprint("writing", __name__, url_prefix="/editor")
+# Where readers' mail clients fetch an issue's images: public, no login.
+media = Blueprint("media", __name__, url_prefix="/media")
 
 # Gmail shows "[Message clipped]" past this many bytes of HTML: say so beside the preview.
-GMAIL_CLIP_BYTES = 102 * 1024
+GMAIL_CLIP_BYTES = preflight.GMAIL_CLIP_BYTES
 NO_ISSUE = "There is no issue with that number."
 
 
 def register(app: Flask) -> None:
     """Attach the live preview and autosave to ``app``."""
     app.register_blueprint(bp)
+    app.register_blueprint(media)
 
 
 @bp.url_value_preprocessor
@@ -33,6 +39,14 @@ def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> 
     # As the issue forms: a body of MAX_BODY characters must reach its own check.
     if request.method == "POST":
         request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
+    if endpoint == "writing.upload_image":
+        request.max_content_length = images.MAX_BYTES + 64 * 1024
+
+
+def editor_as_reader() -> str:
+    """Return the name merge fields show the editor: theirs as a reader, if they are one."""
+    editor = current_editor()
+    return issues.reader_name(editor.email) if editor else ""
 
 
 def _fields() -> tuple[str, str, str]:
@@ -53,14 +67,18 @@ def live_preview() -> Any:
         return jsonify({"error": exc.message}), 400
     subject = " ".join(subject.split())[: issues.MAX_SUBJECT] or "(no subject yet)"
     found = mailer()
-    rendered = message.render_issue(
-        found,
-        subject,
-        body_md,
-        slugify(subject),
-        found.links.sample_unsubscribe,
-        preheader=preheader,
-    )
+    try:
+        rendered = message.render_issue(
+            found,
+            subject,
+            body_md,
+            slugify(subject),
+            found.links.sample_unsubscribe,
+            preheader=preheader,
+            name=editor_as_reader(),
+        )
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), 400
     size = len(rendered.html.encode("utf-8"))
     return jsonify(
         {
@@ -87,3 +105,80 @@ def autosave(issue_id: int) -> Any:
         db.session.rollback()
         return jsonify({"saved": False, "error": exc.message}), exc.status
     return jsonify({"saved": True, "at": saved.updated_at.isoformat()})
+
+
+def preflight_report(issue: Issue) -> preflight.Report:
+    """Return what preflight finds in ``issue`` without the network (links come by poll)."""
+    return preflight.check(issue, mailer())
+
+
+def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str]:
+    """Say whether ``issue`` may go: (why not, or None; what to add to the flash).
+
+    Failures stop a test and a send; warnings (with any broken link found so far) stop a
+    send unless the form's "send anyway" box is ticked, and the flash then names them.
+    """
+    report = preflight_report(issue)
+    if report.failures:
+        return "Not sent: " + " ".join(f.message for f in report.failures), ""
+    warnings = [f.message for f in report.warnings]
+    broken = link_check.broken_links(report.links)
+    if broken:
+        named = ", ".join(f"{r['url']} ({r['status'] or r['error']})" for r in broken[:5])
+        warnings.append(f"{len(broken)} link(s) not answering: {named}.")
+    if test or not warnings:
+        return None, ""
+    if request.form.get("anyway") != "1":
+        return (
+            "Preflight found something to look at: "
+            + " ".join(warnings)
+            + " Fix it, or tick “Send anyway” and press the button again.",
+            "",
+        )
+    return None, " Sent anyway despite: " + " ".join(warnings)
+
+
+@bp.post("/issues/<id:issue_id>/links")
+@login_required
+def link_status(issue_id: int) -> Any:
+    """Answer the issue's link check (queued on the first ask); the page polls this."""
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    return jsonify(link_check.link_results(preflight_report(issue).links))
+
+
+def _image_folder() -> Any:
+    return settings().instance_path / images.FOLDER
+
+
+@bp.post("/issues/<id:issue_id>/images")
+@login_required
+def upload_image(issue_id: int) -> Any:
+    """Store an image for the issue; answer the Markdown that shows it, alt text included."""
+    db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    upload = request.files.get("image")
+    try:
+        alt = images.clean_alt(request.form.get("alt"))
+        if upload is None or not upload.filename:
+            return jsonify({"error": "Choose an image file to upload."}), 400
+        name = images.store_image(upload.read(images.MAX_BYTES + 1), _image_folder())
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), 400
+    url = f"{settings().base_url.rstrip('/')}/media/{images.FOLDER}/{name}"
+    return jsonify({"url": url, "markdown": f"![{alt}]({url})"})
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_exc: RequestEntityTooLarge) -> Any:
+    if request.endpoint == "writing.upload_image":
+        return jsonify(
+            {"error": "The image is larger than 10 MB; please upload a smaller one."}
+        ), 413
+    return jsonify({"error": "What was sent is larger than this page accepts."}), 413
+
+
+@media.get(f"/{images.FOLDER}/<name>")
+def issue_image(name: str) -> Any:
+    """Serve an issue's image by its content-derived name (stable, cacheable for a year)."""
+    if not images.NAME.match(name):
+        abort(404)
+    return send_from_directory(_image_folder(), name, max_age=365 * 24 * 3600)
