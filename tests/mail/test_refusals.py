@@ -56,8 +56,6 @@ CASES = [
     # "not now" before any reader is named: the whole send waits for the relay by itself
     (Stage.MAIL, "451 4.3.0 try again", V.WAIT),
     (Stage.MAIL, "421 4.7.0 too many messages, slow down", V.WAIT),
-    (Stage.CONNECT, "421 4.3.2 service not available", V.WAIT),
-    (Stage.AUTH, "454 4.7.0 temporary authentication failure", V.WAIT),
     (Stage.END, "451 4.7.1 rate limited", V.THROTTLED),
     # a refusal of us: nobody bounced, the send pauses, the copy waits
     (Stage.MAIL, "550 5.4.5 Daily sending quota exceeded", V.RELAY),
@@ -135,6 +133,20 @@ def test_the_table_reads_each_answer(stage, answer, verdict):
     assert judge(stage, int(code), text)[0] is verdict
 
 
+@pytest.mark.parametrize(
+    ("stage", "answer"),
+    [
+        (Stage.CONNECT, "421 4.3.2 service not available"),
+        (Stage.EHLO, "421 too busy, try later"),
+        (Stage.AUTH, "454 4.7.0 temporary authentication failure"),
+        (Stage.MAIL, "452 4.5.3 too many sessions"),
+    ],
+)
+def test_a_not_now_before_any_reader_is_named_waits_for_the_relay(stage, answer):
+    code, _, text = answer.partition(" ")
+    assert judge(stage, int(code), text)[0] is V.WAIT
+
+
 def test_an_enhanced_code_that_contradicts_the_reply_code_is_ignored():
     # the reply code (permanent) and the words (a full mailbox) decide
     assert judge(Stage.RCPT, 550, "4.2.2 mailbox full")[0] is V.SOFT
@@ -175,6 +187,7 @@ ERRORS = {
     V.RETRY: SMTPTemporaryError,
     V.THROTTLED: SMTPTemporaryError,
     V.RELAY: SMTPRelayError,
+    V.WAIT: SMTPTemporaryError,
 }
 
 
@@ -223,7 +236,7 @@ class Greeter:
     ("greeting", "error", "verdict"),
     [
         ("554 5.7.1 client host blocked", SMTPRelayError, V.RELAY),
-        ("421 4.3.2 service not available, try later", SMTPTemporaryError, V.RETRY),
+        ("421 4.3.2 service not available, try later", SMTPTemporaryError, V.WAIT),
     ],
 )
 def test_a_refusal_at_connect(greeting, error, verdict):
