@@ -65,7 +65,9 @@ def judge(stage: Stage, code: int, text: str) -> tuple[Verdict, str]:
     reading = read_answer(code, enhanced, stage.value, text)
     temporary = code < 500
     if stage in _SESSION:
-        if not temporary:
+        # SPEC: a quota or rate answer of the relay to us (4.7.x) pauses the send with the
+        # answer as its reason, as a refusal does; any other "not now" is waited out.
+        if not temporary or reading.enhanced.startswith("4.7."):
             return Verdict.RELAY, f"the relay refused us: {reading.why}"
         return Verdict.WAIT, f"the relay cannot take mail now: {reading.why}"
     outcome = reading.outcome

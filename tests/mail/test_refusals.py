@@ -55,7 +55,8 @@ CASES = [
     (Stage.END, "451 4.3.0 local error in processing", V.RETRY),
     # "not now" before any reader is named: the whole send waits for the relay by itself
     (Stage.MAIL, "451 4.3.0 try again", V.WAIT),
-    (Stage.MAIL, "421 4.7.0 too many messages, slow down", V.WAIT),
+    # SPEC: a quota or rate answer to us (4.7.x) before any reader pauses, with it as reason
+    (Stage.MAIL, "421 4.7.0 too many messages, slow down", V.RELAY),
     (Stage.END, "451 4.7.1 rate limited", V.THROTTLED),
     # a refusal of us: nobody bounced, the send pauses, the copy waits
     (Stage.MAIL, "550 5.4.5 Daily sending quota exceeded", V.RELAY),
@@ -138,13 +139,17 @@ def test_the_table_reads_each_answer(stage, answer, verdict):
     [
         (Stage.CONNECT, "421 4.3.2 service not available"),
         (Stage.EHLO, "421 too busy, try later"),
-        (Stage.AUTH, "454 4.7.0 temporary authentication failure"),
+        (Stage.AUTH, "454 4.3.0 temporary authentication failure"),
         (Stage.MAIL, "452 4.5.3 too many sessions"),
     ],
 )
 def test_a_not_now_before_any_reader_is_named_waits_for_the_relay(stage, answer):
     code, _, text = answer.partition(" ")
     assert judge(stage, int(code), text)[0] is V.WAIT
+
+
+def test_a_rate_or_quota_answer_to_our_login_pauses_as_spec_says():
+    assert judge(Stage.AUTH, 454, "4.7.0 temporary authentication failure")[0] is V.RELAY
 
 
 def test_an_enhanced_code_that_contradicts_the_reply_code_is_ignored():
