@@ -43,8 +43,6 @@ D = DeliveryStatus
 EVERGREEN_BATCH = -1
 # Due readers one tick takes at most: the tick's cost does not grow with the list.
 TICK_READERS = 500
-# The paces a reader may choose on their page, in seconds.
-PACES = {"daily": 86400, "twice-weekly": 302400, "weekly": 604800}
 _SEQUENCE = (IssueStatus.ARCHIVED, IssueStatus.SENT)
 _LIVE = (IssueStatus.SENDING,)
 _OPEN = (D.QUEUED, D.SENDING)
@@ -88,24 +86,6 @@ def tip_number(session: Session, issue_id: int) -> tuple[int, int] | None:
         return tips.index(issue_id) + 1, len(tips)
     except ValueError:
         return None
-
-
-def join(reader: Subscriber, now: datetime) -> None:
-    """Put a reader in the sequence; a confirmed one's next tip is due now."""
-    reader.evergreen = True
-    reader.evergreen_due_at = now if reader.status is SubscriberStatus.CONFIRMED else None
-
-
-def leave(reader: Subscriber) -> None:
-    """Take a reader out of the sequence; their position stays for a later rejoin."""
-    reader.evergreen = False
-    reader.evergreen_due_at = None
-
-
-def resume_after(reader: Subscriber, now: datetime) -> None:
-    """A reader in the sequence confirmed or came back: their next tip is due now."""
-    if reader.evergreen:
-        reader.evergreen_due_at = now
 
 
 @dataclass
