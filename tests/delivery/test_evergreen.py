@@ -29,7 +29,8 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.subscribers import sequence
+from newsletter.subscribers import manage, sequence
+from newsletter.subscribers.state import Action, transition
 
 pytestmark = pytest.mark.slow
 FAST_SEQUENCE = pytest.mark.world(EVERGREEN_INTERVAL=1)
@@ -220,9 +221,8 @@ def test_a_pause_stops_the_sequence_and_the_end_of_it_goes_on(world):
     got = len(world.sink.to(email))
     time.sleep(3)
     assert len(world.sink.to(email)) == got
-    from newsletter.subscribers import manage
-
-    manage.resume(db.session(), _reader(email))
+    reader = _reader(email)
+    manage.resume(db.session(), reader)
     db.session.commit()
     _wait(world, lambda: _finished(email, 3))
     assert _subjects(world, email) == ["Old tip 01", "Old tip 02", "Old tip 03"]
@@ -241,8 +241,6 @@ def test_an_unsubscribe_stops_the_sequence_and_coming_back_goes_on(world):
     time.sleep(3)
     assert len(world.sink.to(email)) == got
     reader = _reader(email)
-    from newsletter.subscribers.state import Action, transition
-
     transition(db.session(), reader, Action.CONFIRM)
     db.session.commit()
     _wait(world, lambda: _finished(email, 3))
