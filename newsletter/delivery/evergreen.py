@@ -232,12 +232,43 @@ def reconcile(session: Session, now: datetime, dead: Callable[[str], bool] = _ne
     return sweep
 
 
-def sequence_counts(session: Session) -> dict[int, int]:
-    """Return, per tip, how many copies the sequence has sent (for the editor)."""
-    return dict(
+@dataclass(frozen=True)
+class TipCount:
+    number: int  # its place in the sequence, from 1
+    issue_id: int
+    subject: str
+    sent: int  # copies the sequence sent
+    waiting: int  # copies the sequence has queued or in flight
+
+
+def sequence_counts(session: Session) -> tuple[list[TipCount], int]:
+    """Return each tip of the sequence with its copies, and how many readers are in it."""
+    counts: dict[tuple[int, bool], int] = {}
+    for issue_id, status, n in session.execute(
+        sa.select(Delivery.issue_id, Delivery.status, sa.func.count())
+        .where(Delivery.batch == EVERGREEN_BATCH, Delivery.status.in_((D.SENT, *_OPEN)))
+        .group_by(Delivery.issue_id, Delivery.status)
+    ).all():
+        key = (issue_id, status is D.SENT)
+        counts[key] = counts.get(key, 0) + n
+    subjects = dict(
         session.execute(
-            sa.select(Delivery.issue_id, sa.func.count())
-            .where(Delivery.batch == EVERGREEN_BATCH, Delivery.status == D.SENT)
-            .group_by(Delivery.issue_id)
-        ).tuples()
+            sa.select(Issue.id, Issue.subject).where(Issue.status.in_(_SEQUENCE))
+        ).all()
     )
+    tips = [
+        TipCount(
+            n,
+            issue_id,
+            subjects.get(issue_id, ""),
+            counts.get((issue_id, True), 0),
+            counts.get((issue_id, False), 0),
+        )  # fmt: skip
+        for n, issue_id in enumerate(sequence(session), 1)
+    ]
+    readers = session.scalar(
+        sa.select(sa.func.count())
+        .select_from(Subscriber)
+        .where(Subscriber.evergreen, Subscriber.status == SubscriberStatus.CONFIRMED)
+    )
+    return tips, readers or 0

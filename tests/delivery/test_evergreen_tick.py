@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -10,6 +11,7 @@ from newsletter.delivery import evergreen
 from newsletter.extensions import db
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.tasks.evergreen import evergreen_tick
+from tests.helpers.editors import editor_client
 
 
 def _tip(n: int, status: IssueStatus = IssueStatus.ARCHIVED) -> Issue:
@@ -89,3 +91,21 @@ def test_drafts_and_live_sends_are_not_in_the_sequence(fault_app):
     _tip(4, IssueStatus.SENDING)
     assert evergreen.sequence(db.session()) == [first.id, third.id]
     assert evergreen.tip_number(db.session(), third.id) == (2, 2)
+
+
+def test_the_editor_sees_per_tip_counts_and_each_readers_position(
+    fault_app, add_reader, run_jobs, sink
+):
+    first, second = _tip(1), _tip(2)
+    ann = _in_sequence("ann@example.com", add_reader)
+    _in_sequence("bob@example.com", add_reader)
+    evergreen_tick()
+    run_jobs()
+    assert len(sink.accepted) == 2
+    client = editor_client(fault_app)
+    page = client.get("/editor/archive").get_data(as_text=True)
+    rows = re.findall(r"<tr><td>(\d+)</td><td><a [^>]*>([^<]*)</a></td><td>(\d+)</td>", page)
+    assert rows == [("1", first.subject, "2"), ("2", second.subject, "0")]
+    assert '<span id="sequence-readers">2</span>' in page
+    page = client.get(f"/editor/subscribers/{ann.id}").get_data(as_text=True)
+    assert "in the sequence, at tip 1 of 2" in page
