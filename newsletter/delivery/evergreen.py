@@ -252,9 +252,7 @@ def sequence_counts(session: Session) -> tuple[list[TipCount], int]:
         key = (issue_id, status is D.SENT)
         counts[key] = counts.get(key, 0) + n
     subjects = dict(
-        session.execute(
-            sa.select(Issue.id, Issue.subject).where(Issue.status.in_(_SEQUENCE))
-        ).all()
+        session.execute(sa.select(Issue.id, Issue.subject).where(Issue.status.in_(_SEQUENCE))).all()
     )
     tips = [
         TipCount(
