@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from newsletter.delivery.evergreen import step
 from newsletter.extensions import db
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus
+from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
 from newsletter.services import tokens
 from tests.helpers import links
 from tests.helpers.browser import live_server, page  # noqa: F401
+from tests.helpers.editors import PASSWORD, add_editor
 
 pytestmark = pytest.mark.browser
 SHOTS = Path(os.environ.get("EVERGREEN_SHOTS", "/tmp/shots/evergreen"))
@@ -123,3 +125,38 @@ def test_an_unknown_pace_is_refused_and_changes_nothing(live_server, page):  # n
     page.get_by_role("button", name="Save the pace").click()
     page.get_by_text("Choose daily, twice a week or weekly.").wait_for()
     assert _reader(app, "pace@example.com").evergreen_pace is None
+
+
+def test_the_editor_sees_the_sequence_and_a_readers_position(live_server, page):  # noqa: F811
+    base, app = live_server.url, live_server.app
+    _catalogue(app, 4)
+    with app.app_context():
+        add_editor("ed@example.org")
+        sub = Subscriber(
+            email="seq.reader.with.a.long.address@example.com",
+            status=SubscriberStatus.CONFIRMED,
+            evergreen=True,
+            evergreen_due_at=utcnow(),
+        )
+        db.session.add(sub)
+        db.session.commit()
+        step(db.session(), utcnow(), 604800)
+        db.session.commit()
+        sid = sub.id
+        db.session.remove()
+    page.goto(base + "/editor/archive")
+    page.get_by_label("Email").fill("ed@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="The evergreen sequence").wait_for()
+    assert page.locator("#sequence-readers").inner_text() == "1"
+    rows = page.locator("#sequence-tips tbody tr")
+    assert rows.count() == 4
+    # The columns: its number, the tip, copies sent by the sequence, copies on the way.
+    assert rows.nth(3).inner_text().split("\t") == ["4", "Old tip 4", "0", "0"]
+    assert rows.nth(0).inner_text().split("\t") == ["1", "Old tip 1", "0", "1"]
+    page.locator("#sequence").scroll_into_view_if_needed()
+    _look(page, "editor-sequence")
+    page.goto(f"{base}/editor/subscribers/{sid}")
+    assert "in the sequence, at tip 1 of 4" in page.locator("#sequence").inner_text()
+    _look(page, "editor-reader-position")
