@@ -125,6 +125,13 @@ class Subscriber(Model):
     new_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     old_email: Mapped[str | None] = mapped_column(sa.String(MAX_EMAIL_LENGTH))
     old_email_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # The evergreen sequence (delivery/evergreen.py): in it or not, the reader's own pace in
+    # seconds (None: EVERGREEN_INTERVAL), the last tip handed out (its number in the
+    # sequence) and when the next is due (NULL: nothing due, e.g. not in the sequence).
+    evergreen: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    evergreen_pace: Mapped[int | None] = mapped_column()
+    evergreen_position: Mapped[int] = mapped_column(default=0, server_default="0")
+    evergreen_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
     events: Mapped[list[SubscriberEvent]] = relationship(
         back_populates="subscriber", cascade="all, delete-orphan", passive_deletes=True
@@ -355,6 +362,14 @@ class Delivery(Model):
         # (issue_id, status) let a planner without statistics read the whole issue instead.
         sa.Index("ix_delivery_issue_status_batch", "issue_id", "status", "batch", "id"),
         sa.Index("ix_delivery_subscriber", "subscriber_id"),
+        # The evergreen sequence's copies (batch -1): the tick finds them without a scan.
+        sa.Index(
+            "ix_delivery_evergreen",
+            "status",
+            "issue_id",
+            postgresql_where=sa.text("batch < 0"),
+            sqlite_where=sa.text("batch < 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -125,6 +125,7 @@ ENV_NAMES = frozenset(
         "FEED_MODE",
         "FEED_POLL_INTERVAL",
         "FEED_ALLOW_HOSTS",
+        "EVERGREEN_INTERVAL",
     )
 )
 
@@ -196,6 +197,8 @@ class Settings:
     # A relay that cannot be reached: the first wait before trying again, and the longest.
     send_relay_wait: float = 2.0
     send_relay_wait_max: float = 120.0
+    # EVERGREEN_INTERVAL: seconds between two back-catalogue tips for a reader in the sequence.
+    evergreen_interval: int = 604800
 
     @property
     def production(self) -> bool:
@@ -270,6 +273,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
     dns_nameserver = parse_nameserver(env.get("DNS_NAMESERVER", ""))
     hooks = read_provider_hooks(env)
     session_idle, session_max = read_editor_sessions(env)
+    evergreen_interval = read_int(env, "EVERGREEN_INTERVAL", 604800, minimum=1)
 
     return Settings(
         environment=environment,
@@ -302,6 +306,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
         send_pause_after=send_pause_after,
         send_relay_wait=send_relay_wait,
         send_relay_wait_max=send_relay_wait_max,
+        evergreen_interval=evergreen_interval,
         bounce_soft_limit=bounce_soft_limit,
         subscribe_rate_limit=subscribe_rate_limit,
         embed_origins=embed_origins,

@@ -31,6 +31,7 @@ from newsletter.delivery.context import (
     BatchReport,
     SendSettings,
 )
+from newsletter.delivery.evergreen import sendable
 from newsletter.delivery.lease import LeaseKeeper
 from newsletter.delivery.lifecycle import finish_if_done, next_retry_at, skip_if_cancelled
 from newsletter.delivery.message import IssueMessage
@@ -245,7 +246,7 @@ class _BatchRun(Answers):
         A paused or cancelled issue ends the batch here: the unsent rest goes back.
         """
         status, _retried = self.recorder.call(lambda r: r.issue_status(self.issue_id))
-        if status is not IssueStatus.SENDING:
+        if status not in sendable(self.batch):
             self._halt(claim_id, rest)
         return self._skip_departed(claim_id)
 

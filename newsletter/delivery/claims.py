@@ -23,6 +23,7 @@ from newsletter.delivery.audience import (
     still_in_audience,
     this_reader,
 )
+from newsletter.delivery.evergreen import sendable
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -108,7 +109,7 @@ def claim(
         picked = Delivery.id.in_(candidates.scalar_subquery())
     # Read by primary key, so no plan can prefer another index of the issue table.
     sending = (
-        sa.select(Issue.status).where(Issue.id == issue_id).scalar_subquery() == IssueStatus.SENDING
+        sa.select(Issue.status).where(Issue.id == issue_id).scalar_subquery().in_(sendable(batch))
     )
     taken = session.execute(
         sa.update(Delivery)

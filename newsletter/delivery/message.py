@@ -281,12 +281,17 @@ def list_id(newsletter_name: str, domain: str) -> str:
 
 
 def issue_message(
-    mailer: Mailer, issue: Issue, secret: bytes, subject_prefix: str = ""
+    mailer: Mailer, issue: Issue, secret: bytes, subject_prefix: str = "", tip: str = ""
 ) -> IssueMessage:
-    """Render ``issue`` once and return the per-recipient builder."""
+    """Render ``issue`` once and return the per-recipient builder.
+
+    ``tip``: an evergreen copy's line saying which tip of the series it is ("Tip 12 of 476"),
+    put above the body.
+    """
     links = mailer.links
     unsubscribe_base, manage_base = links.unsubscribe_prefix, links.manage_prefix
-    merged = merge.split(subject_prefix + issue.subject, issue.body_md, strict=False)
+    body_md = f"*{tip}*\n\n{issue.body_md}" if tip else issue.body_md
+    merged = merge.split(subject_prefix + issue.subject, body_md, strict=False)
     rendered = _render_merged(
         mailer,
         merged,

@@ -128,6 +128,8 @@ def resume(session: Session, sub: Subscriber, *, now: datetime | None = None) ->
     sub.paused_until = None
     if was_paused:
         _history(session, sub, EventKind.RESUMED, now)
+        if sub.evergreen and sub.evergreen_due_at is not None:
+            sub.evergreen_due_at = min(sub.evergreen_due_at, now)  # the sequence goes on
     return was_paused
 
 

@@ -117,6 +117,10 @@ def transition(
     # A pause belongs to one stretch on the list: whoever leaves (by any door: the page, a
     # mail provider's button, a complaint, a bounce) and comes back gets mail again.
     sub.paused_until = None
+    # A reader in the evergreen sequence who (re)confirms gets their next tip now: the
+    # sequence goes on where it stopped (a reader who left it stays out).
+    if target is S.CONFIRMED and sub.evergreen:
+        sub.evergreen_due_at = now
     kind = _EVENT_FOR[target]
     session.add(SubscriberEvent(subscriber=sub, kind=kind, at=now, ip=ip, detail=detail))
     bump_stat(session, kind.value, now.date())

@@ -22,13 +22,15 @@ from sqlalchemy.orm import Session
 from newsletter.bounces.record import record_bounce
 from newsletter.config import Settings
 from newsletter.delivery.batch import BatchContext, SendSettings, run_batch
+from newsletter.delivery.evergreen import EVERGREEN_BATCH, sendable, tip_number
 from newsletter.delivery.message import IssueMessage, issue_message
 from newsletter.delivery.outcomes import BounceReport
 from newsletter.extensions import db, get_redis, this_app
 from newsletter.extensions import settings as app_settings
+from newsletter.i18n import N_, translations
 from newsletter.mail.smtp import SMTPSender
 from newsletter.mail.verp import verp_address
-from newsletter.models import Issue, IssueStatus
+from newsletter.models import Issue
 from newsletter.services import mailer, tokens
 
 # The mail and import jobs live in tasks.mail; their old names here keep jobs queued under
@@ -47,7 +49,7 @@ __all__ = ["bounce_address", "deliver_batch", "run_import", "send_confirmation",
 # --- issue delivery (the engine itself lives in newsletter.delivery) ---------------------------
 
 # An issue is rendered once per process, not once per batch: it cannot change while it sends.
-_messages: dict[tuple[int, int, Any], IssueMessage] = {}
+_messages: dict[tuple[int, int, Any, str], IssueMessage] = {}
 
 
 def _send_settings(found: Settings) -> SendSettings:
@@ -67,7 +69,7 @@ def _send_settings(found: Settings) -> SendSettings:
 def deliver_batch(issue_id: int, batch: int) -> str:
     """Send one batch of an issue over one SMTP connection; safe to run twice or concurrently."""
     issue = db.session.get(Issue, issue_id)
-    if issue is None or issue.status is not IssueStatus.SENDING:
+    if issue is None or issue.status not in sendable(batch):
         return f"skipped: issue {issue_id} is {'gone' if issue is None else issue.status.value}"
     app = this_app()
     found = app_settings(app)
@@ -85,11 +87,12 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         redis.set(alive, owner, px=max(int(settings.lease_seconds * 500), 200))
 
     def message() -> IssueMessage:
-        key = (id(app), issue_id, issue.updated_at)
+        tip = tip_line(db.session(), issue_id, found.language) if batch == EVERGREEN_BATCH else ""
+        key = (id(app), issue_id, issue.updated_at, tip)
         built = _messages.get(key)
         if built is None:
             _messages.clear()
-            built = _messages[key] = issue_message(mailer(app), issue, secret)
+            built = _messages[key] = issue_message(mailer(app), issue, secret, tip=tip)
         return built
 
     try:
@@ -123,6 +126,19 @@ def deliver_batch(issue_id: int, batch: int) -> str:
         f"{', waiting for the mail relay' if report.waiting else ''}"
         f"{', issue finished' if report.finished else ''}"
     )
+
+
+TIP_LINE = N_("Tip %(number)s of %(total)s")
+
+
+def tip_line(session: Session, issue_id: int, language: str) -> str:
+    """Return an evergreen copy's "Tip 12 of 476" line ("" if the tip left the sequence)."""
+    found = tip_number(session, issue_id)
+    session.commit()
+    if found is None:
+        return ""
+    number, total = found
+    return translations(language).gettext(TIP_LINE) % {"number": number, "total": total}
 
 
 def _verp(bounce_address: str | None, secret: bytes) -> Callable[[int], str] | None:

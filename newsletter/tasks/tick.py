@@ -14,6 +14,7 @@ from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.subscribers.expiry import expire_pending, expired_before
 from newsletter.tasks.dispatch import dispatch
+from newsletter.tasks.evergreen import evergreen_tick
 from newsletter.tasks.feed import schedule_feed_poll
 from newsletter.tasks.mail import reconcile as reconcile_mail
 from newsletter.tasks.manage import reconcile as reconcile_address_mail
@@ -61,4 +62,10 @@ def scheduler_tick() -> str:
     except Exception:  # the feed's own trouble never stops the tick
         db.session.rollback()
         log.exception("could not schedule the feed's poll")
-    return f"started {[i for i, _ in started]}; expired {expired}; " + reconcile()
+    try:
+        sequence = evergreen_tick()  # the back catalogue for readers who start from tip 1
+    except Exception:  # a bad moment for the sequence never stops the tick
+        db.session.rollback()
+        log.exception("could not run the evergreen sequence's tick")
+        sequence = "evergreen: failed"
+    return f"started {[i for i, _ in started]}; expired {expired}; {sequence}; " + reconcile()

@@ -34,7 +34,7 @@ from newsletter.extensions import csrf, db, settings
 from newsletter.i18n import format_date
 from newsletter.models import Subscriber, SubscriberStatus, utcnow
 from newsletter.services import tokens
-from newsletter.subscribers import manage
+from newsletter.subscribers import manage, sequence
 from newsletter.subscribers.links import (
     ACCESS_MAX_AGE,
     Access,
@@ -178,6 +178,9 @@ def _manage(
         subscribed=sub.status is SubscriberStatus.CONFIRMED,
         unsubscribe_token=tokens().unsubscribe_token(sub.id),
         weeks=manage.PAUSE_WEEKS,
+        paces=_paces(),
+        pace=sequence.pace_name(sub),
+        sequence_total=sequence.tips_in_sequence(db.session()) if sub.evergreen else 0,
         default_weeks=DEFAULT_PAUSE_WEEKS,
         error=error,
         typed=typed or {},
@@ -266,6 +269,40 @@ def resume(token: str) -> Any:
     manage.resume(db.session(), sub)
     db.session.commit()
     return _back(token, _("Welcome back: the next tip comes to you as usual."))
+
+
+def _paces() -> list[tuple[str, str]]:
+    every = settings().evergreen_interval
+    named = {
+        "daily": _("Every day"),
+        "twice-weekly": _("Twice a week"),
+        "weekly": _("Every week"),
+    }
+    choices = list(named.items())
+    if every not in sequence.PACES.values():  # the newsletter's own pace is none of those
+        choices.insert(0, (sequence.DEFAULT_PACE, _("The newsletter's pace")))
+    return choices
+
+
+@bp.post("/manage/<token>/sequence")
+def sequence_choice(token: str) -> Any:
+    """Join or leave the evergreen sequence, or set its pace."""
+    sub, access = _manage_reader(token)
+    action = request.form.get("action", "")
+    if action == "join":
+        sequence.join(sub)
+        message = _("The earlier tips are on their way, one at a time.")
+    elif action == "leave":
+        sequence.leave(sub)
+        message = _("No more earlier tips. New tips still come as usual.")
+    else:
+        try:
+            sequence.set_pace(sub, request.form.get("pace", ""), settings().evergreen_interval)
+        except Invalid as exc:
+            return _refused(sub, token, access, exc)
+        message = _("Your pace is saved.")
+    db.session.commit()
+    return _back(token, message)
 
 
 @bp.post("/manage/<token>/data")

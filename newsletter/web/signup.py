@@ -32,6 +32,7 @@ from newsletter.extensions import db, get_redis, settings
 from newsletter.models import MAX_EMAIL_LENGTH, utcnow
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
+from newsletter.subscribers.sequence import START_FIRST, start_from_first
 from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_owed_confirmation
@@ -65,6 +66,7 @@ class Signup:
     challenge: dict[str, object] | None = None
     # When the confirmation mail goes (later than now when the domain had its share).
     mail_at: datetime | None = None
+    start: bool = False  # "start from the first tip" was ticked
 
 
 def _echo(typed: str) -> str:
@@ -85,7 +87,11 @@ def handle(source: str) -> Signup:
         return Signup(Outcome.IGNORED, email=shown)
     found = settings()
     raw_email, raw_name = form.get("email", ""), form.get("name", "")
+    # "Start from the first tip": any other value of the field is the box left unticked.
+    start_first = form.get("start", "") == START_FIRST
     typed = {"email": _echo(raw_email), "name": _echo(raw_name)}
+    if start_first:
+        typed["start"] = START_FIRST
     try:
         email = normalize_email(raw_email, check_dns=found.email_check_dns)
         name = clean_name(raw_name)
@@ -101,17 +107,20 @@ def handle(source: str) -> Signup:
             Outcome.CHALLENGE,
             email=email,
             name=name,
-            typed={"email": email, "name": name},
+            typed={"email": email, "name": name, **({"start": START_FIRST} if start_first else {})},
             challenge=proof.challenge(found.secret_key),
+            start=start_first,
         )
-    result = _record(email, name, source)
+    result = _record(email, name, source, start_first=start_first)
     queue_owed_confirmation(result)  # never raises for Redis
     return Signup(Outcome.ACCEPTED, email=email, name=name, mail_at=result.mail_later(utcnow()))
 
 
-def _record(email: str, name: str, source: str) -> SubscribeResult:
+def _record(email: str, name: str, source: str, *, start_first: bool = False) -> SubscribeResult:
     try:
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
+        if start_first:
+            start_from_first(db.session(), result.subscriber_id)
         db.session.commit()
     except sa.exc.DBAPIError as exc:
         if not exc.connection_invalidated:
@@ -120,6 +129,8 @@ def _record(email: str, name: str, source: str) -> SubscribeResult:
         # let go of the dead connections, and a sign-up is safe to try again once.
         db.session.rollback()
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
+        if start_first:
+            start_from_first(db.session(), result.subscriber_id)
         db.session.commit()
     return result
 

@@ -14,6 +14,7 @@ from newsletter.archive.sources import fetching_for, is_url, read_bytes, read_ur
 from newsletter.archive.store import Report, import_entries
 from newsletter.archive.tables import FeedState, IssueSource
 from newsletter.auth.sessions import current_editor, login_required
+from newsletter.delivery import evergreen
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.models import Issue, IssueStatus
@@ -77,8 +78,11 @@ def _page(report: Report | None = None, error: str | None = None, code: int = 20
     archived = db.session.scalar(
         sa.select(sa.func.count()).select_from(Issue).where(Issue.status == IssueStatus.ARCHIVED)
     )
+    tips, readers = evergreen.sequence_counts(db.session())
     page = render_template(
         "editor/back_catalogue.html",
+        sequence=tips,
+        sequence_readers=readers,
         report=report,
         error=error,
         limit=_limit(),

@@ -49,6 +49,7 @@ from newsletter.subscribers.editing import (
     resend_confirmation,
 )
 from newsletter.subscribers.export import csv_lines
+from newsletter.subscribers.sequence import tips_in_sequence
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.tags import clean_tag, find_tags, parse_tags, tag_counts, tag_names
 from newsletter.subscribers.validate import clean_name, normalize_email
@@ -190,6 +191,7 @@ def subscriber(subscriber_id: int) -> Any:
         bounces=bounced,
         tags=tag_names(db.session(), [sub.id])[sub.id],
         statuses=[s.value for s in EDITOR_STATUSES],
+        sequence_total=tips_in_sequence(db.session()),
     )
 
 
