@@ -79,7 +79,7 @@ def test_an_editor_imports_an_export_and_a_reader_finds_and_subscribes(
     page.locator("#feed-made").get_by_role("link", name="Undo a git commit you pushed").click()
     page.locator("#issue-source").wait_for()
     assert page.locator("#issue-source a").first.get_attribute("href").startswith(fresh.link)
-    assert page.locator("#issue-status").inner_text() == "draft"
+    assert page.locator("#issue-status").inner_text() == "Draft"
     shots(page, "editor-issue-from-the-blog")
 
     reader = page.context.browser.new_context().new_page()

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from newsletter.archive.tables import IssueSource, IssueTag
+from newsletter.archive.tables import ArchiveTag, IssueSource
 from newsletter.extensions import db
 from newsletter.models import Issue, IssueStatus, Subscriber
 from tests.archive.exports import Post, markdown_folder, medium_export, weekly
@@ -53,7 +53,7 @@ def add_tips(n: int) -> None:
         ],
     )
     db.session.execute(
-        sa.insert(IssueTag),
+        sa.insert(ArchiveTag),
         [{"issue_id": ids[f"tip-{i}"], "name": WORDS[i % len(WORDS)]} for i in range(1, n + 1)],
     )
     db.session.commit()

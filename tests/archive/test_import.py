@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from newsletter.archive.tables import IssueSource, IssueTag
+from newsletter.archive.tables import ArchiveTag, IssueSource
 from newsletter.extensions import db
 from newsletter.models import Delivery, Issue, IssueStatus
 from tests.archive.exports import (
@@ -69,7 +69,7 @@ def test_a_feed_file_becomes_the_archive_with_dates_titles_and_clean_bodies(
     source = db.session.get(IssueSource, first.id)
     assert source.published_at == posts[0].published
     assert source.url == posts[0].link + "?source=rss----tips---4"
-    tags = db.session.scalars(sa.select(IssueTag.name).where(IssueTag.issue_id == issues[1].id))
+    tags = db.session.scalars(sa.select(ArchiveTag.name).where(ArchiveTag.issue_id == issues[1].id))
     assert sorted(tags) == ["git", "shell"]
     # Public in the archive and the feed, under their original dates, and never mailed.
     page = client.get("/archive").get_data(as_text=True)
@@ -171,7 +171,7 @@ def test_markdown_folder_then_the_same_folder_zipped_adds_nothing_twice(archive_
     issue = archived()[0]
     assert issue.slug == posts[0].slug and issue.body_md.startswith("Tip number 1.")
     assert db.session.get(IssueSource, issue.id).published_at == datetime(2016, 1, 4, tzinfo=UTC)
-    assert sorted(db.session.scalars(sa.select(IssueTag.name))) == ["cli", "productivity"]
+    assert sorted(db.session.scalars(sa.select(ArchiveTag.name))) == ["cli", "productivity"]
     zipped = tmp_path / "posts.zip"
     zipped.write_bytes(zip_folder(folder))
     assert counts(run_import(archive_app, zipped)[1]) == (0, 3, 3)

@@ -23,6 +23,7 @@ LABELS = {
     IssueStatus.PAUSED: "Paused",
     IssueStatus.SENT: "Sent",
     IssueStatus.CANCELLED: "Cancelled",
+    IssueStatus.ARCHIVED: "Back catalogue",
 }
 RATE_WINDOW = "in the last minute"  # delivery.progress counts the last 60 seconds
 
