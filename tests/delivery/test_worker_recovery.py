@@ -136,7 +136,7 @@ def test_an_issue_sent_while_redis_is_down_goes_out_once_it_is_back(world, own_r
     answer = client.post(f"{page}/send", data={"csrf_token": token}, follow_redirects=True)
     assert answer.status_code == 200
     text = answer.get_data(as_text=True)
-    assert "queued for 120" in text
+    assert "Sending to 120 subscribers now" in text
     assert "Redis does not answer right now" in text
     own_redis.start()
     world.worker()
