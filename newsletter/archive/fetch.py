@@ -11,14 +11,13 @@ costs one request and nothing else.
 from __future__ import annotations
 
 import http.client
-import socket
-import ssl
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-from newsletter.webhooks.address import IPAddress, Refused, checked_addresses
+from newsletter.webhooks.address import Refused, checked_addresses
+from newsletter.webhooks.pinned import pinned
 
 DEADLINE = 30.0
 MAX_REDIRECTS = 5
@@ -38,32 +37,6 @@ class Fetched:
     etag: str = ""
     last_modified: str = ""
     url: str = ""  # after redirects
-
-
-class _Pinned(http.client.HTTPConnection):
-    """Connect to a checked address; the Host header (and TLS's SNI) still name the host."""
-
-    def __init__(self, host: str, port: int, addresses: list[IPAddress], timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
-        self.addresses = addresses
-
-    def _open(self) -> socket.socket:
-        error: OSError = OSError("could not connect")
-        for address in self.addresses:
-            try:
-                return socket.create_connection((str(address), self.port), self.timeout)
-            except OSError as exc:
-                error = exc
-        raise error
-
-    def connect(self) -> None:
-        self.sock = self._open()
-
-
-class _PinnedTLS(_Pinned):
-    def connect(self) -> None:
-        context = ssl.create_default_context()
-        self.sock = context.wrap_socket(self._open(), server_hostname=self.host)
 
 
 def _left(end: float) -> float:
@@ -86,8 +59,7 @@ def _get(
         raise FetchError(f"{urlsplit(url).hostname} does not resolve to an address") from None
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    kind = _PinnedTLS if parts.scheme == "https" else _Pinned
-    conn = kind(host, port, addresses, min(_left(end), 15.0))
+    conn = pinned(parts.scheme, host, port, addresses, min(_left(end), 15.0))
     try:
         conn.request("GET", path, headers=headers)
         return conn, conn.getresponse()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import socket
-import ssl
 from collections.abc import Collection, Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +20,8 @@ import redis
 
 from newsletter.extensions import get_redis, settings
 from newsletter.tasks.queues import DEFAULT_QUEUE, enqueue, job, name_job
-from newsletter.webhooks.address import IPAddress, Refused, checked_addresses
+from newsletter.webhooks.address import Refused, checked_addresses
+from newsletter.webhooks.pinned import pinned
 
 LINK_TIMEOUT = 5.0  # seconds per request: a slow site is named, never waited on for long
 RESULTS_TTL = 3600
@@ -31,38 +30,11 @@ USER_AGENT = "TipOfTheWeek-LinkCheck/1"
 _RETRY_WITH_GET = frozenset({403, 404, 405, 501})  # some servers refuse HEAD alone
 
 
-class _Pinned(http.client.HTTPConnection):
-    """Connect to an address that was checked; the Host header still names the URL's host."""
-
-    def __init__(self, host: str, port: int, addresses: list[IPAddress]) -> None:
-        super().__init__(host, port, timeout=LINK_TIMEOUT)
-        self.addresses = addresses
-
-    def _open(self) -> socket.socket:
-        error: OSError = OSError("could not connect")
-        for address in self.addresses:
-            try:
-                return socket.create_connection((str(address), self.port), LINK_TIMEOUT)
-            except OSError as exc:
-                error = exc
-        raise error
-
-    def connect(self) -> None:
-        self.sock = self._open()
-
-
-class _PinnedTLS(_Pinned):
-    def connect(self) -> None:
-        sock = ssl.create_default_context().wrap_socket(self._open(), server_hostname=self.host)
-        self.sock = sock
-
-
 def _ask(method: str, url: str, allow: Collection[str]) -> int:
     host, port, addresses = checked_addresses(url, allow, timeout=LINK_TIMEOUT)
     parts = urlsplit(url)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    kind = _PinnedTLS if parts.scheme == "https" else _Pinned
-    conn = kind(host, port, addresses)
+    conn = pinned(parts.scheme, host, port, addresses, LINK_TIMEOUT)
     try:
         conn.request(method, path, headers={"User-Agent": USER_AGENT, "Accept": "*/*"})
         resp = conn.getresponse()
