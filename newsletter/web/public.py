@@ -101,6 +101,7 @@ def challenge_page(answer: signup.Signup, action: str) -> Response:
         action=action,
         email=answer.email,
         name=answer.name,
+        group=answer.group,
         minutes=max(1, limits.retry_after(settings().subscribe_rate_limit) // 60),
     )
     response = make_response(html, status)

@@ -17,6 +17,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from newsletter.extensions import db, get_redis, settings
 from newsletter.models import MAX_EMAIL_LENGTH, utcnow
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
+from newsletter.subscribers.groups import GROUP_FIELD, read_group, tag_signup
 from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_owed_confirmation
@@ -45,6 +47,8 @@ PENDING_COOKIE = "signup_pending"
 PENDING_SALT = "newsletter.pending-signup.v1"
 PENDING_KEEP = 5  # addresses one browser waits for at once; the oldest make way
 _SESSION_KEY = "signup"
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
@@ -65,6 +69,8 @@ class Signup:
     challenge: dict[str, object] | None = None
     # When the confirmation mail goes (later than now when the domain had its share).
     mail_at: datetime | None = None
+    # The group form's signed hidden field, when it is genuine (carried through a challenge).
+    group: str = ""
 
 
 def _echo(typed: str) -> str:
@@ -91,6 +97,8 @@ def handle(source: str) -> Signup:
         name = clean_name(raw_name)
     except Invalid as exc:
         return Signup(Outcome.INVALID, error=exc, typed=typed)
+    group_field = form.get(GROUP_FIELD, "")
+    group = _group(group_field)
     limit = found.subscribe_rate_limit
     redis_client = get_redis()
     # One round trip counts this sign-up and says whether it is past the client's allowance.
@@ -103,13 +111,25 @@ def handle(source: str) -> Signup:
             name=name,
             typed={"email": email, "name": name},
             challenge=proof.challenge(found.secret_key),
+            group=group_field if group else "",
         )
-    result = _record(email, name, source)
+    result = _record(email, name, source, group)
     queue_owed_confirmation(result)  # never raises for Redis
     return Signup(Outcome.ACCEPTED, email=email, name=name, mail_at=result.mail_later(utcnow()))
 
 
-def _record(email: str, name: str, source: str) -> SubscribeResult:
+def _group(value: str) -> str | None:
+    """Return the tag a group form's hidden field names; None (logged) if it is not ours."""
+    if not value:
+        return None
+    found = settings()
+    tag = read_group(found.secret_key, found.secret_key_fallbacks, value)
+    if tag is None:
+        log.warning("sign-up with a group field not signed by us, from %s: ignored", _client())
+    return tag
+
+
+def _record(email: str, name: str, source: str, group: str | None = None) -> SubscribeResult:
     try:
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
         db.session.commit()
@@ -121,6 +141,13 @@ def _record(email: str, name: str, source: str) -> SubscribeResult:
         db.session.rollback()
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
         db.session.commit()
+    if group and result.created:
+        # Only a person this sign-up stored: anyone may type a known reader's address.
+        if tag_signup(db.session(), result.subscriber_id, group):
+            db.session.commit()
+        else:
+            db.session.rollback()
+            log.warning("sign-up form for the tag %r, which no longer exists: ignored", group)
     return result
 
 
