@@ -24,7 +24,7 @@ from newsletter.api.serialise import (
     SUBSCRIBER_STATUS,
     Field,
 )
-from newsletter.api.tag_schemas import SEGMENT, subscriber_writes
+from newsletter.api.tag_schemas import SEGMENT, TAG_PARAM, subscriber_writes
 from newsletter.issues.actions import MAX_BODY, MAX_PREHEADER, MAX_SUBJECT
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.subscribers.validate import MAX_NAME
@@ -290,12 +290,13 @@ def build_document(base_url: str) -> dict[str, Any]:
                         "description": "search address or name",
                         "schema": {**STR, "maxLength": MAX_QUERY},
                     },
+                    TAG_PARAM,
                     LIMIT_PARAM,
                     CURSOR_PARAM,
                 ],
                 "responses": {
                     "200": _json(_ref("SubscriberList"), "A page of subscribers"),
-                    **_errors(400, 401),
+                    **_errors(400, 401, 422),
                 },
             },
             "post": {

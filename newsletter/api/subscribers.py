@@ -32,7 +32,7 @@ from newsletter.subscribers import search
 from newsletter.subscribers.editing import add_person, change_status, clean_reason, edit_person
 from newsletter.subscribers.signup import SIGNUP_ANSWER, subscribe
 from newsletter.subscribers.state import erase
-from newsletter.subscribers.tags import parse_tags, preload_tags
+from newsletter.subscribers.tags import find_tags, parse_tags, preload_tags
 from newsletter.subscribers.validate import clean_name, normalize_email
 from newsletter.tasks.mail import queue_confirmation, queue_owed_confirmation
 
@@ -95,6 +95,19 @@ def _subscriber(subscriber_id: int) -> Subscriber:
     return sub
 
 
+def _tag_filter() -> int | None:
+    """Return the id of the tag ``?tag=`` names (any case), None without one; 422 if unknown."""
+    raw = request.args.get("tag")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return find_tags(db.session(), [raw])[0].id
+    except Invalid as exc:
+        raise ApiError(422, "invalid_parameter", f"Not a tag name: {exc}", "tag") from None
+    except NotFound as exc:
+        raise ApiError(422, "unknown_tag", str(exc), "tag") from None
+
+
 @bp.get("/subscribers")
 @token_required
 def list_subscribers() -> ResponseReturnValue:
@@ -105,10 +118,11 @@ def list_subscribers() -> ResponseReturnValue:
     q = (request.args.get("q") or "").strip()
     if len(q) > MAX_QUERY or "\0" in q:
         raise ApiError(400, "invalid_parameter", "The search is too long or not text.", "q")
+    tag_id = _tag_filter()
     limit = int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
     cursor = cursor_arg()
     # The editor page's search: trigram indexes on both databases, never a full scan.
-    rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1)
+    rows = search.page(db.session(), q, status or "", after=cursor, limit=limit + 1, tag=tag_id)
     more = len(rows) > limit
     rows = rows[:limit]
     preload_tags(db.session(), rows)

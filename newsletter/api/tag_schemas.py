@@ -36,6 +36,13 @@ SEGMENT = {
     "omit or empty for every confirmed reader. An unknown tag answers 404, a segment with "
     "nobody confirmed 409; nothing is queued",
 }
+TAG_PARAM = {
+    "name": "tag",
+    "in": "query",
+    "description": "only the people who carry this tag (any case); a tag nobody has made "
+    "answers 422 (unknown_tag)",
+    "schema": TAG,
+}
 REASON = {
     **_STR,
     "maxLength": MAX_REASON,

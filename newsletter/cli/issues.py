@@ -22,7 +22,7 @@ from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues import preflight
 from newsletter.issues.actions import create_issue, each_issue, issue_status, mark_ready
-from newsletter.issues.segment import choose_segment
+from newsletter.issues.segment import choose_segment, segment_of
 from newsletter.models import ISSUE_EDITABLE, Issue, IssueStatus
 from newsletter.services import mailer
 from newsletter.tasks.dispatch import cancel_issue, pause_issue, resume_issue, send_issue, send_test
@@ -165,7 +165,10 @@ _simple("cancel", cancel_issue, "Cancel an issue; copies not yet sent are skippe
 @click.option("--interval", default=1.0, show_default=True, help="Seconds between updates.")
 @with_appcontext
 def status_command(issue_id: int, watch: bool, interval: float) -> None:
-    """Print the state (with a paused send's reason), then queued, sent, failed, skipped."""
+    """Print the state (with a paused send's reason), then queued, sent, failed, skipped.
+
+    After the counts, an issue for a segment names its tags: ``segment TAG1, TAG2``.
+    """
     try:
         found = issue_status(issue_id)
     except NewsletterError as exc:
@@ -173,6 +176,9 @@ def status_command(issue_id: int, watch: bool, interval: float) -> None:
     if watch:
         found = _watch(issue_id, found, max(interval, 0.1))
     _print_counts(found)
+    segment = segment_of(db.session(), issue_id)
+    if segment:
+        click.echo(f"segment {', '.join(segment)}")
 
 
 def _state_line(found: dict[str, Any]) -> str:

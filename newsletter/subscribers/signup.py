@@ -54,6 +54,8 @@ class SubscribeResult:
     # When a confirmation to this address goes: the reservation's time, or, when none was
     # made, when one would have gone. The same either way, so it may be shown to anyone.
     mail_at: datetime | None = None
+    # Whether this sign-up stored the person (the address was new to the list).
+    created: bool = False
 
     def mail_later(self, now: datetime) -> datetime | None:
         """Return when the confirmation goes if later than ``now`` (its domain had its share)."""
@@ -115,7 +117,7 @@ def subscribe(
     new = _insert_new(session, email, name, ip, source, now)
     if new is not None:
         new_id, due = new
-        return _result(session, new_id, due, email, now)
+        return _result(session, new_id, due, email, now, created=True)
     # Known address (or one another request inserted a moment ago): the general path.
     sub, created = get_or_create(session, email, name, ip, source, now)
     if sub.status not in CONFIRMABLE:
@@ -130,14 +132,20 @@ def subscribe(
         record=created,
         since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
     )
-    return _result(session, sid, due, email, now)
+    return _result(session, sid, due, email, now, created=created)
 
 
 def _result(
-    session: Session, sid: int, due: datetime | None, email: str, now: datetime
+    session: Session,
+    sid: int,
+    due: datetime | None,
+    email: str,
+    now: datetime,
+    *,
+    created: bool = False,
 ) -> SubscribeResult:
     mail_at = due if due is not None else domain_due(session, email, now)
-    return SubscribeResult(sid, due is not None, due, mail_at)
+    return SubscribeResult(sid, due is not None, due, mail_at, created)
 
 
 # Statements of the new-address path, built once per dialect: building and cache-keying an

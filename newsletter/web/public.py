@@ -102,6 +102,7 @@ def challenge_page(answer: signup.Signup, action: str) -> Response:
         email=answer.email,
         name=answer.name,
         start=answer.start,
+        group=answer.group,
         minutes=max(1, limits.retry_after(settings().subscribe_rate_limit) // 60),
     )
     response = make_response(html, status)

@@ -17,6 +17,7 @@ import base64
 import enum
 import hashlib
 import hmac
+import logging
 import math
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from newsletter.extensions import db, get_redis, settings
 from newsletter.models import MAX_EMAIL_LENGTH, utcnow
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
+from newsletter.subscribers.groups import GROUP_FIELD, read_group, tag_signup
 from newsletter.subscribers.sequence import START_FIRST, start_from_first
 from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
@@ -46,6 +48,8 @@ PENDING_COOKIE = "signup_pending"
 PENDING_SALT = "newsletter.pending-signup.v1"
 PENDING_KEEP = 5  # addresses one browser waits for at once; the oldest make way
 _SESSION_KEY = "signup"
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(enum.Enum):
@@ -67,6 +71,8 @@ class Signup:
     # When the confirmation mail goes (later than now when the domain had its share).
     mail_at: datetime | None = None
     start: bool = False  # "start from the first tip" was ticked
+    # The group form's signed hidden field, when it is genuine (carried through a challenge).
+    group: str = ""
 
 
 def _echo(typed: str) -> str:
@@ -97,6 +103,8 @@ def handle(source: str) -> Signup:
         name = clean_name(raw_name)
     except Invalid as exc:
         return Signup(Outcome.INVALID, error=exc, typed=typed)
+    group_field = form.get(GROUP_FIELD, "")
+    group = _group(group_field)
     limit = found.subscribe_rate_limit
     redis_client = get_redis()
     # One round trip counts this sign-up and says whether it is past the client's allowance.
@@ -110,13 +118,27 @@ def handle(source: str) -> Signup:
             typed={"email": email, "name": name, **({"start": START_FIRST} if start_first else {})},
             challenge=proof.challenge(found.secret_key),
             start=start_first,
+            group=group_field if group else "",
         )
-    result = _record(email, name, source, start_first=start_first)
+    result = _record(email, name, source, group, start_first=start_first)
     queue_owed_confirmation(result)  # never raises for Redis
     return Signup(Outcome.ACCEPTED, email=email, name=name, mail_at=result.mail_later(utcnow()))
 
 
-def _record(email: str, name: str, source: str, *, start_first: bool = False) -> SubscribeResult:
+def _group(value: str) -> str | None:
+    """Return the tag a group form's hidden field names; None (logged) if it is not ours."""
+    if not value:
+        return None
+    found = settings()
+    tag = read_group(found.secret_key, found.secret_key_fallbacks, value)
+    if tag is None:
+        log.warning("sign-up with a group field not signed by us, from %s: ignored", _client())
+    return tag
+
+
+def _record(
+    email: str, name: str, source: str, group: str | None = None, *, start_first: bool = False
+) -> SubscribeResult:
     try:
         result = subscribe(db.session(), email, name, ip=request.remote_addr, source=source)
         if start_first:
@@ -132,6 +154,13 @@ def _record(email: str, name: str, source: str, *, start_first: bool = False) ->
         if start_first:
             start_from_first(db.session(), result.subscriber_id)
         db.session.commit()
+    if group and result.created:
+        # Only a person this sign-up stored: anyone may type a known reader's address.
+        if tag_signup(db.session(), result.subscriber_id, group):
+            db.session.commit()
+        else:
+            db.session.rollback()
+            log.warning("sign-up form for the tag %r, which no longer exists: ignored", group)
     return result
 
 

@@ -150,3 +150,27 @@ def test_issues_list_prints_one_issue_a_line_newest_first_and_filters(app):
     assert runner.invoke(args=["issues", "list", "--status", "sent"]).output == ""
     wrong = runner.invoke(args=["issues", "list", "--status", "bogus"])
     assert wrong.exit_code != 0 and "draft" in wrong.output
+
+
+def test_status_names_the_segment_after_the_counts(app, make_subscriber, run_jobs, inbox):
+    from newsletter.subscribers.tags import add_tags
+
+    for email, tags in (("g7@example.com", ["Group 7"]), ("g8@example.com", ["group 8"])):
+        sub = make_subscriber(email)
+        add_tags(db.session(), sub.id, tags, by="test")
+    make_subscriber("other@example.com")
+    db.session.commit()
+    everyone = create_issue("For all", "Hello.")
+    groups = create_issue("For groups", "Hello groups.")
+    runner = app.test_cli_runner()
+    sent = runner.invoke(
+        args=["issues", "send", str(groups.id), "--tag", "group 8", "--tag", "group 7"]
+    )
+    assert sent.exit_code == 0, sent.output
+    run_jobs()
+    inbox.wait_for(2)
+    lines = runner.invoke(args=["issues", "status", str(groups.id)]).output.splitlines()
+    assert lines[:5] == ["state sent", "queued 0", "sent 2", "failed 0", "skipped 0"]
+    assert lines[-1] == "segment Group 7, group 8"
+    plain = runner.invoke(args=["issues", "status", str(everyone.id)]).output
+    assert plain.startswith("state draft\n") and "segment" not in plain

@@ -1,0 +1,104 @@
+"""A sign-up form for one group: the editor picks a tag, the snippet carries it signed."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+
+from flask import g
+
+from newsletter.extensions import db
+from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.subscribers.groups import group_value
+from newsletter.subscribers.tags import add_tags, tag_names
+from tests.helpers import emails_on
+from tests.helpers.editors import editor_client
+from tests.helpers.readers import post_form, subscriber
+
+S = SubscriberStatus
+
+
+def _tag_someone(tag: str) -> None:
+    sub = Subscriber(email="first@example.com", name="First", status=S.CONFIRMED)
+    db.session.add(sub)
+    db.session.flush()
+    add_tags(db.session(), sub.id, [tag], by="test")
+    db.session.commit()
+
+
+def _snippet_fields(page: str) -> dict[str, str]:
+    found = re.search(r'<textarea id="snippet"[^>]*>(.*?)</textarea>', page, re.S)
+    assert found, "the page shows no snippet"
+    snippet = html.unescape(found.group(1))
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', snippet))
+
+
+def test_the_embed_page_makes_a_form_for_a_group_and_it_tags_who_signs_up(app):
+    _tag_someone("Group 8")
+    editor = editor_client(app)
+    plain = editor.get("/editor/embed").text
+    assert "<option>Group 8</option>" in plain and _snippet_fields(plain) == {}
+    page = editor.get("/editor/embed?tag=group+8")
+    assert page.status_code == 200 and "gets the tag <strong>Group 8</strong>" in page.text
+    fields = _snippet_fields(page.text)
+    assert set(fields) == {"group"} and "Group 8" not in fields["group"]
+
+    blog = app.test_client(use_cookies=False)
+    answer = blog.post(
+        "/embed/subscribe",
+        data={"email": "ann@example.com", "name": "Ann", "website": "", **fields},
+        headers={"Origin": "https://workshop.example.org"},
+    )
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
+    shown = emails_on(editor.get("/editor/subscribers?tag=Group+8").text)
+    assert sorted(shown) == ["ann@example.com", "first@example.com"]
+    # Our own front-page form takes the same field.
+    g.pop("csrf_token", None)  # a new browser: Flask-WTF caches the token on g
+    front = app.test_client()
+    assert post_form(front, "bo@example.com", **fields).status_code == 303
+    shown = emails_on(editor.get("/editor/subscribers?tag=Group+8").text)
+    assert "bo@example.com" in shown
+
+
+def test_a_forged_or_stale_group_adds_no_tag_and_the_sign_up_still_works(app, caplog):
+    _tag_someone("Group 8")
+    secret = app.config["SECRET_KEY"]
+    forged = [
+        "Group 8",  # the plain name, unsigned
+        group_value("not our key", None, "Group 8"),  # signed under another key
+        group_value(secret, None, "Group 8")[:-2] + "xx",  # tampered signature
+        group_value(secret, None, "VIP"),  # genuine, but for a tag that does not exist
+        "x" * 5000,
+    ]
+    blog = app.test_client(use_cookies=False)
+    with caplog.at_level(logging.WARNING):
+        for i, value in enumerate(forged):
+            email = f"f{i}@example.com"
+            answer = blog.post("/embed/subscribe", data={"email": email, "group": value})
+            assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
+            sub = subscriber(email)
+            assert sub is not None and tag_names(db.session(), [sub.id])[sub.id] == []
+    assert sum("group" in r.getMessage() or "tag" in r.getMessage() for r in caplog.records) >= 5
+    editor = editor_client(app)
+    assert emails_on(editor.get("/editor/subscribers?tag=Group+8").text) == ["first@example.com"]
+    assert editor.get("/editor/subscribers?tag=VIP").status_code == 404
+
+
+def test_a_known_address_is_not_tagged_by_a_stranger_and_a_bad_tag_is_refused(app):
+    _tag_someone("Group 8")
+    editor = editor_client(app)
+    fields = _snippet_fields(editor.get("/editor/embed?tag=Group+8").text)
+    db.session.add(Subscriber(email="known@example.com", name="Known", status=S.CONFIRMED))
+    db.session.commit()
+    blog = app.test_client(use_cookies=False)
+    assert (
+        blog.post("/embed/subscribe", data={"email": "known@example.com", **fields}).status_code
+        == 303
+    )
+    sub = subscriber("known@example.com")
+    assert sub is not None and tag_names(db.session(), [sub.id])[sub.id] == []
+    refused = editor.get("/editor/embed?tag=%3Cscript%3E")
+    assert refused.status_code == 400 and "There is no tag named" in refused.text
+    assert "<script>" not in refused.text.split("<body", 1)[1].replace("<script nonce", "")
+    assert _snippet_fields(refused.text) == {}
