@@ -74,7 +74,7 @@ def test_the_editor_form_shows_the_error_and_stores_nothing(app):
         "/editor/issues/new",
         data={"csrf_token": token, "subject": "S", "body_md": "Hi {{ name.__class__ }}"},
     )
-    assert answer.status_code == 422  # the API's answer to every invalid field
+    assert answer.status_code == 400  # the form again, with the error and the text kept
     assert "is not a merge field this newsletter knows" in answer.get_data(as_text=True)
     assert db.session.query(Issue).count() == 0
     preview = client.post(
