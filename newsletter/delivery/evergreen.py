@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -161,13 +162,16 @@ def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) 
         report.queued[tip] = report.queued.get(tip, 0) + 1
     if new_rows:
         session.execute(sa.insert(Delivery), new_rows)
-    for tip, sid in again:
-        session.execute(
-            sa.update(Delivery)
+    if again:
+        # One executemany for every skipped copy given back, not one statement per reader
+        # (Core: ORM updates given a list of rows want primary keys, not these criteria).
+        table = cast(sa.Table, Delivery.__table__)
+        session.connection().execute(
+            sa.update(table)
             .where(
-                Delivery.issue_id == tip,
-                Delivery.subscriber_id == sid,
-                Delivery.status == D.SKIPPED,
+                table.c.issue_id == sa.bindparam("tip"),
+                table.c.subscriber_id == sa.bindparam("sid"),
+                table.c.status == D.SKIPPED,
             )
             .values(
                 status=D.QUEUED,
@@ -175,8 +179,8 @@ def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) 
                 attempts=0,
                 next_attempt_at=None,
                 last_error="",
-            )
-            .execution_options(synchronize_session=False)
+            ),
+            [{"tip": tip, "sid": sid} for tip, sid in again],
         )
     session.execute(sa.update(Subscriber), moves)
     return report
