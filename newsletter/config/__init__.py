@@ -197,6 +197,8 @@ class Settings:
     # A relay that cannot be reached: the first wait before trying again, and the longest.
     send_relay_wait: float = 2.0
     send_relay_wait_max: float = 120.0
+    # SEND_RECORD_FLUSH_WAIT: on PostgreSQL, wait for each delivery record's WAL flush.
+    send_record_flush_wait: bool = False
     # EVERGREEN_INTERVAL: seconds between two back-catalogue tips for a reader in the sequence.
     evergreen_interval: int = 604800
 
@@ -260,6 +262,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
     send_pause_after = read_int(env, "SEND_PAUSE_AFTER", 50, minimum=1)
     send_relay_wait = max(read_float(env, "SEND_RELAY_WAIT", 2.0), 0.01)
     send_relay_wait_max = max(read_float(env, "SEND_RELAY_WAIT_MAX", 120.0), send_relay_wait)
+    send_record_flush_wait = read_bool(env, "SEND_RECORD_FLUSH_WAIT", False)
     bounce_soft_limit = read_int(env, "BOUNCE_SOFT_LIMIT", 3, minimum=1)
     subscribe_rate_limit = read_rate(env, "SUBSCRIBE_RATE_LIMIT", "60/600")
     embed_origins = read_origins(env, "EMBED_ORIGINS")
@@ -306,6 +309,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
         send_pause_after=send_pause_after,
         send_relay_wait=send_relay_wait,
         send_relay_wait_max=send_relay_wait_max,
+        send_record_flush_wait=send_record_flush_wait,
         evergreen_interval=evergreen_interval,
         bounce_soft_limit=bounce_soft_limit,
         subscribe_rate_limit=subscribe_rate_limit,

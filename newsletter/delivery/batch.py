@@ -55,7 +55,7 @@ DB_FAILURES_AT_MOST = 20
 def run_batch(session: Session, issue_id: int, batch: int, ctx: BatchContext) -> BatchReport:
     """Send one batch of an issue: claim a chunk, send each message, commit each outcome."""
     session.commit()  # the Recorder writes on its own connection: hold no transaction here
-    recorder = SteadyRecorder(session)
+    recorder = SteadyRecorder(session, flush_wait=ctx.settings.record_flush_wait)
     base = f"{ctx.worker}:{secrets.token_hex(4)}"
     engine = cast(sa.Engine, session.get_bind())
     lease_seconds = ctx.settings.lease_seconds

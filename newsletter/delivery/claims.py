@@ -244,7 +244,7 @@ class Recorder:
     so this connection never waits on its own process.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, flush_wait: bool = True) -> None:
         # The recorder takes a connection of its own, so the session must be bound to an Engine.
         engine = cast(sa.Engine, session.get_bind())
         dialect = engine.dialect
@@ -263,6 +263,12 @@ class Recorder:
             self._closing = autocommit
             conn = autocommit.connection
         self._cur: DBAPICursor = conn.cursor()
+        # Without the flush wait, a record's commit returns once it is in the server's WAL
+        # buffers: still atomic and kept through a worker's death or a killed backend; only a
+        # crash of the database server can lose the last few hundred milliseconds of it.
+        self._async = not flush_wait and dialect.name == "postgresql"
+        if self._async:
+            self._cur.execute("SET synchronous_commit = off")
 
     def sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
         """Commit one acceptance; False if the lease was lost meanwhile."""
@@ -286,6 +292,8 @@ class Recorder:
     def close(self) -> None:
         """Give the connection back to the pool."""
         try:
+            if self._async:  # the pooled connection goes back as every other one is
+                self._cur.execute("RESET synchronous_commit")
             self._cur.close()
         finally:
             self._closing.close()

@@ -39,6 +39,11 @@ class SendSettings:
     # "Not now" answers to this many readers in a row say the relay is in trouble, not they:
     # from then on the send waits for the relay instead of counting those readers' tries.
     relay_suspect_after: int = 5
+    # On PostgreSQL, whether each acceptance's record waits for its WAL flush to disk. Off, a
+    # record is committed (visible, and kept through any worker crash or killed backend) but
+    # its flush is grouped with the next ones: only a crash of the database server itself can
+    # lose the last fraction of a second of records, whose copies would then go out again.
+    record_flush_wait: bool = False
 
 
 @dataclass

@@ -46,11 +46,14 @@ def backoff(attempt: int, first: float = 0.05, most: float = 2.0) -> float:
 class SteadyRecorder:
     """The batch's ``Recorder``, opened again on a fresh connection whenever its own dies."""
 
-    def __init__(self, session: Session, give_up_after: float = GIVE_UP_AFTER) -> None:
+    def __init__(
+        self, session: Session, give_up_after: float = GIVE_UP_AFTER, *, flush_wait: bool = True
+    ) -> None:
         self.session = session
         self.errors = db_errors(session)
         self.give_up_after = give_up_after
-        self._rec: Recorder | None = Recorder(session)
+        self.flush_wait = flush_wait
+        self._rec: Recorder | None = Recorder(session, flush_wait=flush_wait)
         self.retried = 0  # how many calls needed a second connection
 
     def call(self, use: Callable[[Recorder], T]) -> tuple[T, bool]:
@@ -64,7 +67,7 @@ class SteadyRecorder:
         while True:
             try:
                 if self._rec is None:
-                    self._rec = Recorder(self.session)
+                    self._rec = Recorder(self.session, flush_wait=self.flush_wait)
                 return use(self._rec), attempt > 0
             except self.errors as exc:
                 if time.monotonic() > deadline:

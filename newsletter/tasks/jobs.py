@@ -61,6 +61,7 @@ def _send_settings(found: Settings) -> SendSettings:
         short_wait=min(2.0, found.reconcile_interval),
         relay_wait=found.send_relay_wait,
         relay_wait_max=found.send_relay_wait_max,
+        record_flush_wait=found.send_record_flush_wait,
     )
 
 
