@@ -8,6 +8,7 @@ to put work on a queue; it takes the declaration's queue, time limit and uniquen
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -38,6 +39,10 @@ RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
 # RQ runs these itself (WATCH, Lua, promotion) and refuses or ignores a caller's pipeline.
 _PIPELINE_UNSAFE = frozenset({"depends_on", "rate_limit", "unique", "pipeline"})
+# A unique enqueue is one Lua call; RQ adds a round trip before it to list the queue in
+# ``rq:queues`` (what ``rq info`` shows; no worker reads it). That listing is renewed at most
+# this often per queue and process, so it survives Redis losing everything.
+QUEUE_LISTING_SECONDS = 60.0
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,6 +136,8 @@ def enqueue(
     try:
         if delay > 0:
             return q.enqueue_in(timedelta(seconds=delay), func, *args, **settings)
+        if options.get("unique") and not _PIPELINE_UNSAFE.intersection(options) - {"unique"}:
+            return _enqueue_unique(q, func, *args, **settings)
         if _PIPELINE_UNSAFE.intersection(options):
             return q.enqueue(func, *args, **settings)
         # One pipeline, so the job costs one round trip to Redis instead of two.
@@ -140,6 +147,24 @@ def enqueue(
         return queued
     except DuplicateJobError:
         return None  # the same job is there already: the other enqueue won
+
+
+def _enqueue_unique(q: Queue, func: Callable[..., Any], *args: Any, **settings: Any) -> Any:
+    """Enqueue with RQ's unique Lua call: one round trip, the queue's listing renewed rarely."""
+    listing = q.connection.pipeline()  # RQ puts the queue's listing (SADD) here; the job not
+    queued = q.enqueue(func, *args, pipeline=listing, **settings)
+    now = time.monotonic()
+    listed: dict[str, float] = _LISTED.setdefault(id(q.connection), {})
+    if now - listed.get(q.key, -QUEUE_LISTING_SECONDS) >= QUEUE_LISTING_SECONDS:
+        listing.execute()
+        listed[q.key] = now
+    else:
+        listing.reset()
+    return queued
+
+
+# When this process last listed each queue, per Redis client.
+_LISTED: dict[int, dict[str, float]] = {}
 
 
 def enqueue_each(

@@ -98,3 +98,34 @@ def test_enqueue_keeps_the_json_serializer_and_the_job_options(app, redis_client
     later = enqueue(len, [3], queue=MAIL_QUEUE, depends_on=job)
     assert queue.fetch_job(later.id) is not None and later.id not in queue.job_ids
     assert db.session.scalar(sa.select(sa.literal(1))) == 1  # the app is still usable
+
+
+def test_a_unique_job_is_one_round_trip_and_its_queue_stays_listed(app, redis_client, monkeypatch):
+    from newsletter.tasks import queues
+    from newsletter.tasks.mail import send_confirmation
+
+    redis_client.flushdb()
+    queues._LISTED.clear()
+    first = enqueue(send_confirmation, 1, job_id="confirm-1-a")
+    assert first is not None
+    assert enqueue(send_confirmation, 1, job_id="confirm-1-a") is None  # unique: not twice
+    mail = Queue(MAIL_QUEUE, connection=redis_client, serializer=JSONSerializer)
+    assert mail.job_ids == [first.id]
+    assert MAIL_QUEUE in [q.name for q in Queue.all(connection=redis_client)]
+    # Listed a moment ago: the next sign-up's mail costs the Lua call alone, no SADD before it.
+    sadds = _calls(redis_client, "sadd")
+    assert enqueue(send_confirmation, 3, job_id="confirm-3-a") is not None
+    assert _calls(redis_client, "sadd") == sadds
+
+    # Redis loses everything: the next unique enqueue past the renewal lists the queue again.
+    redis_client.flushdb()
+    monkeypatch.setattr(queues, "QUEUE_LISTING_SECONDS", 0.0)
+    assert enqueue(send_confirmation, 2, job_id="confirm-2-a") is not None
+    assert MAIL_QUEUE in [q.name for q in Queue.all(connection=redis_client)]
+    assert mail.job_ids == ["confirm-2-a"]
+    assert _calls(redis_client, "sadd") > sadds
+
+
+def _calls(client, command: str) -> int:
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return int(stats.get("calls", 0))
