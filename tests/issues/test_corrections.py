@@ -80,7 +80,7 @@ def test_the_api_corrects_a_sent_issue_and_nobody_is_mailed_again(
     page = unescape(client.get(f"/archive/{slug}").get_data(as_text=True))
     assert "<h1>Tip 1: grep -r</h1>" in page
     assert "https://example.org/grep" in page and "grpe" not in page
-    assert re.search(r'id="updated">Updated \w+ \d+, \d{4}<', page), page
+    assert re.search(r'id="updated" datetime="[^"]+">Updated \w+ \d+, \d{4}<', page), page
     entry = _entry(client, issue.id)
     assert entry.findtext(f"{ATOM}title") == "Tip 1: grep -r"
     assert "https://example.org/grep" in entry.findtext(f"{ATOM}content", "")
@@ -186,4 +186,4 @@ def test_a_german_reader_sees_updated_in_german(make_app):
         )
         assert answer.status_code == 200
         page = client.get(f"/archive/{issue.slug}").get_data(as_text=True)
-        assert re.search(r'id="updated">Aktualisiert am \d+\. \w+ \d{4}<', page), page
+        assert re.search(r'id="updated" datetime="[^"]+">Aktualisiert am \d+\. \w+ \d{4}<', page), page

@@ -112,3 +112,12 @@ def test_a_sent_issue_is_corrected_from_its_page_and_the_archive_says_updated(li
         "href", "https://example.org/grep"
     )
     shoot(page, "archive-updated")
+    with live_server.app.app_context():
+        merged = create_issue("Hi {{ name | default('there') }}: a second tip", "Hello.")
+        merged.status, merged.sent_at = IssueStatus.SENT, utcnow()
+        db.session.commit()
+        db.session.remove()
+    page.goto(f"{live_server.url}/archive")
+    expect(page.get_by_role("link", name="Hi there: a second tip")).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text("{{")
+    shoot(page, "archive-list")
