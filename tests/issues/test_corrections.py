@@ -186,4 +186,5 @@ def test_a_german_reader_sees_updated_in_german(make_app):
         )
         assert answer.status_code == 200
         page = client.get(f"/archive/{issue.slug}").get_data(as_text=True)
-        assert re.search(r'id="updated" datetime="[^"]+">Aktualisiert am \d+\. \w+ \d{4}<', page), page
+        german = r'id="updated" datetime="[^"]+">Aktualisiert am \d+\. \w+ \d{4}<'
+        assert re.search(german, page), page
