@@ -20,6 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 import newsletter.archive.tables  # noqa: F401 - the back catalogue's tables, on db.metadata too
+import newsletter.issues.corrections  # noqa: F401 - the log of corrections, on db.metadata too
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from flask import jsonify, request
+from flask import g, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from newsletter.api.plumbing import (
@@ -22,8 +22,9 @@ from newsletter.api.serialise import DEFAULT_LIMIT, ISSUE_STATUS, MAX_ID, MAX_LI
 from newsletter.errors import Conflict, Invalid, NotFound
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
+from newsletter.issues import corrections
 from newsletter.issues.segment import choose_segment
-from newsletter.models import ISSUE_UNSENT, Issue, IssueStatus
+from newsletter.models import ISSUE_UNSENT, Editor, Issue, IssueStatus
 from newsletter.services import mailer
 from newsletter.subscribers.validate import normalize_email
 from newsletter.tasks import dispatch
@@ -75,15 +76,27 @@ def get_issue(issue_id: int) -> ResponseReturnValue:
     return jsonify(issue_json(_issue(issue_id)))
 
 
+def _token_owner() -> str:
+    token = g.api_token
+    editor = db.session.get(Editor, token.editor_id)
+    return f"{editor.email if editor else 'an editor'}, with the API token “{token.name}”"
+
+
 @bp.patch("/issues/<id:issue_id>")
 @token_required
 def update_issue(issue_id: int) -> ResponseReturnValue:
-    """Change the subject, body and/or preheader of an issue that has not gone out."""
+    """Change the subject, body and/or preheader of an issue that has not gone out; correct
+    the subject and/or body of a sent one (its archive page and feed entry; nobody is mailed)."""
     issue = _issue(issue_id)
     data = json_body({"subject", "body_md", "preheader"})
     subject = string_field(data, "subject") if "subject" in data else issue.subject
     body = string_field(data, "body_md") if "body_md" in data else issue.body_md
     preheader = string_field(data, "preheader") if "preheader" in data else None
+    if issue.status in corrections.CORRECTABLE:
+        issue, _changed = corrections.correct_issue(
+            issue_id, subject, body, preheader, by=_token_owner()
+        )
+        return jsonify(issue_json(issue))
     # Checked before the subject and body, so a late edit hears "too late" whatever it holds.
     if issue.status not in ISSUE_UNSENT:
         raise Conflict(f"Issue {issue_id} is {issue.status.value}; too late.")

@@ -406,7 +406,14 @@ def build_document(base_url: str) -> dict[str, Any]:
             },
             "patch": {
                 "operationId": "updateIssue",
-                "summary": "Change subject and/or body before it goes out",
+                "summary": "Change subject and/or body before it goes out, or correct a sent one",
+                "description": (
+                    "Before it is queued, subject, body and preheader can change. Once sent, "
+                    "subject and body can be corrected: the archive page and the feed entry "
+                    "show the new text with an updated date, each correction is logged, and "
+                    "nobody is mailed again; the preheader stays as it went out. While a send "
+                    "is under way, or after a cancel, the answer is 409."
+                ),
                 "tags": ["issues"],
                 "security": AUTH,
                 "requestBody": _body("IssuePatch"),

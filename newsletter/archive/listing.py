@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from newsletter.archive.clean import plain_text
 from newsletter.archive.tables import MAX_TAG, ArchiveTag, IssueSource
 from newsletter.mail.body import markdown_to_html
+from newsletter.mail.merge import with_fallbacks
 from newsletter.models import ISSUE_IN_ARCHIVE, Issue, IssueStatus
 
 EXCERPT_SOURCE = 1500  # characters of a body read for its excerpt
@@ -144,7 +145,7 @@ def list_tips(
             slug=slug,
             subject=subject,
             published=published,
-            excerpt=excerpt(start or "", base_url),
+            excerpt=excerpt(with_fallbacks(start or ""), base_url),
             tags=tags[issue_id],
         )
         for issue_id, slug, subject, start, published in rows

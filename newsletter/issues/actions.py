@@ -81,7 +81,8 @@ def _get(issue_id: int) -> Issue:
     return issue
 
 
-def _clean(subject: str, body_md: str) -> tuple[str, str]:
+def clean_text(subject: str, body_md: str) -> tuple[str, str]:
+    """Return the subject as one line and the body with plain newlines; refuse bad ones."""
     subject = " ".join((subject or "").split())
     if not subject:
         raise Invalid("subject", "The subject is empty.")
@@ -113,7 +114,7 @@ def clean_preheader(preheader: str | None) -> str:
 
 
 def _unique_slug(subject: str, issue_id: int | None = None) -> str:
-    base = slugify(subject)
+    base = slugify(merge.public_line(subject))  # a merge field reads as its fallback
     taken = set(
         db.session.scalars(
             sa.select(Issue.slug).where(
@@ -133,7 +134,7 @@ def _unique_slug(subject: str, issue_id: int | None = None) -> str:
 @_unit
 def create_issue(subject: str, body_md: str, preheader: str = "") -> Issue:
     """Create a draft issue from a subject, a Markdown body and an optional preheader."""
-    subject, body_md = _clean(subject, body_md)
+    subject, body_md = clean_text(subject, body_md)
     preheader = clean_preheader(preheader)
     for _ in range(3):
         issue = Issue(
@@ -151,7 +152,7 @@ def create_issue(subject: str, body_md: str, preheader: str = "") -> Issue:
 @_unit
 def update_issue(issue_id: int, subject: str, body_md: str, preheader: str | None = None) -> Issue:
     """Change an issue's subject, body (and preheader, unless None) while it is editable."""
-    subject, body_md = _clean(subject, body_md)
+    subject, body_md = clean_text(subject, body_md)
     issue = _get(issue_id)
     preheader = issue.preheader if preheader is None else clean_preheader(preheader)
     if issue.status not in ISSUE_EDITABLE:

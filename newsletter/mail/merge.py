@@ -170,6 +170,20 @@ def with_fallbacks(text: str) -> str:
     return _SPAN.sub(lambda m: _safe_fallback(m.group(0)), text)
 
 
+# A field with no fallback leaves a gap: "Hi {{ name }}, a tip" reads "Hi, a tip" in public.
+_SPACE_BEFORE_MARK = re.compile(r"\s+([,.;:!?…)])")
+_LEADING_MARKS = re.compile(r"^[\s,.;:!?…–—-]+")
+
+
+def public_line(text: str) -> str:
+    """Return a subject as anyone but a reader sees it: fields as their fallback, gaps closed."""
+    if not any(opener in text for opener in _OPENERS):
+        return text
+    line = " ".join(with_fallbacks(text).split())
+    line = _LEADING_MARKS.sub("", _SPACE_BEFORE_MARK.sub(r"\1", line))
+    return line or text
+
+
 def _safe_fallback(source: str) -> str:
     try:
         return parse_field(source).fallback

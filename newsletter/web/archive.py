@@ -13,8 +13,9 @@ from markupsafe import Markup
 
 from newsletter.archive import listing
 from newsletter.extensions import db, settings
+from newsletter.issues.corrections import last_corrected
 from newsletter.mail.body import markdown_to_html
-from newsletter.mail.merge import with_fallbacks
+from newsletter.mail.merge import public_line, with_fallbacks
 from newsletter.models import Issue, utcnow
 from newsletter.services import branded_settings
 from newsletter.web import row_id
@@ -32,6 +33,12 @@ XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 def register(app: Flask) -> None:
     """Attach the archive pages to ``app``."""
     app.register_blueprint(bp)
+
+
+@bp.app_template_filter("public_subject")
+def _public_subject(subject: str) -> str:
+    # A merge field in a subject is for each reader's copy; pages show everyone the fallback.
+    return public_line(subject)
 
 
 def _page_number() -> int:
@@ -88,6 +95,7 @@ def show(key: str) -> Any:
         published=published,
         canonical=(source.url if source is not None and source.url else None),
         tags=listing.tags_of(db.session(), [issue.id])[issue.id],
+        updated=last_corrected(db.session(), [issue.id]).get(issue.id),
     )
 
 
@@ -108,8 +116,17 @@ def build_feed(
     *,
     language: str = "en",
     subtitle: str = "",
+    corrected: dict[int, datetime] | None = None,
 ) -> bytes:
-    """Return an Atom document for ``issues`` (newest first), every URL absolute."""
+    """Return an Atom document for ``issues`` (newest first), every URL absolute.
+
+    ``corrected`` says when a sent issue was last corrected: its entry's ``updated``.
+    """
+    corrected = corrected or {}
+
+    def changed(issue: Issue, published: datetime) -> datetime:
+        return max(published, corrected.get(issue.id, published))
+
     ET.register_namespace("", ATOM)
 
     def sub(parent: ET.Element, name: str, text: str | None = None, **attrs: str) -> ET.Element:
@@ -123,7 +140,7 @@ def build_feed(
     sub(feed, "title", title)
     if subtitle:
         sub(feed, "subtitle", subtitle)
-    sub(feed, "updated", _iso(issues[0][1] if issues else utcnow()))
+    sub(feed, "updated", _iso(max((changed(i, p) for i, p in issues), default=utcnow())))
     sub(feed, "link", rel="self", type="application/atom+xml", href=f"{base_url}/feed.xml")
     sub(feed, "link", rel="alternate", type="text/html", href=f"{base_url}/archive")
     author = sub(feed, "author")
@@ -131,8 +148,8 @@ def build_feed(
     for issue, published in issues:
         entry = sub(feed, "entry")
         sub(entry, "id", _tag(base_url, issue))
-        sub(entry, "title", issue.subject)
-        sub(entry, "updated", _iso(published))
+        sub(entry, "title", public_line(issue.subject))
+        sub(entry, "updated", _iso(changed(issue, published)))
         sub(entry, "published", _iso(published))
         href = f"{base_url}/archive/{issue.slug}"
         sub(entry, "link", rel="alternate", type="text/html", href=href)
@@ -153,6 +170,7 @@ def feed() -> Response:
         found.base_url,
         name,
         issues,
+        corrected=last_corrected(db.session(), [i.id for i, _p in issues]),
         language=found.language,
         subtitle=_("Every tip of %(name)s, newest first.", name=name),
     )

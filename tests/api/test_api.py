@@ -209,13 +209,16 @@ def test_issue_endpoints_create_edit_preview_test_send_and_control(
     assert sent.status_code == 202 and sent.get_json()["issue"]["status"] == "sending"
     pause = client.post(f"/api/v1/issues/{iid}/pause", headers=auth)
     assert pause.status_code == 200 and pause.get_json()["issue"]["status"] == "paused"
+    late = client.patch(f"/api/v1/issues/{iid}", headers=auth, json={"subject": "Too late"})
+    assert late.status_code == 409 and error_of(late)["code"] == "conflict"
     resume = client.post(f"/api/v1/issues/{iid}/resume", headers=auth)
     assert resume.get_json()["issue"]["status"] in ("sending", "sent")
     run_jobs()
     status = client.get(f"/api/v1/issues/{iid}/status", headers=auth).get_json()
     assert status["sent"] == 1 and status["status"] == "sent"
-    late = client.patch(f"/api/v1/issues/{iid}", headers=auth, json={"subject": "Too late"})
-    assert late.status_code == 409 and error_of(late)["code"] == "conflict"
+    # Once sent, a PATCH corrects the archive page (tests/issues/test_corrections.py).
+    fixed = client.patch(f"/api/v1/issues/{iid}", headers=auth, json={"subject": "Tip 1: rg!"})
+    assert fixed.status_code == 200 and fixed.get_json()["subject"] == "Tip 1: rg!"
     cancel = client.post(f"/api/v1/issues/{iid}/cancel", headers=auth)
     assert cancel.status_code == 409
     assert client.get(f"/api/v1/issues/{iid}", headers=auth).get_json()["status"] == "sent"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from datetime import timedelta
+from html import unescape
 
 from newsletter.extensions import db
 from newsletter.issues import actions as issues
@@ -136,3 +137,25 @@ def test_an_issue_is_public_while_it_is_still_sending(app, client, make_subscrib
     assert db.session.get(Issue, issue.id).status is IssueStatus.SENDING
     assert client.get(f"/archive/{issue.slug}").status_code == 200
     assert "In flight" in client.get("/archive").get_data(as_text=True)
+
+
+def test_a_merge_field_in_the_subject_is_shown_to_the_public_as_its_fallback(app, client):
+    with_default = sent_issue("Hi {{ name | default('there') }}: a tip", "Hi {{ name }}, *read*.")
+    sent_issue("{{ name }}, five tips", days_ago=1)
+    sent_issue("Hi {{ name }}!", days_ago=2)
+    page = unescape(client.get(f"/archive/{with_default.slug}").get_data(as_text=True))
+    assert with_default.slug == "hi-there-a-tip"
+    assert "<title>Hi there: a tip · " in page and "<h1>Hi there: a tip</h1>" in page
+    listed = unescape(client.get("/archive").get_data(as_text=True))
+    front = unescape(client.get("/").get_data(as_text=True))
+    feed = ET.fromstring(client.get("/feed.xml").data)
+    titles = [e.findtext(f"{ATOM}title") for e in feed.iter(f"{ATOM}entry")]
+    assert titles == ["Hi there: a tip", "five tips", "Hi!"]
+    for html in (page, listed, front):
+        assert "{{" not in html and "name |" not in html
+    for title in titles:
+        assert f">{title}</a>" in listed
+    assert ">Hi there: a tip</a>" in front
+    assert "read." in listed  # the excerpt shows no field either
+    # The editor's own lists keep what was written.
+    assert "{{" in with_default.subject

@@ -27,6 +27,7 @@ from newsletter.bounces.listing import issue_counts
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
+from newsletter.issues import corrections
 from newsletter.issues.segment import audience_of, choose_segment, segment_of
 from newsletter.models import (
     ISSUE_EDITABLE,
@@ -73,7 +74,9 @@ def _template_helpers() -> dict[str, Any]:
 def _admit_a_long_body(endpoint: str | None, _values: dict[str, Any] | None) -> None:
     # Before CSRF protection reads the form: a body may hold MAX_BODY characters of up to 4
     # bytes each, past the app's 64 KB a field; refused later, it is shown again with the error.
-    if endpoint in ("editor.new_issue", "editor.save_issue") and request.method == "POST":
+    if endpoint in ("editor.new_issue", "editor.save_issue", "editor.correct") and (
+        request.method == "POST"
+    ):
         request.max_form_memory_size = 4 * issues.MAX_BODY + 4096
 
 
@@ -216,6 +219,8 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         segment=segment,
         tag_choices=tag_counts(db.session()) if unsent else [],
         checks=preflight_report(issue) if editable else None,
+        correctable=issue.status in corrections.CORRECTABLE,
+        changes=corrections.history(db.session(), issue),
         subject=extra.pop("subject", issue.subject),
         body_md=extra.pop("body_md", issue.body_md),
         preheader=extra.pop("preheader", issue.preheader),
@@ -248,6 +253,29 @@ def save_issue(issue_id: int) -> Any:
             issue, code, error=exc.message, subject=subject, body_md=body_md, preheader=preheader
         )
     flash("Saved.")
+    return redirect(url_for("editor.issue_page", issue_id=issue.id))
+
+
+@bp.post("/issues/<id:issue_id>/correct")
+@login_required
+def correct(issue_id: int) -> Any:
+    """Correct a sent issue's subject and body: its archive page and feed; nobody is mailed."""
+    issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    subject = request.form.get("subject", "")
+    body_md = request.form.get("body_md", "")
+    editor = current_editor()
+    try:
+        _, changed = corrections.correct_issue(
+            issue.id, subject, body_md, by=editor.email if editor else "an editor"
+        )
+    except NewsletterError as exc:
+        db.session.refresh(issue)
+        code = 400 if issue.status in corrections.CORRECTABLE else 409
+        return _render_issue(issue, code, error=exc.message, subject=subject, body_md=body_md)
+    if changed:
+        flash("Corrected: the archive page and the feed show the new text. Nobody was mailed.")
+    else:
+        flash("Nothing to correct: the text is as it was.")
     return redirect(url_for("editor.issue_page", issue_id=issue.id))
 
 
