@@ -96,10 +96,20 @@ class Step:
     done: int = 0  # readers who have every tip now
 
 
-def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) -> Step:
+def step(
+    session: Session,
+    now: datetime,
+    pace: int,
+    limit: int = TICK_READERS,
+    reader: int | None = None,
+) -> Step:
     """Hand each due reader (at most ``limit``) their next tip; the caller commits.
 
-    ``pace``: EVERGREEN_INTERVAL, for readers who chose none.
+    ``pace``: EVERGREEN_INTERVAL, for readers who chose none. ``reader``: only this one, if
+    due (a reader who just confirmed or joined). The due time is the claim: the step moves
+    it on in the transaction that writes the tip's row, and the reader's row is locked while
+    it does (SKIP LOCKED on PostgreSQL, the one writer on SQLite), so a tick and a reader's
+    own job at the same moment hand out one tip, not two.
     """
     report = Step()
     pick = (
@@ -111,6 +121,7 @@ def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) 
             Subscriber.evergreen_pace,
         )
         .where(Subscriber.evergreen_due_at <= now)
+        .where(sa.true() if reader is None else Subscriber.id == reader)
         .order_by(Subscriber.evergreen_due_at)
         .limit(limit)
     )

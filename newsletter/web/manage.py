@@ -43,6 +43,7 @@ from newsletter.subscribers.links import (
     TokenExpired,
 )
 from newsletter.subscribers.signup import subscribe
+from newsletter.tasks.evergreen import queue_first_tip
 from newsletter.tasks.mail import queue_owed_confirmation
 from newsletter.tasks.manage import (
     queue_access_link,
@@ -301,7 +302,9 @@ def sequence_choice(token: str) -> Any:
         except Invalid as exc:
             return _refused(sub, token, access, exc)
         message = _("Your pace is saved.")
+    due = sub.evergreen_due_at if action == "join" else None
     db.session.commit()
+    queue_first_tip(sub.id, due)  # the next tip now, not at the next tick
     return _back(token, message)
 
 
