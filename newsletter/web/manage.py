@@ -29,6 +29,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from newsletter.delivery.sequence_choice import tips_in_sequence
 from newsletter.errors import Conflict, Invalid, NewsletterError
 from newsletter.extensions import csrf, db, settings
 from newsletter.i18n import format_date
@@ -181,7 +182,7 @@ def _manage(
         weeks=manage.PAUSE_WEEKS,
         paces=_paces(),
         pace=sequence.pace_name(sub),
-        sequence_total=sequence.tips_in_sequence(db.session()) if sub.evergreen else 0,
+        sequence_total=tips_in_sequence(db.session()) if sub.evergreen else 0,
         default_weeks=DEFAULT_PAUSE_WEEKS,
         error=error,
         typed=typed or {},
