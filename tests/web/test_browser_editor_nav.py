@@ -21,9 +21,11 @@ PAGES = [
     "/editor/tokens",
     "/editor/embed",
     "/editor/webhooks",
+    "/editor/archive",
+    "/editor/sequence",
 ]
 LINKS = [
-    "Issues", "Subscribers", "Import", "Stats", "Bounces", "Embed", "API tokens", "Webhooks",
+    "Issues", "Subscribers", "Import", "Archive", "Stats", "Bounces", "Embed", "API tokens", "Webhooks",
     "Settings",
 ]  # fmt: skip
 
