@@ -25,8 +25,8 @@ PAGES = [
     "/editor/sequence",
 ]
 LINKS = [
-    "Issues", "Subscribers", "Import", "Archive", "Stats", "Bounces", "Embed", "API tokens", "Webhooks",
-    "Settings",
+    "Issues", "Subscribers", "Import", "Archive", "Stats", "Bounces", "Embed", "API tokens",
+    "Webhooks", "Settings",
 ]  # fmt: skip
 
 
