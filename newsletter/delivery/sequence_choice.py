@@ -154,7 +154,8 @@ def change(session: Session, issue_id: int, action: str, to: str = "") -> str:
         raise Invalid("issue_id", "That tip is not archived or sent: it cannot be in the sequence.")
     here = order.index(issue_id)
     if action == "move":
-        if not to.strip().isdigit() or not 1 <= int(to) <= len(order):
+        to = to.strip()
+        if not (to.isascii() and to.isdigit()) or not 1 <= int(to) <= len(order):
             raise Invalid("to", f"Enter a place from 1 to {len(order)}.")
         there = int(to) - 1
     else:

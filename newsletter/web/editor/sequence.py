@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, url_for
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.auth.sessions import login_required
 from newsletter.delivery import sequence_choice
@@ -51,14 +52,17 @@ def page() -> Any:
         return redirect(url_for("sequence.page"))
     raw = request.form.get("issue_id", "")
     try:
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit()):
             raise Invalid("issue_id", "Choose a tip.")
         done = sequence_choice.change(
             session, int(raw), request.form.get("action", ""), request.form.get("to", "")
         )
+        session.commit()
     except Invalid as exc:
         session.rollback()
         return _page(error=exc.message, code=400)
-    session.commit()
+    except IntegrityError:  # another editor rewrote the list at the same moment
+        session.rollback()
+        return _page(error="The sequence changed at the same moment: try again.", code=409)
     flash(done)
     return redirect(url_for("sequence.page") + f"#tip-{raw}")
