@@ -7,6 +7,7 @@ confirming, or joining on the reader's page, enqueued.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 import redis
 import sqlalchemy as sa
 from rq import Worker
+from sqlalchemy.orm import Session
 
 from newsletter.delivery import evergreen
 from newsletter.extensions import db, settings
@@ -112,3 +114,34 @@ def test_the_job_and_the_tick_together_hand_out_one_tip(app):
     ).all()
     db.session.rollback()
     assert sorted(rows) == sorted([first, second])
+
+
+def test_a_tick_in_flight_and_the_readers_job_hand_out_one_tip(app):
+    """The tick holds the reader (mid-step, not committed) while their job runs: one tip."""
+    _tips(2)
+    sub = _add("both@example.com", SubscriberStatus.CONFIRMED, evergreen=True)
+    sub.evergreen_due_at = utcnow()
+    db.session.commit()
+    sid = sub.id
+    db.session.remove()
+    answers: list[str] = []
+
+    def job() -> None:
+        with app.app_context():
+            answers.append(first_tip(sid, "race"))
+            db.session.remove()
+
+    with Session(db.engine) as tick:
+        step = evergreen.step(tick, utcnow(), settings().evergreen_interval)
+        assert sum(step.queued.values()) == 1
+        racer = threading.Thread(target=job)
+        racer.start()
+        racer.join(timeout=0.5)  # PostgreSQL: skips the locked reader; SQLite: waits for it
+        tick.commit()
+    racer.join(timeout=30)
+    assert answers == [f"evergreen: nothing due for reader {sid}"]
+    rows = db.session.scalar(
+        sa.select(sa.func.count()).select_from(Delivery).where(Delivery.subscriber_id == sid)
+    )
+    db.session.rollback()
+    assert rows == 1
