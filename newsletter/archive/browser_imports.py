@@ -9,6 +9,7 @@ the report or the reason nothing was imported. The file is dropped once the run 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +26,11 @@ from newsletter.models import utcnow
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 SHOWN_SKIPS = 200
+UNEXPECTED = (
+    "The import stopped on an unexpected error (the worker's log has it); nothing was imported."
+)
+
+log = logging.getLogger(__name__)
 
 
 def create(session: Session, source: str, *, url: str = "", data: bytes | None = None) -> int:
@@ -72,6 +78,10 @@ def run(
     except NewsletterError as exc:
         session.rollback()
         outcome = {"status": FAILED, "error": exc.message[:1000]}
+    except Exception:  # a bug or a database error: said on the page, not retried for ever
+        session.rollback()
+        log.exception("import %s of %s failed", import_id, source)
+        outcome = {"status": FAILED, "error": UNEXPECTED}
     session.execute(
         sa.update(CatalogueImport)
         .where(CatalogueImport.id == import_id, CatalogueImport.attempt == attempt)
