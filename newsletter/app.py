@@ -20,6 +20,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.routing import IntegerConverter
 
 import newsletter.archive.tables  # noqa: F401 - the back catalogue's tables, on db.metadata too
+import newsletter.delivery.sequence_choice  # noqa: F401 - the editor's sequence, on db.metadata
 import newsletter.issues.corrections  # noqa: F401 - the log of corrections, on db.metadata too
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
 from newsletter.api import routes as api
@@ -47,6 +48,7 @@ from newsletter.web.editor import (
 )
 from newsletter.web.editor import embed as embed_page
 from newsletter.web.editor import issues as editor
+from newsletter.web.editor import sequence as sequence_page
 from newsletter.web.editor import settings as settings_page
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -412,6 +414,7 @@ def _register_blueprints(app: Flask) -> None:
     for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
     catalogue_page.register(app)
+    sequence_page.register(app)
     for module in (branding, settings_page, writing):
         module.register(app)
 

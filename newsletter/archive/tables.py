@@ -74,3 +74,27 @@ class FeedState(Model):
     items_seen: Mapped[int] = mapped_column(default=0)  # items of the last feed read
     archived: Mapped[int] = mapped_column(default=0)  # joined the archive (first poll)
     issues_made: Mapped[int] = mapped_column(default=0)  # new items made into issues
+
+
+class CatalogueImport(Model):
+    """An import the editor started from the browser (a file or a URL), run by a worker.
+
+    ``data`` holds the uploaded file until the run is over; ``report_json`` what it did, or
+    ``error`` why nothing was imported. ``attempt`` is raised at each claim, so a run taken
+    back (its worker died) is claimed afresh; the import itself is all or nothing and adds
+    nothing twice, so running it again is safe.
+    """
+
+    __tablename__ = "catalogue_import"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(MAX_URL))  # the file's name or the URL
+    url: Mapped[str] = mapped_column(sa.String(MAX_URL), default="")
+    data: Mapped[bytes | None] = mapped_column(sa.LargeBinary())
+    status: Mapped[str] = mapped_column(sa.String(20), default="queued")  # running, done, failed
+    attempt: Mapped[int] = mapped_column(default=0)
+    report_json: Mapped[str] = mapped_column(sa.Text(), default="")
+    error: Mapped[str] = mapped_column(sa.String(1000), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

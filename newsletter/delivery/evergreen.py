@@ -1,7 +1,8 @@
 """The evergreen sequence: readers who chose to start from the first tip get the back catalogue.
 
 The sequence is every archived or sent issue, oldest first (its original date for an
-imported tip). A reader in it has a due time (``evergreen_due_at``, indexed); a tick takes
+imported tip), or the tips the editor chose in their order (``sequence_choice``). A reader
+in it has a due time (``evergreen_due_at``, indexed); a tick takes
 at most ``limit`` due readers, gives each one their next tip as a row of the same delivery
 ledger (batch ``EVERGREEN_BATCH``) and moves their due time on by their pace, all in one
 transaction. The rows then go out through the same claims, leases, retries and refusal
@@ -29,6 +30,7 @@ from newsletter.delivery.lifecycle import (
     _take_back,
     claim_owner_of,
 )
+from newsletter.delivery.sequence_choice import sequence
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -48,10 +50,6 @@ _SEQUENCE = (IssueStatus.ARCHIVED, IssueStatus.SENT)
 _LIVE = (IssueStatus.SENDING,)
 _OPEN = (D.QUEUED, D.SENDING)
 
-# The back catalogue's own table (archive/tables.py), named here without importing the layer
-# above: only its original date is read.
-_SOURCE = sa.table("issue_source", sa.column("issue_id"), sa.column("published_at"))
-
 
 def sendable(batch: int) -> tuple[IssueStatus, ...]:
     """Return the issue states in which a batch's copies may go out.
@@ -59,25 +57,6 @@ def sendable(batch: int) -> tuple[IssueStatus, ...]:
     A live batch needs its issue sending; an evergreen copy is of an archived or sent tip.
     """
     return _SEQUENCE if batch == EVERGREEN_BATCH else _LIVE
-
-
-def _tip_date() -> sa.ColumnElement[datetime]:
-    published = (
-        sa.select(_SOURCE.c.published_at)
-        .where(_SOURCE.c.issue_id == Issue.id)
-        .limit(1)
-        .scalar_subquery()
-    )
-    return sa.func.coalesce(published, Issue.sent_at, Issue.created_at)
-
-
-def sequence(session: Session) -> list[int]:
-    """Return the ids of the sequence's tips in order (the catalogue, never the list)."""
-    return list(
-        session.scalars(
-            sa.select(Issue.id).where(Issue.status.in_(_SEQUENCE)).order_by(_tip_date(), Issue.id)
-        ).all()
-    )
 
 
 def tip_number(session: Session, issue_id: int) -> tuple[int, int] | None:
@@ -96,10 +75,20 @@ class Step:
     done: int = 0  # readers who have every tip now
 
 
-def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) -> Step:
+def step(
+    session: Session,
+    now: datetime,
+    pace: int,
+    limit: int = TICK_READERS,
+    reader: int | None = None,
+) -> Step:
     """Hand each due reader (at most ``limit``) their next tip; the caller commits.
 
-    ``pace``: EVERGREEN_INTERVAL, for readers who chose none.
+    ``pace``: EVERGREEN_INTERVAL, for readers who chose none. ``reader``: only this one, if
+    due (a reader who just confirmed or joined). The due time is the claim: the step moves
+    it on in the transaction that writes the tip's row, and the reader's row is locked while
+    it does (SKIP LOCKED on PostgreSQL, the one writer on SQLite), so a tick and a reader's
+    own job at the same moment hand out one tip, not two.
     """
     report = Step()
     pick = (
@@ -111,6 +100,7 @@ def step(session: Session, now: datetime, pace: int, limit: int = TICK_READERS) 
             Subscriber.evergreen_pace,
         )
         .where(Subscriber.evergreen_due_at <= now)
+        .where(sa.true() if reader is None else Subscriber.id == reader)
         .order_by(Subscriber.evergreen_due_at)
         .limit(limit)
     )

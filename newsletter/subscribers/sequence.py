@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.errors import Invalid
 from newsletter.i18n import N_
-from newsletter.models import Issue, IssueStatus, Subscriber, SubscriberStatus, utcnow
+from newsletter.models import Subscriber, SubscriberStatus, utcnow
 
 # The form's value for "start from the first tip".
 START_FIRST = "first"
@@ -75,14 +75,3 @@ def set_pace(reader: Subscriber, name: str, default: int, now: datetime | None =
         # A faster pace takes effect from the next tip, not after the old, longer wait.
         every = timedelta(seconds=seconds or default)
         reader.evergreen_due_at = min(due, (now or utcnow()) + every)
-
-
-def tips_in_sequence(session: Session) -> int:
-    """Return how many tips the sequence has (every archived or sent issue)."""
-    statuses = (IssueStatus.ARCHIVED, IssueStatus.SENT)
-    return (
-        session.scalar(
-            sa.select(sa.func.count()).select_from(Issue).where(Issue.status.in_(statuses))
-        )
-        or 0
-    )

@@ -13,6 +13,7 @@ from newsletter.extensions import db, settings
 from newsletter.issues.due import start_due
 from newsletter.models import utcnow
 from newsletter.subscribers.expiry import expire_pending, expired_before
+from newsletter.tasks.catalogue import reconcile as reconcile_catalogue_imports
 from newsletter.tasks.dispatch import dispatch
 from newsletter.tasks.evergreen import evergreen_tick
 from newsletter.tasks.feed import schedule_feed_poll
@@ -31,6 +32,7 @@ def reconcile() -> str:
     reconcile_webhooks()  # pending webhook deliveries whose job Redis lost get a new one
     reconcile_mail()  # owed confirmation and welcome mails, imports: the same
     reconcile_address_mail()  # owed address-change links and notices: the same
+    reconcile_catalogue_imports()  # the editor's back-catalogue imports: the same
     per_issue: dict[int, list[int]] = {}
     for issue_id, batch in found.due:
         per_issue.setdefault(issue_id, []).append(batch)

@@ -29,6 +29,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from newsletter.delivery.sequence_choice import tips_in_sequence
 from newsletter.errors import Conflict, Invalid, NewsletterError
 from newsletter.extensions import csrf, db, settings
 from newsletter.i18n import format_date
@@ -43,6 +44,7 @@ from newsletter.subscribers.links import (
     TokenExpired,
 )
 from newsletter.subscribers.signup import subscribe
+from newsletter.tasks.evergreen import queue_first_tip
 from newsletter.tasks.mail import queue_owed_confirmation
 from newsletter.tasks.manage import (
     queue_access_link,
@@ -180,7 +182,7 @@ def _manage(
         weeks=manage.PAUSE_WEEKS,
         paces=_paces(),
         pace=sequence.pace_name(sub),
-        sequence_total=sequence.tips_in_sequence(db.session()) if sub.evergreen else 0,
+        sequence_total=tips_in_sequence(db.session()) if sub.evergreen else 0,
         default_weeks=DEFAULT_PAUSE_WEEKS,
         error=error,
         typed=typed or {},
@@ -301,7 +303,9 @@ def sequence_choice(token: str) -> Any:
         except Invalid as exc:
             return _refused(sub, token, access, exc)
         message = _("Your pace is saved.")
+    due = sub.evergreen_due_at if action == "join" else None
     db.session.commit()
+    queue_first_tip(sub.id, due)  # the next tip now, not at the next tick
     return _back(token, message)
 
 

@@ -41,6 +41,7 @@ from newsletter.subscribers import limits
 from newsletter.subscribers.links import ConfirmClaim, TokenError, TokenExpired
 from newsletter.subscribers.signup import SubscribeResult, reserve_confirmation
 from newsletter.subscribers.state import CONFIRMABLE, ConfirmOutcome, confirm
+from newsletter.tasks.evergreen import queue_first_tip
 from newsletter.tasks.mail import queue_owed_confirmation, queue_welcome
 from newsletter.web import signup
 from newsletter.web.health import healthz_answer
@@ -236,9 +237,12 @@ def _confirm(claim: ConfirmClaim) -> ConfirmOutcome:
         ip=request.remote_addr,
         now=now,
     )
+    sub = db.session.get(Subscriber, claim.subscriber_id)
+    due = sub.evergreen_due_at if sub is not None else None  # set by confirming, if in it
     db.session.commit()
     if outcome is ConfirmOutcome.CONFIRMED:
         queue_welcome(claim.subscriber_id, now)
+        queue_first_tip(claim.subscriber_id, due)  # "start from the first tip": it comes now
     return outcome
 
 

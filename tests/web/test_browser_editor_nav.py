@@ -21,10 +21,12 @@ PAGES = [
     "/editor/tokens",
     "/editor/embed",
     "/editor/webhooks",
+    "/editor/archive",
+    "/editor/sequence",
 ]
 LINKS = [
-    "Issues", "Subscribers", "Import", "Stats", "Bounces", "Embed", "API tokens", "Webhooks",
-    "Settings",
+    "Issues", "Subscribers", "Import", "Archive", "Stats", "Bounces", "Embed", "API tokens",
+    "Webhooks", "Settings",
 ]  # fmt: skip
 
 

@@ -79,14 +79,17 @@ def test_a_reader_ticks_start_from_the_first_tip_and_later_sets_the_pace(
     link = next(u for u in links(confirmation) if u.startswith(base + "/confirm/"))
     page.goto(link)
     page.get_by_role("heading", name="You're subscribed. Welcome!").wait_for()
+    # The first tip comes right after confirming, beside the welcome, not at a later tick.
+    mails = inbox.wait_for(3, timeout=20)
+    assert "Old tip 1" in [str(m["Subject"]) for m in mails]
     reader = _reader(app, "early.bird@example.com")
-    assert reader.evergreen_due_at is not None  # the first tip is due right away
+    assert reader.evergreen_position == 1
 
     with app.app_context():
         manage = tokens().manage_token(reader.id, reader.created_at, reader.email)
     page.goto(f"{base}/manage/{manage}")
     page.get_by_role("heading", name="From the first tip").wait_for()
-    page.get_by_text("You get the earlier tips one at a time from the first").wait_for()
+    page.get_by_text("you are at tip 1 of 3").wait_for()
     pace = page.get_by_label("One earlier tip")
     pace.select_option("twice-weekly")
     page.get_by_role("button", name="Save the pace").click()
@@ -100,7 +103,7 @@ def test_a_reader_ticks_start_from_the_first_tip_and_later_sets_the_pace(
     left = _reader(app, "early.bird@example.com")
     assert not left.evergreen and left.evergreen_due_at is None
     _look(page, "manage-left")
-    page.get_by_role("button", name="Start from the first tip").click()
+    page.get_by_role("button", name="Continue from where I stopped").click()
     page.get_by_text("The earlier tips are on their way, one at a time.").wait_for()
     back = _reader(app, "early.bird@example.com")
     assert back.evergreen and back.evergreen_due_at is not None
@@ -150,13 +153,51 @@ def test_the_editor_sees_the_sequence_and_a_readers_position(live_server, page):
     page.get_by_role("button", name="Log in").click()
     page.get_by_role("heading", name="The evergreen sequence").wait_for()
     assert page.locator("#sequence-readers").inner_text() == "1"
+    assert page.locator("#sequence-tips-count").inner_text() == "4"
+    page.get_by_role("link", name="Choose the tips and their order").click()
+    page.get_by_role("heading", name="The evergreen sequence").wait_for()
+    assert page.locator("#sequence-readers").inner_text() == "1"
     rows = page.locator("#sequence-tips tbody tr")
     assert rows.count() == 4
-    # The columns: its number, the tip, copies sent by the sequence, copies on the way.
-    assert rows.nth(3).inner_text().split("\t") == ["4", "Old tip 4", "0", "0"]
-    assert rows.nth(0).inner_text().split("\t") == ["1", "Old tip 1", "0", "1"]
-    page.locator("#sequence").scroll_into_view_if_needed()
+    # Place, tip, date, number, sent by the sequence, on the way, readers at this tip.
+    cells = rows.nth(0).locator("td")
+    assert [cells.nth(i).inner_text() for i in range(7)] == [
+        "1", "Old tip 1", "2020-01-01", "Tip 1 of 4", "0", "1", "1"
+    ]  # fmt: skip
+    cells = rows.nth(3).locator("td")
+    assert [cells.nth(i).inner_text() for i in range(7)] == [
+        "4", "Old tip 4", "2020-01-04", "Tip 4 of 4", "0", "0", "0"
+    ]  # fmt: skip
+    assert "At tip 1: 1" in page.locator("#positions").inner_text()
     _look(page, "editor-sequence")
     page.goto(f"{base}/editor/subscribers/{sid}")
     assert "in the sequence, at tip 1 of 4" in page.locator("#sequence").inner_text()
     _look(page, "editor-reader-position")
+
+
+def test_the_editor_orders_the_sequence_without_javascript_needed(live_server, page):  # noqa: F811
+    base, app = live_server.url, live_server.app
+    _catalogue(app, 3)
+    with app.app_context():
+        add_editor("ed@example.org")
+    page.goto(base + "/editor/sequence")
+    page.get_by_label("Email").fill("ed@example.org")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="The evergreen sequence").wait_for()
+    # A new place typed and Enter pressed moves the tip (not the row's first button).
+    page.get_by_label("New place for “Old tip 3”").fill("1")
+    page.get_by_label("New place for “Old tip 3”").press("Enter")
+    page.get_by_text("“Old tip 3” is now at place 1.").wait_for()
+    page.get_by_role("button", name="Leave “Old tip 1” out").click()
+    page.get_by_text("“Old tip 1” is left out of the sequence.").wait_for()
+    numbers = page.locator("#sequence-tips tbody td.number")
+    assert numbers.all_inner_texts() == ["Tip 1 of 2", "left out", "Tip 2 of 2"]
+    rows = page.locator("#sequence-tips tbody tr")
+    assert "Old tip 3" in rows.nth(0).inner_text()
+    assert page.locator("#sequence-count").inner_text() == "2"
+    _look(page, "editor-sequence-chosen")
+    page.get_by_role("button", name="Move “Old tip 2” up").click()
+    page.get_by_text("“Old tip 2” is now at place 2.").wait_for()
+    assert numbers.all_inner_texts() == ["Tip 1 of 2", "Tip 2 of 2", "left out"]
+    assert live_server.errors == []

@@ -6,18 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Blueprint, Flask, render_template, request
+from flask import Blueprint, Flask, abort, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from newsletter.archive import browser_imports
 from newsletter.archive.entry import MAX_SOURCE_BYTES
-from newsletter.archive.sources import fetching_for, is_url, read_bytes, read_url
-from newsletter.archive.store import Report, import_entries
+from newsletter.archive.sources import is_url
 from newsletter.archive.tables import FeedState, IssueSource
 from newsletter.auth.sessions import current_editor, login_required
 from newsletter.delivery import evergreen
-from newsletter.errors import NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.models import Issue, IssueStatus
+from newsletter.tasks.catalogue import progress_of, queue_catalogue_import
 
 bp = Blueprint("catalogue", __name__, url_prefix="/editor")
 
@@ -74,16 +74,24 @@ def _feed() -> dict[str, Any]:
     return {"feed": feed, "state": state, "made": made}
 
 
-def _page(report: Report | None = None, error: str | None = None, code: int = 200) -> Any:
-    archived = db.session.scalar(
-        sa.select(sa.func.count()).select_from(Issue).where(Issue.status == IssueStatus.ARCHIVED)
+def _archived() -> int:
+    return (
+        db.session.scalar(
+            sa.select(sa.func.count())
+            .select_from(Issue)
+            .where(Issue.status == IssueStatus.ARCHIVED)
+        )
+        or 0
     )
+
+
+def _page(error: str | None = None, code: int = 200) -> Any:
+    archived = _archived()
     tips, readers = evergreen.sequence_counts(db.session())
     page = render_template(
         "editor/back_catalogue.html",
         sequence=tips,
         sequence_readers=readers,
-        report=report,
         error=error,
         limit=_limit(),
         archived=archived or 0,
@@ -96,26 +104,55 @@ def _page(report: Report | None = None, error: str | None = None, code: int = 20
 @bp.route("/archive", methods=["GET", "POST"])
 @login_required
 def page() -> Any:
-    """Import a back catalogue from an uploaded file or a URL; show the blog feed's state."""
+    """Hand an uploaded file or a URL to a worker to import; show the blog feed's state."""
     if request.method == "GET":
         return _page()
     upload = request.files.get("file")
     url = request.form.get("url", "").strip()
-    try:
-        if upload is not None and upload.filename:
-            data = upload.stream.read(MAX_SOURCE_BYTES + 1)
-            name = Path(upload.filename).name[:200] or "upload"
-            items = read_bytes(name, data)
-            source = name
-        elif url:
-            if not is_url(url) or len(url) > 1000:
-                return _page(error="Enter an http:// or https:// URL.", code=400)
-            items = read_url(url, fetching_for(settings()))
-            source = url
-        else:
-            return _page(error="Choose a file or enter a feed's URL.", code=400)
-        report = import_entries(db.session(), source, items)
-    except NewsletterError as exc:
-        db.session.rollback()
-        return _page(error=exc.message, code=exc.status if exc.status < 500 else 400)
-    return _page(report=report)
+    if upload is not None and upload.filename:
+        data = upload.stream.read(MAX_SOURCE_BYTES + 1)
+        if len(data) > MAX_SOURCE_BYTES:
+            return _page(error=f"That file is too large: the limit is {_limit()}.", code=413)
+        name = Path(upload.filename).name[:200] or "upload"
+        import_id = browser_imports.create(db.session(), name, data=data)
+    elif url:
+        if not is_url(url) or len(url) > 1000:
+            return _page(error="Enter an http:// or https:// URL.", code=400)
+        import_id = browser_imports.create(db.session(), url, url=url)
+    else:
+        return _page(error="Choose a file or enter a feed's URL.", code=400)
+    db.session.commit()
+    queue_catalogue_import(import_id)
+    return redirect(url_for("catalogue.import_page", import_id=import_id), code=303)
+
+
+@bp.get("/archive/imports/<int:import_id>")
+@login_required
+def import_page(import_id: int) -> Any:
+    """Show an import: waiting, its progress while it runs, then its report or its error."""
+    shown = browser_imports.shown(db.session(), import_id)
+    if shown is None:
+        abort(404)
+    return render_template(
+        "editor/catalogue_import.html",
+        job=shown,
+        progress=progress_of(import_id),
+        archived=_archived(),
+    )
+
+
+@bp.get("/archive/imports/<int:import_id>.json")
+@login_required
+def import_status(import_id: int) -> Any:
+    """An import's state as JSON: status, progress, and the report's counts once done."""
+    shown = browser_imports.shown(db.session(), import_id)
+    if shown is None:
+        abort(404)
+    return jsonify(
+        status=shown.status,
+        progress=progress_of(import_id),
+        added=shown.added,
+        already=shown.already,
+        skipped=shown.skipped,
+        error=shown.error,
+    )

@@ -21,6 +21,7 @@ from flask import (
 
 from newsletter.auth.sessions import current_editor, login_required
 from newsletter.bounces import listing
+from newsletter.delivery.sequence_choice import tips_in_sequence
 from newsletter.errors import NewsletterError
 from newsletter.extensions import db
 from newsletter.models import (
@@ -49,7 +50,6 @@ from newsletter.subscribers.editing import (
     resend_confirmation,
 )
 from newsletter.subscribers.export import csv_lines
-from newsletter.subscribers.sequence import tips_in_sequence
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.tags import clean_tag, find_tags, parse_tags, tag_counts, tag_names
 from newsletter.subscribers.validate import clean_name, normalize_email
