@@ -40,6 +40,7 @@ from newsletter.web.editor import (
     imports,
     stats,
     subscribers,
+    times,
     tokens,
     webhooks,
     writing,
@@ -411,7 +412,7 @@ def _register_blueprints(app: Flask) -> None:
     for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
     catalogue_page.register(app)
-    for module in (branding, settings_page, writing):
+    for module in (branding, settings_page, writing, times):
         module.register(app)
 
 
