@@ -17,7 +17,7 @@ from newsletter.issues import images, preflight
 from newsletter.mail.body import slugify
 from newsletter.models import ISSUE_UNSENT, Issue
 from newsletter.services import mailer
-from newsletter.tasks import link_check
+from newsletter.tasks import link_check, mail_setup
 
 bp = Blueprint("writing", __name__, url_prefix="/editor")
 # Where readers' mail clients fetch an issue's images: public, no login.
@@ -108,8 +108,8 @@ def autosave(issue_id: int) -> Any:
 
 
 def preflight_report(issue: Issue) -> preflight.Report:
-    """Return what preflight finds in ``issue`` without the network (links come by poll)."""
-    return preflight.check(issue, mailer())
+    """Return what preflight finds in ``issue`` without the network (links and DNS by poll)."""
+    return preflight.with_mail_setup(preflight.check(issue, mailer()), mail_setup.mail_setup())
 
 
 def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str]:
@@ -143,7 +143,17 @@ def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str
 def link_status(issue_id: int) -> Any:
     """Answer the issue's link check (queued on the first ask); the page polls this."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
-    return jsonify(link_check.link_results(preflight_report(issue).links))
+    return jsonify(link_check.link_results(preflight.check(issue, mailer()).links))
+
+
+@bp.post("/issues/<id:issue_id>/mail-setup")
+@login_required
+def setup_status(issue_id: int) -> Any:
+    """Answer the sending domain's SPF, DKIM and DMARC verdict; the page polls this."""
+    db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    found = preflight.with_mail_setup(preflight.Report((), ()), mail_setup.mail_setup())
+    warnings = [f.message for f in found.warnings]
+    return jsonify({"state": found.setup, "warnings": warnings, "note": found.setup_note})
 
 
 def _image_folder() -> Any:
