@@ -145,6 +145,11 @@ def check(issue: Issue, mailer: Mailer) -> Report:
     return Report(tuple(findings), links[:MAX_LINKS])
 
 
+def _named(label: str, summary: str) -> str:
+    # "DKIM signing is off" names itself; "no DMARC record at …" gets "DMARC: " before it.
+    return summary if summary.startswith(label) else f"{label}: {summary}"
+
+
 def with_mail_setup(report: Report, verdict: Mapping[str, Any]) -> Report:
     """Add the doctor's SPF, DKIM and DMARC verdict (``tasks.mail_setup``) as warnings."""
     state = str(verdict.get("state", "unknown"))
@@ -152,7 +157,7 @@ def with_mail_setup(report: Report, verdict: Mapping[str, Any]) -> Report:
     warnings = tuple(
         Finding(
             WARNING,
-            f"{SETUP_NAMES[c['name']]}: {c['summary']}. Some mail may go to spam; "
+            f"{_named(SETUP_NAMES[c['name']], str(c['summary']))}. Some mail may go to spam; "
             "Sending health says how to fix it.",
         )
         for c in found

@@ -3,6 +3,9 @@ a warning found after the page was drawn gives the send form its "send anyway" b
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
 
@@ -33,7 +36,7 @@ def test_the_dns_verdict_arrives_on_the_open_page(live_server, page, dns_server,
     page.goto(f"{live_server.url}/editor/issues/{issue_id}")
     preflight = page.locator("#preflight")
     expect(preflight.get_by_text("DMARC: no DMARC record at _dmarc.example.com")).to_be_visible()
-    expect(preflight.get_by_text("DKIM: DKIM signing is off")).to_be_visible()
+    expect(preflight.get_by_text("DKIM signing is off: Gmail and Yahoo want DKIM")).to_be_visible()
     expect(page.locator("#setup-check")).to_have_count(0)
     box = (
         page.locator("#send-now")
@@ -41,4 +44,11 @@ def test_the_dns_verdict_arrives_on_the_open_page(live_server, page, dns_server,
         .get_by_label("Send anyway, despite the warnings")
     )
     expect(box).to_be_visible()
+    folder = os.environ.get("SHOTS_DIR")
+    if folder:  # for review, at both widths
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            page.screenshot(path=f"{folder}/preflight-dns-{width}.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert live_server.errors == []
