@@ -42,6 +42,7 @@ from newsletter.web.editor import (
     imports,
     stats,
     subscribers,
+    times,
     tokens,
     webhooks,
     writing,
@@ -415,7 +416,7 @@ def _register_blueprints(app: Flask) -> None:
         module.register(app)
     catalogue_page.register(app)
     sequence_page.register(app)
-    for module in (branding, settings_page, writing):
+    for module in (branding, settings_page, writing, times):
         module.register(app)
 
 

@@ -238,6 +238,7 @@ class Editor(Model):
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Part of every browser session's stamp: raising it ends all of this editor's sessions.
     session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    time_zone: Mapped[str | None] = mapped_column(sa.String(64))  # IANA name; None: the browser's
 
 
 class ApiToken(Model):

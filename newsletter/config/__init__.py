@@ -44,6 +44,7 @@ from newsletter.config.parse import (
     read_trusted_proxies,
     read_url,
 )
+from newsletter.config.storage import S3_NAMES, Bucket, read_bucket
 
 __all__ = [
     "DEV_MAIL_PORT",
@@ -52,6 +53,7 @@ __all__ = [
     "SMTP_SECURITY_CHOICES",
     "WEEKDAYS",
     "ConfigError",
+    "Bucket",
     "Feed",
     "Mailbox",
     "Settings",
@@ -126,6 +128,7 @@ ENV_NAMES = frozenset(
         "FEED_POLL_INTERVAL",
         "FEED_ALLOW_HOSTS",
         "EVERGREEN_INTERVAL",
+        *S3_NAMES,
     )
 )
 
@@ -201,6 +204,8 @@ class Settings:
     send_record_flush_wait: bool = False
     # EVERGREEN_INTERVAL: seconds between two back-catalogue tips for a reader in the sequence.
     evergreen_interval: int = 604800
+    # S3_*: the bucket issue images go to (None: the instance folder).
+    image_bucket: Bucket | None = None
 
     @property
     def production(self) -> bool:
@@ -336,6 +341,7 @@ def load_settings(env: Mapping[str, str], instance_path: Path) -> Settings:
         import_max_bytes=read_int(env, "IMPORT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
         feed=read_feed(env, weekly_slot is not None),
         feed_allow_hosts=read_allow_hosts(env, "FEED_ALLOW_HOSTS"),
+        image_bucket=read_bucket(env),
     )
 
 

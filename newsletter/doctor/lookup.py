@@ -30,6 +30,11 @@ class Lookup:
         self._broken = unavailable
         self._answers: dict[tuple[str, str], list[Any] | None] = {}
 
+    @property
+    def unavailable(self) -> str:
+        """Say why no server can be asked at all ("" when one can)."""
+        return "" if self._resolver is not None else (self._broken or "no DNS server to ask")
+
     @classmethod
     def for_config(
         cls,

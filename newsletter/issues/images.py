@@ -3,7 +3,8 @@
 Pillow decodes the upload in full (a file that only claims to be an image is refused), SVG is
 refused (it can carry script), the picture is scaled down to ``MAX_WIDTH`` pixels wide and
 saved afresh, which leaves its metadata (EXIF: camera, place, time) behind. Files are named by
-their content, so the same picture uploaded twice is one file with one stable address.
+their content, so the same picture uploaded twice is one file with one stable address; they are
+kept in the instance folder or a bucket (``image_store``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import hashlib
 import io
 import re
 import warnings
-from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
 from newsletter.errors import Invalid
+from newsletter.issues.image_store import FOLDER, ImageStore
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_WIDTH = 1200  # wider than any mail client shows; twice a phone's width for sharpness
 MAX_PIXELS = 50_000_000  # a small file that decodes to a huge picture is refused
 MAX_ALT = 300
-FOLDER = "issue-images"
+__all__ = ["FOLDER", "MAX_BYTES", "NAME", "clean_alt", "store_image"]
 NAME = re.compile(r"^[0-9a-f]{32}\.(png|jpg|gif|webp)$")
 _KEEP = {"PNG": "png", "JPEG": "jpg", "GIF": "gif", "WEBP": "webp"}
 
@@ -37,8 +38,8 @@ def clean_alt(alt: str | None) -> str:
     return text
 
 
-def store_image(data: bytes, folder: Path) -> str:
-    """Check, shrink and store an uploaded image under ``folder``; return its file name."""
+def store_image(data: bytes, store: ImageStore) -> str:
+    """Check, shrink and keep an uploaded image in ``store``; return its file name."""
     if len(data) > MAX_BYTES:
         raise Invalid("image", "The image is larger than 10 MB; please upload a smaller one.")
     head = data[:512].lstrip().lower()
@@ -82,10 +83,5 @@ def store_image(data: bytes, folder: Path) -> str:
     picture.save(out, format=kind, **({"quality": 85, "optimize": True} if kind == "JPEG" else {}))
     cleaned = out.getvalue()
     name = f"{hashlib.sha256(cleaned).hexdigest()[:32]}.{_KEEP[kind]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
-    if not target.exists():
-        partial = folder / f".{name}.part"
-        partial.write_bytes(cleaned)
-        partial.replace(target)
+    store.put(name, cleaned)
     return name

@@ -1,16 +1,22 @@
 """Preflight: what to look at before an issue goes to anyone, test or send.
 
 Warnings (Gmail's clipping, images without alt text, leftover "TK"/"TODO"/"lorem", broken
-links) the editor may override; failures (no postal address in production, a body that does
-not render) block. Links are answered by a job (``tasks.link_check``), never here: this module
-only names them.
+links, the sending domain's SPF, DKIM or DMARC) the editor may override; failures (no postal
+address in production, a body that does not render) block. Links and DNS are answered by jobs
+(``tasks.link_check``, ``tasks.mail_setup``), never here: this module only reads their results.
+
+A bad SPF, DKIM or DMARC verdict warns and never blocks: mail still leaves (the relay takes
+it), some of it may land in spam, and the editor, who may not run the DNS, decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Any
 
 from newsletter.delivery import message
 from newsletter.errors import NewsletterError
@@ -22,6 +28,7 @@ from newsletter.models import Issue
 # Gmail shows "[Message clipped]" past this many bytes of HTML and hides the rest.
 GMAIL_CLIP_BYTES = 102 * 1024
 WARNING, FAILURE = "warning", "failure"
+SETUP_NAMES = {"spf": "SPF", "dkim": "DKIM", "dmarc": "DMARC"}
 MAX_LINKS = 100  # checked per issue; more are named as not checked
 _LEFTOVERS = re.compile(r"\b(TK|TODO)\b|\b(lorem)\b", re.IGNORECASE)
 
@@ -40,6 +47,10 @@ class Report:
 
     findings: tuple[Finding, ...]
     links: tuple[str, ...]
+    #: The sending domain's DNS verdict: done, checking, unavailable or unknown.
+    setup: str = "done"
+    #: What was looked at when ``setup`` is done: "SPF, DKIM and DMARC of example.com".
+    setup_note: str = ""
 
     @property
     def warnings(self) -> list[Finding]:
@@ -132,3 +143,32 @@ def check(issue: Issue, mailer: Mailer) -> Report:
             Finding(WARNING, f"{len(links)} links: only the first {MAX_LINKS} are checked.")
         )
     return Report(tuple(findings), links[:MAX_LINKS])
+
+
+def _named(label: str, summary: str) -> str:
+    # "DKIM signing is off" names itself; "no DMARC record at …" gets "DMARC: " before it.
+    return summary if summary.startswith(label) else f"{label}: {summary}"
+
+
+def with_mail_setup(report: Report, verdict: Mapping[str, Any]) -> Report:
+    """Add the doctor's SPF, DKIM and DMARC verdict (``tasks.mail_setup``) as warnings."""
+    state = str(verdict.get("state", "unknown"))
+    found = [c for c in verdict.get("checks", ()) if c.get("name") in SETUP_NAMES]
+    warnings = tuple(
+        Finding(
+            WARNING,
+            f"{_named(SETUP_NAMES[c['name']], str(c['summary']))}. Some mail may go to spam; "
+            "Sending health says how to fix it.",
+        )
+        for c in found
+        if c.get("status") != "ok"
+    )
+    if state == "unavailable":
+        note = f"SPF, DKIM and DMARC not checked: {verdict.get('why', '')}."
+    elif state == "done" and not warnings:
+        note = "SPF, DKIM and DMARC: ok."
+    else:
+        note = ""
+    return dataclasses.replace(
+        report, findings=report.findings + warnings, setup=state, setup_note=note
+    )

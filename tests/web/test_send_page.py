@@ -67,7 +67,7 @@ def test_the_weekly_slot_button_only_with_a_slot_and_saying_when(make_app):
         shown = client.get(f"/editor/issues/{issue.id}").text
         button = re.search(r'<button[^>]*id="mark-ready">(.*?)</button>', shown, re.S).group(1)
         assert "Mark ready for the weekly slot" in button
-        at = re.search(r'<time datetime="([^"]+)">', button).group(1)
+        at = re.search(r'<time datetime="([^"]+)"', button).group(1)
         assert at.endswith("+00:00") and ("T07:00" in at or "T08:00" in at)  # 09:00 Berlin
         page = f"/editor/issues/{issue.id}"
         client.post(f"{page}/ready", data={"csrf_token": page_token(client, page)})

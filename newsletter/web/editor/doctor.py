@@ -21,6 +21,7 @@ from newsletter.auth.sessions import login_required
 from newsletter.doctor import Check, Lookup, Status, run_checks, worst
 from newsletter.extensions import get_redis
 from newsletter.services import branded_settings
+from newsletter.tasks import mail_setup
 
 log = logging.getLogger(__name__)
 bp = Blueprint("doctor", __name__, url_prefix="/editor")
@@ -104,6 +105,8 @@ def fresh_health() -> Health:
     }
     try:
         get_redis().set(CACHE_KEY, json.dumps(data), ex=CACHE_SECONDS)
+        # Preflight's SPF, DKIM and DMARC verdict is asked again too (a fixed record shows).
+        get_redis().delete(mail_setup.KEY)
     except redis.RedisError:
         log.warning("doctor cache unavailable", exc_info=True)
     return health

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import sqlalchemy as sa
 from flask import (
@@ -23,8 +21,9 @@ from flask import (
 from newsletter.auth.passwords import authenticate
 from newsletter.auth.sessions import current_editor, log_in, log_out, login_required, safe_next
 from newsletter.auth.throttle import clear_failures, login_blocked, record_failure
+from newsletter.auth.zones import check_zone, local_text, utc_text
 from newsletter.bounces.listing import issue_counts
-from newsletter.errors import NewsletterError
+from newsletter.errors import Invalid, NewsletterError
 from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
 from newsletter.issues import corrections
@@ -56,13 +55,6 @@ SCHEDULE_FORMATS = ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
 def register(app: Flask) -> None:
     """Attach the editor pages to ``app``."""
     app.register_blueprint(bp)
-
-
-@functools.cache
-def time_zones() -> tuple[str, ...]:
-    """Return every IANA time zone name the system knows, UTC first."""
-    names = sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/"))
-    return ("UTC", *names)
 
 
 @bp.app_context_processor
@@ -213,7 +205,6 @@ def _render_issue(issue: Issue, status: int = 200, **extra: Any) -> Any:
         slot_at=send_status.next_slot_at(settings().weekly_slot),
         bounced=issue_counts(db.session(), issue.id) if issue.status in ISSUE_STARTED else None,
         editable=editable,
-        zones=time_zones(),
         editor=current_editor(),
         audience_now=audience_of(db.session(), segment) if unsent else issue.audience,
         segment=segment,
@@ -339,12 +330,10 @@ def send_now(issue_id: int) -> Any:
 
 def parse_local_time(value: str, zone_name: str) -> datetime:
     """Turn a datetime-local value and an IANA zone name into an aware UTC datetime."""
-    if zone_name not in time_zones():
-        raise ValueError("Pick a time zone from the list.")
     try:
-        zone = ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("Pick a time zone from the list.") from None
+        zone = check_zone(zone_name)
+    except Invalid as exc:
+        raise ValueError(exc.message) from None
     for fmt in SCHEDULE_FORMATS:
         try:
             naive = datetime.strptime(value.strip(), fmt)
@@ -369,7 +358,7 @@ def schedule(issue_id: int) -> Any:
         return _render_issue(
             issue, 400, error="That time has passed; pick one in the future, or queue it now."
         )
-    zone = ZoneInfo(request.form.get("tz", "UTC"))
+    zone = check_zone(request.form.get("tz", "UTC"))
 
     def run(i: Issue) -> str:
         said = dispatch.send_issue(i.id, at=at)
@@ -377,8 +366,7 @@ def schedule(issue_id: int) -> Any:
         if i.status is not IssueStatus.SCHEDULED:
             return said
         # Said back in the zone it was picked in, the UTC time beside it.
-        local = at.astimezone(zone)
-        return f"Scheduled for {local:%a %d %b %Y %H:%M} {zone.key} ({at:%H:%M} UTC)."
+        return f"Scheduled for {local_text(at, zone)} ({utc_text(at)})."
 
     return _action(issue_id, run, checked=True)
 

@@ -5,19 +5,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Flask, abort, jsonify, request, send_from_directory
+from flask import Blueprint, Flask, Response, abort, jsonify, request, send_from_directory
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from newsletter.auth.sessions import current_editor, login_required
 from newsletter.delivery import message
-from newsletter.errors import NewsletterError
+from newsletter.errors import Invalid, NewsletterError, Upstream
 from newsletter.extensions import db, settings
 from newsletter.issues import actions as issues
 from newsletter.issues import images, preflight
+from newsletter.issues.image_store import (
+    CACHE_SECONDS,
+    CONTENT_TYPES,
+    FolderStore,
+    ImageStore,
+    image_store,
+)
 from newsletter.mail.body import slugify
 from newsletter.models import ISSUE_UNSENT, Issue
 from newsletter.services import mailer
-from newsletter.tasks import link_check
+from newsletter.tasks import link_check, mail_setup
 
 bp = Blueprint("writing", __name__, url_prefix="/editor")
 # Where readers' mail clients fetch an issue's images: public, no login.
@@ -108,8 +115,8 @@ def autosave(issue_id: int) -> Any:
 
 
 def preflight_report(issue: Issue) -> preflight.Report:
-    """Return what preflight finds in ``issue`` without the network (links come by poll)."""
-    return preflight.check(issue, mailer())
+    """Return what preflight finds in ``issue`` without the network (links and DNS by poll)."""
+    return preflight.with_mail_setup(preflight.check(issue, mailer()), mail_setup.mail_setup())
 
 
 def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str]:
@@ -143,11 +150,21 @@ def preflight_gate(issue: Issue, *, test: bool = False) -> tuple[str | None, str
 def link_status(issue_id: int) -> Any:
     """Answer the issue's link check (queued on the first ask); the page polls this."""
     issue = db.get_or_404(Issue, issue_id, description=NO_ISSUE)
-    return jsonify(link_check.link_results(preflight_report(issue).links))
+    return jsonify(link_check.link_results(preflight.check(issue, mailer()).links))
 
 
-def _image_folder() -> Any:
-    return settings().instance_path / images.FOLDER
+@bp.post("/issues/<id:issue_id>/mail-setup")
+@login_required
+def setup_status(issue_id: int) -> Any:
+    """Answer the sending domain's SPF, DKIM and DMARC verdict; the page polls this."""
+    db.get_or_404(Issue, issue_id, description=NO_ISSUE)
+    found = preflight.with_mail_setup(preflight.Report((), ()), mail_setup.mail_setup())
+    warnings = [f.message for f in found.warnings]
+    return jsonify({"state": found.setup, "warnings": warnings, "note": found.setup_note})
+
+
+def _images() -> ImageStore:
+    return image_store(settings())
 
 
 @bp.post("/issues/<id:issue_id>/images")
@@ -160,9 +177,11 @@ def upload_image(issue_id: int) -> Any:
         alt = images.clean_alt(request.form.get("alt"))
         if upload is None or not upload.filename:
             return jsonify({"error": "Choose an image file to upload."}), 400
-        name = images.store_image(upload.read(images.MAX_BYTES + 1), _image_folder())
-    except NewsletterError as exc:
+        name = images.store_image(upload.read(images.MAX_BYTES + 1), _images())
+    except Invalid as exc:
         return jsonify({"error": exc.message}), 400
+    except NewsletterError as exc:
+        return jsonify({"error": exc.message}), exc.status
     url = f"{settings().base_url.rstrip('/')}/media/{images.FOLDER}/{name}"
     return jsonify({"url": url, "markdown": f"![{alt}]({url})"})
 
@@ -181,4 +200,21 @@ def issue_image(name: str) -> Any:
     """Serve an issue's image by its content-derived name (stable, cacheable for a year)."""
     if not images.NAME.match(name):
         abort(404)
-    return send_from_directory(_image_folder(), name, max_age=365 * 24 * 3600)
+    store = _images()
+    if isinstance(store, FolderStore):
+        return send_from_directory(store.folder, name, max_age=CACHE_SECONDS)
+    try:
+        data = store.get(name)
+    except Upstream as exc:
+        return Response(
+            exc.message, status=503, mimetype="text/plain", headers={"Retry-After": "30"}
+        )
+    if data is None:
+        abort(404)
+    # Streamed from the bucket under our own address: a year's cache, revalidated by ETag.
+    answer = Response(data, mimetype=CONTENT_TYPES[name.rsplit(".", 1)[1]])
+    answer.cache_control.public = True
+    answer.cache_control.max_age = CACHE_SECONDS
+    answer.cache_control.immutable = True
+    answer.set_etag(name.split(".", 1)[0])
+    return answer.make_conditional(request)
