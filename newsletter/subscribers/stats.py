@@ -18,8 +18,10 @@ from newsletter.models import (
     DailyStat,
     Delivery,
     DeliveryStatus,
+    EventKind,
     Issue,
     Subscriber,
+    SubscriberEvent,
     SubscriberStatus,
     SubscriberTag,
     Tag,
@@ -31,6 +33,7 @@ from newsletter.subscribers.state import (
     IMPORTED_STAT,
     LEFT_STAT,
     UNASKED_STAT,
+    door,
 )
 
 WEEK_KINDS = (
@@ -282,3 +285,34 @@ def tag_growth(session: Session, since: datetime) -> list[TagGrowth]:
         TagGrowth(name, int(y or 0), int(j or 0), int(g or 0))
         for name, y, j, g in session.execute(query)
     ]
+
+
+def left_since_issue(session: Session, issue: Issue) -> dict[str, int]:
+    """Return, by door, this issue's readers who unsubscribed or bounced since it went out.
+
+    One grouped query over the issue's copies joined to their history lines.
+    """
+    found = dict.fromkeys(DOORS, 0)
+    if issue.queued_at is None:
+        return found
+    rows = session.execute(
+        sa.select(
+            SubscriberEvent.kind,
+            SubscriberEvent.detail,
+            sa.func.count(sa.distinct(SubscriberEvent.subscriber_id)),
+        )
+        .select_from(Delivery)
+        .join(SubscriberEvent, SubscriberEvent.subscriber_id == Delivery.subscriber_id)
+        .where(
+            Delivery.issue_id == issue.id,
+            SubscriberEvent.kind.in_([EventKind.UNSUBSCRIBED, EventKind.BOUNCED]),
+            SubscriberEvent.at >= issue.queued_at,
+        )
+        .group_by(SubscriberEvent.kind, SubscriberEvent.detail)
+    )
+    for kind, detail, n in rows:
+        target = (
+            SubscriberStatus.BOUNCED if kind is EventKind.BOUNCED else SubscriberStatus.UNSUBSCRIBED
+        )
+        found[door(target, detail or "")] += int(n)
+    return found

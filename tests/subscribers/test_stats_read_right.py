@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from newsletter.extensions import db
+from newsletter.issues.actions import create_issue
 from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
 from newsletter.services import tokens
 from newsletter.subscribers import state
@@ -20,7 +21,8 @@ from newsletter.subscribers.imports import import_csv
 from newsletter.subscribers.signup import subscribe
 from newsletter.subscribers.tags import add_tags
 from newsletter.web.charts import bar_chart, line_chart, nice_ticks
-from tests.helpers.editors import editor_client
+from tests.helpers.editors import editor_client, post_form
+from tests.subscribers.test_stats import add_stats
 
 
 def _id(email: str) -> int:
@@ -161,9 +163,35 @@ def test_the_page_reads_right(app, client):
 
 
 def test_old_weeks_without_the_new_counts_keep_the_plain_rate(app):
-    from tests.subscribers.test_stats import add_stats
-
     add_stats(utcnow().date(), subscribed=10, confirmed=4)
     db.session.commit()
     html = editor_client(app).get("/editor/stats").text
     assert re.search(r'id="overall-rate"><strong>40%</strong>', html)
+
+
+def test_the_issue_page_says_who_left_since_and_how(app, make_subscriber, run_jobs, inbox):
+    people = [make_subscriber(f"left{n}@example.com") for n in range(6)]
+    client = editor_client(app)
+    issue = create_issue("Tip", "Body")
+    page = f"/editor/issues/{issue.id}"
+    post_form(client, page, f"{page}/send")
+    run_jobs()
+    inbox.wait_for(6)
+    unsubscribe = tokens(app).unsubscribe_token
+    reader = app.test_client()
+    one_click = {"List-Unsubscribe": "One-Click"}
+    assert (
+        reader.post(f"/unsubscribe/{unsubscribe(people[0].id)}", data=one_click).status_code == 200
+    )
+    assert reader.post(f"/unsubscribe/{unsubscribe(people[1].id)}").status_code == 200
+    assert reader.post(f"/unsubscribe/{unsubscribe(people[2].id)}").status_code == 200
+    state.unsubscribe(db.session, people[3].id, detail="complaint")
+    state.bounce(db.session, people[4].id, "550 gone")
+    db.session.commit()
+    shown = client.get(page).text
+    assert (
+        "Left since: 1 by the one-click button, 2 on the unsubscribe page, 1 by a complaint, "
+        "1 by a bounce." in shown
+    )
+    summary = client.get(f"{page}/progress.json").get_json()["summary"]
+    assert summary["left"].startswith("Left since: 1 by the one-click button")
