@@ -1,5 +1,6 @@
-"""In headless Chromium: the stats page's tables of who left and each tag's growth, and a bulk
-unsubscribe followed on its own page (a meta refresh, allowed by the page's CSP) to its report.
+"""In headless Chromium: the stats page's tables of who left and each tag's growth, a bulk
+unsubscribe followed on its own page (a meta refresh, allowed by the page's CSP) to its report,
+a sent issue's readers who left since, and a reader's link to join a group.
 Each page is checked (and, with SCREENSHOTS set to a folder, photographed) at 1280 and 390 px."""
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import expect
 
 from newsletter.extensions import db
-from newsletter.models import Issue, IssueStatus, Subscriber, utcnow
+from newsletter.extensions import settings as app_settings
+from newsletter.models import Delivery, DeliveryStatus, Issue, IssueStatus, Subscriber, utcnow
 from newsletter.subscribers import state
 from newsletter.subscribers.bulk_jobs import BulkJob
+from newsletter.subscribers.groups import join_token
 from newsletter.subscribers.signup import subscribe
 from newsletter.subscribers.tags import add_tags
 from tests.web.test_browser_list import _log_in, _shots
@@ -87,3 +91,41 @@ def test_a_bulk_unsubscribe_is_followed_to_its_report(live_server, page):
     )
     expect(page.locator("#bulk-counter")).to_have_text("150 of 150 gone through")
     _shots(page, "bulk-job-done")
+
+
+def test_a_sent_issue_says_who_left_since_and_a_reader_joins_a_group(live_server, page):
+    _log_in(live_server, page, tagged=1, other=1)  # r0 in group 7, r1 in group 8
+    with live_server.app.app_context():
+        now = utcnow()
+        issue = Issue(
+            slug="sent",
+            subject="Sent tip",
+            body_md="x",
+            status=IssueStatus.SENT,
+            queued_at=now - timedelta(minutes=5),
+            sent_at=now - timedelta(minutes=4),
+            audience=2,
+        )
+        db.session.add(issue)
+        db.session.flush()
+        readers = db.session.scalars(sa.select(Subscriber).order_by(Subscriber.id)).all()
+        db.session.add_all(
+            Delivery(issue_id=issue.id, subscriber_id=r.id, status=DeliveryStatus.SENT)
+            for r in readers
+        )
+        db.session.commit()
+        state.unsubscribe(db.session, readers[1].id, detail="one-click")
+        db.session.commit()
+        issue_id, reader = issue.id, readers[0]
+        found = app_settings(live_server.app)
+        token = join_token(found.secret_key, found.secret_key_fallbacks, reader, "group 8")
+        db.session.remove()
+    page.goto(f"{live_server.url}/editor/issues/{issue_id}")
+    expect(page.locator('[data-s="left"]')).to_have_text("Left since: 1 by the one-click button.")
+    _shots(page, "issue-left-since")
+    page.goto(f"{live_server.url}/join/{token}")
+    expect(page.locator("h1")).to_have_text("Join group 8")
+    _shots(page, "join-group")
+    page.locator("#join").click()
+    expect(page.locator("#joined")).to_contain_text("now carries group 8")
+    _shots(page, "join-group-done")
