@@ -37,6 +37,7 @@ from newsletter.subscribers.state import LEFT_STAT, LISTENERS, bump_stat
 
 S = SubscriberStatus
 CHUNK = 500
+ON_LIST = Subscriber.status.in_([S.PENDING, S.CONFIRMED])
 # A running job whose heartbeat is older than a lease (SEND_LEASE_SECONDS, the callers pass
 # it) lost its worker: another run may take it.
 LEASE = timedelta(seconds=30)
@@ -105,9 +106,15 @@ def start(
 ) -> BulkJob:
     """Record a bulk job over everyone the filter matches now; the caller commits and queues it.
 
-    An erase needs ``typed`` to be that number: else Conflict, and nothing is recorded.
+    An unsubscribe counts those of them still on the list (pending or confirmed). An erase
+    needs ``typed`` to be that number: else Conflict, and nothing is recorded.
     """
-    count = count_matching(session, filt)
+    if action is BulkAction.UNSUBSCRIBE:
+        # Those on the list: the others have left already and are not walked.
+        query = sa.select(sa.func.count()).select_from(Subscriber).where(*filt.where(), ON_LIST)
+        count = session.scalar(query) or 0
+    else:
+        count = count_matching(session, filt)
     if action is BulkAction.ERASE and (typed or "").strip() != str(count):
         raise Conflict(
             f"Type the number of people to erase, {count}, to confirm; nobody was erased."
@@ -195,7 +202,7 @@ def _one_chunk(session: Session, claim: _Run, chunk: int) -> bool:
     if claim.action is BulkAction.ERASE:
         size = min(chunk, claim.total - seen)
     else:
-        extra.append(Subscriber.status.in_([S.PENDING, S.CONFIRMED]))
+        extra.append(ON_LIST)
     rows = (
         session.execute(
             sa.select(Subscriber.id, Subscriber.email, Subscriber.name)
