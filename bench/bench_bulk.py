@@ -31,7 +31,8 @@ from gen_subscribers import generate  # noqa: E402
 
 from newsletter.app import create_app  # noqa: E402
 from newsletter.extensions import db  # noqa: E402
-from newsletter.subscribers import bulk, search  # noqa: E402
+from newsletter.subscribers import bulk, bulk_jobs, search  # noqa: E402
+from newsletter.subscribers.bulk_jobs import BulkAction  # noqa: E402
 from newsletter.subscribers.export import csv_lines  # noqa: E402
 from newsletter.subscribers.tags import ensure_tags, tag_counts  # noqa: E402
 
@@ -137,6 +138,18 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
 
             return go
 
+        def bulk_job(action: BulkAction, filt: bulk.Filter) -> Callable[[], object]:
+            """What a worker does with an editor's bulk action: a chunk per transaction."""
+
+            def go() -> object:
+                typed = str(bulk.count_matching(session, filt))
+                job = bulk_jobs.start(session, action, filt, by="bench", typed=typed)
+                session.commit()
+                bulk_jobs.run(session, job.id)
+                return session.get(bulk_jobs.BulkJob, job.id).changed
+
+            return go
+
         cases: list[tuple[str, Callable[[], object]]] = [
             ("baseline: the list's first page", plain_list),
             ("baseline: count every row", scan),
@@ -152,14 +165,8 @@ def run(args: argparse.Namespace, url: str, tmp: Path) -> None:
                 committed(lambda: bulk.untag_all(session, third, ensure_tags(session, ["x"])["x"])),
             ),
             ("export a third (streamed)", export(third)),
-            (
-                "unsubscribe 1 in 100 (chunks)",
-                lambda: bulk.unsubscribe_all(session, small, by="bench"),
-            ),
-            (
-                "erase 1 in 100 (chunks)",
-                lambda: bulk.erase_all(session, small, str(bulk.count_matching(session, small))),
-            ),
+            ("unsubscribe 1 in 100 (job, chunks)", bulk_job(BulkAction.UNSUBSCRIBE, small)),
+            ("erase 1 in 100 (job, chunks)", bulk_job(BulkAction.ERASE, small)),
         ]
         print(f"{'action':40} {'rows':>8} {'ms':>10} {'+peak MB':>8}")
         for name, fn in cases:

@@ -34,7 +34,16 @@ from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.services import brand
 from newsletter.tasks.webhook_posts import install as install_webhooks
-from newsletter.web import archive, branding, dev, embed, manage, provider_notices, public
+from newsletter.web import (
+    archive,
+    branding,
+    dev,
+    embed,
+    join,
+    manage,
+    provider_notices,
+    public,
+)
 from newsletter.web.editor import back_catalogue as catalogue_page
 from newsletter.web.editor import (
     bounces,
@@ -412,7 +421,7 @@ def _init_languages(app: Flask, loaded: Settings) -> None:
 
 def _register_blueprints(app: Flask) -> None:
     pages = (public, archive, editor, subscribers, imports, stats, tokens, webhooks, api, dev)
-    for module in (*pages, manage, doctor, bounces, provider_notices, embed, embed_page):
+    for module in (*pages, manage, join, doctor, bounces, provider_notices, embed, embed_page):
         module.register(app)
     catalogue_page.register(app)
     sequence_page.register(app)

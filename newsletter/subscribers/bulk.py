@@ -1,27 +1,21 @@
 """Act on everyone a filter of the list matches (search, status, tag), never loading the list.
 
-Tagging and untagging are one statement each. Unsubscribing and erasing go through the state
-machine and ``state.erase`` (history, daily counts, webhooks, the rows that hold an address)
-a chunk of CHUNK people at a time, each chunk committed: memory stays flat at any size. An
-interrupted run leaves whole chunks done; running it again finishes the rest.
+Tagging and untagging are one statement each. Unsubscribing and erasing are jobs a worker runs
+a chunk per transaction (``bulk_jobs``): memory stays flat at any size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.errors import Conflict
 from newsletter.models import Subscriber, SubscriberStatus, SubscriberTag
 from newsletter.subscribers.search import carries, like_clause
-from newsletter.subscribers.state import Action, erase, transition
 from newsletter.subscribers.tags import MAX_TAGS_PER_PERSON, ensure_tags
 
 S = SubscriberStatus
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -90,59 +84,3 @@ def untag_all(session: Session, filt: Filter, tag_id: int) -> int:
         .execution_options(synchronize_session=False)
     )
     return before - _links(session, tag_id)
-
-
-def _in_chunks(
-    session: Session,
-    filt: Filter,
-    extra: Sequence[sa.ColumnElement[bool]],
-    each: Callable[..., bool],
-    most: int | None = None,
-) -> int:
-    """Call ``each`` on the matching people CHUNK at a time (keyset by id), committing each
-    chunk; return how many it changed. ``most``: stop after that many people."""
-    done, after, seen = 0, 0, 0
-    while most is None or seen < most:
-        size = CHUNK if most is None else min(CHUNK, most - seen)
-        chunk = list(
-            session.scalars(
-                sa.select(Subscriber)
-                .where(*filt.where(), *extra, Subscriber.id > after)
-                .order_by(Subscriber.id)
-                .limit(size)
-            )
-        )
-        if not chunk:
-            return done
-        after, seen = chunk[-1].id, seen + len(chunk)
-        # One flush per chunk (at the commit), not one per person before each listener's query.
-        with session.no_autoflush:
-            done += sum(1 for sub in chunk if each(sub))
-        session.commit()
-        session.expunge_all()
-    return done
-
-
-def unsubscribe_all(session: Session, filt: Filter, *, by: str) -> int:
-    """Unsubscribe everyone the filter matches who is on the list; return how many left."""
-    on_list = [Subscriber.status.in_([S.PENDING, S.CONFIRMED])]
-    return _in_chunks(
-        session,
-        filt,
-        on_list,
-        lambda sub: transition(session, sub, Action.UNSUBSCRIBE, detail=f"by {by}"[:200]),
-    )
-
-
-def erase_all(session: Session, filt: Filter, typed: str) -> int:
-    """Erase everyone the filter matches, once ``typed`` is how many that is right now.
-
-    Raises Conflict, having erased nobody, when the typed number is not the count. Nobody
-    beyond that number is erased, whoever joins the match meanwhile.
-    """
-    count = count_matching(session, filt)
-    if typed.strip() != str(count):
-        raise Conflict(
-            f"Type the number of people to erase, {count}, to confirm; nobody was erased."
-        )
-    return _in_chunks(session, filt, [], lambda sub: erase(session, sub.email), most=count)

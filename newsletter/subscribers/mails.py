@@ -104,3 +104,15 @@ def access_link_mail(
         {"manage_url": links.manage(token), "name": name, "valid_minutes": minutes},
         to,
     )
+
+
+def join_group_mail(
+    mailer: Mailer, to: str, name: str | None, *, group: str, join_url: str, valid_days: int
+) -> EmailMessage:
+    """Build the note to a reader already subscribed who signed up through a group's form:
+    the link that adds them to the group, if it was them."""
+    return mailer.build(
+        "join_group",
+        {"join_url": join_url, "name": name, "group": group, "valid_days": valid_days},
+        to,
+    )

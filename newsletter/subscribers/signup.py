@@ -34,7 +34,13 @@ from newsletter.subscribers.limits import (
     domain_due,
     take_confirmation,
 )
-from newsletter.subscribers.state import CONFIRMABLE, S, bump_stat, dialect_insert
+from newsletter.subscribers.state import (
+    CONFIRMABLE,
+    IMPORTED_STAT,
+    S,
+    bump_stat,
+    dialect_insert,
+)
 
 # What anyone who signs up is told, by the API and the embedded form alike: the same words
 # whether the address was new, pending or already on the list.
@@ -95,6 +101,8 @@ def get_or_create(
         SubscriberEvent(subscriber=sub, kind=EventKind.SUBSCRIBED, at=now, ip=ip, detail=source)
     )
     bump_stat(session, EventKind.SUBSCRIBED.value, now.date())
+    if source == "import":
+        bump_stat(session, IMPORTED_STAT, now.date())
     return sub, True
 
 

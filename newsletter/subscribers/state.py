@@ -71,6 +71,44 @@ _STAMP_FOR = {
 }
 
 
+# DailyStat kinds beside the plain transitions (each at most 20 characters). The confirmation
+# rate is over sign-ups that were asked to confirm: imports (``IMPORTED_STAT``) and people
+# confirmed without their own click (``UNASKED_STAT`` off the sign-ups,
+# ``CONFIRMED_UNASKED_STAT`` off the confirmations) stay out of it.
+IMPORTED_STAT = "new:import"
+UNASKED_STAT = "new:unasked"
+CONFIRMED_UNASKED_STAT = "confirmed:unasked"
+# Who left by which door: "left:" + one of ``DOORS``.
+LEFT_STAT = "left:"
+DOORS = ("one-click", "page", "complaint", "bounce", "editor", "import")
+
+
+def door(target: SubscriberStatus, detail: str) -> str:
+    """Return the door a reader left by, from the status reached and the history's detail."""
+    if detail.startswith("by "):
+        return "editor"
+    if target is S.BOUNCED:
+        return "bounce"
+    if detail.endswith("in the imported file"):
+        return "import"
+    first = detail.split(",")[0].strip()
+    return first if first in ("one-click", "page", "complaint") else "editor"
+
+
+def _count_transition(
+    session: Session, sub: Subscriber, was: SubscriberStatus, action: Action, day: date, detail: str
+) -> None:
+    target = sub.status
+    if target is S.CONFIRMED:
+        asked = action is Action.CONFIRM and was is S.PENDING and sub.source != "import"
+        if not asked:
+            bump_stat(session, CONFIRMED_UNASKED_STAT, day)
+            if was is S.PENDING and sub.source != "import":
+                bump_stat(session, UNASKED_STAT, day)
+    else:
+        bump_stat(session, LEFT_STAT + door(target, detail), day)
+
+
 # Called as listener(session, subscriber, new_status, detail) after every status change,
 # inside the same transaction (webhooks register here); keep them quick, they must not commit.
 # ``detail`` is the history line's reason ("complaint" for a spam report).
@@ -107,6 +145,7 @@ def transition(
     if target is None:
         return False
     now = now or utcnow()
+    was = sub.status
     sub.status = target
     sub.version += 1
     if stamp := _STAMP_FOR.get(target):
@@ -124,6 +163,7 @@ def transition(
     kind = _EVENT_FOR[target]
     session.add(SubscriberEvent(subscriber=sub, kind=kind, at=now, ip=ip, detail=detail))
     bump_stat(session, kind.value, now.date())
+    _count_transition(session, sub, was, action, now.date(), detail)
     for listener in LISTENERS:
         listener(session, sub, target, detail)
     return True

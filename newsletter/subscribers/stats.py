@@ -8,14 +8,44 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import pairwise
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.models import ISSUE_PUBLIC, DailyStat, Delivery, DeliveryStatus, Issue
+from newsletter.models import (
+    ISSUE_PUBLIC,
+    DailyStat,
+    Delivery,
+    DeliveryStatus,
+    EventKind,
+    Issue,
+    Subscriber,
+    SubscriberEvent,
+    SubscriberStatus,
+    SubscriberTag,
+    Tag,
+)
 from newsletter.subscribers.manage import REASON_STAT, Reason
+from newsletter.subscribers.state import (
+    CONFIRMED_UNASKED_STAT,
+    DOORS,
+    IMPORTED_STAT,
+    LEFT_STAT,
+    UNASKED_STAT,
+    door,
+)
 
-WEEK_KINDS = ("subscribed", "confirmed", "unsubscribed", "bounced")
+WEEK_KINDS = (
+    "subscribed",
+    "confirmed",
+    "unsubscribed",
+    "bounced",
+    IMPORTED_STAT,
+    UNASKED_STAT,
+    CONFIRMED_UNASKED_STAT,
+)
+LEFT_KINDS = tuple(LEFT_STAT + d for d in DOORS)
 
 
 @dataclass
@@ -24,9 +54,35 @@ class Week:
     counts: dict[str, int] = field(default_factory=dict)
 
     @property
+    def signups(self) -> int:
+        """Return the new people who came by themselves (or by hand), not by an import."""
+        return max(0, self.counts.get("subscribed", 0) - self.counts.get(IMPORTED_STAT, 0))
+
+    @property
+    def asked(self) -> int:
+        """Return the sign-ups that were asked to confirm (not confirmed by an editor)."""
+        return max(0, self.signups - self.counts.get(UNASKED_STAT, 0))
+
+    @property
+    def asked_confirmed(self) -> int:
+        """Return the confirmations by the readers' own click on a sign-up's link."""
+        c = self.counts
+        return max(0, c.get("confirmed", 0) - c.get(CONFIRMED_UNASKED_STAT, 0))
+
+    @property
     def confirmation_rate(self) -> float | None:
-        new = self.counts.get("subscribed", 0)
-        return None if new == 0 else min(1.0, self.counts.get("confirmed", 0) / new)
+        return rate(self.asked_confirmed, self.asked)
+
+
+def rate(confirmed: int, asked: int) -> float | None:
+    """Return confirmed ÷ asked (at most 1: a click may come the week after), None for none."""
+    return None if asked <= 0 else min(1.0, confirmed / asked)
+
+
+def overall_rate(totals: dict[str, int]) -> float | None:
+    """Return the confirmation rate over all time, from ``kind_totals``."""
+    week = Week(date.min, totals)
+    return week.confirmation_rate
 
 
 @dataclass
@@ -41,6 +97,8 @@ class IssueFigures:
     skipped: int = 0
     bounced: int = 0
     unsubscribed: int = 0
+    # Who left in the days after, by door (``state.DOORS``).
+    left: dict[str, int] = field(default_factory=dict)
 
 
 def week_start(day: date) -> date:
@@ -143,23 +201,34 @@ def delivery_counts(session: Session, issue_id: int) -> dict[str, int]:
 def issue_figures(
     session: Session, issues: list[Issue], counts_for: object = None
 ) -> list[IssueFigures]:
-    """Return per-issue figures; bounces and unsubscribes are those in the days after it went out.
+    """Return per-issue figures; bounces and unsubscribes are those in the days after it went out
+    (up to the next issue), the leavers counted by the door they left by.
 
     ``counts_for(issue)`` may supply cached delivery counts; by default they are queried.
     """
     getter = counts_for if callable(counts_for) else (lambda i: delivery_counts(session, i.id))
-    figures = []
     starts = [(i.queued_at or i.sent_at or i.created_at).date() for i in issues]
+    ends = [max(end, start + timedelta(days=1)) for start, end in pairwise(starts)]
+    # One read of the daily counts from the first issue on, shared out into the windows.
+    per_day: dict[date, dict[str, int]] = {}
+    if issues:
+        rows = session.execute(
+            sa.select(DailyStat.day, DailyStat.kind, DailyStat.count).where(
+                DailyStat.day >= min(starts),
+                DailyStat.kind.in_(("unsubscribed", "bounced", *LEFT_KINDS)),
+            )
+        )
+        for day, kind, count in rows:
+            per_day.setdefault(day, {})[kind] = int(count or 0)
+    figures = []
     for n, issue in enumerate(issues):
         counts = getter(issue)
-        start = starts[n]
-        end = starts[n + 1] if n + 1 < len(issues) else None
-        window = sa.select(DailyStat.kind, sa.func.sum(DailyStat.count)).where(
-            DailyStat.day >= start, DailyStat.kind.in_(("unsubscribed", "bounced"))
-        )
-        if end is not None:
-            window = window.where(DailyStat.day < max(end, start + timedelta(days=1)))
-        after = {k: int(v or 0) for k, v in session.execute(window.group_by(DailyStat.kind))}
+        start, end = starts[n], ends[n] if n < len(ends) else None
+        after: dict[str, int] = {}
+        for day, kinds in per_day.items():
+            if day >= start and (end is None or day < end):
+                for kind, count in kinds.items():
+                    after[kind] = after.get(kind, 0) + count
         figures.append(
             IssueFigures(
                 id=issue.id,
@@ -172,6 +241,78 @@ def issue_figures(
                 skipped=counts.get("skipped", 0),
                 bounced=after.get("bounced", 0),
                 unsubscribed=after.get("unsubscribed", 0),
+                left={d: after.get(LEFT_STAT + d, 0) for d in DOORS},
             )
         )
     return figures
+
+
+@dataclass
+class TagGrowth:
+    name: str
+    readers: int  # confirmed now
+    joined: int  # confirmed within the period
+    left: int  # unsubscribed or bounced within the period
+
+
+def tag_growth(session: Session, since: datetime) -> list[TagGrowth]:
+    """Return, per tag, its confirmed readers now and those who joined and left since a time.
+
+    One grouped query over the tag links joined to their people (no query per tag).
+    """
+    S = SubscriberStatus
+    yes = sa.func.sum(sa.case((Subscriber.status == S.CONFIRMED, 1), else_=0))
+    joined = sa.func.sum(sa.case((Subscriber.confirmed_at >= since, 1), else_=0))
+    gone = sa.func.sum(
+        sa.case(
+            (
+                sa.and_(Subscriber.status == S.UNSUBSCRIBED, Subscriber.unsubscribed_at >= since),
+                1,
+            ),
+            (sa.and_(Subscriber.status == S.BOUNCED, Subscriber.bounced_at >= since), 1),
+            else_=0,
+        )
+    )
+    query = (
+        sa.select(Tag.name, yes, joined, gone)
+        .select_from(Tag)
+        .outerjoin(SubscriberTag, SubscriberTag.tag_id == Tag.id)
+        .outerjoin(Subscriber, Subscriber.id == SubscriberTag.subscriber_id)
+        .group_by(Tag.id, Tag.name, Tag.key)
+        .order_by(Tag.key)
+    )
+    return [
+        TagGrowth(name, int(y or 0), int(j or 0), int(g or 0))
+        for name, y, j, g in session.execute(query)
+    ]
+
+
+def left_since_issue(session: Session, issue: Issue) -> dict[str, int]:
+    """Return, by door, this issue's readers who unsubscribed or bounced since it went out.
+
+    One grouped query over the issue's copies joined to their history lines.
+    """
+    found = dict.fromkeys(DOORS, 0)
+    if issue.queued_at is None:
+        return found
+    rows = session.execute(
+        sa.select(
+            SubscriberEvent.kind,
+            SubscriberEvent.detail,
+            sa.func.count(sa.distinct(SubscriberEvent.subscriber_id)),
+        )
+        .select_from(Delivery)
+        .join(SubscriberEvent, SubscriberEvent.subscriber_id == Delivery.subscriber_id)
+        .where(
+            Delivery.issue_id == issue.id,
+            SubscriberEvent.kind.in_([EventKind.UNSUBSCRIBED, EventKind.BOUNCED]),
+            SubscriberEvent.at >= issue.queued_at,
+        )
+        .group_by(SubscriberEvent.kind, SubscriberEvent.detail)
+    )
+    for kind, detail, n in rows:
+        target = (
+            SubscriberStatus.BOUNCED if kind is EventKind.BOUNCED else SubscriberStatus.UNSUBSCRIBED
+        )
+        found[door(target, detail or "")] += int(n)
+    return found

@@ -33,10 +33,11 @@ from newsletter.extensions import db, get_redis, settings
 from newsletter.models import MAX_EMAIL_LENGTH, utcnow
 from newsletter.signing import serializer_keys, signing_keys
 from newsletter.subscribers import limits, proof
-from newsletter.subscribers.groups import GROUP_FIELD, read_group, tag_signup
+from newsletter.subscribers.groups import GROUP_FIELD, offer_group, read_group, tag_signup
 from newsletter.subscribers.sequence import START_FIRST, start_from_first
 from newsletter.subscribers.signup import SubscribeResult, subscribe
 from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.groups import queue_join_group
 from newsletter.tasks.mail import queue_owed_confirmation
 
 HONEYPOT_FIELD = "website"
@@ -161,6 +162,14 @@ def _record(
         else:
             db.session.rollback()
             log.warning("sign-up form for the tag %r, which no longer exists: ignored", group)
+    elif group:
+        # A known reader is mailed a link to join the group: only their mailbox can say yes.
+        now = utcnow()
+        if offer_group(db.session(), result.subscriber_id, group, now):
+            db.session.commit()
+            queue_join_group(result.subscriber_id, group, now)
+        else:
+            db.session.rollback()
     return result
 
 

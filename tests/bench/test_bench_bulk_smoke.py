@@ -27,8 +27,8 @@ def test_bulk_bench_prints_time_and_memory_for_each_action():
         ("tag a third (one statement)", 1000),
         ("untag a third (one statement)", 1000),
         ("export a third (streamed)", 1000),
-        ("unsubscribe 1 in 100 (chunks)", 30),
-        ("erase 1 in 100 (chunks)", 30),
+        ("unsubscribe 1 in 100 (job, chunks)", 30),
+        ("erase 1 in 100 (job, chunks)", 30),
     ):
         match = re.search(rf"^{re.escape(action)}\s+(\d+)\s+([\d.]+)\s+([\d.]+)$", out, re.M)
         assert match and int(match.group(1)) == rows, out

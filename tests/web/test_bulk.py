@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.models import EventKind, Subscriber, SubscriberEvent, SubscriberStatus
-from newsletter.subscribers import bulk
+from newsletter.subscribers import bulk_jobs
 from newsletter.subscribers.tags import add_tags, tag_counts, tag_names
 from tests.helpers import emails_on
 from tests.helpers.editors import editor_client, post_form
@@ -45,7 +45,7 @@ def test_the_list_filters_by_tag_and_counts_per_tag(app):
 
 
 def test_bulk_tag_untag_and_unsubscribe_reach_everyone_that_matches_not_one_page(app):
-    bulk.CHUNK, chunk = 7, bulk.CHUNK  # several chunks with a small list
+    bulk_jobs.CHUNK, chunk = 7, bulk_jobs.CHUNK  # several chunks with a small list
     try:
         _list(60, 10)
         client = editor_client(app)
@@ -93,7 +93,7 @@ def test_bulk_tag_untag_and_unsubscribe_reach_everyone_that_matches_not_one_page
         )
         assert detail == "by editor editor@example.org"
     finally:
-        bulk.CHUNK = chunk
+        bulk_jobs.CHUNK = chunk
 
 
 def test_bulk_erase_needs_the_count_typed_and_a_wrong_count_erases_nobody(app):

@@ -9,12 +9,12 @@ import re
 from flask import g
 
 from newsletter.extensions import db
-from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.models import ConfirmLimit, Subscriber, SubscriberStatus
 from newsletter.subscribers.groups import group_value
 from newsletter.subscribers.tags import add_tags, tag_names
-from tests.helpers import emails_on
+from tests.helpers import emails_on, text_part
 from tests.helpers.editors import editor_client
-from tests.helpers.readers import post_form, subscriber
+from tests.helpers.readers import link_to, post_form, subscriber
 
 S = SubscriberStatus
 
@@ -102,3 +102,45 @@ def test_a_known_address_is_not_tagged_by_a_stranger_and_a_bad_tag_is_refused(ap
     assert refused.status_code == 400 and "There is no tag named" in refused.text
     assert "<script>" not in refused.text.split("<body", 1)[1].replace("<script nonce", "")
     assert _snippet_fields(refused.text) == {}
+
+
+def test_a_known_reader_is_mailed_a_link_that_adds_the_group_when_they_press_its_button(
+    app, run_jobs, inbox
+):
+    _tag_someone("Group 8")
+    editor = editor_client(app)
+    fields = _snippet_fields(editor.get("/editor/embed?tag=Group+8").text)
+    db.session.add(Subscriber(email="known@example.com", name="Kim", status=S.CONFIRMED))
+    db.session.commit()
+    blog = app.test_client(use_cookies=False)
+    for _ in range(2):  # a second sign-up at once mails nothing more (the mailbox's limits)
+        answer = blog.post("/embed/subscribe", data={"email": "known@example.com", **fields})
+        assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
+    run_jobs()
+    mails = inbox.wait_for(1)
+    assert [m["To"] for m in mails] == ["known@example.com"]
+    assert mails[0]["Subject"].startswith("Join Group 8 at")
+    assert "You are subscribed already, so nothing changed" in " ".join(text_part(mails[0]).split())
+    join = link_to(mails[0], "/join/")
+    sub = subscriber("known@example.com")
+    assert sub is not None and tag_names(db.session(), [sub.id])[sub.id] == []
+
+    reader = app.test_client()
+    shown = reader.get(join)
+    assert shown.status_code == 200 and 'id="join"' in shown.text and "Join Group 8" in shown.text
+    assert tag_names(db.session(), [sub.id])[sub.id] == []  # opening the link changes nothing
+    done = reader.post(join)
+    assert done.status_code == 200 and "You are in Group 8" in done.text
+    assert tag_names(db.session(), [sub.id])[sub.id] == ["Group 8"]
+    assert "known@example.com" in emails_on(editor.get("/editor/subscribers?tag=Group+8").text)
+    # Pressing again changes nothing more; a changed link changes nothing at all.
+    assert reader.post(join).status_code == 200
+    assert reader.post(join[:-3] + "abc").status_code == 400
+    other = subscriber("first@example.com")
+    assert other is not None and tag_names(db.session(), [other.id])[other.id] == ["Group 8"]
+    # Already in the group: a sign-up through its form mails nothing.
+    inbox.clear()
+    db.session.query(ConfirmLimit).delete()
+    db.session.commit()
+    blog.post("/embed/subscribe", data={"email": "known@example.com", **fields})
+    assert run_jobs() == 0 and inbox.to("known@example.com") == []

@@ -14,6 +14,7 @@ from newsletter.bounces.listing import issue_counts
 from newsletter.config import WeeklySlot
 from newsletter.issues.schedule import next_slot
 from newsletter.models import Delivery, Issue, IssueStatus, Subscriber, utcnow
+from newsletter.subscribers.stats import left_since_issue
 
 LABELS = {
     IssueStatus.DRAFT: "Draft",
@@ -46,6 +47,23 @@ def unsubscribed_since(session: Session, issue: Issue) -> int:
     return int(found or 0)
 
 
+# How the summary names the doors readers leave by (``state.DOORS``).
+DOOR_WORDS = {
+    "one-click": "by the one-click button",
+    "page": "on the unsubscribe page",
+    "complaint": "by a complaint",
+    "bounce": "by a bounce",
+    "editor": "by an editor",
+    "import": "by an import",
+}
+
+
+def left_words(left: dict[str, int]) -> str:
+    """Say who left since an issue and how, e.g. "Left since: 2 by the one-click button"."""
+    said = [f"{n} {DOOR_WORDS[d]}" for d, n in left.items() if n]
+    return "Left since: " + (", ".join(said) if said else "nobody") + "."
+
+
 def summary(session: Session, issue: Issue, counts: dict[str, Any]) -> dict[str, Any]:
     """Return the figures of a finished send: what went out, what came back, how fast."""
     bounces = issue_counts(session, issue.id)
@@ -60,6 +78,7 @@ def summary(session: Session, issue: Issue, counts: dict[str, Any]) -> dict[str,
         "bounced": bounces.hard + bounces.soft,
         "complaints": bounces.complaints,
         "unsubscribed": unsubscribed_since(session, issue),
+        "left": left_words(left_since_issue(session, issue)),
         "duration_seconds": None if seconds is None else round(seconds),
         "average_per_s": None if seconds is None else round(sent / seconds, 2),
         "finished_at": issue.sent_at.isoformat() if issue.sent_at else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from flask import (
@@ -23,6 +23,7 @@ from newsletter.models import (
 )
 from newsletter.subscribers import search, stats
 from newsletter.subscribers.manage import ERASED_STAT, PAUSED_STAT, Reason
+from newsletter.subscribers.state import DOORS, IMPORTED_STAT
 from newsletter.web.charts import bar_chart, line_chart
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,17 @@ def register(app: Flask) -> None:
 
 
 COLORS = ["#2454d6", "#1f7a44", "#a4490e", "#b3261e"]
+WEEKLY_COLORS = ["#2454d6", "#7d8597", "#1f7a44", "#a4490e", "#b3261e"]
+WEEKS = 26
+# How the page names the doors readers leave by (``state.DOORS``).
+DOOR_LABELS = {
+    "one-click": "One-click",
+    "page": "Unsubscribe page",
+    "complaint": "Complaint",
+    "bounce": "Bounce",
+    "editor": "Editor",
+    "import": "Import",
+}
 
 
 def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
@@ -71,18 +83,20 @@ def _cached_delivery_counts(issue: Issue) -> dict[str, int]:
 @login_required
 def stats_page() -> Any:
     """Charts: subscribers per week, confirmation rate, and how each issue went."""
-    weeks = stats.weekly(db.session(), utcnow().date(), weeks=26)
+    weeks = stats.weekly(db.session(), utcnow().date(), weeks=WEEKS)
+    since = datetime.combine(weeks[0].start, time.min, tzinfo=UTC)
     labels = [w.start.strftime("%d %b") for w in weeks]
     weekly_chart = bar_chart(
         "Subscribers per week",
         labels,
         {
-            "new": [w.counts["subscribed"] for w in weeks],
+            "new": [w.signups for w in weeks],
+            "imported": [w.counts[IMPORTED_STAT] for w in weeks],
             "confirmed": [w.counts["confirmed"] for w in weeks],
             "unsubscribed": [w.counts["unsubscribed"] for w in weeks],
             "bounced": [w.counts["bounced"] for w in weeks],
         },
-        COLORS,
+        WEEKLY_COLORS,
     )
     rate_chart = line_chart(
         "Confirmation rate per week", labels, [w.confirmation_rate for w in weeks], "#1f7a44"
@@ -92,7 +106,7 @@ def stats_page() -> Any:
     )
     issue_chart = bar_chart(
         "Per issue",
-        [f"#{f.id}" for f in figures],
+        [f.subject for f in figures],
         {
             "sent": [f.sent for f in figures],
             "failed": [f.failed for f in figures],
@@ -102,7 +116,6 @@ def stats_page() -> Any:
         COLORS,
     )
     all_time = stats.kind_totals(db.session())
-    new, confirmed = all_time.get("subscribed", 0), all_time.get("confirmed", 0)
     reasons = stats.leaving_reasons(db.session())
     recent = stats.leaving_reasons(db.session(), utcnow().date() - RECENT_REASONS)
     return render_template(
@@ -119,5 +132,10 @@ def stats_page() -> Any:
         figures=figures,
         exact={f.id: issue_counts(db.session(), f.id) for f in figures},
         segments=segments_of(db.session(), [f.id for f in figures]),
-        overall_rate=(min(1.0, confirmed / new) if new else None),
+        overall_rate=stats.overall_rate(all_time),
+        asked=stats.Week(weeks[0].start, all_time).asked,
+        imported=all_time.get(IMPORTED_STAT, 0),
+        doors=[(d, DOOR_LABELS[d]) for d in DOORS],
+        growth=stats.tag_growth(db.session(), since),
+        since=weeks[0].start,
     )

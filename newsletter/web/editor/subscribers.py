@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,15 +33,14 @@ from newsletter.models import (
     SubscriberStatus,
     utcnow,
 )
-from newsletter.subscribers import search
+from newsletter.subscribers import bulk_jobs, search
 from newsletter.subscribers.bulk import (
     Filter,
     count_matching,
-    erase_all,
     tag_all,
-    unsubscribe_all,
     untag_all,
 )
+from newsletter.subscribers.bulk_jobs import BulkAction, BulkJob
 from newsletter.subscribers.editing import (
     EDITOR_STATUSES,
     add_person,
@@ -53,6 +53,8 @@ from newsletter.subscribers.export import csv_lines
 from newsletter.subscribers.state import erase
 from newsletter.subscribers.tags import clean_tag, find_tags, parse_tags, tag_counts, tag_names
 from newsletter.subscribers.validate import clean_name, normalize_email
+from newsletter.tasks.bulk import lease as bulk_lease
+from newsletter.tasks.bulk import queue_bulk_job
 from newsletter.tasks.mail import queue_confirmation
 from newsletter.web import row_id
 
@@ -135,6 +137,7 @@ def subscribers() -> Any:
         tag=tag,
         tags=tag_counts(db.session(), confirmed=False),
         row_tags=tag_names(db.session(), [r.id for r in rows]),
+        bulk_jobs=bulk_jobs.latest(db.session()),
         # A search is counted only when asked: its count reads the whole list (LIKE), while its
         # pages are found through the trigram index.
         matching=count_matching(db.session(), Filter(q, status, tag_id))
@@ -312,6 +315,9 @@ def erase_subscriber(subscriber_id: int) -> Any:
 
 
 BULK_ACTIONS = ("tag", "untag", "unsubscribe", "erase", "export")
+# A bulk unsubscribe or erase of at most this many is done in the request; more go to a worker.
+IN_REQUEST = 100
+STUCK_AFTER = timedelta(seconds=30)
 
 
 @bp.post("/subscribers/bulk")
@@ -343,12 +349,22 @@ def bulk() -> Any:
                 n = untag_all(db.session(), filt, found.id)
                 done = f"Took the tag “{found.name}” off {n} {_people(n)}."
             db.session.commit()
-        elif action == "unsubscribe":
-            n = unsubscribe_all(db.session(), filt, by=_by())
-            done = f"Unsubscribed {n} {_people(n)} (recorded as by you)."
         else:
-            n = erase_all(db.session(), filt, form.get("confirm_count", ""))
-            done = f"Erased {n} {_people(n)}: no row holds their address or name any more."
+            kind = BulkAction.UNSUBSCRIBE if action == "unsubscribe" else BulkAction.ERASE
+            job = bulk_jobs.start(
+                db.session(),
+                kind,
+                filt,
+                by=_by(),
+                tag_name=tag,
+                typed=form.get("confirm_count", "") if kind is BulkAction.ERASE else None,
+            )
+            db.session.commit()
+            if job.total <= IN_REQUEST:
+                bulk_jobs.run(db.session(), job.id, lease=bulk_lease())
+            else:
+                queue_bulk_job(job.id)
+            return redirect(url_for("subscribers.bulk_job", job_id=job.id), 303)
     except NewsletterError as exc:
         db.session.rollback()
         flash(exc.message, "error")
@@ -361,3 +377,34 @@ def bulk() -> Any:
 
 def _people(n: int) -> str:
     return "person" if n == 1 else "people"
+
+
+@bp.get("/subscribers/bulk/<int:job_id>")
+@login_required
+def bulk_job(job_id: int) -> Any:
+    """Show a bulk job's progress (the page reloads itself until it ends), then its report."""
+    job = db.get_or_404(BulkJob, job_id, description="No such bulk action.")
+    now = utcnow()
+    # A job just queued is not stuck yet: a worker may be about to take it.
+    stuck = job.stale(now, bulk_lease()) and (
+        job.state == "running" or job.created_at < now - STUCK_AFTER
+    )
+    return render_template("editor/bulk_job.html", job=job, stuck=stuck)
+
+
+@bp.post("/subscribers/bulk/<int:job_id>/resume")
+@login_required
+def bulk_job_resume(job_id: int) -> Any:
+    """Queue again a bulk job whose worker went away; it goes on after its last whole chunk."""
+    job = db.get_or_404(BulkJob, job_id, description="No such bulk action.")
+    if not job.stale(utcnow(), bulk_lease()):
+        flash("This action is not waiting for a worker: nothing to resume.", "error")
+    else:
+        bulk_jobs.requeue(db.session(), job.id, lease=bulk_lease())
+        attempt = job.attempt
+        db.session.commit()
+        if queue_bulk_job(job.id, attempt):
+            flash("Queued again: it goes on after the last chunk that was done.")
+        else:
+            flash("The queue (Redis) did not answer; try again in a moment.", "error")
+    return redirect(url_for("subscribers.bulk_job", job_id=job.id), 303)
