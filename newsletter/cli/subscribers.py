@@ -70,7 +70,7 @@ def subscribers_import(csv_file: Path, confirmed: bool, tags: tuple[str, ...]) -
         f"{report.rows} rows: {report.added} added, {report.confirmed} confirmed, "
         f"{report.unchanged} already there, {report.suppressed} kept out as the file says, "
         f"{len(report.errors)} skipped"
-        + (f", {len(report.to_confirm)} confirmation mails queued" if report.to_confirm else "")
+        + (f", {_mails(len(report.to_confirm))} queued" if report.to_confirm else "")
     )
 
 
@@ -192,3 +192,7 @@ def subscribers_tag(email: str, tags: tuple[str, ...], remove: bool) -> None:
         raise fail(exc) from None
     now = tag_names(db.session(), [sub.id])[sub.id]
     click.echo(f"{address}: {', '.join(now) if now else 'no tags'}")
+
+
+def _mails(count: int) -> str:
+    return f"{count} confirmation mail{'' if count == 1 else 's'}"

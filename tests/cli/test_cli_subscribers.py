@@ -101,7 +101,7 @@ def test_import_reserves_each_confirmation_as_a_sign_up_does(
     path.write_text("email,name\nann@example.com,Ann\n", encoding="utf-8")
     result = _run(app, "import", str(path))
     assert result.exit_code == 0, result.output
-    assert "1 confirmation mails queued" in result.stdout
+    assert "1 confirmation mail queued" in result.stdout
     assert run_jobs() == 1
     assert [m["To"] for m in inbox.wait_for(1)] == ["ann@example.com"]
     events = db.session.scalars(
