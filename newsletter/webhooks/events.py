@@ -11,7 +11,8 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,6 +32,8 @@ EVENTS = (
 # The reason an unsubscribe carries when the reader reported the mail as spam.
 COMPLAINT = "complaint"
 PENDING_KEY = "webhook_deliveries_to_enqueue"
+# The active webhooks as this transaction read them (see _active_hooks).
+HOOKS_KEY = "webhook_active_hooks"
 _STATUS_EVENT = {
     SubscriberStatus.CONFIRMED: "subscriber.confirmed",
     SubscriberStatus.UNSUBSCRIBED: "subscriber.unsubscribed",
@@ -48,6 +51,7 @@ def register_webhook(session: Session, url: str, events: list[str]) -> Webhook:
     )
     session.add(hook)
     session.flush()
+    session.info.pop(HOOKS_KEY, None)  # this transaction's next event sees it
     return hook
 
 
@@ -64,7 +68,7 @@ def emit(session: Session, event: str, payload: dict[str, Any]) -> list[int]:
     """
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}")
-    hooks = session.scalars(sa.select(Webhook).where(Webhook.active.is_(True))).all()
+    hooks = _active_hooks(session)
     now = utcnow()
     # Keys in this order: subscribers.state.erase finds a person's payloads by these substrings.
     body = json.dumps(
@@ -81,6 +85,20 @@ def emit(session: Session, event: str, payload: dict[str, Any]) -> list[int]:
     if ids:
         session.info.setdefault(PENDING_KEY, []).extend(ids)
     return ids
+
+
+def _active_hooks(session: Session) -> Sequence[Webhook]:
+    """Return the active webhooks, read once per transaction: a bulk change of 500 people
+    emits 500 events, and must not read the webhook table 500 times."""
+    # Flask-SQLAlchemy hands a scoped_session: its transaction is the current session's.
+    real = session if isinstance(session, Session) else cast(Any, session)()
+    transaction = real.get_transaction()
+    cached = session.info.get(HOOKS_KEY)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cast(Sequence[Webhook], cached[1])
+    hooks = session.scalars(sa.select(Webhook).where(Webhook.active.is_(True))).all()
+    session.info[HOOKS_KEY] = (real.get_transaction(), hooks)  # begun by the read if need be
+    return hooks
 
 
 def _after_rollback(session: Session) -> None:

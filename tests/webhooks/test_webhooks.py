@@ -305,3 +305,30 @@ def test_a_spam_complaint_sends_subscriber_complained(app, receiver, run_jobs, m
     assert payloads[0]["data"]["email"] == "moaner@example.com"
     assert payloads[0]["data"]["reason"] == "complaint"
     assert db.session.get(Subscriber, sub.id).status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_many_events_in_one_transaction_read_the_webhooks_once(app):
+    from newsletter.webhooks.events import emit, register_webhook
+
+    register_webhook(db.session, "https://hooks.example/a", ["subscriber.unsubscribed"])
+    db.session.commit()
+    reads: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if "FROM webhook " in statement or statement.rstrip().endswith("FROM webhook"):
+            reads.append(statement)
+
+    engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        for n in range(50):
+            payload = {"subscriber_id": n, "email": f"r{n}@example.com", "name": "", "status": "x"}
+            assert len(emit(db.session, "subscriber.unsubscribed", payload)) == 1
+        db.session.rollback()
+        # A new transaction reads them afresh: a webhook added meanwhile is seen.
+        register_webhook(db.session, "https://hooks.example/b", ["subscriber.unsubscribed"])
+        assert len(emit(db.session, "subscriber.unsubscribed", payload)) == 2
+        db.session.rollback()
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert len(reads) == 2, reads
