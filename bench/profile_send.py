@@ -1,6 +1,7 @@
 """Profile the delivery engine in-process: every batch of one issue into a counting sink.
 
-    .venv/bin/python bench/profile_send.py --n 5000 [--sink smtp-sink] [--profile]
+    .venv/bin/python bench/profile_send.py --n 5000 [--sink smtp-sink] [--profile] \\
+        [--database-url postgresql://…]
 
 Prints msg/s and CPU µs per message; with --profile, cProfile's top functions as well.
 """
@@ -25,11 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--sink", choices=SINK_KINDS, default="aiosmtpd")
+    parser.add_argument("--database-url", help="default: SQLite in a temporary folder")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--sort", default="cumulative", help="cProfile sort key (tottime...)")
     args = parser.parse_args(argv)
     sink = Sink(args.sink)
-    inst = Instance(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
+    inst = Instance(args.database_url, SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
     try:
         app = inst.app(SMTP_HOST="127.0.0.1", SMTP_PORT=str(sink.port))
         insert_confirmed(app, args.n)

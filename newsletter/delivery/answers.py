@@ -70,26 +70,52 @@ class Answers:
     issue_id: int
     streak: FailureStreak
     report: BatchReport
+    accepted: tuple[str, Claimed] | None  # the copy whose record was sent ahead, unread
     relay_down: bool
+    relay_back: bool  # a copy was accepted after an outage: clear it once that is recorded
     not_now: int
     check_relay: bool
 
     def _give_back(self, claim_id: str, rows: list[Claimed]) -> None:
+        self._settle()
         self.report.released += release(self.session, claim_id, [r.delivery_id for r in rows])
         self.session.commit()
 
     def _record_sent(self, claim_id: str, row: Claimed) -> None:
-        """Record an accepted copy, on a fresh connection if need be: it is never sent again."""
+        """Record an accepted copy, on a fresh connection if need be: it is never sent again.
+
+        On PostgreSQL the record is sent ahead and ``_settle`` reads its answer: before the
+        end of the next copy's data, and before anything else the batch does with the
+        database, so an accepted copy is never given back as unsent.
+        """
+        self._settle()
+        delivery_id, now = row.delivery_id, utcnow()
+        if self.relay_down:  # the relay took a copy: the outage is over
+            self.relay_down, self.relay_back = False, True
+        if self.recorder.start_sent(delivery_id, claim_id, now):
+            self.accepted = (claim_id, row)
+            return
+        call, record = self.recorder.call, lambda r: r.sent(delivery_id, claim_id, now)
+        self._recorded(claim_id, row, lambda: call(record))
+
+    def _settle(self) -> None:
+        """Read the answer to the record sent ahead last, and act on it."""
+        if self.accepted is None:
+            return
+        (claim_id, row), self.accepted = self.accepted, None
+        self._recorded(claim_id, row, self.recorder.finish_sent)
+
+    def _recorded(
+        self, claim_id: str, row: Claimed, record: Callable[[], tuple[bool, bool]]
+    ) -> None:
         try:
-            recorded, retried = self.recorder.call(
-                lambda r: r.sent(row.delivery_id, claim_id, utcnow())
-            )
+            recorded, retried = record()
         except self.recorder.errors as exc:
             # Accepted, and no database to say so: the row stays held (never given back as
             # unsent), and once its lease lapses the reconciler counts it as possibly sent.
             raise AcceptedUnrecorded(f"copy {row.delivery_id} accepted, not recorded") from exc
-        if self.relay_down:
-            self.relay_down = False
+        if self.relay_back:
+            self.relay_back = False
             clear_unreachable(self.session, self.issue_id)
             self.session.commit()
         if recorded:
@@ -116,6 +142,7 @@ class Answers:
         self, claim_id: str, rest: list[Claimed], exc: SMTPTemporaryError
     ) -> NoReturn:
         """The relay cannot take mail: give every copy back untouched and wait for it."""
+        self._settle()
         session, settings, now = self.session, self.ctx.settings, utcnow()
         retry_at = note_unreachable(
             session, self.issue_id, now, str(exc), settings.relay_wait, settings.relay_wait_max
@@ -148,6 +175,7 @@ class Answers:
         block, then resumes); the same copy refused again after the resume is failed, so
         one reader's server never stalls the newsletter.
         """
+        self._settle()
         if exc.stage not in ABOUT_THE_READER:
             return False
         return last_error(self.session, row.delivery_id).startswith(PAUSED_THE_SEND)
@@ -156,6 +184,7 @@ class Answers:
         self, claim_id: str, row: Claimed, exc: SMTPRefusal, kind: BounceKind | None = None
     ) -> None:
         """Record a copy refused for good, and what the refusal says about the reader."""
+        self._settle()
         session = self.session
         kind = kind or KINDS[exc.verdict]
         error = (
@@ -168,6 +197,7 @@ class Answers:
 
     def _deferred(self, claim_id: str, row: Claimed, exc: SMTPTemporaryError) -> None:
         """Record a copy refused for now: retried later, or failed after the last attempt."""
+        self._settle()
         session, settings = self.session, self.ctx.settings
         outcome = record_temporary(
             session,
@@ -201,6 +231,7 @@ class Answers:
 
     def _pause_for_relay(self, claim_id: str, rest: list[Claimed], exc: SMTPRelayError) -> NoReturn:
         """The relay refused us: pause at once; this copy and the rest go back untouched."""
+        self._settle()
         reason = f"paused: the mail relay refused us at {exc.stage}: {exc}"
         pause(self.session, self.issue_id, reason, automatic=True)
         if exc.stage in ABOUT_THE_READER:  # remembered: a second time fails this copy
@@ -219,6 +250,7 @@ class Answers:
         self, claim_id: str, row: Claimed, rest: list[Claimed], count: int
     ) -> None:
         """Pause the issue after too many failures in a row; give back the rest of the chunk."""
+        self._settle()
         reason = (
             f"paused automatically: the last {count} messages all failed "
             f"(last answer: {last_error(self.session, row.delivery_id)})"

@@ -92,7 +92,9 @@ class _BatchRun(Answers):
     base: str
     streak: FailureStreak
     report: BatchReport = field(default_factory=BatchReport)
+    accepted: tuple[str, Claimed] | None = None
     relay_down: bool = False  # the relay was found unreachable: the next acceptance clears it
+    relay_back: bool = False
     not_now: int = 0  # "not now" answers about readers in a row
     check_relay: bool = True  # read the issue's relay state before the next claim
     send_one: _SendOne | None = None
@@ -149,6 +151,7 @@ class _BatchRun(Answers):
         No copy whose send was accepted is among them: those are recorded before anything
         else (``SteadyRecorder`` retries that write on a fresh connection).
         """
+        self._settle()
         for attempt in range(DB_FAILURES_AT_MOST):
             sleep_unless_stopped(backoff(failures + attempt), self.ctx.should_stop)
             try:
@@ -239,12 +242,14 @@ class _BatchRun(Answers):
                 self._wait_for_relay(claim_id, rows[index:], down.error)
             if streak >= pause_after:
                 self._pause_for_streak(claim_id, row, rows[index + 1 :], streak)
+        self._settle()
 
     def _recheck(self, claim_id: str, rest: list[Claimed]) -> set[int]:
         """Re-read what may have changed since the claim; return who left meanwhile.
 
         A paused or cancelled issue ends the batch here: the unsent rest goes back.
         """
+        self._settle()  # the record sent ahead is read before the recorder is used again
         status, _retried = self.recorder.call(lambda r: r.issue_status(self.issue_id))
         if status not in sendable(self.batch):
             self._halt(claim_id, rest)
@@ -277,7 +282,7 @@ class _BatchRun(Answers):
             ctx.token_for,
             ctx.manage_token_for,
         )
-        send, envelope = ctx.smtp.send, ctx.envelope
+        send, envelope, settle = ctx.smtp.send, ctx.envelope, self._settle
         succeeded, failed = self.streak.succeeded, self.streak.failed
         suspect_after = ctx.settings.relay_suspect_after
 
@@ -291,7 +296,9 @@ class _BatchRun(Answers):
                 name=row.name,
             )
             try:
-                send(row.email, data, envelope(row.delivery_id) if envelope else None)
+                # The record of the copy before is collected once this one's envelope is
+                # taken, before its data ends: so it travels while this copy is on the wire.
+                send(row.email, data, envelope(row.delivery_id) if envelope else None, settle)
             except SMTPRelayError as exc:
                 if not self._paused_for_before(row, exc):
                     raise  # about us, not this reader: the caller pauses the send

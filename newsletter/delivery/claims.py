@@ -16,6 +16,7 @@ from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import PoolProxiedConnection
 
+from newsletter.delivery.ahead import RecordAhead
 from newsletter.delivery.audience import (
     in_audience,
     paused_note,
@@ -263,6 +264,11 @@ class Recorder:
             self._closing = autocommit
             conn = autocommit.connection
         self._cur: DBAPICursor = conn.cursor()
+        # PostgreSQL: the record can travel while the next copy goes (``delivery.ahead``).
+        self.ahead: RecordAhead | None = None
+        if dialect.driver == "psycopg":
+            dbapi_conn = conn.dbapi_connection
+            self.ahead = RecordAhead(cast(Any, dbapi_conn), self._sent.sql, self._sent.base)
         # Without the flush wait, a record's commit returns once it is in the server's WAL
         # buffers: still atomic and kept through a worker's death or a killed backend; only a
         # crash of the database server can lose the last few hundred milliseconds of it.
@@ -276,6 +282,19 @@ class Recorder:
             self._sent.sql, self._sent.params(delivery_id=delivery_id, claim_id=claim_id, now=now)
         )
         return self._cur.rowcount == 1
+
+    def start_sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
+        """Send one acceptance's record without waiting; False where only ``sent`` can."""
+        if self.ahead is None:
+            return False
+        now_value = self._sent.procs["now"](now) if "now" in self._sent.procs else now
+        self.ahead.start(delivery_id=delivery_id, claim_id=claim_id, now=now_value)
+        return True
+
+    def finish_sent(self) -> bool:
+        """Wait for the record ``start_sent`` sent; False if the lease was lost meanwhile."""
+        assert self.ahead is not None
+        return self.ahead.finish() == 1
 
     def no_longer_confirmed(self, issue_id: int, batch: int, claim_id: str) -> set[int]:
         """Return the deliveries held by ``claim_id`` whose subscriber left meanwhile."""
@@ -292,6 +311,8 @@ class Recorder:
     def close(self) -> None:
         """Give the connection back to the pool."""
         try:
+            if self.ahead is not None and self.ahead.waiting:
+                self.ahead.finish()  # a batch that ended on an error: read its last answer
             if self._async:  # the pooled connection goes back as every other one is
                 self._cur.execute("RESET synchronous_commit")
             self._cur.close()

@@ -17,7 +17,13 @@ RECHECK_SECONDS = 0.05
 
 
 class Sender(Protocol):
-    def send(self, to: str, data: bytes, sender: str | None = None) -> None: ...
+    def send(
+        self,
+        to: str,
+        data: bytes,
+        sender: str | None = None,
+        before_end: Callable[[], object] | None = None,
+    ) -> None: ...
 
 
 @dataclass

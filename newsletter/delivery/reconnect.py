@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar, cast
 
 import sqlalchemy as sa
@@ -55,6 +56,7 @@ class SteadyRecorder:
         self.flush_wait = flush_wait
         self._rec: Recorder | None = Recorder(session, flush_wait=flush_wait)
         self.retried = 0  # how many calls needed a second connection
+        self._ahead: tuple[int, str, datetime] | None = None  # a record sent, its answer unread
 
     def call(self, use: Callable[[Recorder], T]) -> tuple[T, bool]:
         """Run ``use`` on the recorder until it succeeds; return its result and whether it retried.
@@ -62,6 +64,8 @@ class SteadyRecorder:
         A retried write may have been committed by the attempt whose connection died: the
         caller reads a "nothing changed" answer after a retry accordingly.
         """
+        if self._ahead is not None:
+            raise RuntimeError("a record sent ahead must be finished first")
         deadline = time.monotonic() + self.give_up_after
         attempt = 0
         while True:
@@ -77,6 +81,47 @@ class SteadyRecorder:
             attempt += 1
             self.retried += attempt == 1
             time.sleep(backoff(attempt - 1))
+
+    def start_sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
+        """Send an acceptance's record without waiting for it (PostgreSQL).
+
+        Return False where the database cannot (SQLite): the caller records it with ``call``.
+        Otherwise ``finish_sent`` must collect it before anything else uses the recorder.
+        """
+        self._ahead = (delivery_id, claim_id, now)
+        try:
+            if self._rec is None:
+                self._rec = Recorder(self.session, flush_wait=self.flush_wait)
+            if self._rec.start_sent(delivery_id, claim_id, now):
+                return True
+        except self.errors as exc:
+            log.warning("database connection lost while recording (%s); reconnecting", exc)
+            self._drop()
+            return True  # finish_sent records it on a fresh connection
+        self._ahead = None
+        return False
+
+    def finish_sent(self) -> tuple[bool, bool]:
+        """Collect the record ``start_sent`` sent: whether it was recorded, and whether retried.
+
+        A lost connection leaves unknown whether the record was committed: it is made again
+        on a fresh connection, and the answer is read as a retried one (see ``call``).
+        """
+        if self._ahead is None:
+            raise RuntimeError("no record was sent ahead")
+        delivery_id, claim_id, now = self._ahead
+        if self._rec is not None:
+            try:
+                recorded = self._rec.finish_sent()
+                self._ahead = None
+                return recorded, False
+            except self.errors as exc:
+                log.warning("database connection lost while recording (%s); reconnecting", exc)
+                self._drop()
+        self._ahead = None
+        self.retried += 1
+        recorded, _retried = self.call(lambda r: r.sent(delivery_id, claim_id, now))
+        return recorded, True
 
     def _drop(self) -> None:
         rec, self._rec = self._rec, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import smtplib
 import ssl
+from collections.abc import Callable
 from email.utils import parseaddr
 
 import idna
@@ -65,6 +66,14 @@ class SMTPPermanentError(SMTPRefusal):
         self.verdict = verdict
 
 
+class _HookFailed(Exception):
+    """The caller's ``before_end`` raised: carried past the handler of the line's own errors."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class SMTPSender:
     """One SMTP connection, opened lazily and reused for a batch of messages.
 
@@ -123,9 +132,18 @@ class SMTPSender:
         self._smtputf8 = bool(conn.has_extn("smtputf8"))
         return conn
 
-    def send(self, to: str, data: bytes, sender: str | None = None) -> None:
+    def send(
+        self,
+        to: str,
+        data: bytes,
+        sender: str | None = None,
+        before_end: Callable[[], object] | None = None,
+    ) -> None:
         """Hand one message to the server, from ``sender`` (default MAIL_FROM's address).
 
+        ``before_end`` runs once the server has taken the envelope and before the data goes:
+        a batch waits there for the record of the copy before (``delivery.writer``). Should it
+        raise, the connection is dropped without ending the data, so the server keeps nothing.
         Raise an SMTPRefusal subclass that says what a refusal means (``mail.refusals``).
         """
         if self._conn is None:
@@ -170,11 +188,15 @@ class SMTPSender:
                 conn.send(b".\r\n")
                 conn.getreply()
             else:
+                if before_end is not None:
+                    self._before_end(before_end)
                 stage = Stage.END
                 conn.send(dot_stuffed(data))
                 code, message = conn.getreply()
                 if code != 250:
                     refusal = ((code, message), Stage.END)
+        except _HookFailed as failed:
+            raise failed.error from None
         except (smtplib.SMTPException, OSError) as exc:
             self.close()
             # Lost after the message went out: whether the server took it is unknown.
@@ -184,6 +206,17 @@ class SMTPSender:
             (code, message), stage = refusal
             self._after_refusal(code)
             raise classify(code, message, stage)
+
+    def _before_end(self, hook: Callable[[], object]) -> None:
+        try:
+            hook()
+        except BaseException as exc:
+            # Mid-DATA: a QUIT would be read as data. Drop the line; the server discards
+            # the unfinished message.
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+            raise _HookFailed(exc) from None
 
     def _after_refusal(self, code: int = 0) -> None:
         # After a refusal the session may be half-way through a transaction: reset it, or drop it.

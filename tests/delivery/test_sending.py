@@ -256,7 +256,9 @@ def test_whoever_unsubscribes_after_the_claim_but_before_their_turn_is_skipped(
     sent_to: list[str] = []
 
     class LeavesMidway:
-        def send(self, to: str, data: bytes, sender: str | None = None) -> None:
+        def send(self, to: str, data: bytes, sender: str | None = None, before_end=None) -> None:
+            if before_end is not None:
+                before_end()
             sent_to.append(to)
             if len(sent_to) == 2:  # the fourth reader unsubscribes while the second copy goes
                 with Session(db.engine) as other:

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ class FaultHandler:
         self.data_delay = 0.0  # seconds before answering DATA: a slow relay, not a rate cap
         self.mail_answer: str | None = None
         self.end_answer: str | None = None
+        self.on_data_end: Callable[[], None] | None = None  # called as each copy's data ends
         self._lock = threading.Condition()
 
     def script(self, rcpt: str, *steps: str) -> None:
@@ -99,6 +101,8 @@ class FaultHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.on_data_end is not None:
+            self.on_data_end()
         data = envelope.original_content or envelope.content
         msg = email.message_from_bytes(data, policy=email.policy.default)
         rcpt = envelope.rcpt_tos[0]
