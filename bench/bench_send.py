@@ -53,6 +53,8 @@ from common import (  # noqa: E402
     RawResult,
     Sink,
     backend_cpu,
+    box_busy_since,
+    box_jiffies,
     cpu_seconds,
     insert_confirmed,
     peak_rss_kb,
@@ -136,6 +138,9 @@ class SendRun:
     avg_bytes: float = 0.0
     db_cpu_us: float = float("nan")  # PostgreSQL backends' CPU per message
     counts: dict[str, int] = field(default_factory=dict)
+    # The whole machine's CPU busy from "send" to the last acceptance (0..1), and the raw's.
+    box_busy: float = float("nan")
+    raw_box_busy: float = float("nan")
 
 
 def start_workers(inst: Instance, sink: Sink, count: int) -> list[subprocess.Popen[bytes]]:
@@ -245,10 +250,11 @@ def run_send(
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         db_before = backend_cpu(app)
         start_count, start_bytes = sink.count, sink.bytes
-        started = time.time()
+        started, box_before = time.time(), box_jiffies()
         inst.run("issues", "send", str(issue_id))
         command_end = time.time()
         last = sink.wait_for(start_count + n)
+        box = box_busy_since(box_before)
         first = sink.first if start_count == 0 else 0.0
         # The last acceptance is in; wait for the workers to record it before reading CPU.
         deadline = time.monotonic() + 60
@@ -287,6 +293,8 @@ def run_send(
         avg_bytes=avg_bytes,
         counts=counts,
         db_cpu_us=db_cpu / n * 1e6 if db_after else float("nan"),
+        box_busy=box,
+        raw_box_busy=baseline.box_busy,
     )
 
 
@@ -320,6 +328,7 @@ def print_table(runs: list[SendRun], baselines: dict[tuple[str, int], RawResult]
             f"cpu_us={r.cpu_us:.0f} raw_cpu_us={r.raw_cpu_us:.0f} rss_kb={rss}"
             + (f" avg_bytes={r.avg_bytes:.0f}" if r.avg_bytes else "")
             + (f" db_cpu_us={r.db_cpu_us:.0f}" if r.db_cpu_us == r.db_cpu_us else "")
+            + f" box_busy={r.box_busy:.2f} raw_box_busy={r.raw_box_busy:.2f}"
         )
 
 

@@ -368,6 +368,23 @@ class RawResult:
     seconds: float
     rate: float  # messages per second, from "go" to the sink's last acceptance
     cpu_us: float  # sender CPU (user + system) per message, microseconds
+    box_busy: float = float("nan")  # the whole machine's CPU busy meanwhile, 0..1
+
+
+def box_jiffies() -> tuple[int, int]:
+    """Return the whole machine's (busy, total) CPU time so far, from /proc/stat (Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def box_busy_since(before: tuple[int, int]) -> float:
+    """Return how busy the machine's CPUs were since ``before`` (``box_jiffies``), 0..1."""
+    busy, total = box_jiffies()
+    return (busy - before[0]) / (total - before[1]) if total > before[1] else float("nan")
 
 
 def build_raw_messages(size: int, count: int = 64) -> list[bytes]:
@@ -431,12 +448,13 @@ def raw_baseline(
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("a raw sender failed to start")
     start_count = sink.count
-    started = time.time()
+    started, box_before = time.time(), box_jiffies()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
     last = sink.wait_for(start_count + messages)
+    box = box_busy_since(box_before)
     cpu = 0.0
     for p in procs:
         out, _ = p.communicate(timeout=60)
@@ -445,7 +463,9 @@ def raw_baseline(
             raise RuntimeError(f"a raw sender failed: {out.strip()}")
         cpu += float(match.group(1))
     seconds = last - started
-    return RawResult(connections, messages, seconds, messages / seconds, cpu / messages * 1e6)
+    return RawResult(
+        connections, messages, seconds, messages / seconds, cpu / messages * 1e6, box_busy=box
+    )
 
 
 def _raw_sender(port: int, count: int, size: int, mail_dir: str | None) -> None:
