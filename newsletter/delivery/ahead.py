@@ -8,13 +8,14 @@ before k+1's data ends. So the duplicate bound is unchanged: when a worker dies,
 one copy in flight on its connection was accepted and not recorded.
 
 libpq's asynchronous calls do this on the batch's own thread, with no thread or pipeline
-of our own: ``send_query_params`` now, ``get_result`` later. Between the two nothing else
+of our own: ``send_query_prepared`` now, ``get_result`` later. Between the two nothing else
 uses the connection (the batch collects the answer before any other use of its recorder).
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import select
 from datetime import datetime
 from typing import Any
@@ -36,7 +37,12 @@ class RecordAhead:
             names.append(match.group(1))
             return f"${len(names)}"
 
-        self._sql = _PARAM.sub(number, sql).encode()
+        # Prepared once for the batch: each record is then a Bind and Execute, not a parse
+        # and plan (the name is the batch's own: the pooled connection outlives it).
+        self._name = f"record_sent_{secrets.token_hex(6)}".encode()
+        made = self._pg.prepare(self._name, _PARAM.sub(number, sql).encode())
+        if made.status != pq.ExecStatus.COMMAND_OK:
+            raise psycopg.OperationalError((made.error_message or b"").decode(errors="replace"))
         self._names = names
         self._base = base
         self.waiting = False
@@ -44,7 +50,7 @@ class RecordAhead:
     def start(self, **values: Any) -> None:
         """Send the statement with ``values`` over the base parameters; do not wait."""
         params = {**self._base, **values}
-        self._pg.send_query_params(self._sql, [_text(params[n]) for n in self._names])
+        self._pg.send_query_prepared(self._name, [_text(params[n]) for n in self._names])
         self.waiting = True
         if self._pg.flush() != 0:  # pragma: no cover - a blocking connection sends it all
             raise psycopg.OperationalError("the record could not be sent whole")
@@ -68,6 +74,12 @@ class RecordAhead:
             # connection, as it does when the synchronous record fails.
             raise psycopg.OperationalError(error)
         return changed
+
+    def close(self) -> None:
+        """Forget the prepared statement (the connection goes back to the pool)."""
+        if self.waiting:
+            self.finish()  # a batch that ended on an error: read its last answer first
+        self._pg.exec_(b"DEALLOCATE " + self._name)
 
 
 def _text(value: Any) -> bytes | None:

@@ -311,8 +311,8 @@ class Recorder:
     def close(self) -> None:
         """Give the connection back to the pool."""
         try:
-            if self.ahead is not None and self.ahead.waiting:
-                self.ahead.finish()  # a batch that ended on an error: read its last answer
+            if self.ahead is not None:
+                self.ahead.close()
             if self._async:  # the pooled connection goes back as every other one is
                 self._cur.execute("RESET synchronous_commit")
             self._cur.close()
