@@ -142,8 +142,8 @@ class SMTPSender:
         """Hand one message to the server, from ``sender`` (default MAIL_FROM's address).
 
         ``before_end`` runs once the server has taken the envelope and before the data goes:
-        a batch waits there for the record of the copy before (``delivery.writer``). Should it
-        raise, the connection is dropped without ending the data, so the server keeps nothing.
+        a batch reads there the answer to the record of the copy before (``delivery.ahead``).
+        Should it raise, the line is dropped without ending the data: the server keeps nothing.
         Raise an SMTPRefusal subclass that says what a refusal means (``mail.refusals``).
         """
         if self._conn is None:
