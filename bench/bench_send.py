@@ -141,6 +141,9 @@ class SendRun:
     # The whole machine's CPU busy from "send" to the last acceptance (0..1), and the raw's.
     box_busy: float = float("nan")
     raw_box_busy: float = float("nan")
+    # The sink's CPU over the send's wall time (0..1 of one core), and during the raw run.
+    sink_busy: float = float("nan")
+    raw_sink_busy: float = float("nan")
 
 
 def start_workers(inst: Instance, sink: Sink, count: int) -> list[subprocess.Popen[bytes]]:
@@ -250,11 +253,12 @@ def run_send(
         cpu_before = [cpu_seconds(p.pid) for p in procs]
         db_before = backend_cpu(app)
         start_count, start_bytes = sink.count, sink.bytes
-        started, box_before = time.time(), box_jiffies()
+        started, box_before, sink_before = time.time(), box_jiffies(), sink.cpu()
         inst.run("issues", "send", str(issue_id))
         command_end = time.time()
         last = sink.wait_for(start_count + n)
         box = box_busy_since(box_before)
+        sink_cpu = sink.cpu() - sink_before
         first = sink.first if start_count == 0 else 0.0
         # The last acceptance is in; wait for the workers to record it before reading CPU.
         deadline = time.monotonic() + 60
@@ -295,6 +299,8 @@ def run_send(
         db_cpu_us=db_cpu / n * 1e6 if db_after else float("nan"),
         box_busy=box,
         raw_box_busy=baseline.box_busy,
+        sink_busy=sink_cpu / seconds,
+        raw_sink_busy=baseline.sink_busy,
     )
 
 
@@ -329,6 +335,7 @@ def print_table(runs: list[SendRun], baselines: dict[tuple[str, int], RawResult]
             + (f" avg_bytes={r.avg_bytes:.0f}" if r.avg_bytes else "")
             + (f" db_cpu_us={r.db_cpu_us:.0f}" if r.db_cpu_us == r.db_cpu_us else "")
             + f" box_busy={r.box_busy:.2f} raw_box_busy={r.raw_box_busy:.2f}"
+            + f" sink_busy={r.sink_busy:.2f} raw_sink_busy={r.raw_sink_busy:.2f}"
         )
 
 

@@ -189,6 +189,10 @@ class Sink:
                 self.first, self.last = float(fields["first"]), float(fields["last"])
                 self._changed.notify_all()
 
+    def cpu(self) -> float:
+        """Return the CPU seconds the sink's process has used so far."""
+        return cpu_seconds(self.proc.pid)
+
     def wait_for(self, target: int, stall: float = 60.0) -> float:
         """Wait until ``target`` messages were accepted in all; return when the last one was.
 
@@ -369,6 +373,9 @@ class RawResult:
     rate: float  # messages per second, from "go" to the sink's last acceptance
     cpu_us: float  # sender CPU (user + system) per message, microseconds
     box_busy: float = float("nan")  # the whole machine's CPU busy meanwhile, 0..1
+    # The sink's own CPU over the run's wall time (0..1 of one core): a sink near 1.0 is the
+    # limit; one well below it waited for its clients.
+    sink_busy: float = float("nan")
 
 
 def box_jiffies() -> tuple[int, int]:
@@ -413,14 +420,20 @@ def build_raw_messages(size: int, count: int = 64) -> list[bytes]:
 
 
 def raw_baseline(
-    sink: Sink, connections: int, messages: int, size: int = 7000, mail_dir: Path | None = None
+    sink: Sink,
+    connections: int,
+    messages: int,
+    size: int = 7000,
+    mail_dir: Path | None = None,
+    spin_us: float = 0.0,
 ) -> RawResult:
     """Send ``messages`` pre-built messages over ``connections`` persistent smtplib connections.
 
     Each connection is its own process (as each worker is), all started together once every
     one has built its messages and connected; timed from the start to the sink's last acceptance.
     The messages are the ``*.eml`` files in ``mail_dir`` when given (copies of the very issue
-    the send delivers), else synthetic ones of ``size`` bytes.
+    the send delivers), else synthetic ones of ``size`` bytes. ``spin_us`` makes each sender
+    burn that much CPU of its own before each message (``bench/raw_spin.py``).
     """
     share = [messages // connections + (i < messages % connections) for i in range(connections)]
     procs = [
@@ -436,6 +449,7 @@ def raw_baseline(
                 "--size",
                 str(size),
                 *(["--mail-dir", str(mail_dir)] if mail_dir else []),
+                *(["--spin-us", str(spin_us)] if spin_us else []),
             ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -448,13 +462,14 @@ def raw_baseline(
         if p.stdout.readline().strip() != "ready":
             raise RuntimeError("a raw sender failed to start")
     start_count = sink.count
-    started, box_before = time.time(), box_jiffies()
+    started, box_before, sink_before = time.time(), box_jiffies(), sink.cpu()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
     last = sink.wait_for(start_count + messages)
     box = box_busy_since(box_before)
+    sink_busy = (sink.cpu() - sink_before) / max(last - started, 1e-9)
     cpu = 0.0
     for p in procs:
         out, _ = p.communicate(timeout=60)
@@ -464,11 +479,26 @@ def raw_baseline(
         cpu += float(match.group(1))
     seconds = last - started
     return RawResult(
-        connections, messages, seconds, messages / seconds, cpu / messages * 1e6, box_busy=box
+        connections,
+        messages,
+        seconds,
+        messages / seconds,
+        cpu / messages * 1e6,
+        box_busy=box,
+        sink_busy=sink_busy,
     )
 
 
-def _raw_sender(port: int, count: int, size: int, mail_dir: str | None) -> None:
+def _spin(seconds: float) -> None:
+    """Burn ``seconds`` of this thread's CPU (not wall time: a busy box stretches it)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+def _raw_sender(
+    port: int, count: int, size: int, mail_dir: str | None, spin_us: float = 0.0
+) -> None:
     import smtplib
 
     if mail_dir:
@@ -481,6 +511,8 @@ def _raw_sender(port: int, count: int, size: int, mail_dir: str | None) -> None:
     sys.stdin.readline()
     cpu0 = time.process_time()
     for i in range(count):
+        if spin_us:
+            _spin(spin_us / 1e6)
         conn.sendmail("tips@example.org", [f"reader{i}@example.com"], messages[i % len(messages)])
     conn.quit()
     print(f"done cpu={time.process_time() - cpu0:.6f}", flush=True)
@@ -495,8 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     raw.add_argument("--count", type=int, required=True)
     raw.add_argument("--size", type=int, default=7000)
     raw.add_argument("--mail-dir", help="send the *.eml files here instead of synthetic mail")
+    raw.add_argument("--spin-us", type=float, default=0.0, help="CPU to burn before each message")
     args = parser.parse_args(argv)
-    _raw_sender(args.port, args.count, args.size, args.mail_dir)
+    _raw_sender(args.port, args.count, args.size, args.mail_dir, args.spin_us)
     return 0
 
 

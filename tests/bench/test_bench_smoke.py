@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
-def run_bench(script: str) -> str:
+def run_bench(script: str, database: bool = True) -> str:
     """Run ``bench/<script> --smoke`` as a user would; return its stdout, failing on non-zero."""
     args = [sys.executable, str(REPO / "bench" / script), "--smoke"]
     # On the PostgreSQL run, bench there too (it makes and drops its own database).
-    if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"):
+    if database and os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"):
         args += ["--database-url", os.environ["TEST_DATABASE_URL"]]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=REPO)
     assert done.returncode == 0, f"{script} failed:\n{done.stdout}\n{done.stderr}"
@@ -38,6 +38,7 @@ def test_send_bench_delivers_every_copy_and_prints_its_figures():
     assert got["n"] == "200" and got["workers"] == "1" and got["sink"] == "aiosmtpd"
     assert float(got["rate"]) > 0 and float(got["baseline"]) > 0
     assert float(got["cpu_us"]) > 0 and int(got["rss_kb"]) > 0
+    assert float(got["sink_busy"]) > 0 and float(got["raw_sink_busy"]) > 0
     assert "NOTE:" not in out, out  # a NOTE means some recipient was not sent exactly once
 
 
@@ -49,3 +50,32 @@ def test_subscribe_bench_signs_people_up_and_prints_its_figures():
     assert got["rps"] > 0 and got["hello_rps"] > 0 and got["p99_ms"] > 0
     created = re.search(r"^subscribers created: (\d+) \(requests (\d+)\)", out, re.M)
     assert created and int(created.group(1)) >= int(created.group(2)) > 0, out
+
+
+def test_raw_spin_bench_burns_the_cpu_it_is_told_to_per_message():
+    out = run_bench("raw_spin.py", database=False)
+    runs = {
+        got["spin_us"]: got
+        for got in (figures(x) for x in out.splitlines() if x.startswith("RESULT raw_spin "))
+    }
+    assert set(runs) == {"0", "200"}, out
+    assert float(runs["0"]["rate"]) > 0 and float(runs["200"]["rate"]) > 0
+    # CPU time, not wall time: the spin shows in the senders' own CPU per message.
+    assert float(runs["200"]["cpu_us"]) >= float(runs["0"]["cpu_us"]) + 150, out
+
+
+@pytest.mark.skipif(
+    not os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"),
+    reason="measures a PostgreSQL backend",
+)
+def test_record_floor_bench_records_every_delivery_and_prints_each_statement():
+    out = run_bench("record_floor.py")
+    kinds = {
+        figures(x)["statement"]: figures(x)
+        for x in out.splitlines()
+        if x.startswith("RESULT record_floor ")
+    }
+    assert set(kinds) == {"round_trip", "record", "record_HOT", "outcome_row"}, out
+    assert all(float(k["backend_us"]) > 0 for k in kinds.values()), out
+    # The worker's own statement moved every claimed delivery to sent.
+    assert "deliveries recorded sent by the last round: 2000 of 2000" in out, out
