@@ -1,0 +1,166 @@
+"""What a durable record per copy costs PostgreSQL at the least: the backend's CPU per statement.
+
+    .venv/bin/python bench/record_floor.py --database-url postgresql://postgres@127.0.0.1/postgres
+        [--n 20000] [--rounds 3]
+
+SPEC bounds a crash's duplicates to the copy in flight, so each accepted copy is recorded by a
+committed statement of its own before the next copy's data ends. This measures, on the
+product's own schema (a throwaway database migrated as `newsletter db upgrade` does, N
+confirmed readers, N deliveries claimed), the CPU the PostgreSQL backend spends per
+statement, read from /proc for that backend, each statement prepared and autocommitted with
+``synchronous_commit = off`` as the worker's recorder runs it:
+
+* ``round trip``: ``SELECT 1``: what any statement per copy costs at the least;
+* ``record``: the worker's own statement (``delivery.claims._RECORD_SENT``) on ``delivery``,
+  whose ``status`` is in an index, so no update is HOT and each writes every index;
+* ``record, HOT``: the same on a copy of ``delivery`` with ``status`` in no index (fillfactor
+  90): what taking ``status`` out of every index could save at best;
+* ``outcome row``: an INSERT into a two-column table: an append-only record.
+
+Linux only (/proc). The database is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Instance, insert_confirmed, print_machine  # noqa: E402
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def backend_cpu(pid: int) -> float:
+    """Return the CPU seconds (user + system) the backend ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def prepare(conn, inst: Instance, n: int) -> None:  # type: ignore[no-untyped-def]
+    """Fill the throwaway database: an issue, N readers, N deliveries claimed by 'floor'."""
+    app = inst.app()
+    insert_confirmed(app, n)
+    from newsletter.extensions import db
+    from newsletter.issues.actions import create_issue
+
+    with app.app_context():
+        issue_id = create_issue("Floor", "The record's floor.").id
+        db.session.remove()
+        db.engine.dispose()
+    conn.execute("UPDATE issue SET status = 'sending' WHERE id = %s", (issue_id,))
+    conn.execute(
+        "INSERT INTO delivery (issue_id, subscriber_id, batch, status, attempts, claimed_by,"
+        " lease_until, last_error) SELECT %s, id, 0, 'sending', 0, 'floor',"
+        " now() + interval '1 hour', '' FROM subscriber ORDER BY id",
+        (issue_id,),
+    )
+    # The same rows in a table with ``status`` in no index: every update can be HOT.
+    conn.execute(
+        "CREATE TABLE delivery_hot (LIKE delivery INCLUDING DEFAULTS) WITH (fillfactor = 90)"
+    )
+    conn.execute("INSERT INTO delivery_hot SELECT * FROM delivery")
+    conn.execute("ALTER TABLE delivery_hot ADD PRIMARY KEY (id)")
+    conn.execute("CREATE UNIQUE INDEX ON delivery_hot (issue_id, subscriber_id)")
+    conn.execute("CREATE INDEX ON delivery_hot (subscriber_id)")
+    conn.execute("CREATE INDEX ON delivery_hot (issue_id, batch, id)")
+    conn.execute("CREATE TABLE outcome (delivery_id bigint PRIMARY KEY, sent_at timestamptz)")
+    conn.execute("VACUUM ANALYZE")
+
+
+def reset(conn) -> None:  # type: ignore[no-untyped-def]
+    """Put every delivery back in 'sending' and empty the outcome table, then vacuum."""
+    for table in ("delivery", "delivery_hot"):
+        conn.execute(
+            f"UPDATE {table} SET status = 'sending', sent_at = NULL, attempts = 0,"  # noqa: S608
+            " lease_until = now() + interval '1 hour'"
+        )
+    conn.execute("TRUNCATE outcome")
+    conn.execute("VACUUM ANALYZE")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure each statement's backend CPU over N executions, ``--rounds`` times."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", required=True, help="a PostgreSQL server")
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="2,000 statements, 1 round (CI)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.n, args.rounds = 2000, 1  # enough for /proc's 10 ms ticks to count
+    import psycopg
+
+    from newsletter.delivery.claims import _RECORD_SENT, _Prepared
+    from newsletter.models import utcnow
+
+    print_machine()
+    inst = Instance(args.database_url)
+    try:
+        url = inst.database_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as admin:
+            prepare(admin, inst, args.n)
+            ids = [r[0] for r in admin.execute("SELECT id FROM delivery ORDER BY id")]
+        # The worker's statement, compiled and its constants processed as its recorder does.
+        from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
+
+        sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
+        prepared = _Prepared(_RECORD_SENT, pg_psycopg.dialect(), **sample)
+        record = prepared.sql
+        record_hot = record.replace("UPDATE delivery ", "UPDATE delivery_hot AS delivery ", 1)
+        outcome = "INSERT INTO outcome (delivery_id, sent_at) VALUES (%(delivery_id)s, %(now)s)"
+        kinds = {
+            "round trip": "SELECT 1 WHERE %(delivery_id)s::bigint IS NOT NULL",
+            "record": record,
+            "record, HOT": record_hot,
+            "outcome row": outcome,
+        }
+        figures: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SET synchronous_commit = off")
+            pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
+            for _ in range(args.rounds):
+                with psycopg.connect(url, autocommit=True) as admin:
+                    reset(admin)
+                for kind, sql in kinds.items():
+
+                    def params(delivery_id: int) -> dict[str, object]:
+                        return prepared.params(
+                            delivery_id=delivery_id, claim_id="floor", now=utcnow()
+                        )
+
+                    conn.execute(sql, params(ids[0]), prepare=True)  # prepared before timing
+                    cpu0, wall0 = backend_cpu(pid), time.perf_counter()
+                    for delivery_id in ids[1:]:
+                        conn.execute(sql, params(delivery_id), prepare=True)
+                    count = len(ids) - 1
+                    cpu = (backend_cpu(pid) - cpu0) / count * 1e6
+                    figures[kind].append((cpu, (time.perf_counter() - wall0) / count * 1e6))
+            sent = conn.execute("SELECT count(*) FROM delivery WHERE status = 'sent'").fetchone()
+        print(f"\n{args.n} statements per kind, {args.rounds} rounds; backend CPU per statement:")
+        print(f"{'statement':<14}{'backend µs':>12}{'range':>14}{'wall µs':>9}")
+        for kind, runs in figures.items():
+            cpus = [c for c, _ in runs]
+            walls = [w for _, w in runs]
+            spread = f"{min(cpus):.0f}–{max(cpus):.0f}"
+            print(
+                f"{kind:<14}{statistics.median(cpus):>12.0f}{spread:>14}"
+                f"{statistics.median(walls):>9.0f}"
+            )
+            print(
+                f"RESULT record_floor statement={kind.replace(' ', '_').replace(',', '')} "
+                f"backend_us={statistics.median(cpus):.1f} wall_us={statistics.median(walls):.1f}"
+            )
+        print(f"deliveries recorded sent by the last round: {sent[0] if sent else 0} of {args.n}")
+    finally:
+        inst.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
