@@ -43,14 +43,21 @@ class RecordAhead:
         made = self._pg.prepare(self._name, _PARAM.sub(number, sql).encode())
         if made.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.OperationalError((made.error_message or b"").decode(errors="replace"))
-        self._names = names
-        self._base = base
+        # The constants (statuses, NULLs) are put in text once; each record sets the rest.
+        self._params = [_text(base.get(n)) for n in names]
+        self._slots: dict[str, list[int]] = {}
+        for i, n in enumerate(names):
+            self._slots.setdefault(n, []).append(i)
         self.waiting = False
 
     def start(self, **values: Any) -> None:
         """Send the statement with ``values`` over the base parameters; do not wait."""
-        params = {**self._base, **values}
-        self._pg.send_query_prepared(self._name, [_text(params[n]) for n in self._names])
+        params = list(self._params)
+        for name, value in values.items():
+            text = _text(value)
+            for i in self._slots[name]:
+                params[i] = text
+        self._pg.send_query_prepared(self._name, params)
         self.waiting = True
         if self._pg.flush() != 0:  # pragma: no cover - a blocking connection sends it all
             raise psycopg.OperationalError("the record could not be sent whole")
