@@ -17,6 +17,11 @@ statement, read from /proc for that backend, each statement prepared and autocom
   90): what taking ``status`` out of every index could save at best;
 * ``outcome row``: an INSERT into a two-column table: an append-only record.
 
+Without ``--database-url`` the same two first statements run on SQLite (a temporary file, the
+app's own connection settings: WAL, ``synchronous = NORMAL``), in-process: each record is a
+write transaction holding SQLite's one write lock, so its wall time here is what caps the
+records of all workers together (1 s / that time, per second).
+
 Linux only (/proc). The database is dropped at the end.
 """
 
@@ -28,6 +33,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -87,13 +93,15 @@ def reset(conn) -> None:  # type: ignore[no-untyped-def]
 def main(argv: list[str] | None = None) -> int:
     """Measure each statement's backend CPU over N executions, ``--rounds`` times."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", required=True, help="a PostgreSQL server")
+    parser.add_argument("--database-url", help="a PostgreSQL server (default: SQLite)")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="2,000 statements, 1 round (CI)")
     args = parser.parse_args(argv)
     if args.smoke:
         args.n, args.rounds = 2000, 1  # enough for /proc's 10 ms ticks to count
+    if not args.database_url:
+        return sqlite_floor(args.n, args.rounds)
     import psycopg
 
     from newsletter.delivery.claims import _RECORD_SENT, _Prepared
@@ -157,6 +165,81 @@ def main(argv: list[str] | None = None) -> int:
                 f"backend_us={statistics.median(cpus):.1f} wall_us={statistics.median(walls):.1f}"
             )
         print(f"deliveries recorded sent by the last round: {sent[0] if sent else 0} of {args.n}")
+    finally:
+        inst.close()
+    return 0
+
+
+def sqlite_floor(n: int, rounds: int) -> int:
+    """The round trip and the record on SQLite, in-process: CPU and wall per commit."""
+    import sqlalchemy as sa
+
+    from newsletter.delivery.claims import _RECORD_SENT, _Prepared
+    from newsletter.extensions import db
+    from newsletter.issues.actions import create_issue
+    from newsletter.models import utcnow
+
+    print_machine()
+    inst = Instance()
+    try:
+        app = inst.app()
+        insert_confirmed(app, n)
+        with app.app_context():
+            issue_id = create_issue("Floor", "The record's floor.").id
+            db.session.execute(sa.text("UPDATE issue SET status = 'sending'"))
+            db.session.execute(
+                sa.text(
+                    "INSERT INTO delivery (issue_id, subscriber_id, batch, status, attempts,"
+                    " claimed_by, last_error) SELECT :issue, id, 0, 'sending', 0, 'floor', ''"
+                    " FROM subscriber ORDER BY id"
+                ),
+                {"issue": issue_id},
+            )
+            db.session.commit()
+            ids = [r[0] for r in db.session.execute(sa.text("SELECT id FROM delivery"))]
+            engine = db.engine
+            db.session.remove()
+        sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
+        prepared = _Prepared(_RECORD_SENT, engine.dialect, **sample)
+        kinds = {"round trip": "SELECT ?", "record": prepared.sql}
+        figures: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        raw = engine.raw_connection()  # the app's own settings: WAL, autocommit, NORMAL sync
+        try:
+            cur = raw.cursor()
+            for _ in range(rounds):
+                cur.execute("UPDATE delivery SET status = 'sending', attempts = 0")
+                for kind, sql in kinds.items():
+
+                    def params(delivery_id: int, kind: str = kind) -> Any:
+                        if kind == "round trip":
+                            return (delivery_id,)
+                        return prepared.params(
+                            delivery_id=delivery_id, claim_id="floor", now=utcnow()
+                        )
+
+                    cpu0, wall0 = time.process_time(), time.perf_counter()
+                    for delivery_id in ids:
+                        cur.execute(sql, params(delivery_id))
+                        cur.fetchall()
+                    cpu = (time.process_time() - cpu0) / len(ids) * 1e6
+                    figures[kind].append((cpu, (time.perf_counter() - wall0) / len(ids) * 1e6))
+            cur.execute("SELECT count(*) FROM delivery WHERE status = 'sent'")
+            sent = cur.fetchone()
+        finally:
+            raw.close()
+        print(f"\n{n} statements per kind, {rounds} rounds; SQLite, in-process, per statement:")
+        print(f"{'statement':<14}{'CPU µs':>8}{'wall µs':>9}{'at most per s':>15}")
+        for kind, runs in figures.items():
+            cpu = statistics.median(c for c, _ in runs)
+            wall = statistics.median(w for _, w in runs)
+            print(f"{kind:<14}{cpu:>8.0f}{wall:>9.0f}{1e6 / wall:>15,.0f}")
+            print(
+                f"RESULT record_floor database=sqlite statement={kind.replace(' ', '_')} "
+                f"cpu_us={cpu:.1f} wall_us={wall:.1f}"
+            )
+        print(f"deliveries recorded sent by the last round: {sent[0] if sent else 0} of {n}")
+        with app.app_context():
+            db.engine.dispose()
     finally:
         inst.close()
     return 0
