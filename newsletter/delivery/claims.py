@@ -6,6 +6,8 @@ itself. The ``Recorder`` commits each acceptance as one autocommit statement.
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -254,6 +256,7 @@ class Recorder:
         self._gone = _Prepared(_NO_LONGER_CONFIRMED, dialect, issue_id=0, batch=0, claim_id="")
         self._status = _Prepared(_ISSUE_STATUS, dialect, issue_id=0)
         self._closing: PoolProxiedConnection | sa.Connection
+        self._busy_timeout = 0  # ms; SQLite only: the connection's own, put back at close
         if dialect.name == "sqlite":
             # The app's SQLite connections run with the driver's own transactions off
             # (isolation_level=None): every statement outside BEGIN is autocommitted.
@@ -264,6 +267,14 @@ class Recorder:
             self._closing = autocommit
             conn = autocommit.connection
         self._cur: DBAPICursor = conn.cursor()
+        if dialect.name == "sqlite":
+            # SQLite's own busy wait sleeps 1 ms, then 2, then 5, whenever the write lock is
+            # taken, though another worker's record holds it for ~40 µs: with two workers one
+            # record in twelve slept a millisecond or more (bench/RESULTS.md). This connection
+            # waits in short steps of its own instead (``_execute``), as long as the app's.
+            self._cur.execute("PRAGMA busy_timeout")
+            self._busy_timeout = int(self._cur.fetchall()[0][0])
+            self._cur.execute("PRAGMA busy_timeout = 0")
         # PostgreSQL: the record can travel while the next copy goes (``delivery.ahead``).
         self.ahead: RecordAhead | None = None
         if dialect.driver == "psycopg":
@@ -276,11 +287,26 @@ class Recorder:
         if self._async:
             self._cur.execute("SET synchronous_commit = off")
 
+    def _execute(self, sql: str, params: Any) -> None:
+        if not self._busy_timeout:
+            self._cur.execute(sql, params)
+            return
+        deadline = time.monotonic() + self._busy_timeout / 1000
+        pause = 20e-6
+        while True:
+            try:
+                self._cur.execute(sql, params)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1e-3)
+
     def sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
         """Commit one acceptance; False if the lease was lost meanwhile."""
-        self._cur.execute(
-            self._sent.sql, self._sent.params(delivery_id=delivery_id, claim_id=claim_id, now=now)
-        )
+        params = self._sent.params(delivery_id=delivery_id, claim_id=claim_id, now=now)
+        self._execute(self._sent.sql, params)
         return self._cur.rowcount == 1
 
     def start_sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
@@ -299,12 +325,12 @@ class Recorder:
     def no_longer_confirmed(self, issue_id: int, batch: int, claim_id: str) -> set[int]:
         """Return the deliveries held by ``claim_id`` whose subscriber left meanwhile."""
         params = self._gone.params(issue_id=issue_id, batch=batch, claim_id=claim_id)
-        self._cur.execute(self._gone.sql, params)
+        self._execute(self._gone.sql, params)
         return {row[0] for row in self._cur.fetchall()}
 
     def issue_status(self, issue_id: int) -> IssueStatus | None:
         """Return the issue's status as committed now (None if it is gone)."""
-        self._cur.execute(self._status.sql, self._status.params(issue_id=issue_id))
+        self._execute(self._status.sql, self._status.params(issue_id=issue_id))
         rows = self._cur.fetchall()  # fetch to the end: on SQLite an open read holds a lock
         return IssueStatus(rows[0][0]) if rows else None
 
@@ -315,6 +341,8 @@ class Recorder:
                 self.ahead.close()
             if self._async:  # the pooled connection goes back as every other one is
                 self._cur.execute("RESET synchronous_commit")
+            if self._busy_timeout:
+                self._cur.execute(f"PRAGMA busy_timeout = {self._busy_timeout}")
             self._cur.close()
         finally:
             self._closing.close()

@@ -1,0 +1,116 @@
+"""On SQLite a record waits for the write lock in short steps of its own, as long as the app's.
+
+SQLite's own busy wait sleeps a millisecond or more whenever another worker holds the write
+lock, though a record holds it for tens of microseconds; the recorder's connection turns it
+off and waits in short steps instead, for as long as the connection's busy timeout said, and
+hands the connection back to the pool with that timeout.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from newsletter.delivery.claims import Recorder
+from newsletter.extensions import db
+from newsletter.issues.actions import create_issue
+from newsletter.models import Delivery, DeliveryStatus, utcnow
+from newsletter.tasks.dispatch import send_issue
+from tests.helpers import TEST_DATABASE_URL
+
+pytestmark = pytest.mark.skipif(
+    TEST_DATABASE_URL.startswith("postgres"), reason="SQLite's write lock"
+)
+
+
+def _claimed_delivery(make_subscriber) -> int:  # type: ignore[no-untyped-def]
+    make_subscriber("lock@example.com")
+    issue = create_issue("Lock", "Body")
+    send_issue(issue.id)
+    delivery_id = db.session.scalar(sa.select(Delivery.id).where(Delivery.issue_id == issue.id))
+    db.session.execute(
+        sa.update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.SENDING,
+            claimed_by="lock-claim",
+            lease_until=utcnow() + timedelta(minutes=5),
+        )
+    )
+    db.session.commit()
+    return int(delivery_id)
+
+
+def _status(delivery_id: int) -> DeliveryStatus:
+    db.session.expire_all()
+    return db.session.get(Delivery, delivery_id).status
+
+
+def _holder(path: str) -> sqlite3.Connection:
+    """Another process's view of the database: a connection that takes the write lock."""
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(app, make_subscriber):
+    delivery_id = _claimed_delivery(make_subscriber)
+    holder = _holder(db.engine.url.database)
+    released = threading.Event()
+
+    def release() -> None:
+        # Held long enough that the recorder surely finds it taken (it has no wait of its own).
+        threading.Event().wait(0.3)
+        released.set()
+        holder.execute("COMMIT")
+
+    with Session(db.engine) as session:
+        recorder = Recorder(session)
+        try:
+            threading.Thread(target=release).start()
+            assert recorder.sent(delivery_id, "lock-claim", utcnow()) is True
+            assert released.is_set()  # it returned after the lock was given up, not before
+        finally:
+            recorder.close()
+            holder.close()
+    assert _status(delivery_id) is DeliveryStatus.SENT
+
+
+def test_a_lock_held_past_the_connections_busy_timeout_fails_the_record_and_changes_nothing(
+    app, make_subscriber
+):
+    delivery_id = _claimed_delivery(make_subscriber)
+    path = db.engine.url.database
+    # The app's connections wait 30 s; one that waits 0.2 s shows the deadline in a test.
+    engine = sa.create_engine(
+        f"sqlite:///{path}", connect_args={"timeout": 0.2, "isolation_level": None}
+    )
+    holder = _holder(path)
+    try:
+        with Session(engine) as session:
+            recorder = Recorder(session)
+            try:
+                with pytest.raises(sqlite3.OperationalError, match="locked"):
+                    recorder.sent(delivery_id, "lock-claim", utcnow())
+            finally:
+                holder.execute("ROLLBACK")
+                recorder.close()
+    finally:
+        holder.close()
+        engine.dispose()
+    assert _status(delivery_id) is DeliveryStatus.SENDING
+
+
+def test_the_connection_goes_back_to_the_pool_with_the_apps_busy_timeout(app):
+    with Session(db.engine) as session:
+        recorder = Recorder(session)
+        dbapi = recorder._closing.dbapi_connection  # the pooled sqlite3 connection itself
+        assert dbapi is not None
+        assert dbapi.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # its own short waits
+        recorder.close()
+    assert dbapi.execute("PRAGMA busy_timeout").fetchone()[0] == 30000
