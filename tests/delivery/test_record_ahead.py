@@ -11,7 +11,6 @@ with and without PIPELINING, on SQLite (where the record still waits) and Postgr
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -19,11 +18,10 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.reconnect import SteadyRecorder
 from newsletter.extensions import db
-from newsletter.issues.actions import create_issue, issue_status
+from newsletter.issues.actions import issue_status
 from newsletter.models import Delivery, DeliveryStatus, utcnow
-from newsletter.tasks.dispatch import send_issue
 from tests.helpers import TEST_DATABASE_URL
-from tests.helpers.sending import deliveries, queue_issue
+from tests.helpers.sending import claimed_delivery, deliveries, queue_issue
 
 READERS = 40
 
@@ -73,20 +71,7 @@ def test_every_copy_taken_before_is_recorded_when_the_next_ends(
     not TEST_DATABASE_URL.startswith("postgres"), reason="the record sent ahead is PostgreSQL's"
 )
 def test_a_record_sent_on_a_killed_connection_is_made_again_on_a_fresh_one(app, make_subscriber):
-    make_subscriber("ahead@example.com")
-    issue = create_issue("Ahead", "Body")
-    send_issue(issue.id)
-    delivery_id = db.session.scalar(sa.select(Delivery.id).where(Delivery.issue_id == issue.id))
-    db.session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(
-            status=DeliveryStatus.SENDING,
-            claimed_by="test-claim",
-            lease_until=utcnow() + timedelta(minutes=5),
-        )
-    )
-    db.session.commit()
+    delivery_id = claimed_delivery(make_subscriber, "ahead@example.com", "test-claim")
     with Session(db.engine) as session:
         recorder = SteadyRecorder(session, give_up_after=10)
         try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -18,32 +17,13 @@ from sqlalchemy.orm import Session
 
 from newsletter.delivery.claims import Recorder
 from newsletter.extensions import db
-from newsletter.issues.actions import create_issue
 from newsletter.models import Delivery, DeliveryStatus, utcnow
-from newsletter.tasks.dispatch import send_issue
 from tests.helpers import TEST_DATABASE_URL
+from tests.helpers.sending import claimed_delivery
 
 pytestmark = pytest.mark.skipif(
     TEST_DATABASE_URL.startswith("postgres"), reason="SQLite's write lock"
 )
-
-
-def _claimed_delivery(make_subscriber) -> int:  # type: ignore[no-untyped-def]
-    make_subscriber("lock@example.com")
-    issue = create_issue("Lock", "Body")
-    send_issue(issue.id)
-    delivery_id = db.session.scalar(sa.select(Delivery.id).where(Delivery.issue_id == issue.id))
-    db.session.execute(
-        sa.update(Delivery)
-        .where(Delivery.id == delivery_id)
-        .values(
-            status=DeliveryStatus.SENDING,
-            claimed_by="lock-claim",
-            lease_until=utcnow() + timedelta(minutes=5),
-        )
-    )
-    db.session.commit()
-    return int(delivery_id)
 
 
 def _status(delivery_id: int) -> DeliveryStatus:
@@ -59,7 +39,7 @@ def _holder(path: str) -> sqlite3.Connection:
 
 
 def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(app, make_subscriber):
-    delivery_id = _claimed_delivery(make_subscriber)
+    delivery_id = claimed_delivery(make_subscriber, "lock@example.com", "lock-claim")
     holder = _holder(db.engine.url.database)
     released = threading.Event()
 
@@ -84,7 +64,7 @@ def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(app, 
 def test_a_lock_held_past_the_connections_busy_timeout_fails_the_record_and_changes_nothing(
     app, make_subscriber
 ):
-    delivery_id = _claimed_delivery(make_subscriber)
+    delivery_id = claimed_delivery(make_subscriber, "lock@example.com", "lock-claim")
     path = db.engine.url.database
     # The app's connections wait 30 s; one that waits 0.2 s shows the deadline in a test.
     engine = sa.create_engine(

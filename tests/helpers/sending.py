@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from newsletter.extensions import db
 from newsletter.issues.actions import create_issue
-from newsletter.models import Delivery, Subscriber
+from newsletter.models import Delivery, DeliveryStatus, Subscriber, utcnow
 from newsletter.tasks.dispatch import send_issue
 
 
@@ -36,3 +37,22 @@ def deliveries(issue_id: int) -> dict[str, tuple[str, int, str]]:
     ).all()
     db.session.commit()
     return {r[0]: (r[1].value, r[2], r[3]) for r in rows}
+
+
+def claimed_delivery(make_subscriber: Any, email: str, claim_id: str) -> int:
+    """Queue a one-reader issue and put its delivery in ``claim_id``'s hands; return its id."""
+    make_subscriber(email)
+    issue = create_issue("Claimed", "Body")
+    send_issue(issue.id)
+    delivery_id = db.session.scalar(sa.select(Delivery.id).where(Delivery.issue_id == issue.id))
+    db.session.execute(
+        sa.update(Delivery)
+        .where(Delivery.id == delivery_id)
+        .values(
+            status=DeliveryStatus.SENDING,
+            claimed_by=claim_id,
+            lease_until=utcnow() + timedelta(minutes=5),
+        )
+    )
+    db.session.commit()
+    return int(delivery_id)
