@@ -24,6 +24,7 @@ from newsletter.extensions import db
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.tasks.worker import build_worker
 from tests.helpers import TEST_DATABASE_URL, TEST_REDIS_URL, free_port, truncate_all
+from tests.helpers.s3_server import S3Server, start_s3_server
 
 # --- SMTP -------------------------------------------------------------------------------------
 
@@ -91,6 +92,14 @@ def inbox(smtp_controller: tuple[Controller, Inbox]) -> Inbox:
 
 
 # --- Redis ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """A real S3-compatible server (moto's, its own process) for the image bucket's tests."""
+    server = start_s3_server()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from newsletter.config.parse import ConfigError, read_url
 
@@ -50,4 +52,29 @@ def read_bucket(env: Mapping[str, str]) -> Bucket | None:
         secret_access_key=values["S3_SECRET_ACCESS_KEY"],
         region=region,
         endpoint_url=read_url(env, "S3_ENDPOINT_URL", ("http", "https")),
+    )
+
+
+@functools.cache
+def s3_client(bucket: Bucket, timeout: float = 20.0, attempts: int = 2) -> Any:
+    """Return the boto3 client for ``bucket``: one per bucket, timeouts and process (boto3's
+    are thread-safe), with short timeouts so an upload, a reader's fetch or the doctor is
+    answered, not hung, while the store is down."""
+    import boto3  # here, not at the top: only an instance with a bucket needs it loaded
+    import botocore.config
+
+    config = botocore.config.Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},  # what MinIO, Garage and most self-hosted stores want
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        retries={"max_attempts": attempts, "mode": "standard"},
+    )
+    return boto3.session.Session().client(
+        "s3",
+        endpoint_url=bucket.endpoint_url,
+        region_name=bucket.region,
+        aws_access_key_id=bucket.access_key_id,
+        aws_secret_access_key=bucket.secret_access_key,
+        config=config,
     )

@@ -26,7 +26,7 @@ def worst(statuses: Iterable[Status]) -> Status:
 
 @dataclass(frozen=True)
 class Check:
-    """One check's outcome: ``name`` is settings, smtp, spf, dkim, dmarc or bounces."""
+    """One check's outcome: ``name`` is settings, smtp, spf, dkim, dmarc, bounces or images."""
 
     name: str
     status: Status

@@ -4,15 +4,13 @@ mail's links never depend on the bucket being public or on its address."""
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-import boto3
-import botocore.config
 import botocore.exceptions
 
 from newsletter.config import Bucket, Settings
+from newsletter.config.storage import s3_client
 from newsletter.errors import Upstream
 
 FOLDER = "issue-images"
@@ -54,27 +52,6 @@ class FolderStore:
             return None
 
 
-@functools.cache
-def _client(bucket: Bucket) -> Any:
-    # One client per bucket and process (boto3 clients are thread-safe); short timeouts so an
-    # upload or a mail client's fetch is answered, not hung, while the store is down.
-    config = botocore.config.Config(
-        signature_version="s3v4",
-        s3={"addressing_style": "path"},  # what MinIO, Garage and most self-hosted stores want
-        connect_timeout=5,
-        read_timeout=20,
-        retries={"max_attempts": 2, "mode": "standard"},
-    )
-    return boto3.session.Session().client(
-        "s3",
-        endpoint_url=bucket.endpoint_url,
-        region_name=bucket.region,
-        aws_access_key_id=bucket.access_key_id,
-        aws_secret_access_key=bucket.secret_access_key,
-        config=config,
-    )
-
-
 class BucketStore:
     """Images in an S3-compatible bucket, under ``issue-images/``."""
 
@@ -87,7 +64,7 @@ class BucketStore:
     def put(self, name: str, data: bytes) -> None:
         """Upload the file with its type and a year's cache lifetime."""
         try:
-            _client(self.bucket).put_object(
+            s3_client(self.bucket).put_object(
                 Bucket=self.bucket.name,
                 Key=self._key(name),
                 Body=data,
@@ -100,7 +77,7 @@ class BucketStore:
     def get(self, name: str) -> bytes | None:
         """Download the file; None when the bucket has no such key."""
         try:
-            answer = _client(self.bucket).get_object(Bucket=self.bucket.name, Key=self._key(name))
+            answer = s3_client(self.bucket).get_object(Bucket=self.bucket.name, Key=self._key(name))
             return bytes(answer["Body"].read())
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from newsletter.issues import images
 from newsletter.issues.actions import create_issue
 from tests.helpers import free_port, truncate_all
 from tests.helpers.editors import editor_client, page_token
-from tests.helpers.s3_server import S3Server, start_s3_server
-
-
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    server = start_s3_server()
-    yield server
-    server.stop()
+from tests.helpers.s3_server import S3Server
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_an_editor_reads_sending_health_on_a_desk_and_a_phone(
         "1 failed (dmarc), 1 to look at (settings)"
     )
     rows = {row.get_attribute("data-check"): row for row in page.locator("ul.checks > li").all()}
-    assert list(rows) == ["settings", "smtp", "spf", "dkim", "dmarc", "bounces"]
+    assert list(rows) == ["settings", "smtp", "spf", "dkim", "dmarc", "bounces", "images"]
     assert rows["dmarc"].locator(".badge").inner_text().lower() == "fail"
     assert rows["dmarc"].locator(".summary").inner_text() == (
         "no DMARC record at _dmarc.example.com: Gmail and Yahoo require one from bulk senders"
