@@ -10,6 +10,8 @@ from typing import Any
 
 from newsletter.config.parse import ConfigError, read_url
 
+# Where images are kept under the instance path, and under which prefix in a bucket.
+IMAGE_FOLDER = "issue-images"
 S3_NAMES = ("S3_ENDPOINT_URL", "S3_BUCKET", "S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY", "S3_REGION")
 # S3's rule for a bucket name (lower case, digits, dots and hyphens, 3 to 63 long).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import botocore.exceptions
 
 from newsletter.config import Settings
-from newsletter.config.storage import s3_client
+from newsletter.config.storage import IMAGE_FOLDER, s3_client
 from newsletter.doctor.report import Check, Status
 
 
@@ -19,7 +19,7 @@ def check_images(settings: Settings, timeout: float = 10.0) -> Check:
     """
     bucket = settings.image_bucket
     if bucket is None:
-        folder = settings.instance_path / "issue-images"
+        folder = settings.instance_path / IMAGE_FOLDER
         return Check(
             "images", Status.OK, "kept in the instance folder (no S3_BUCKET)", (str(folder),)
         )

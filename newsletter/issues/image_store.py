@@ -10,10 +10,10 @@ from typing import Protocol
 import botocore.exceptions
 
 from newsletter.config import Bucket, Settings
-from newsletter.config.storage import s3_client
+from newsletter.config.storage import IMAGE_FOLDER, s3_client
 from newsletter.errors import Upstream
 
-FOLDER = "issue-images"
+FOLDER = IMAGE_FOLDER
 CACHE_SECONDS = 365 * 24 * 3600  # names come from the content: an address never changes
 CONTENT_TYPES = {"png": "image/png", "jpg": "image/jpeg", "gif": "image/gif", "webp": "image/webp"}
 _UNREACHABLE = "The image store could not be reached; try again in a moment."
