@@ -44,7 +44,7 @@ class RecordAhead:
         if made.status != pq.ExecStatus.COMMAND_OK:
             raise psycopg.OperationalError((made.error_message or b"").decode(errors="replace"))
         # The constants (statuses, NULLs) are put in text once; each record sets the rest.
-        self._params = [_text(base.get(n)) for n in names]
+        self._params = [_text(base[n]) for n in names]
         self._slots: dict[str, list[int]] = {}
         for i, n in enumerate(names):
             self._slots.setdefault(n, []).append(i)

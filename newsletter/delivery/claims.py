@@ -298,7 +298,8 @@ class Recorder:
                 self._cur.execute(sql, params)
                 return
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # extended codes too
+                if not busy or time.monotonic() >= deadline:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 1e-3)

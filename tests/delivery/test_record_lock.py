@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from newsletter.delivery import claims
 from newsletter.delivery.claims import Recorder
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus, utcnow
@@ -38,14 +41,21 @@ def _holder(path: str) -> sqlite3.Connection:
     return other
 
 
-def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(app, make_subscriber):
+def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(
+    app, make_subscriber, monkeypatch
+):
     delivery_id = claimed_delivery(make_subscriber, "lock@example.com", "lock-claim")
     holder = _holder(db.engine.url.database)
-    released = threading.Event()
+    found_taken, released = threading.Event(), threading.Event()
+
+    def pause(seconds: float) -> None:  # the recorder's own short wait: it found the lock taken
+        found_taken.set()
+        time.sleep(seconds)
+
+    monkeypatch.setattr(claims, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause))
 
     def release() -> None:
-        # Held long enough that the recorder surely finds it taken (it has no wait of its own).
-        threading.Event().wait(0.3)
+        found_taken.wait(30)
         released.set()
         holder.execute("COMMIT")
 
