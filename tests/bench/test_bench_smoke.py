@@ -60,8 +60,9 @@ def test_raw_spin_bench_burns_the_cpu_it_is_told_to_per_message():
     }
     assert set(runs) == {"0", "200"}, out
     assert float(runs["0"]["rate"]) > 0 and float(runs["200"]["rate"]) > 0
-    # CPU time, not wall time: the spin shows in the senders' own CPU per message.
-    assert float(runs["200"]["cpu_us"]) >= float(runs["0"]["cpu_us"]) + 150, out
+    # The spin is CPU, not wall time: it alone is 200 µs of the sender's CPU per message
+    # (compared with the unspun run, smtplib's own share varies by more than a test may bet).
+    assert float(runs["200"]["cpu_us"]) >= 200, out
 
 
 def test_record_floor_bench_records_every_delivery_and_prints_each_statement():
