@@ -5,8 +5,10 @@ signed under the app's keys (its own salt), so a visitor who edits the hidden fi
 give themselves another tag. A value that is not ours, or names a tag deleted since, is
 ignored: the sign-up itself goes through as from a plain form.
 
-A reader already confirmed who signs up through a group's form is not tagged by that sign-up
-(anyone can type anyone's address): they are mailed a link, signed under its own salt, that
+A person not confirmed (new, still pending, or gone) is tagged at once, as a new sign-up is: the
+tag does nothing until their own click on the confirmation. A reader already confirmed who
+signs up through a group's form is not tagged by that sign-up (anyone can type anyone's
+address): they are mailed a link, signed under its own salt, that
 adds the group's tag when they follow it and press the button. The mail counts under their
 mailbox's confirmation limits, so a form cannot flood a known reader.
 """
@@ -58,15 +60,16 @@ def read_group(secret_key: str, fallbacks: Iterable[str] | None, value: str) -> 
 
 
 def tag_signup(session: Session, subscriber_id: int, tag: str) -> bool:
-    """Give the person who signed up through a group's form its tag, if the tag still exists.
+    """Give the person who signed up through a group's form its tag, if the tag still exists
+    and they have room for one more.
 
     Return whether they carry it now. The caller commits.
     """
     try:
         found = find_tags(session, [tag])[0]
+        add_tags(session, subscriber_id, [found.name], by="sign-up form")
     except (NotFound, Invalid):
         return False
-    add_tags(session, subscriber_id, [found.name], by="sign-up form")
     return True
 
 

@@ -62,6 +62,9 @@ class SubscribeResult:
     mail_at: datetime | None = None
     # Whether this sign-up stored the person (the address was new to the list).
     created: bool = False
+    # Whether the person is on the list but not (or no longer) confirmed: new, pending, or
+    # left. Their own click on a confirmation is what makes anything of this sign-up count.
+    awaiting: bool = False
 
     def mail_later(self, now: datetime) -> datetime | None:
         """Return when the confirmation goes if later than ``now`` (its domain had its share)."""
@@ -125,11 +128,11 @@ def subscribe(
     new = _insert_new(session, email, name, ip, source, now)
     if new is not None:
         new_id, due = new
-        return _result(session, new_id, due, email, now, created=True)
+        return _result(session, new_id, due, email, now, created=True, awaiting=True)
     # Known address (or one another request inserted a moment ago): the general path.
     sub, created = get_or_create(session, email, name, ip, source, now)
     if sub.status not in CONFIRMABLE:
-        return _result(session, sub.id, None, email, now)
+        return _result(session, sub.id, None, email, now, awaiting=False)
     sid = sub.id
     due = reserve_confirmation(
         session,
@@ -140,7 +143,7 @@ def subscribe(
         record=created,
         since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
     )
-    return _result(session, sid, due, email, now, created=created)
+    return _result(session, sid, due, email, now, created=created, awaiting=True)
 
 
 def _result(
@@ -151,9 +154,10 @@ def _result(
     now: datetime,
     *,
     created: bool = False,
+    awaiting: bool,
 ) -> SubscribeResult:
     mail_at = due if due is not None else domain_due(session, email, now)
-    return SubscribeResult(sid, due is not None, due, mail_at, created)
+    return SubscribeResult(sid, due is not None, due, mail_at, created, awaiting)
 
 
 # Statements of the new-address path, built once per dialect: building and cache-keying an

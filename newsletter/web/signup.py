@@ -155,13 +155,19 @@ def _record(
         if start_first:
             start_from_first(db.session(), result.subscriber_id)
         db.session.commit()
-    if group and result.created:
-        # Only a person this sign-up stored: anyone may type a known reader's address.
+    if group and result.awaiting:
+        # Only a person not confirmed (new, pending, or gone): anyone may type any address,
+        # so the tag counts for nothing until that person's own click on the confirmation,
+        # as for a new sign-up. A confirmed reader is asked by mail instead (below).
         if tag_signup(db.session(), result.subscriber_id, group):
             db.session.commit()
         else:
             db.session.rollback()
-            log.warning("sign-up form for the tag %r, which no longer exists: ignored", group)
+            log.warning(
+                "sign-up form for the tag %r, which no longer exists or is one too many for "
+                "this person: ignored",
+                group,
+            )
     elif group:
         # A known reader is mailed a link to join the group: only their mailbox can say yes.
         now = utcnow()

@@ -144,3 +144,55 @@ def test_a_known_reader_is_mailed_a_link_that_adds_the_group_when_they_press_its
     db.session.commit()
     blog.post("/embed/subscribe", data={"email": "known@example.com", **fields})
     assert run_jobs() == 0 and inbox.to("known@example.com") == []
+
+
+def test_someone_not_yet_confirmed_gets_the_group_and_it_counts_once_they_confirm(
+    app, run_jobs, inbox
+):
+    _tag_someone("Group 8")
+    editor = editor_client(app)
+    fields = _snippet_fields(editor.get("/editor/embed?tag=Group+8").text)
+    blog = app.test_client(use_cookies=False)
+    # Pam signed up on the plain form and has not confirmed yet; Una had left the list.
+    assert blog.post("/embed/subscribe", data={"email": "pam@example.com"}).status_code == 303
+    db.session.add(Subscriber(email="una@example.com", name="Una", status=S.UNSUBSCRIBED))
+    db.session.commit()
+    run_jobs()
+    inbox.clear()
+    db.session.query(ConfirmLimit).delete()
+    db.session.commit()
+    for email in ("pam@example.com", "una@example.com"):
+        answer = blog.post("/embed/subscribe", data={"email": email, **fields})
+        assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
+        sub = subscriber(email)
+        assert sub is not None and sub.status is not S.CONFIRMED
+        assert tag_names(db.session(), [sub.id])[sub.id] == ["Group 8"]
+    # The tag alone sends them nothing: the group's confirmed readers are still only First.
+    confirmed = editor.get("/editor/subscribers?tag=Group+8&status=confirmed").text
+    assert emails_on(confirmed) == ["first@example.com"]
+
+    run_jobs()
+    mail = inbox.to("pam@example.com")
+    assert len(mail) == 1 and mail[0]["Subject"].startswith("Please confirm")
+    reader = app.test_client()
+    assert reader.post(link_to(mail[0], "/confirm/")).status_code in (200, 303)
+    confirmed = editor.get("/editor/subscribers?tag=Group+8&status=confirmed").text
+    assert sorted(emails_on(confirmed)) == ["first@example.com", "pam@example.com"]
+
+
+def test_a_group_sign_up_by_someone_at_the_most_tags_still_goes_through_untagged(app, caplog):
+    _tag_someone("Group 8")
+    editor = editor_client(app)
+    fields = _snippet_fields(editor.get("/editor/embed?tag=Group+8").text)
+    full = Subscriber(email="full@example.com", status=S.PENDING)
+    db.session.add(full)
+    db.session.flush()
+    add_tags(db.session(), full.id, [f"t{i}" for i in range(100)], by="test")
+    db.session.commit()
+    blog = app.test_client(use_cookies=False)
+    with caplog.at_level(logging.WARNING):
+        answer = blog.post("/embed/subscribe", data={"email": "full@example.com", **fields})
+    assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
+    sub = subscriber("full@example.com")
+    assert sub is not None and "Group 8" not in tag_names(db.session(), [sub.id])[sub.id]
+    assert any("one too many" in r.getMessage() for r in caplog.records)
