@@ -38,8 +38,8 @@ from newsletter.subscribers.state import LEFT_STAT, LISTENERS, bump_stat
 S = SubscriberStatus
 CHUNK = 500
 ON_LIST = Subscriber.status.in_([S.PENDING, S.CONFIRMED])
-# A running job whose heartbeat is older than a lease (SEND_LEASE_SECONDS, the callers pass
-# it) lost its worker: another run may take it.
+# A running job whose heartbeat is older than a lease lost its worker: another run may take
+# it. The app's callers pass SEND_LEASE_SECONDS; this is only the default of a direct call.
 LEASE = timedelta(seconds=30)
 
 
