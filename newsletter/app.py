@@ -23,6 +23,7 @@ import newsletter.archive.tables  # noqa: F401 - the back catalogue's tables, on
 import newsletter.delivery.sequence_choice  # noqa: F401 - the editor's sequence, on db.metadata
 import newsletter.issues.corrections  # noqa: F401 - the log of corrections, on db.metadata too
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
+from newsletter import sqlite_setup
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
@@ -189,24 +190,9 @@ def _init_database(app: Flask, loaded: Settings) -> None:
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
     with app.app_context():
         if uri.startswith("sqlite"):
-            _tune_sqlite(db.engine)
+            sqlite_setup.tune(db.engine)
         else:
             _ping_when_idle(db.engine)
-
-
-def _tune_sqlite(engine: sa.Engine) -> None:
-    @sa.event.listens_for(engine, "connect")
-    def on_connect(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 # English here, translated when the page is rendered (error pages look descriptions up).
@@ -458,6 +444,11 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(sa.exc.DBAPIError)
     def database_error(exc: sa.exc.DBAPIError) -> Any:
+        if sqlite_setup.is_busy(exc.orig):
+            # SQLite's write lock was held by another connection for the whole busy timeout.
+            log = logging.getLogger("newsletter")
+            log.warning("database locked for longer than the busy timeout on %s", request.path)
+            return unavailable()
         if not exc.connection_invalidated:
             return unexpected(exc)
         # The database went away under this request (a restart); the pool has dropped the

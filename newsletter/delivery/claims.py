@@ -6,8 +6,6 @@ itself. The ``Recorder`` commits each acceptance as one autocommit statement.
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +34,7 @@ from newsletter.models import (
     rowcount,
     utcnow,
 )
+from newsletter.sqlite_setup import retry_busy
 
 D = DeliveryStatus
 
@@ -270,8 +269,9 @@ class Recorder:
         if dialect.name == "sqlite":
             # SQLite's own busy wait sleeps 1 ms, then 2, then 5, whenever the write lock is
             # taken, though another worker's record holds it for ~40 µs: with two workers one
-            # record in twelve slept a millisecond or more (bench/RESULTS.md). This connection
-            # waits in short steps of its own instead (``_execute``), as long as the app's.
+            # record in twelve slept a millisecond or more (bench/RESULTS.md). A record is
+            # autocommitted, outside any BEGIN: this connection waits in short steps of its
+            # own instead (``sqlite_setup.retry_busy``), as long as the app's.
             self._cur.execute("PRAGMA busy_timeout")
             self._busy_timeout = int(self._cur.fetchall()[0][0])
             self._cur.execute("PRAGMA busy_timeout = 0")
@@ -291,18 +291,7 @@ class Recorder:
         if not self._busy_timeout:
             self._cur.execute(sql, params)
             return
-        deadline = time.monotonic() + self._busy_timeout / 1000
-        pause = 20e-6
-        while True:
-            try:
-                self._cur.execute(sql, params)
-                return
-            except sqlite3.OperationalError as exc:
-                busy = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY  # extended codes too
-                if not busy or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
+        retry_busy(lambda: self._cur.execute(sql, params), self._busy_timeout / 1000)
 
     def sent(self, delivery_id: int, claim_id: str, now: datetime) -> bool:
         """Commit one acceptance; False if the lease was lost meanwhile."""

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter.delivery import claims
+from newsletter import sqlite_setup
 from newsletter.delivery.claims import Recorder
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus, utcnow
@@ -52,7 +52,9 @@ def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(
         found_taken.set()
         time.sleep(seconds)
 
-    monkeypatch.setattr(claims, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause))
+    monkeypatch.setattr(
+        sqlite_setup, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause)
+    )
 
     def release() -> None:
         found_taken.wait(30)
