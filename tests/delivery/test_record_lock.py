@@ -9,20 +9,17 @@ hands the connection back to the pool with that timeout.
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from newsletter import sqlite_setup
 from newsletter.delivery.claims import Recorder
 from newsletter.extensions import db
 from newsletter.models import Delivery, DeliveryStatus, utcnow
 from tests.helpers import TEST_DATABASE_URL
 from tests.helpers.sending import claimed_delivery
+from tests.helpers.sqlite_lock import hold_write_lock, lock_given_up_once_waited
 
 pytestmark = pytest.mark.skipif(
     TEST_DATABASE_URL.startswith("postgres"), reason="SQLite's write lock"
@@ -34,42 +31,20 @@ def _status(delivery_id: int) -> DeliveryStatus:
     return db.session.get(Delivery, delivery_id).status
 
 
-def _holder(path: str) -> sqlite3.Connection:
-    """Another process's view of the database: a connection that takes the write lock."""
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    return other
-
-
 def test_a_record_waits_out_another_writer_and_lands_once_the_lock_is_free(
     app, make_subscriber, monkeypatch
 ):
     delivery_id = claimed_delivery(make_subscriber, "lock@example.com", "lock-claim")
-    holder = _holder(db.engine.url.database)
-    found_taken, released = threading.Event(), threading.Event()
-
-    def pause(seconds: float) -> None:  # the recorder's own short wait: it found the lock taken
-        found_taken.set()
-        time.sleep(seconds)
-
-    monkeypatch.setattr(
-        sqlite_setup, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause)
-    )
-
-    def release() -> None:
-        found_taken.wait(30)
-        released.set()
-        holder.execute("COMMIT")
-
-    with Session(db.engine) as session:
+    with (
+        lock_given_up_once_waited(db.engine.url.database, monkeypatch) as released,
+        Session(db.engine) as session,
+    ):
         recorder = Recorder(session)
         try:
-            threading.Thread(target=release).start()
             assert recorder.sent(delivery_id, "lock-claim", utcnow()) is True
             assert released.is_set()  # it returned after the lock was given up, not before
         finally:
             recorder.close()
-            holder.close()
     assert _status(delivery_id) is DeliveryStatus.SENT
 
 
@@ -82,7 +57,7 @@ def test_a_lock_held_past_the_connections_busy_timeout_fails_the_record_and_chan
     engine = sa.create_engine(
         f"sqlite:///{path}", connect_args={"timeout": 0.2, "isolation_level": None}
     )
-    holder = _holder(path)
+    holder = hold_write_lock(path)
     try:
         with Session(engine) as session:
             recorder = Recorder(session)

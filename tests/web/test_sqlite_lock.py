@@ -10,9 +10,6 @@ statement. A lock held past it fails the request with nothing changed.
 from __future__ import annotations
 
 import sqlite3
-import threading
-import time
-from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -21,47 +18,21 @@ from newsletter import sqlite_setup
 from newsletter.extensions import db
 from tests.helpers import TEST_DATABASE_URL, csrf_from
 from tests.helpers.readers import post_form, subscriber
+from tests.helpers.sqlite_lock import hold_write_lock, lock_given_up_once_waited
 
 pytestmark = pytest.mark.skipif(
     TEST_DATABASE_URL.startswith("postgres"), reason="SQLite's write lock"
 )
 
 
-def _holder(path: str) -> sqlite3.Connection:
-    """Another process's view of the database: a connection that takes the write lock."""
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    return other
-
-
 def test_a_sign_up_waits_out_another_writer_and_is_stored_once_the_lock_is_free(app, monkeypatch):
     front = app.test_client()
     post_form(front, "warm@example.com")  # the pool's connection is open and set up
-    holder = _holder(db.engine.url.database)
-    found_taken, released = threading.Event(), threading.Event()
-
-    def pause(seconds: float) -> None:  # only the app's own wait sleeps here, never SQLite's
-        found_taken.set()
-        time.sleep(seconds)
-
-    monkeypatch.setattr(
-        sqlite_setup, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause)
-    )
-
-    def release() -> None:
-        found_taken.wait(30)
-        released.set()
-        holder.execute("COMMIT")
-
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    try:
+    with lock_given_up_once_waited(db.engine.url.database, monkeypatch) as released:
         answer = post_form(front, "waited@example.com", "Wanda")
-    finally:
-        releaser.join()
-        holder.close()
+        after_release = released.is_set()  # it went through after the lock was given up
     assert answer.status_code == 303 and answer.headers["Location"].endswith("/check-inbox")
-    assert released.is_set()  # it went through after the lock was given up, not before
+    assert after_release
     sub = subscriber("waited@example.com")
     assert sub is not None and sub.name == "Wanda"
     # Every other statement keeps the connection's own busy timeout.
@@ -76,7 +47,7 @@ def test_a_lock_held_past_the_busy_timeout_fails_the_request_and_stores_nothing(
     token = csrf_from(front.get("/").text)  # the form, fetched before the lock is taken
     db.session.commit()  # the page's read ends (the test's app context outlives requests)
     monkeypatch.setattr(sqlite_setup, "BUSY_TIMEOUT_MS", 200)
-    holder = _holder(db.engine.url.database)
+    holder = hold_write_lock(db.engine.url.database)
     try:
         answer = front.post(
             "/subscribe", data={"email": "blocked@example.com", "csrf_token": token}
