@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_subscribe.py            # 10 s at 16 connections per route
     .venv/bin/python bench/bench_subscribe.py --database-url postgresql://postgres@127.0.0.1/postgres
     .venv/bin/python bench/bench_subscribe.py --smoke    # 2 s at 4 connections (CI)
+    .venv/bin/python bench/bench_subscribe.py --floor    # also a sign-up without its database
 
 Each sign-up is a unique address with the one CSRF token and session cookie fetched from the
 form first, so every request goes through CSRF, validation, the per-IP limit (raised far out
@@ -115,7 +116,7 @@ def run_python(
         my_bad = my_errors = i = 0
         while time.monotonic() < deadline:
             i += 1
-            if mode == "subscribe":
+            if mode in ("subscribe", "floor"):
                 body = urllib.parse.urlencode(
                     {
                         "csrf_token": token,
@@ -125,7 +126,7 @@ def run_python(
                 )
                 args = (
                     "POST",
-                    "/subscribe",
+                    "/subscribe" if mode == "subscribe" else "/bench/floor",
                     body,
                     {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie},
                 )
@@ -201,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python-client", action="store_true", help="do not use wrk")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--smoke", action="store_true", help="2 s at 4 connections (CI)")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also POST /bench/floor: everything a sign-up does but its database work",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.seconds, args.connections = 2.0, 4
@@ -251,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         hello = load("hello", args.seconds, "h")
         sub = load("subscribe", args.seconds, "s")
         created = count_subscribers(inst) - before
+        floor = load("floor", args.seconds, "f") if args.floor else None
         # The box may be shared: hello again after, so load that changed during the run
         # weighs on both sides of the ratio (the mean of the two hello runs is the base).
         hello_after = None if args.smoke else load("hello", args.seconds, "a")
@@ -269,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"{'route':<18}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'requests':>10}{'errors':>8}")
     rows = [(hello, "GET /bench/hello"), (sub, "POST /subscribe")]
+    if floor is not None:
+        rows.append((floor, "POST /bench/floor"))
     if hello_after is not None:
         rows.append((hello_after, "GET /bench/hello"))
     for x, label in rows:
@@ -284,6 +293,13 @@ def main(argv: list[str] | None = None) -> int:
         f"RESULT subscribe rps={sub.rps:.0f} p99_ms={sub.p99_ms:.1f} hello_rps={base_rps:.0f} "
         f"hello_p99_ms={hello.p99_ms:.1f} ratio={ratio:.3f}"
     )
+    if floor is not None:
+        print(
+            f"RESULT floor rps={floor.rps:.0f} p99_ms={floor.p99_ms:.1f} "
+            f"ratio={floor.rps / base_rps if base_rps else 0.0:.3f} "
+            f"subscribe_share={sub.rps / floor.rps if floor.rps else 0.0:.3f} "
+            f"bad_status={floor.bad_status}"
+        )
     ok_ratio, ok_p99 = ratio >= TARGET_RATIO, sub.p99_ms <= TARGET_P99_MS
     print(
         f"target /subscribe >= {TARGET_RATIO:.1%} of hello-world: "

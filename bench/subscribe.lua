@@ -1,5 +1,6 @@
 -- wrk script for bench_subscribe.py: BENCH_MODE=subscribe posts the form with a unique
--- address per request (reusing one session cookie and CSRF token); BENCH_MODE=hello GETs
+-- address per request (reusing one session cookie and CSRF token); BENCH_MODE=floor posts the
+-- same to /bench/floor (a sign-up without its database work); BENCH_MODE=hello GETs
 -- /bench/hello. done() prints one machine-readable line.
 local mode = os.getenv("BENCH_MODE") or "hello"
 local token = os.getenv("BENCH_CSRF") or ""
@@ -15,7 +16,7 @@ end
 local counter = 0
 
 function request()
-  if mode ~= "subscribe" then
+  if mode ~= "subscribe" and mode ~= "floor" then
     return wrk.format("GET", "/bench/hello")
   end
   counter = counter + 1
@@ -23,7 +24,11 @@ function request()
   -- past that the sign-up would take the path that sends no mail.
   local body = "csrf_token=" .. token .. "&name=Bench+Reader&email=b" .. run .. "-" .. tid
     .. "-" .. counter .. "%40d" .. (counter % 1000) .. ".example.com"
-  return wrk.format("POST", "/subscribe", {
+  local path = "/subscribe"
+  if mode == "floor" then
+    path = "/bench/floor"
+  end
+  return wrk.format("POST", path, {
     ["Content-Type"] = "application/x-www-form-urlencoded",
     ["Cookie"] = cookie,
   }, body)
