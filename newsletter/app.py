@@ -23,7 +23,6 @@ import newsletter.archive.tables  # noqa: F401 - the back catalogue's tables, on
 import newsletter.delivery.sequence_choice  # noqa: F401 - the editor's sequence, on db.metadata
 import newsletter.issues.corrections  # noqa: F401 - the log of corrections, on db.metadata too
 import newsletter.models  # noqa: F401 - defines every table on db.metadata before create_all/migrate
-from newsletter import sqlite_setup
 from newsletter.api import routes as api
 from newsletter.api.serialise import MAX_ID
 from newsletter.cli import register as register_commands
@@ -34,6 +33,8 @@ from newsletter.i18n import DEFAULT_LANGUAGE, N_, TRANSLATIONS_DIR, format_date
 from newsletter.logsafe import install as keep_tokens_out_of_logs
 from newsletter.models import MAX_EMAIL_LENGTH
 from newsletter.services import brand
+from newsletter.sqlite_setup import is_busy
+from newsletter.sqlite_setup import tune as tune_sqlite
 from newsletter.tasks.webhook_posts import install as install_webhooks
 from newsletter.web import (
     archive,
@@ -190,7 +191,7 @@ def _init_database(app: Flask, loaded: Settings) -> None:
     migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
     with app.app_context():
         if uri.startswith("sqlite"):
-            sqlite_setup.tune(db.engine)
+            tune_sqlite(db.engine)
         else:
             _ping_when_idle(db.engine)
 
@@ -444,7 +445,7 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(sa.exc.DBAPIError)
     def database_error(exc: sa.exc.DBAPIError) -> Any:
-        if sqlite_setup.is_busy(exc.orig):
+        if is_busy(exc.orig):
             # SQLite's write lock was held by another connection for the whole busy timeout.
             log = logging.getLogger("newsletter")
             log.warning("database locked for longer than the busy timeout on %s", request.path)
