@@ -60,8 +60,6 @@ class SubscribeResult:
     # When a confirmation to this address goes: the reservation's time, or, when none was
     # made, when one would have gone. The same either way, so it may be shown to anyone.
     mail_at: datetime | None = None
-    # Whether this sign-up stored the person (the address was new to the list).
-    created: bool = False
     # Whether the person is on the list but not (or no longer) confirmed: new, pending, or
     # left. Their own click on a confirmation is what makes anything of this sign-up count.
     awaiting: bool = False
@@ -128,7 +126,7 @@ def subscribe(
     new = _insert_new(session, email, name, ip, source, now)
     if new is not None:
         new_id, due = new
-        return _result(session, new_id, due, email, now, created=True, awaiting=True)
+        return _result(session, new_id, due, email, now, awaiting=True)
     # Known address (or one another request inserted a moment ago): the general path.
     sub, created = get_or_create(session, email, name, ip, source, now)
     if sub.status not in CONFIRMABLE:
@@ -143,7 +141,7 @@ def subscribe(
         record=created,
         since=sub.unsubscribed_at if sub.status is S.UNSUBSCRIBED else None,
     )
-    return _result(session, sid, due, email, now, created=created, awaiting=True)
+    return _result(session, sid, due, email, now, awaiting=True)
 
 
 def _result(
@@ -153,11 +151,10 @@ def _result(
     email: str,
     now: datetime,
     *,
-    created: bool = False,
     awaiting: bool,
 ) -> SubscribeResult:
     mail_at = due if due is not None else domain_due(session, email, now)
-    return SubscribeResult(sid, due is not None, due, mail_at, created, awaiting)
+    return SubscribeResult(sid, due is not None, due, mail_at, awaiting)
 
 
 # Statements of the new-address path, built once per dialect: building and cache-keying an
