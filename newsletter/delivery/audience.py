@@ -21,17 +21,21 @@ from sqlalchemy.orm import Session
 from newsletter.models import Delivery, Subscriber, SubscriberStatus, SubscriberTag
 
 
+# A moment as a value, or as a parameter of a statement built once and run many times.
+Moment = datetime | sa.BindParameter[datetime]
+
+
 def in_audience() -> sa.ColumnElement[bool]:
     """SQL saying that a subscriber row is in an issue's audience (paused or not)."""
     return Subscriber.status == SubscriberStatus.CONFIRMED
 
 
-def paused(now: datetime) -> sa.ColumnElement[bool]:
+def paused(now: Moment) -> sa.ColumnElement[bool]:
     """SQL saying that a subscriber row is paused at ``now``: in the snapshot, but skipped."""
     return Subscriber.paused_until > now
 
 
-def not_paused(now: datetime) -> sa.ColumnElement[bool]:
+def not_paused(now: Moment) -> sa.ColumnElement[bool]:
     """SQL saying that a subscriber row is not paused at ``now`` (a NULL pause is none)."""
     return sa.or_(Subscriber.paused_until.is_(None), Subscriber.paused_until <= now)
 
@@ -90,6 +94,6 @@ def still_in_audience() -> sa.ColumnElement[bool]:
     return this_reader(in_audience()).is_(True)
 
 
-def receiving(now: datetime) -> sa.ColumnElement[bool]:
+def receiving(now: Moment) -> sa.ColumnElement[bool]:
     """SQL saying that a delivery's subscriber is in the audience and not paused at ``now``."""
     return this_reader(sa.and_(in_audience(), not_paused(now))).is_(True)
