@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.models import Delivery, Subscriber, SubscriberStatus, SubscriberTag
 
-
 # A moment as a value, or as a parameter of a statement built once and run many times.
 Moment = datetime | sa.BindParameter[datetime]
 

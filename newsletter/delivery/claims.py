@@ -248,6 +248,19 @@ class _Prepared:
         return tuple(p[k] for k in self.order) if self.order else p
 
 
+# Compiled once per statement and database: compiling the recorder's three for each batch
+# cost ~1.4 ms of CPU, a few µs per copy.
+_PREPARED: dict[tuple[int, str, str], _Prepared] = {}
+
+
+def _prepared(stmt: Any, dialect: sa.Dialect, **sample: Any) -> _Prepared:
+    key = (id(stmt), dialect.name, dialect.driver)
+    made = _PREPARED.get(key)
+    if made is None:
+        made = _PREPARED[key] = _Prepared(stmt, dialect, **sample)
+    return made
+
+
 # issue_id, status and batch lead to ix_delivery_issue_status_batch: without them this ran
 # every 50 ms as a scan of the whole delivery table.
 _NO_LONGER_CONFIRMED = sa.select(_DELIVERY.c.id).where(
@@ -282,9 +295,9 @@ class Recorder:
         engine = cast(sa.Engine, session.get_bind())
         dialect = engine.dialect
         sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
-        self._sent = _Prepared(_RECORD_SENT, dialect, **sample)
-        self._gone = _Prepared(_NO_LONGER_CONFIRMED, dialect, issue_id=0, batch=0, claim_id="")
-        self._status = _Prepared(_ISSUE_STATUS, dialect, issue_id=0)
+        self._sent = _prepared(_RECORD_SENT, dialect, **sample)
+        self._gone = _prepared(_NO_LONGER_CONFIRMED, dialect, issue_id=0, batch=0, claim_id="")
+        self._status = _prepared(_ISSUE_STATUS, dialect, issue_id=0)
         self._closing: PoolProxiedConnection | sa.Connection
         self._busy_timeout = 0  # ms; SQLite only: the connection's own, put back at close
         if dialect.name == "sqlite":
