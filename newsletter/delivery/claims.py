@@ -6,6 +6,7 @@ itself. The ``Recorder`` commits each acceptance as one autocommit statement.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,7 +25,7 @@ from newsletter.delivery.audience import (
     still_in_audience,
     this_reader,
 )
-from newsletter.delivery.evergreen import EVERGREEN_BATCH, sendable
+from newsletter.delivery.evergreen import sendable
 from newsletter.models import (
     Delivery,
     DeliveryStatus,
@@ -98,21 +99,18 @@ class _ClaimStatements:
     claim: sa.Update
 
 
+def _statements(dialect: str, batch: int | None) -> _ClaimStatements:
+    return _build(dialect, None if batch is None else sendable(batch))
+
+
 # Built once per database and kind of batch, with parameters for the values: building these
 # UPDATEs anew for each chunk cost the worker ~40 µs of CPU per copy sent (bench/RESULTS.md).
-_CLAIM_STATEMENTS: dict[tuple[str, bool | None], _ClaimStatements] = {}
+@functools.cache
+def _build(dialect: str, states: tuple[IssueStatus, ...] | None) -> _ClaimStatements:
+    """Build the skip and the claim of a batch whose issue may be in ``states``.
 
-
-def _statements(dialect: str, batch: int | None) -> _ClaimStatements:
-    kind = None if batch is None else batch == EVERGREEN_BATCH
-    made = _CLAIM_STATEMENTS.get((dialect, kind))
-    if made is None:
-        made = _CLAIM_STATEMENTS[(dialect, kind)] = _build(dialect, kind)
-    return made
-
-
-def _build(dialect: str, evergreen: bool | None) -> _ClaimStatements:
-    """Build the skip and the claim; ``evergreen`` None: the skip of a whole issue."""
+    ``states`` None: only the skip is used, over the whole issue.
+    """
     deliveries = _DELIVERY.c
     now: sa.BindParameter[datetime] = sa.bindparam("c_now", type_=deliveries.sent_at.type)
     issue = deliveries.issue_id == sa.bindparam("c_issue")
@@ -122,7 +120,7 @@ def _build(dialect: str, evergreen: bool | None) -> _ClaimStatements:
     paused = this_reader(sa.case((in_audience(), paused_note(dialect)), else_=sa.null()))
     skip = (
         sa.update(_DELIVERY)
-        .where(*where, *([] if evergreen is None else [in_batch]))
+        .where(*where, *([] if states is None else [in_batch]))
         .values(
             status=D.SKIPPED,
             last_error=sa.func.coalesce(paused, sa.literal("not subscribed at send time")),
@@ -148,7 +146,7 @@ def _build(dialect: str, evergreen: bool | None) -> _ClaimStatements:
         sa.select(_ISSUE.c.status)
         .where(_ISSUE.c.id == sa.bindparam("c_issue"))
         .scalar_subquery()
-        .in_([s.value for s in sendable(EVERGREEN_BATCH if evergreen else 0)])
+        .in_([s.value for s in states or ()])
     )
     take = (
         sa.update(_DELIVERY)
