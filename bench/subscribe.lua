@@ -1,6 +1,7 @@
 -- wrk script for bench_subscribe.py: BENCH_MODE=subscribe posts the form with a unique
 -- address per request (reusing one session cookie and CSRF token); BENCH_MODE=floor posts the
--- same to /bench/floor (a sign-up without its database work); BENCH_MODE=hello GETs
+-- same to /bench/floor (a sign-up without its database work), BENCH_MODE=subscribe-bare to
+-- /bench/subscribe-bare (the sign-up storing only the address); BENCH_MODE=hello GETs
 -- /bench/hello. done() prints one machine-readable line.
 local mode = os.getenv("BENCH_MODE") or "hello"
 local token = os.getenv("BENCH_CSRF") or ""
@@ -16,7 +17,7 @@ end
 local counter = 0
 
 function request()
-  if mode ~= "subscribe" and mode ~= "floor" then
+  if mode == "hello" then
     return wrk.format("GET", "/bench/hello")
   end
   counter = counter + 1
@@ -25,8 +26,8 @@ function request()
   local body = "csrf_token=" .. token .. "&name=Bench+Reader&email=b" .. run .. "-" .. tid
     .. "-" .. counter .. "%40d" .. (counter % 1000) .. ".example.com"
   local path = "/subscribe"
-  if mode == "floor" then
-    path = "/bench/floor"
+  if mode ~= "subscribe" then
+    path = "/bench/" .. mode
   end
   return wrk.format("POST", path, {
     ["Content-Type"] = "application/x-www-form-urlencoded",

@@ -54,6 +54,12 @@ def test_subscribe_bench_signs_people_up_and_prints_its_figures():
     assert floor[0]["bad_status"] == "0", out
     created = re.search(r"^subscribers created: (\d+) \(requests (\d+)\)", out, re.M)
     assert created and int(created.group(1)) >= int(created.group(2)) > 0, out
+    # The sign-up storing only the address went through the same view and stored each one.
+    bare = [figures(x) for x in out.splitlines() if x.startswith("RESULT subscribe-bare ")]
+    assert len(bare) == 1 and float(bare[0]["rps"]) > 0, out
+    assert bare[0]["bad_status"] == "0", out
+    stored = re.search(r"^addresses stored bare: (\d+) \(requests (\d+)\)", out, re.M)
+    assert stored and int(stored.group(1)) >= int(stored.group(2)) > 0, out
 
 
 def test_raw_spin_bench_burns_the_cpu_it_is_told_to_per_message():
