@@ -7,8 +7,9 @@ SPEC bounds a crash's duplicates to the copy in flight, so each accepted copy is
 committed statement of its own before the next copy's data ends. This measures, on the
 product's own schema (a throwaway database migrated as `newsletter db upgrade` does, N
 confirmed readers, N deliveries claimed), the CPU the PostgreSQL backend spends per
-statement, read from /proc for that backend, each statement prepared and autocommitted with
-``synchronous_commit = off`` as the worker's recorder runs it:
+statement, read from /proc for that backend (and the client's own CPU per statement, the
+worker's side of it), each statement prepared once, sent through libpq and autocommitted with
+``synchronous_commit = off`` as the worker's recorder runs it (``delivery.ahead``):
 
 * ``round trip``: ``SELECT 1``: what any statement per copy costs at the least;
 * ``record``: the worker's own statement (``delivery.claims._RECORD_SENT``) on ``delivery``,
@@ -16,6 +17,12 @@ statement, read from /proc for that backend, each statement prepared and autocom
 * ``record, HOT``: the same on a copy of ``delivery`` with ``status`` in no index (fillfactor
   90): what taking ``status`` out of every index could save at best;
 * ``outcome row``: an INSERT into a two-column table: an append-only record.
+
+Then the statements every copy needs before its record, the product's own, measured per copy
+over a whole issue of N readers (all of the database's backends, from /proc):
+
+* ``snapshot``: ``delivery.plan.queue_issue``: the copy's row, made when the send is queued;
+* ``claim``: ``delivery.claims.claim`` over every batch, in chunks as a worker takes them.
 
 Without ``--database-url`` the same two first statements run on SQLite (a temporary file, the
 app's own connection settings: WAL, ``synchronous = NORMAL``), in-process: each record is a
@@ -104,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return sqlite_floor(args.n, args.rounds)
     import psycopg
 
+    from newsletter.delivery.ahead import RecordAhead
     from newsletter.delivery.claims import _RECORD_SENT, _Prepared
     from newsletter.models import utcnow
 
@@ -128,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             "record, HOT": record_hot,
             "outcome row": outcome,
         }
-        figures: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
+        figures: dict[str, list[tuple[float, float, float]]] = {k: [] for k in kinds}
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("SET synchronous_commit = off")
             pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]  # type: ignore[index]
@@ -136,38 +144,87 @@ def main(argv: list[str] | None = None) -> int:
                 with psycopg.connect(url, autocommit=True) as admin:
                     reset(admin)
                 for kind, sql in kinds.items():
-
-                    def params(delivery_id: int) -> dict[str, object]:
-                        return prepared.params(
-                            delivery_id=delivery_id, claim_id="floor", now=utcnow()
-                        )
-
-                    conn.execute(sql, params(ids[0]), prepare=True)  # prepared before timing
+                    # As the worker records: prepared once, each a Bind and Execute sent
+                    # through libpq and its answer read (``delivery.ahead``).
+                    ahead = RecordAhead(conn, sql, prepared.base)
                     cpu0, wall0 = backend_cpu(pid), time.perf_counter()
-                    for delivery_id in ids[1:]:
-                        conn.execute(sql, params(delivery_id), prepare=True)
-                    count = len(ids) - 1
+                    own0 = time.process_time()
+                    takes_claim, takes_now = "%(claim_id)s" in sql, "%(now)s" in sql
+                    for delivery_id in ids:
+                        values: dict[str, object] = {"delivery_id": delivery_id}
+                        if takes_claim:
+                            values["claim_id"] = "floor"
+                        if takes_now:
+                            values["now"] = utcnow()
+                        ahead.start(**values)
+                        ahead.finish()
+                    count = len(ids)
+                    ahead.close()
+                    own = (time.process_time() - own0) / count * 1e6
                     cpu = (backend_cpu(pid) - cpu0) / count * 1e6
-                    figures[kind].append((cpu, (time.perf_counter() - wall0) / count * 1e6))
+                    wall = (time.perf_counter() - wall0) / count * 1e6
+                    figures[kind].append((cpu, wall, own))
             sent = conn.execute("SELECT count(*) FROM delivery WHERE status = 'sent'").fetchone()
         print(f"\n{args.n} statements per kind, {args.rounds} rounds; backend CPU per statement:")
-        print(f"{'statement':<14}{'backend µs':>12}{'range':>14}{'wall µs':>9}")
+        print(f"{'statement':<14}{'backend µs':>12}{'range':>14}{'wall µs':>9}{'client µs':>11}")
         for kind, runs in figures.items():
-            cpus = [c for c, _ in runs]
-            walls = [w for _, w in runs]
+            cpus = [c for c, _, _ in runs]
+            wall = statistics.median(w for _, w, _ in runs)
+            own = statistics.median(o for _, _, o in runs)
             spread = f"{min(cpus):.0f}–{max(cpus):.0f}"
-            print(
-                f"{kind:<14}{statistics.median(cpus):>12.0f}{spread:>14}"
-                f"{statistics.median(walls):>9.0f}"
-            )
+            print(f"{kind:<14}{statistics.median(cpus):>12.0f}{spread:>14}{wall:>9.0f}{own:>11.0f}")
             print(
                 f"RESULT record_floor statement={kind.replace(' ', '_').replace(',', '')} "
-                f"backend_us={statistics.median(cpus):.1f} wall_us={statistics.median(walls):.1f}"
+                f"backend_us={statistics.median(cpus):.1f} wall_us={wall:.1f} client_us={own:.1f}"
             )
         print(f"deliveries recorded sent by the last round: {sent[0] if sent else 0} of {args.n}")
+        before_record(inst, args.rounds)
     finally:
         inst.close()
     return 0
+
+
+def before_record(inst: Instance, rounds: int) -> None:
+    """Print the backends' CPU per copy of the product's snapshot and claims, ``rounds`` times."""
+    from common import backend_cpu
+
+    from newsletter.delivery.claims import claim
+    from newsletter.delivery.plan import queue_issue
+    from newsletter.extensions import db
+    from newsletter.issues.actions import create_issue
+    from newsletter.models import utcnow
+
+    app = inst.app()
+    figures: dict[str, list[float]] = {"snapshot": [], "claim": []}
+
+    def spent(before: dict[int, float]) -> float:
+        after = backend_cpu(app)
+        return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+
+    with app.app_context():
+        session = db.session()
+        for n_round in range(rounds):
+            issue_id = create_issue(f"Before the record {n_round}", "Claimed, not sent.").id
+            before = backend_cpu(app)
+            queued = queue_issue(session, issue_id, utcnow(), batch_size=500)
+            session.commit()
+            figures["snapshot"].append(spent(before) / queued.audience * 1e6)
+            before, taken = backend_cpu(app), 0
+            for batch in range(queued.batches):
+                while chunk := claim(session, issue_id, batch, "floor", utcnow(), 3600):
+                    session.commit()
+                    taken += len(chunk)
+                session.commit()
+            figures["claim"].append(spent(before) / max(taken, 1) * 1e6)
+        db.session.remove()
+        db.engine.dispose()
+    print(f"\nthe product's statements before the record, {queued.audience} copies per round:")
+    print(f"{'statement':<14}{'backend µs per copy':>21}{'range':>12}")
+    for kind, cpus in figures.items():
+        spread = f"{min(cpus):.0f}–{max(cpus):.0f}"
+        print(f"{kind:<14}{statistics.median(cpus):>21.1f}{spread:>12}")
+        print(f"RESULT record_floor statement={kind} backend_us={statistics.median(cpus):.1f}")
+    print(f"copies claimed by the last round: {taken} of {queued.audience}")
 
 
 def sqlite_floor(n: int, rounds: int) -> int:

@@ -83,8 +83,11 @@ def test_record_floor_bench_records_every_delivery_and_prints_each_statement():
         if x.startswith("RESULT record_floor ")
     }
     if os.environ.get("TEST_DATABASE_URL", "").startswith("postgres"):
-        assert set(kinds) == {"round_trip", "record", "record_HOT", "outcome_row"}, out
+        statements = {"round_trip", "record", "record_HOT", "outcome_row", "snapshot", "claim"}
+        assert set(kinds) == statements, out
         assert all(float(k["backend_us"]) > 0 for k in kinds.values()), out
+        # The product's own claims took every copy its snapshot made.
+        assert "copies claimed by the last round: 2000 of 2000" in out, out
     else:  # SQLite, in-process: the wall time per commit is the write lock's hold
         assert set(kinds) == {"round_trip", "record"}, out
         assert float(kinds["record"]["wall_us"]) > float(kinds["round_trip"]["wall_us"]), out
