@@ -12,6 +12,7 @@ stranger's flood at one domain delays a real reader's confirmation but never dro
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -216,68 +217,58 @@ def confirm_quota(email: str, now: datetime) -> ConfirmQuota:
 
 
 # Built once per dialect: the SQLite sign-up path runs it on every new address.
-_TAKE: dict[str, sa.Insert] = {}
-
-
+@functools.cache
 def _take_statement(dialect: str) -> sa.Insert:
     """Count one mail under a key unless that breaks its limit; RETURNING says if it counted."""
-    stmt = _TAKE.get(dialect)
-    if stmt is None:
-        t = cast(sa.Table, ConfirmLimit.__table__)
-        when = UTCDateTime()
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
-            key=sa.bindparam("q_key"),
-            period=sa.bindparam("q_period", type_=when),
-            count=1,
-            last_at=sa.bindparam("q_at", type_=when),
-        )
-        stmt = _TAKE[dialect] = insert.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={
-                "count": sa.case(
-                    (t.c.period == insert.excluded.period, t.c.count + 1), else_=sa.literal(1)
-                ),
-                "period": insert.excluded.period,
-                "last_at": insert.excluded.last_at,
-            },
-            where=sa.and_(
-                t.c.last_at <= sa.bindparam("q_cooled", type_=when),
-                sa.or_(
-                    t.c.period != insert.excluded.period,
-                    t.c.count < sa.bindparam("q_cap", type_=sa.Integer()),
-                ),
+    t = cast(sa.Table, ConfirmLimit.__table__)
+    when = UTCDateTime()
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
+        key=sa.bindparam("q_key"),
+        period=sa.bindparam("q_period", type_=when),
+        count=1,
+        last_at=sa.bindparam("q_at", type_=when),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.key],
+        set_={
+            "count": sa.case(
+                (t.c.period == insert.excluded.period, t.c.count + 1), else_=sa.literal(1)
             ),
-        ).returning(t.c.key)
-    return stmt
+            "period": insert.excluded.period,
+            "last_at": insert.excluded.last_at,
+        },
+        where=sa.and_(
+            t.c.last_at <= sa.bindparam("q_cooled", type_=when),
+            sa.or_(
+                t.c.period != insert.excluded.period,
+                t.c.count < sa.bindparam("q_cap", type_=sa.Integer()),
+            ),
+        ),
+    ).returning(t.c.key)
 
 
-# Built once per dialect, like _TAKE.
-_SLOT: dict[str, sa.Insert] = {}
-
-
+# Built once per dialect, like _take_statement's.
+@functools.cache
 def _slot_statement(dialect: str) -> sa.Insert:
     """Take the domain's next free slot (never before the current window's first); one atomic
     upsert, so that concurrent sign-ups each get a slot of their own, none refused or lost."""
-    stmt = _SLOT.get(dialect)
-    if stmt is None:
-        t = cast(sa.Table, ConfirmLimit.__table__)
-        when = UTCDateTime()
-        first = sa.bindparam("q_first", type_=sa.Integer())
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
-            key=sa.bindparam("q_key"),
-            period=sa.bindparam("q_period", type_=when),
-            count=first + 1,
-            last_at=sa.bindparam("q_at", type_=when),
-        )
-        stmt = _SLOT[dialect] = insert.on_conflict_do_update(
-            index_elements=[t.c.key],
-            set_={
-                "count": sa.case((t.c.count > first, t.c.count), else_=first) + 1,
-                "period": insert.excluded.period,
-                "last_at": insert.excluded.last_at,
-            },
-        ).returning(t.c.count)
-    return stmt
+    t = cast(sa.Table, ConfirmLimit.__table__)
+    when = UTCDateTime()
+    first = sa.bindparam("q_first", type_=sa.Integer())
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(t).values(
+        key=sa.bindparam("q_key"),
+        period=sa.bindparam("q_period", type_=when),
+        count=first + 1,
+        last_at=sa.bindparam("q_at", type_=when),
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.key],
+        set_={
+            "count": sa.case((t.c.count > first, t.c.count), else_=first) + 1,
+            "period": insert.excluded.period,
+            "last_at": insert.excluded.last_at,
+        },
+    ).returning(t.c.count)
 
 
 def take_confirmation(

@@ -9,6 +9,7 @@ mail, which records that the mail is owed (``confirm_due_at``) and the name type
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -157,11 +158,6 @@ def _result(
     return SubscribeResult(sid, due is not None, due, mail_at, awaiting)
 
 
-# Statements of the new-address path, built once per dialect: building and cache-keying an
-# insert per sign-up cost more than running it.
-_NEW_ADDRESS_STATEMENTS: dict[str, tuple[sa.Insert, sa.Insert, sa.Insert]] = {}
-
-
 # The new-address path as one statement (PostgreSQL only): count the confirmation mail under
 # the mailbox and domain limits (limits.take_confirmation), insert the subscriber with the
 # reservation if it counted, write the history and the day's count. The limits are counted
@@ -231,26 +227,28 @@ _PG_NEW_ADDRESS = (
 )
 
 
+# Built once per dialect: building and cache-keying an insert per sign-up cost more than
+# running it.
+@functools.cache
 def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
-    stmts = _NEW_ADDRESS_STATEMENTS.get(dialect)
-    if stmts is None:
-        insert = dialect_insert(dialect)
-        subs, events, stats = (
-            cast(sa.Table, Subscriber.__table__),
-            cast(sa.Table, SubscriberEvent.__table__),
-            cast(sa.Table, DailyStat.__table__),
-        )
-        add_subscriber = (
-            insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
-        )
-        # Both history lines go in one executemany: a multi-row VALUES is not cacheable.
-        add_events = sa.insert(events)
-        bump = insert(stats).on_conflict_do_update(
-            index_elements=[stats.c.day, stats.c.kind],
-            set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
-        )
-        stmts = _NEW_ADDRESS_STATEMENTS[dialect] = (add_subscriber, add_events, bump)
-    return stmts
+    """Return the new-address path's statements off PostgreSQL: the subscriber, its history
+    lines and the day's count."""
+    insert = dialect_insert(dialect)
+    subs, events, stats = (
+        cast(sa.Table, Subscriber.__table__),
+        cast(sa.Table, SubscriberEvent.__table__),
+        cast(sa.Table, DailyStat.__table__),
+    )
+    add_subscriber = (
+        insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
+    )
+    # Both history lines go in one executemany: a multi-row VALUES is not cacheable.
+    add_events = sa.insert(events)
+    bump = insert(stats).on_conflict_do_update(
+        index_elements=[stats.c.day, stats.c.kind],
+        set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
+    )
+    return add_subscriber, add_events, bump
 
 
 def _insert_new(
