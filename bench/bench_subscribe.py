@@ -178,8 +178,8 @@ def run_python(
     )
 
 
-def count_subscribers(inst: Instance, table: str = "subscriber") -> int:
-    """Return how many rows the database's ``table`` holds (subscribers, or the bare ones)."""
+def count_rows(inst: Instance, table: str) -> int:
+    """Return how many rows the database's ``table`` holds."""
     import sqlalchemy as sa
 
     from newsletter.extensions import db
@@ -255,13 +255,13 @@ def main(argv: list[str] | None = None) -> int:
         if not args.smoke:  # warm both routes: template compilation, connection pools
             load("hello", 1, "w")
             load("subscribe", 1, "w")
-        before = count_subscribers(inst)
+        before = count_rows(inst, "subscriber")
         hello = load("hello", args.seconds, "h")
         sub = load("subscribe", args.seconds, "s")
-        created = count_subscribers(inst) - before
+        created = count_rows(inst, "subscriber") - before
         floor = load("floor", args.seconds, "f") if args.floor else None
         bare = load("subscribe-bare", args.seconds, "b") if args.floor else None
-        stored = count_subscribers(inst, "bench_signup") if args.floor else 0
+        stored = count_rows(inst, "bench_signup") if args.floor else 0
         # The box may be shared: hello again after, so load that changed during the run
         # weighs on both sides of the ratio (the mean of the two hello runs is the base).
         hello_after = None if args.smoke else load("hello", args.seconds, "a")

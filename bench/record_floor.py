@@ -45,6 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Instance, insert_confirmed, print_machine  # noqa: E402
+from common import backend_cpu as database_cpu  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -186,11 +187,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def before_record(inst: Instance, rounds: int) -> None:
     """Print the backends' CPU per copy of the product's snapshot and claims, ``rounds`` times."""
-    from common import backend_cpu
-
     from newsletter.delivery.claims import claim
     from newsletter.delivery.plan import queue_issue
-    from newsletter.extensions import db
+    from newsletter.extensions import db, settings
     from newsletter.issues.actions import create_issue
     from newsletter.models import utcnow
 
@@ -198,18 +197,18 @@ def before_record(inst: Instance, rounds: int) -> None:
     figures: dict[str, list[float]] = {"snapshot": [], "claim": []}
 
     def spent(before: dict[int, float]) -> float:
-        after = backend_cpu(app)
+        after = database_cpu(app)
         return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
 
     with app.app_context():
         session = db.session()
         for n_round in range(rounds):
             issue_id = create_issue(f"Before the record {n_round}", "Claimed, not sent.").id
-            before = backend_cpu(app)
-            queued = queue_issue(session, issue_id, utcnow(), batch_size=500)
+            before = database_cpu(app)
+            queued = queue_issue(session, issue_id, utcnow(), settings().batch_size)
             session.commit()
             figures["snapshot"].append(spent(before) / queued.audience * 1e6)
-            before, taken = backend_cpu(app), 0
+            before, taken = database_cpu(app), 0
             for batch in range(queued.batches):
                 while chunk := claim(session, issue_id, batch, "floor", utcnow(), 3600):
                     session.commit()
