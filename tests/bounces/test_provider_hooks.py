@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from cryptography.x509.oid import NameOID
 from newsletter.bounces.providers import Unauthenticated, signing_key
 from newsletter.models import BounceKind
 from tests.bounces.conftest import BOUNCE_ADDRESS, FOREIGN_ID, Copy, bounce_rows, status_of
+from tests.helpers.receivers import QuietHTTPServer
 from tests.helpers.tls import make_certificates
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:newsletter-bounces"
@@ -60,7 +61,7 @@ class CertServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.socket = self.tls.server_context().wrap_socket(
             self.httpd.socket, server_side=True
         )

@@ -15,6 +15,7 @@ from newsletter.issues.actions import create_issue
 from newsletter.models import Delivery, Issue, IssueStatus
 from tests.helpers import override_settings
 from tests.helpers.editors import editor_client, page_token, post_form
+from tests.helpers.receivers import QuietHTTPServer
 
 MESSY = (
     "TODO: a better intro. Lorem ipsum.\n\n![](https://example.org/chart.png)\n\n"
@@ -46,7 +47,7 @@ class _Links(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def site() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Links)
+    server = QuietHTTPServer(("127.0.0.1", 0), _Links)
     _Links.asked = []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

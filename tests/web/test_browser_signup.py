@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -15,6 +15,7 @@ from newsletter.models import Subscriber, SubscriberStatus
 from tests.helpers import free_port, links, override_settings
 from tests.helpers.browser import live_server, other_page, page  # noqa: F401
 from tests.helpers.editors import PASSWORD, add_editor
+from tests.helpers.receivers import QuietHTTPServer
 
 pytestmark = pytest.mark.browser
 S = SubscriberStatus
@@ -149,7 +150,7 @@ class _Blog:
 
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

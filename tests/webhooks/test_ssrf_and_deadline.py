@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -29,7 +29,7 @@ from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import DEADLINE
 from tests.helpers import override_settings, truncate_all
 from tests.helpers.editors import editor_client, page_token
-from tests.helpers.receivers import Dripper
+from tests.helpers.receivers import Dripper, QuietHTTPServer
 from tests.webhooks.test_webhooks import Receiver, verify
 
 FORBIDDEN_URLS = [
@@ -230,7 +230,7 @@ class _Redirector:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ from newsletter.webhooks.events import register_webhook
 from newsletter.webhooks.post import backoff
 from tests.helpers import csrf_from, override_settings
 from tests.helpers.editors import editor_client
+from tests.helpers.receivers import QuietHTTPServer
 
 
 class Receiver:
@@ -59,7 +60,7 @@ class Receiver:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
