@@ -218,7 +218,7 @@ def confirm_quota(email: str, now: datetime) -> ConfirmQuota:
 
 # Built once per dialect: the SQLite sign-up path runs it on every new address.
 @functools.cache
-def _take_statement(dialect: str) -> sa.Insert:
+def take_statement(dialect: str) -> sa.Insert:
     """Count one mail under a key unless that breaks its limit; RETURNING says if it counted."""
     t = cast(sa.Table, ConfirmLimit.__table__)
     when = UTCDateTime()
@@ -247,9 +247,9 @@ def _take_statement(dialect: str) -> sa.Insert:
     ).returning(t.c.key)
 
 
-# Built once per dialect, like _take_statement's.
+# Built once per dialect, like take_statement's.
 @functools.cache
-def _slot_statement(dialect: str) -> sa.Insert:
+def slot_statement(dialect: str) -> sa.Insert:
     """Take the domain's next free slot (never before the current window's first); one atomic
     upsert, so that concurrent sign-ups each get a slot of their own, none refused or lost."""
     t = cast(sa.Table, ConfirmLimit.__table__)
@@ -301,12 +301,12 @@ def take_confirmation(
         "q_cooled": quota.cooled if since is None else max(quota.cooled, since),
         "q_cap": CONFIRM_PER_DAY,
     }
-    if conn.execute(_take_statement(conn.dialect.name), mailbox).first() is None:
+    if conn.execute(take_statement(conn.dialect.name), mailbox).first() is None:
         return None
     if not per_domain:
         return now
     domain = {"q_key": quota.domain, "q_period": quota.window, "q_at": now}
-    taken = conn.execute(_slot_statement(conn.dialect.name), domain | {"q_first": quota.first_slot})
+    taken = conn.execute(slot_statement(conn.dialect.name), domain | {"q_first": quota.first_slot})
     return quota.slot_due(int(taken.scalar_one()) - 1, now)
 
 

@@ -9,7 +9,6 @@ mail, which records that the mail is owed (``confirm_due_at``) and the name type
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -19,7 +18,6 @@ from sqlalchemy.orm import Session, scoped_session
 from sqlalchemy.orm.util import identity_key
 
 from newsletter.models import (
-    DailyStat,
     EventKind,
     Subscriber,
     SubscriberEvent,
@@ -27,6 +25,7 @@ from newsletter.models import (
     rowcount,
     utcnow,
 )
+from newsletter.subscribers import signup_sqlite
 from newsletter.subscribers.limits import (
     CONFIRM_PER_DAY,
     DOMAIN_WINDOW,
@@ -40,7 +39,6 @@ from newsletter.subscribers.state import (
     IMPORTED_STAT,
     S,
     bump_stat,
-    dialect_insert,
 )
 
 # What anyone who signs up is told, by the API and the embedded form alike: the same words
@@ -227,30 +225,6 @@ _PG_NEW_ADDRESS = (
 )
 
 
-# Built once per dialect: building and cache-keying an insert per sign-up cost more than
-# running it.
-@functools.cache
-def _new_address_statements(dialect: str) -> tuple[sa.Insert, sa.Insert, sa.Insert]:
-    """Return the new-address path's statements off PostgreSQL: the subscriber, its history
-    lines and the day's count."""
-    insert = dialect_insert(dialect)
-    subs, events, stats = (
-        cast(sa.Table, Subscriber.__table__),
-        cast(sa.Table, SubscriberEvent.__table__),
-        cast(sa.Table, DailyStat.__table__),
-    )
-    add_subscriber = (
-        insert(subs).on_conflict_do_nothing(index_elements=[subs.c.email]).returning(subs.c.id)
-    )
-    # Both history lines go in one executemany: a multi-row VALUES is not cacheable.
-    add_events = sa.insert(events)
-    bump = insert(stats).on_conflict_do_update(
-        index_elements=[stats.c.day, stats.c.kind],
-        set_={"count": stats.c.count + sa.bindparam("n", type_=stats.c.count.type)},
-    )
-    return add_subscriber, add_events, bump
-
-
 def _insert_new(
     session: Session, email: str, name: str, ip: str | None, source: str, now: datetime
 ) -> tuple[int, datetime | None] | None:
@@ -282,53 +256,8 @@ def _insert_new(
             with autocommit as conn:
                 row = conn.execute(_PG_NEW_ADDRESS, params).first()
         return None if row is None else (int(row[0]), row[1])
-    conn = session.connection()
-    add_subscriber, add_events, bump = _new_address_statements(conn.dialect.name)
-    new_id = conn.execute(
-        add_subscriber,
-        {
-            "email": email,
-            "name": name,
-            "status": S.PENDING,
-            "version": 1,
-            "created_at": now,
-            "updated_at": now,
-            "signup_ip": ip,
-            "source": source,
-        },
-    ).scalar()
-    if new_id is None:
-        return None
-    # SQLite writes one transaction at a time (BEGIN IMMEDIATE): no other sign-up can come
-    # between the insert and the reservation. The row is new and pending, so only the mailbox
-    # limit can refuse the mail, and its refusal writes nothing: reserve_confirmation's
-    # savepoint (two more statements and the ORM's bookkeeping around them) has nothing to undo.
-    due = take_confirmation(session, email, now)
-    if due is not None:
-        reserve = {"r_id": new_id, "r_at": now, "r_due": due, "r_name": None, "r_day": today}
-        conn.execute(_RESERVE, reserve)
-    history = [
-        {
-            "subscriber_id": new_id,
-            "kind": EventKind.SUBSCRIBED,
-            "at": now,
-            "ip": ip,
-            "detail": source,
-        }
-    ]
-    if due is not None:
-        history.append(
-            {
-                "subscriber_id": new_id,
-                "kind": EventKind.CONFIRMATION_SENT,
-                "at": now,
-                "ip": None,
-                "detail": "",
-            }
-        )
-    conn.execute(add_events, history)
-    conn.execute(bump, {"day": today, "kind": EventKind.SUBSCRIBED.value, "count": 1, "n": 1})
-    return int(new_id), due
+    # SQLite has no data-modifying CTEs; the same writes go straight to its DBAPI cursor.
+    return signup_sqlite.insert_new(session, email, name, ip, source, now)
 
 
 _SUBSCRIBERS = cast(sa.Table, Subscriber.__table__)
