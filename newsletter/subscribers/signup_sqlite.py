@@ -2,11 +2,11 @@
 
 Under a profiler, SQLAlchemy's execution around each of a sign-up's six statements (the
 parameters, the result, the events) cost four times SQLite's own work on it, all inside the
-transaction that holds SQLite's one write lock, which the other web workers wait on. So the statements are compiled
-once (``prepared``: SQLAlchemy's SQL and type processing, nothing per call) and run on the
-raw cursor, inside the Session's own transaction (``BEGIN IMMEDIATE``: the write lock is held
-from the first statement to the commit, so no other sign-up comes between the check that the
-address is new and its insert).
+transaction that holds SQLite's one write lock, which the other web workers wait on. So the
+statements are compiled once (``prepared``: SQLAlchemy's SQL and type processing, nothing per
+call) and run on the raw cursor, inside the Session's own transaction (``BEGIN IMMEDIATE``:
+the write lock is held from the first statement to the commit, so no other sign-up comes
+between the check that the address is new and its insert).
 """
 
 from __future__ import annotations
