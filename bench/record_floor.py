@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg
 
     from newsletter.delivery.ahead import RecordAhead
-    from newsletter.delivery.claims import _RECORD_SENT, _Prepared
+    from newsletter.delivery.claims import _RECORD_SENT
     from newsletter.models import utcnow
+    from newsletter.prepared import Prepared
 
     print_machine()
     inst = Instance(args.database_url)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         from sqlalchemy.dialects.postgresql import psycopg as pg_psycopg
 
         sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
-        prepared = _Prepared(_RECORD_SENT, pg_psycopg.dialect(), **sample)
+        prepared = Prepared(_RECORD_SENT, pg_psycopg.dialect(), **sample)
         record = prepared.sql
         record_hot = record.replace("UPDATE delivery ", "UPDATE delivery_hot AS delivery ", 1)
         outcome = "INSERT INTO outcome (delivery_id, sent_at) VALUES (%(delivery_id)s, %(now)s)"
@@ -230,10 +231,11 @@ def sqlite_floor(n: int, rounds: int) -> int:
     """The round trip and the record on SQLite, in-process: CPU and wall per commit."""
     import sqlalchemy as sa
 
-    from newsletter.delivery.claims import _RECORD_SENT, _Prepared
+    from newsletter.delivery.claims import _RECORD_SENT
     from newsletter.extensions import db
     from newsletter.issues.actions import create_issue
     from newsletter.models import utcnow
+    from newsletter.prepared import Prepared
 
     print_machine()
     inst = Instance()
@@ -256,7 +258,7 @@ def sqlite_floor(n: int, rounds: int) -> int:
             engine = db.engine
             db.session.remove()
         sample = {"delivery_id": 0, "claim_id": "", "now": utcnow()}
-        prepared = _Prepared(_RECORD_SENT, engine.dialect, **sample)
+        prepared = Prepared(_RECORD_SENT, engine.dialect, **sample)
         kinds = {"round trip": "SELECT ?", "record": prepared.sql}
         figures: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
         raw = engine.raw_connection()  # the app's own settings: WAL, autocommit, NORMAL sync
